@@ -1,0 +1,76 @@
+# c10k - five Unix I/O models as eight HTTP servers, and the bench that compares them.
+#
+#   make            build bin/*
+#   make test       install what is missing, build, run every test
+#   make bench      install what is missing, build, benchmark, plot (results/)
+#   make asan|ubsan sanitizer builds into bin-asan/ and bin-ubsan/
+
+VERSION := 0.1.0
+CC      ?= cc
+OPT     ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Icommon \
+           -DC10K_VERSION=\"$(VERSION)\" -MMD -MP
+LDLIBS  += -lhttp_parser -lpthread
+
+BUILD ?= build
+BIN   ?= bin
+
+SERVERS    := $(sort $(basename $(notdir $(wildcard servers/*.c))))
+COMMON_OBJ := $(patsubst common/%.c,$(BUILD)/common/%.o,$(wildcard common/*.c))
+UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
+
+# Libraries that only one model needs.
+LIBS_uring := -luring
+
+.PHONY: all deps asan ubsan test unit integration clean format
+all: $(SERVERS:%=$(BIN)/%)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libc10k.a: $(COMMON_OBJ)
+	$(AR) rcs $@ $^
+
+$(BIN)/%: $(BUILD)/servers/%.o $(BUILD)/libc10k.a
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libc10k.a $(LIBS_$*) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libc10k.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libc10k.a $(LDLIBS)
+
+SAN_FLAGS_asan  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_FLAGS_ubsan := -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan ubsan:
+	$(MAKE) BUILD=build-$@ BIN=bin-$@ OPT="-O1 -g $(SAN_FLAGS_$@)" LDFLAGS="$(SAN_FLAGS_$@)" all
+
+# ---- dependencies: Debian packages, installed when missing (as root) ----------
+PACKAGES := gcc make libc6-dev pkg-config libhttp-parser-dev liburing-dev \
+            wrk nginx-light gnuplot-nox strace procps python3
+deps:
+	@missing=""; for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "missing packages; run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+# ---- tests -----------------------------------------------------------------------
+test: deps
+	$(MAKE) all asan $(UNIT_TESTS:%=$(BUILD)/tests/%)
+	@tests/run.sh
+
+clean:
+	rm -rf build build-asan build-ubsan bin bin-asan bin-ubsan
+
+format:
+	clang-format -i common/*.[ch] servers/*.c tests/unit/*.[ch]
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+.SECONDARY:

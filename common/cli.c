@@ -1,0 +1,84 @@
+/* cli.c - parses SPEC section 2's options; the same for all eight binaries. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void cli_usage(FILE *out, const char *model)
+{
+    fprintf(out,
+            "usage: %s [--addr 127.0.0.1] [--port 8080] [--root ./www] [--max-conns N]\n"
+            "       %*s [--idle-timeout SECONDS] [--quiet] [--help] [--version]\n"
+            "Serves the files under --root over HTTP/1.1 using the %s I/O model.\n",
+            model, (int)strlen(model), "", model);
+}
+
+/* Parses a decimal integer in [min, max]; returns -1 if it is not one. */
+static int cli_int(const char *s, long min, long max, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+enum cli_result cli_parse(int argc, char **argv, const char *model, struct config *cfg)
+{
+    *cfg = (struct config){
+        .addr = "127.0.0.1",
+        .port = 8080,
+        .root = "./www",
+        .max_conns = 20000,
+        .idle_timeout_s = 10,
+        .quiet = false,
+    };
+
+    for (int i = 1; i < argc; i++) {
+        const char *opt = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+
+        if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
+            cli_usage(stdout, model);
+            return CLI_EXIT;
+        } else if (!strcmp(opt, "--version")) {
+            printf("c10k %s (%s)\n", C10K_VERSION, model);
+            return CLI_EXIT;
+        } else if (!strcmp(opt, "--quiet")) {
+            cfg->quiet = true;
+            continue;
+        }
+
+        if (strcmp(opt, "--addr") && strcmp(opt, "--port") && strcmp(opt, "--root") &&
+            strcmp(opt, "--max-conns") && strcmp(opt, "--idle-timeout")) {
+            fprintf(stderr, "%s: unknown option '%s' (try --help)\n", model, opt);
+            return CLI_USAGE;
+        }
+        if (!val) {
+            fprintf(stderr, "%s: option '%s' needs a value\n", model, opt);
+            return CLI_USAGE;
+        }
+        i++;
+        if (!strcmp(opt, "--addr"))
+            cfg->addr = val;
+        else if (!strcmp(opt, "--root"))
+            cfg->root = val;
+        else if (!strcmp(opt, "--port"))
+            bad = cli_int(val, 0, 65535, &cfg->port);
+        else if (!strcmp(opt, "--max-conns"))
+            bad = cli_int(val, 1, INT_MAX, &cfg->max_conns);
+        else
+            bad = cli_int(val, 1, 86400, &cfg->idle_timeout_s);
+        if (bad) {
+            fprintf(stderr, "%s: bad value '%s' for %s\n", model, val, opt);
+            return CLI_USAGE;
+        }
+    }
+    return CLI_RUN;
+}

@@ -1,0 +1,482 @@
+/*
+ * handler.c - SPEC section 3 in one place: paths, files, conditionals, ranges, headers.
+ *
+ * Confinement is done twice on purpose: the path is normalised lexically
+ * (so ".." can never climb above the root), and then opened with openat2's
+ * RESOLVE_BENEATH, which makes the kernel refuse any symlink that leads out.
+ */
+#include "handler.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "clock.h"
+
+/* ---- response head builder ------------------------------------------------ */
+
+struct head {
+    char *p;
+    size_t len, cap;
+};
+
+static void head_put(struct head *h, const char *s, size_t n)
+{
+    if (h->len + n <= h->cap)
+        memcpy(h->p + h->len, s, n);
+    h->len += n; /* an overflow is caught once, in head_finish() */
+}
+
+static void head_str(struct head *h, const char *s)
+{
+    head_put(h, s, strlen(s));
+}
+
+static void head_u64(struct head *h, uint64_t v)
+{
+    char tmp[20];
+    int i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    head_put(h, tmp + i, sizeof tmp - (size_t)i);
+}
+
+static void head_hex(struct head *h, uint64_t v)
+{
+    char tmp[16];
+    int i = sizeof tmp;
+    do {
+        tmp[--i] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    head_put(h, tmp + i, sizeof tmp - (size_t)i);
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "200 OK";
+    case 206: return "206 Partial Content";
+    case 304: return "304 Not Modified";
+    case 400: return "400 Bad Request";
+    case 403: return "403 Forbidden";
+    case 404: return "404 Not Found";
+    case 405: return "405 Method Not Allowed";
+    case 413: return "413 Content Too Large";
+    case 414: return "414 URI Too Long";
+    case 416: return "416 Range Not Satisfiable";
+    case 431: return "431 Request Header Fields Too Large";
+    case 503: return "503 Service Unavailable";
+    default: return "500 Internal Server Error";
+    }
+}
+
+static void head_start(struct head *h, int status)
+{
+    head_str(h, "HTTP/1.1 ");
+    head_str(h, status_text(status));
+    head_str(h, "\r\nDate: ");
+    head_put(h, clock_http_date(), HTTP_DATE_LEN);
+    head_str(h, "\r\nServer: c10k/" C10K_VERSION "\r\n");
+}
+
+static void head_connection(struct head *h, const struct response *res, bool http10_keep_alive)
+{
+    if (res->close)
+        head_str(h, "Connection: close\r\n");
+    else if (http10_keep_alive)
+        head_str(h, "Connection: keep-alive\r\n");
+    head_str(h, "\r\n");
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+static bool status_closes(int status)
+{
+    /* After these the rest of the stream cannot be trusted to be a request. */
+    return status == 400 || status == 413 || status == 414 || status == 431 || status >= 500;
+}
+
+static void prepare_error(int status, bool head_only, bool close, bool http10_keep_alive,
+                          char *out, size_t cap, struct response *res)
+{
+    struct head h = {out, 0, cap};
+    const char *text = status_text(status);
+    size_t body_len = strlen(text) + 1;
+
+    *res = (struct response){.status = (uint16_t)status, .close = close, .file_fd = -1};
+    head_start(&h, status);
+    head_str(&h, "Content-Type: text/plain\r\nContent-Length: ");
+    head_u64(&h, body_len);
+    head_str(&h, "\r\n");
+    if (status == 405)
+        head_str(&h, "Allow: GET, HEAD\r\n");
+    head_connection(&h, res, http10_keep_alive);
+    if (!head_only) {
+        head_str(&h, text);
+        head_str(&h, "\n");
+    }
+    res->head_len = (uint32_t)(h.len <= cap ? h.len : 0);
+}
+
+void handler_prepare_error(int status, bool head_only, char *out, size_t cap, struct response *res)
+{
+    prepare_error(status, head_only, true, false, out, cap, res);
+}
+
+void handler_release(struct response *res)
+{
+    if (res->file_fd >= 0)
+        close(res->file_fd);
+    res->file_fd = -1;
+}
+
+/* ---- paths ---------------------------------------------------------------- */
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int handler_normalize_path(const char *t, size_t len, char *out, size_t cap)
+{
+    char dec[HTTP_MAX_TARGET + 1];
+    size_t n = 0, i = 0, o = 0;
+
+    /* An absolute-form target ("http://host/path") names its path after the host. */
+    if (len > 7 && !strncasecmp(t, "http://", 7)) {
+        for (i = 7; i < len && t[i] != '/'; i++)
+            ;
+    } else if (len > 8 && !strncasecmp(t, "https://", 8)) {
+        for (i = 8; i < len && t[i] != '/'; i++)
+            ;
+    } else if (len == 0 || t[0] != '/') {
+        return -400;
+    }
+
+    for (; i < len && t[i] != '?' && t[i] != '#'; i++) {
+        char ch = t[i];
+        if (ch == '%') {
+            int hi = i + 2 < len ? hex_value(t[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_value(t[i + 2]) : -1;
+            if (lo < 0)
+                return -400;
+            ch = (char)(hi << 4 | lo);
+            i += 2;
+            if (ch == '\0')
+                return -400;
+        }
+        if (n == sizeof dec)
+            return -400;
+        dec[n++] = ch;
+    }
+
+    /* Walk the segments: skip "" and ".", let ".." drop the last one kept. */
+    for (size_t s = 0; s < n;) {
+        size_t e = s;
+        while (e < n && dec[e] != '/')
+            e++;
+        size_t seg = e - s;
+        if (seg == 2 && dec[s] == '.' && dec[s + 1] == '.') {
+            if (o == 0)
+                return -400;
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--;
+        } else if (seg > 0 && !(seg == 1 && dec[s] == '.')) {
+            if (o + 1 + seg + 1 > cap)
+                return -400;
+            if (o > 0)
+                out[o++] = '/';
+            memcpy(out + o, dec + s, seg);
+            o += seg;
+        }
+        s = e + 1;
+    }
+    if (o == 0)
+        out[o++] = '.';
+    out[o] = '\0';
+    return 0;
+}
+
+static int open_beneath(int dir_fd, const char *path)
+{
+    struct open_how how = {
+        .flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, /* O_NONBLOCK: a FIFO must not hang us */
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+    return (int)syscall(SYS_openat2, dir_fd, path, &how, sizeof how);
+}
+
+static int errno_status(int err)
+{
+    switch (err) {
+    case EACCES:
+    case EPERM:
+    case EXDEV: /* a symlink that leads out of the root */
+        return 403;
+    case EMFILE:
+    case ENFILE:
+        return 503;
+    default:
+        return 404;
+    }
+}
+
+/* Opens path under the root, a directory meaning its index.html. Returns fd or -status. */
+static int open_file(int root_fd, const char *path, struct stat *st, bool *is_index)
+{
+    int fd = open_beneath(root_fd, path);
+    if (fd < 0)
+        return -errno_status(errno);
+    if (fstat(fd, st) < 0)
+        goto fail;
+    if (S_ISDIR(st->st_mode)) {
+        int index_fd = open_beneath(fd, "index.html");
+        int err = errno;
+        close(fd);
+        if (index_fd < 0)
+            return -errno_status(err);
+        fd = index_fd;
+        *is_index = true;
+        if (fstat(fd, st) < 0)
+            goto fail;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        return -404;
+    }
+    return fd;
+fail:
+    close(fd);
+    return -500;
+}
+
+const char *handler_mime_type(const char *path)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {"html", "text/html"},       {"htm", "text/html"},
+        {"css", "text/css"},         {"js", "text/javascript"},
+        {"json", "application/json"}, {"txt", "text/plain"},
+        {"svg", "image/svg+xml"},    {"png", "image/png"},
+        {"jpg", "image/jpeg"},       {"jpeg", "image/jpeg"},
+        {"gif", "image/gif"},        {"ico", "image/x-icon"},
+        {"wasm", "application/wasm"}, {"pdf", "application/pdf"},
+        {"woff2", "font/woff2"},
+    };
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    if (dot && (!slash || dot > slash))
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+            if (!strcasecmp(dot + 1, types[i].ext))
+                return types[i].type;
+    return "application/octet-stream";
+}
+
+/* ---- conditionals and ranges ---------------------------------------------- */
+
+static size_t format_etag(const struct stat *st, char *out)
+{
+    struct head h = {out, 0, 40};
+    head_str(&h, "\"");
+    head_hex(&h, (uint64_t)st->st_mtime);
+    head_str(&h, "-");
+    head_hex(&h, (uint64_t)st->st_size);
+    head_str(&h, "\"");
+    return h.len;
+}
+
+/* Whether an If-None-Match list names etag (weak comparison) or is "*". */
+static bool etag_matches(struct http_slice v, const char *etag, size_t etag_len)
+{
+    size_t i = 0;
+    while (i < v.len) {
+        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < v.len && v.p[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
+            e--;
+        if (e - s >= 2 && v.p[s] == 'W' && v.p[s + 1] == '/')
+            s += 2;
+        if ((e - s == 1 && v.p[s] == '*') || (e - s == etag_len && !memcmp(v.p + s, etag, etag_len)))
+            return true;
+    }
+    return false;
+}
+
+static bool not_modified(const struct http_request *req, const struct stat *st, const char *etag,
+                         size_t etag_len)
+{
+    if (req->if_none_match.p) /* when present, If-Modified-Since is not consulted */
+        return etag_matches(req->if_none_match, etag, etag_len);
+    time_t since;
+    if (req->if_modified_since.p &&
+        clock_parse_http_date(req->if_modified_since.p, req->if_modified_since.len, &since) == 0)
+        return st->st_mtime <= since;
+    return false;
+}
+
+/* Parses decimal digits at v[*i]; -1 if there are none or they overflow. */
+static int64_t range_number(const char *v, size_t len, size_t *i)
+{
+    int64_t n = 0;
+    size_t start = *i;
+    for (; *i < len && v[*i] >= '0' && v[*i] <= '9'; (*i)++) {
+        if (n > (INT64_MAX - 9) / 10)
+            return -1;
+        n = n * 10 + (v[*i] - '0');
+    }
+    return *i > start ? n : -1;
+}
+
+int handler_parse_range(const char *v, size_t len, uint64_t size, uint64_t *off, uint64_t *n)
+{
+    size_t i = 6;
+    int64_t first = -1, last = -1;
+
+    if (len < 7 || strncasecmp(v, "bytes=", 6) != 0 || memchr(v, ',', len))
+        return 0; /* not a single byte range: serve the whole file */
+    if (v[i] == '-') { /* "-n": the last n bytes */
+        i++;
+        int64_t suffix = range_number(v, len, &i);
+        if (suffix < 0 || i != len)
+            return 0;
+        if (suffix == 0 || size == 0)
+            return -416;
+        *n = (uint64_t)suffix < size ? (uint64_t)suffix : size;
+        *off = size - *n;
+        return 1;
+    }
+    first = range_number(v, len, &i);
+    if (first < 0 || i >= len || v[i] != '-')
+        return 0;
+    i++;
+    if (i < len) {
+        last = range_number(v, len, &i);
+        if (last < 0 || i != len || last < first)
+            return 0;
+    }
+    if ((uint64_t)first >= size)
+        return -416;
+    if (last < 0 || (uint64_t)last >= size)
+        last = (int64_t)size - 1;
+    *off = (uint64_t)first;
+    *n = (uint64_t)(last - first) + 1;
+    return 1;
+}
+
+/* ---- the handler ------------------------------------------------------------ */
+
+void handler_prepare_response(int root_fd, const struct http_request *req, char *out, size_t cap,
+                              struct response *res)
+{
+    bool head_only = req->method == HTTP_REQ_HEAD;
+    bool keep_alive = req->keep_alive;
+    bool http10_keep_alive = keep_alive && req->version_minor == 0;
+    char path[HTTP_MAX_TARGET + 2];
+    struct stat st;
+    int status = 200;
+
+    if (req->method == HTTP_REQ_OTHER) {
+        /* The body, if any, is never read, so the stream must end after the answer. */
+        prepare_error(405, false, !keep_alive || req->has_body, http10_keep_alive, out, cap, res);
+        return;
+    }
+    if (req->has_body) {
+        prepare_error(413, head_only, true, false, out, cap, res);
+        return;
+    }
+    int err = handler_normalize_path(req->target.p, req->target.len, path, sizeof path);
+    if (err < 0) {
+        prepare_error(-err, head_only, true, false, out, cap, res);
+        return;
+    }
+    bool is_index = false;
+    int fd = open_file(root_fd, path, &st, &is_index);
+    if (fd < 0) {
+        prepare_error(-fd, head_only, !keep_alive || status_closes(-fd), http10_keep_alive, out,
+                      cap, res);
+        return;
+    }
+
+    char etag[40];
+    size_t etag_len = format_etag(&st, etag);
+    uint64_t size = (uint64_t)st.st_size, off = 0, len = size;
+
+    if (not_modified(req, &st, etag, etag_len)) {
+        status = 304;
+    } else if (req->range.p) {
+        int r = handler_parse_range(req->range.p, req->range.len, size, &off, &len);
+        if (r < 0) {
+            /* Unlike other errors, 416 names the size the client may ask for. */
+            close(fd);
+            struct head h = {out, 0, cap};
+            *res = (struct response){.status = 416, .close = !keep_alive, .file_fd = -1};
+            head_start(&h, 416);
+            head_str(&h, "Content-Type: text/plain\r\nContent-Length: 26\r\nContent-Range: bytes */");
+            head_u64(&h, size);
+            head_str(&h, "\r\n");
+            head_connection(&h, res, http10_keep_alive);
+            if (!head_only)
+                head_str(&h, "416 Range Not Satisfiable\n");
+            res->head_len = (uint32_t)(h.len <= cap ? h.len : 0);
+            return;
+        }
+        if (r > 0)
+            status = 206;
+    }
+
+    struct head h = {out, 0, cap};
+    char modified[HTTP_DATE_LEN + 1];
+    clock_format_http_date(st.st_mtime, modified);
+
+    *res = (struct response){.status = (uint16_t)status, .close = !keep_alive, .file_fd = -1};
+    head_start(&h, status);
+    head_str(&h, "Content-Type: ");
+    head_str(&h, is_index ? "text/html" : handler_mime_type(path));
+    head_str(&h, "\r\nContent-Length: ");
+    head_u64(&h, status == 304 ? size : len);
+    head_str(&h, "\r\nLast-Modified: ");
+    head_put(&h, modified, HTTP_DATE_LEN);
+    head_str(&h, "\r\nETag: ");
+    head_put(&h, etag, etag_len);
+    head_str(&h, "\r\nAccept-Ranges: bytes\r\n");
+    if (status == 206) {
+        head_str(&h, "Content-Range: bytes ");
+        head_u64(&h, off);
+        head_str(&h, "-");
+        head_u64(&h, off + len - 1);
+        head_str(&h, "/");
+        head_u64(&h, size);
+        head_str(&h, "\r\n");
+    }
+    head_connection(&h, res, http10_keep_alive);
+    res->head_len = (uint32_t)(h.len <= cap ? h.len : 0);
+
+    if (status == 304 || head_only || len == 0) {
+        close(fd);
+    } else {
+        res->file_fd = fd;
+        res->file_off = (off_t)off;
+        res->file_len = len;
+    }
+}

@@ -1,0 +1,57 @@
+/*
+ * handler.h - the one static-file handler: a parsed request in, a response plan out.
+ *
+ * The plan is the header bytes (with a short body for errors), written into
+ * the caller's buffer, plus an optional file range to send after them. The
+ * handler opens files but never touches a socket, so every I/O model can
+ * carry the plan out in its own way (sendfile, splice, aio_read+aio_write).
+ */
+#ifndef C10K_HANDLER_H
+#define C10K_HANDLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "http.h"
+
+#define HANDLER_MAX_HEADER 1024 /* the largest response head the handler writes */
+
+struct response {
+    uint16_t status;
+    bool close;         /* the connection closes once this response is out */
+    uint32_t head_len;  /* header bytes (plus any error body) in the caller's buffer */
+    int file_fd;        /* -1 when there is no file body; owned by the plan */
+    off_t file_off;
+    uint64_t file_len;
+};
+
+/* Plans the answer to req, resolving its path under root_fd. out has cap bytes. */
+void handler_prepare_response(int root_fd, const struct http_request *req, char *out, size_t cap,
+                              struct response *res);
+
+/* Plans an error answer (then close), e.g. for a request the parser rejected. */
+void handler_prepare_error(int status, bool head_only, char *out, size_t cap,
+                           struct response *res);
+
+/* Closes the plan's file, if any. */
+void handler_release(struct response *res);
+
+/*
+ * Pieces exposed for the unit tests.
+ */
+
+/* Decodes the target's path once, drops the query, removes "." and "..".
+ * Writes a path relative to the root ("." for the root itself) into out.
+ * Returns 0, or -400 for a bad escape, a NUL, or ".." above the root. */
+int handler_normalize_path(const char *target, size_t len, char *out, size_t cap);
+
+/* Parses a single "bytes=" range against size. Returns 1 with *off and *n set,
+ * 0 to ignore the header (multi-range or malformed), -416 if unsatisfiable. */
+int handler_parse_range(const char *v, size_t len, uint64_t size, uint64_t *off, uint64_t *n);
+
+/* The Content-Type for a path's extension. */
+const char *handler_mime_type(const char *path);
+
+#endif

@@ -1,0 +1,193 @@
+/* http.c - the one HTTP/1.x request parser glue, on http-parser. */
+#include "http.h"
+
+#include <http_parser.h>
+#include <string.h>
+#include <strings.h>
+
+enum header_kind {
+    H_OTHER,
+    H_HOST,
+    H_CONTENT_LENGTH,
+    H_TRANSFER_ENCODING,
+    H_IF_NONE_MATCH,
+    H_IF_MODIFIED_SINCE,
+    H_RANGE,
+};
+
+struct parse_ctx {
+    struct http_request *req;
+    enum header_kind header;
+    int content_lengths;
+    bool bad_content_length;
+    bool nonzero_content_length;
+    bool transfer_encoding;
+};
+
+static bool slice_is(const char *p, size_t len, const char *name)
+{
+    return strlen(name) == len && !strncasecmp(p, name, len);
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct parse_ctx *ctx = p->data;
+    ctx->req->target = (struct http_slice){at, (uint32_t)len};
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct parse_ctx *ctx = p->data;
+    if (slice_is(at, len, "host"))
+        ctx->header = H_HOST;
+    else if (slice_is(at, len, "content-length"))
+        ctx->header = H_CONTENT_LENGTH;
+    else if (slice_is(at, len, "transfer-encoding"))
+        ctx->header = H_TRANSFER_ENCODING;
+    else if (slice_is(at, len, "if-none-match"))
+        ctx->header = H_IF_NONE_MATCH;
+    else if (slice_is(at, len, "if-modified-since"))
+        ctx->header = H_IF_MODIFIED_SINCE;
+    else if (slice_is(at, len, "range"))
+        ctx->header = H_RANGE;
+    else
+        ctx->header = H_OTHER;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct parse_ctx *ctx = p->data;
+    struct http_request *req = ctx->req;
+    struct http_slice v = {at, (uint32_t)len};
+
+    switch (ctx->header) {
+    case H_HOST:
+        req->host_count++;
+        break;
+    case H_CONTENT_LENGTH:
+        /* http-parser is lenient here; a smuggling-safe server is not. */
+        ctx->content_lengths++;
+        if (len == 0 || len > 18)
+            ctx->bad_content_length = true;
+        for (size_t i = 0; i < len; i++) {
+            if (at[i] < '0' || at[i] > '9')
+                ctx->bad_content_length = true;
+            else if (at[i] != '0')
+                ctx->nonzero_content_length = true;
+        }
+        break;
+    case H_TRANSFER_ENCODING:
+        ctx->transfer_encoding = true;
+        break;
+    case H_IF_NONE_MATCH:
+        req->if_none_match = v;
+        break;
+    case H_IF_MODIFIED_SINCE:
+        req->if_modified_since = v;
+        break;
+    case H_RANGE:
+        req->range = v;
+        break;
+    case H_OTHER:
+        break;
+    }
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct parse_ctx *ctx = p->data;
+    struct http_request *req = ctx->req;
+
+    req->method = p->method == HTTP_GET    ? HTTP_REQ_GET
+                  : p->method == HTTP_HEAD ? HTTP_REQ_HEAD
+                                           : HTTP_REQ_OTHER;
+    req->version_minor = (uint8_t)(p->http_minor > 1 ? 1 : p->http_minor);
+    req->keep_alive = http_should_keep_alive(p);
+    req->has_body = ctx->nonzero_content_length || ctx->transfer_encoding;
+    /* Stop here: a body is never read, the handler answers 413 instead. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+};
+
+/*
+ * Looks for the blank line that ends the header block, from *scan on.
+ * Returns the block's length, 0 if it is not complete, or -400 for a byte
+ * that has no place in a request head.
+ */
+static int find_header_end(const unsigned char *buf, size_t len, size_t *scan)
+{
+    size_t i = *scan;
+    for (; i < len; i++) {
+        unsigned char ch = buf[i];
+        if (ch == '\n') {
+            if (i + 1 >= len)
+                break;
+            if (buf[i + 1] == '\n')
+                return (int)(i + 2);
+            if (buf[i + 1] == '\r') {
+                if (i + 2 >= len)
+                    break;
+                if (buf[i + 2] == '\n')
+                    return (int)(i + 3);
+            }
+        } else if ((ch < 0x20 && ch != '\r' && ch != '\t') || ch == 0x7f) {
+            return -400;
+        }
+    }
+    *scan = i; /* resume at the unfinished line end, not at the start */
+    return 0;
+}
+
+/* Which limit an unfinished header block broke: the request line or the block. */
+static int over_limit_status(const char *buf, size_t len)
+{
+    const char *lf = memchr(buf, '\n', len);
+    size_t line = lf ? (size_t)(lf - buf) : len;
+    return line > HTTP_MAX_TARGET ? -414 : -431;
+}
+
+int http_parse_request(const char *buf, size_t len, size_t *scan, struct http_request *req)
+{
+    int end = find_header_end((const unsigned char *)buf, len, scan);
+    if (end < 0)
+        return end;
+    if (end == 0)
+        return len >= HTTP_MAX_HEADER ? over_limit_status(buf, len) : HTTP_PARTIAL;
+    if ((size_t)end > HTTP_MAX_HEADER)
+        return over_limit_status(buf, (size_t)end);
+
+    memset(req, 0, sizeof *req);
+    struct parse_ctx ctx = {.req = req};
+    http_parser parser;
+    http_parser_init(&parser, HTTP_REQUEST);
+    parser.data = &ctx;
+
+    size_t used = http_parser_execute(&parser, &settings, buf, (size_t)end);
+    enum http_errno err = HTTP_PARSER_ERRNO(&parser);
+    if (err != HPE_PAUSED && err != HPE_OK)
+        return -400;
+    if (err == HPE_OK && used != (size_t)end)
+        return -400;
+    if (err == HPE_OK) /* the block ended before the headers did */
+        return -400;
+    if (req->target.len > HTTP_MAX_TARGET)
+        return -414;
+    if (parser.http_major != 1 || ctx.bad_content_length || ctx.content_lengths > 1 ||
+        (ctx.content_lengths && ctx.transfer_encoding))
+        return -400;
+    if (req->version_minor >= 1 && req->host_count != 1)
+        return -400;
+    if (req->host_count > 1)
+        return -400;
+    return end;
+}

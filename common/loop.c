@@ -1,0 +1,110 @@
+/*
+ * loop.c - the one event loop of the readiness models. It asks the poller
+ * what is ready, accepts on the listener, lets conn_drive() do the I/O, and
+ * tells the poller when a connection's interest changes. Everything that
+ * differs between select, poll, epoll, busypoll and sigio is behind poller.h.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "poller.h"
+
+static void loop_close(struct server *s, struct poller *p, struct conn *c)
+{
+    poller_del(p, c->fd);
+    server_close_conn(s, c);
+}
+
+static void loop_accept(struct server *s, struct poller *p)
+{
+    /* Until EAGAIN: edge-triggered sources report a waiting backlog only once. */
+    for (;;) {
+        int fd = server_accept(s, true);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                server_warn(s, "accept: %s", strerror(errno));
+            return;
+        }
+        struct conn *c = conn_open(s, fd);
+        if (poller_add(p, fd, POLLER_READ) < 0) {
+            server_close_conn(s, c);
+            continue;
+        }
+        c->interest = CONN_READ;
+    }
+}
+
+static void loop_serve(struct server *s, struct poller *p, struct conn *c)
+{
+    enum conn_want want = conn_drive(s, c);
+    if (want == CONN_CLOSE) {
+        loop_close(s, p, c);
+        return;
+    }
+    if (want != c->interest) { /* skip the syscall when nothing changes */
+        if (poller_mod(p, c->fd, want) < 0) {
+            loop_close(s, p, c);
+            return;
+        }
+        c->interest = (uint8_t)want;
+    }
+}
+
+int loop_run(struct server *s)
+{
+    int cap = s->max_fds;
+    struct poller_event *fired = calloc((size_t)cap, sizeof *fired);
+    struct poller *p = poller_create(s);
+    int rc = -1;
+
+    if (!fired || !p) {
+        server_warn(s, "cannot start the event loop: %s", strerror(errno));
+        goto out;
+    }
+    if (poller_add(p, s->listen_fd, POLLER_READ) < 0) {
+        server_warn(s, "cannot watch the listening socket: %s", strerror(errno));
+        goto out;
+    }
+
+    while (!server_stopping()) {
+        int timeout = conn_ms_to_next_deadline(s, clock_now_ms(), 1000);
+        int n = poller_wait(p, fired, cap, timeout);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            server_warn(s, "wait: %s", strerror(errno));
+            goto out;
+        }
+        for (int i = 0; i < n; i++) {
+            int fd = fired[i].fd;
+            if (fd == s->listen_fd) {
+                loop_accept(s, p);
+                continue;
+            }
+            struct conn *c = &s->conns[fd];
+            if (!c->open) /* closed earlier in this batch */
+                continue;
+            /* Remember input readiness even while writing: an edge comes only once. */
+            if (fired[i].mask & (POLLER_READ | POLLER_ERROR))
+                c->rx_drained = false;
+            if (!(fired[i].mask & (c->interest | POLLER_ERROR)))
+                continue;
+            loop_serve(s, p, c);
+        }
+        uint64_t now = clock_now_ms();
+        struct conn *c;
+        while ((c = conn_next_expired(s, now)))
+            loop_close(s, p, c);
+    }
+    rc = 0;
+out:
+    for (int fd = 0; fd < s->max_fds; fd++)
+        if (s->conns[fd].open)
+            loop_close(s, p, &s->conns[fd]);
+    if (p)
+        poller_destroy(p);
+    free(fired);
+    return rc;
+}

@@ -1,0 +1,247 @@
+/* server.c - start-up, listening, accepting and shutdown, the same for every model. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define LISTEN_BACKLOG 4096
+#define FDS_KEPT_BACK 32 /* fds not given to connections: listener, root, files being sent */
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+bool server_stopping(void)
+{
+    return stop_requested != 0;
+}
+
+void server_warn(const struct server *s, const char *fmt, ...)
+{
+    if (s->cfg.quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", s->model);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int install_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    /* No SA_RESTART: a blocked accept/epoll_wait must return EINTR and see the flag. */
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+        return -1;
+    sa.sa_handler = SIG_IGN; /* a peer that vanished mid-write must cost only that write */
+    return sigaction(SIGPIPE, &sa, NULL);
+}
+
+static int raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            return -1;
+    }
+    /* The table is indexed by fd; past a million the limit is not a real plan. */
+    return rl.rlim_cur > 1048576 ? 1048576 : (int)rl.rlim_cur;
+}
+
+/* Binds and listens; returns the nonblocking fd and sets *port, or -1. */
+static int listen_on(const char *addr, int *port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *ai;
+    char service[8];
+    int fd = -1, one = 1;
+
+    snprintf(service, sizeof service, "%d", *port);
+    int gai = getaddrinfo(addr, service, &hints, &ai);
+    if (gai != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto fail;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
+        goto fail;
+
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        goto fail;
+    *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                           : ((struct sockaddr_in *)&ss)->sin_port);
+    freeaddrinfo(ai);
+    return fd;
+fail:;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    errno = err;
+    return -1;
+}
+
+static bool accept_error_is_transient(int err)
+{
+    /* accept(2): these belong to the one connection that failed, not to the listener. */
+    switch (err) {
+    case ECONNABORTED:
+    case EPROTO:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+    case EPERM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+int server_accept(struct server *s, bool nonblock)
+{
+    int flags = SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
+    for (;;) {
+        int fd = accept4(s->listen_fd, NULL, NULL, flags);
+        if (fd >= 0) {
+            if (fd >= s->max_fds || atomic_load(&s->nconns) >= s->max_conns) {
+                close(fd); /* over --max-conns: refused at once, the others carry on */
+                continue;
+            }
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            atomic_fetch_add(&s->nconns, 1);
+            atomic_fetch_add_explicit(&s->connections, 1, memory_order_relaxed);
+            return fd;
+        }
+        if (errno == EMFILE || errno == ENFILE) {
+            /* Out of fds: spend the spare one to take the connection off the queue and
+             * close it, so the client hears "no" instead of waiting. Linux says EMFILE
+             * before it checks the queue, so stop as soon as it says EAGAIN. */
+            if (s->reserve_fd >= 0)
+                close(s->reserve_fd);
+            fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            int err = errno;
+            if (fd >= 0)
+                close(fd);
+            s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                errno = err;
+                if (err == EMFILE || err == ENFILE)
+                    errno = EAGAIN; /* the spare is gone for now: try on the next event */
+                return -1;
+            }
+            continue;
+        }
+        if (!accept_error_is_transient(errno))
+            return -1;
+    }
+}
+
+void server_close_conn(struct server *s, struct conn *c)
+{
+    int fd = c->fd;
+    if (c->linger)
+        conn_drain_input(fd);
+    conn_close(s, c);
+    close(fd);
+    atomic_fetch_sub(&s->nconns, 1);
+}
+
+int server_main(int argc, char **argv, const char *model, server_run_fn run)
+{
+    struct server s = {.model = model, .listen_fd = -1, .root_fd = -1, .reserve_fd = -1};
+    int rc = 1;
+
+    switch (cli_parse(argc, argv, model, &s.cfg)) {
+    case CLI_EXIT:
+        return 0;
+    case CLI_USAGE:
+        return 2;
+    case CLI_RUN:
+        break;
+    }
+
+    if (install_signals() < 0) {
+        fprintf(stderr, "%s: cannot install signal handlers: %s\n", model, strerror(errno));
+        return 1;
+    }
+    s.max_fds = raise_nofile();
+    if (s.max_fds < 64) {
+        fprintf(stderr, "%s: too few file descriptors (RLIMIT_NOFILE %d, need 64)\n", model,
+                s.max_fds);
+        return 1;
+    }
+    s.max_conns = s.cfg.max_conns;
+    if (s.max_conns > s.max_fds - FDS_KEPT_BACK)
+        s.max_conns = s.max_fds - FDS_KEPT_BACK;
+    s.idle_timeout_ms = (uint32_t)s.cfg.idle_timeout_s * 1000;
+    s.idle.idle_next = s.idle.idle_prev = &s.idle;
+
+    s.root_fd = open(s.cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (s.root_fd < 0) {
+        fprintf(stderr, "%s: cannot use root %s: %s\n", model, s.cfg.root, strerror(errno));
+        goto out;
+    }
+    s.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    s.conns = calloc((size_t)s.max_fds, sizeof *s.conns);
+    if (s.reserve_fd < 0 || !s.conns) {
+        fprintf(stderr, "%s: cannot allocate the connection table: %s\n", model, strerror(errno));
+        goto out;
+    }
+    int port = s.cfg.port;
+    s.listen_fd = listen_on(s.cfg.addr, &port);
+    if (s.listen_fd < 0) {
+        fprintf(stderr, "%s: cannot listen on %s:%d: %s\n", model, s.cfg.addr, s.cfg.port,
+                strerror(errno));
+        goto out;
+    }
+    fprintf(stderr, strchr(s.cfg.addr, ':') ? "listening on [%s]:%d model=%s root=%s\n"
+                                            : "listening on %s:%d model=%s root=%s\n",
+            s.cfg.addr, port, model, s.cfg.root);
+    fflush(stderr);
+
+    rc = run(&s) == 0 ? 0 : 1;
+    fprintf(stderr, "served %lu requests on %lu connections\n", atomic_load(&s.requests),
+            atomic_load(&s.connections));
+out:
+    if (s.listen_fd >= 0)
+        close(s.listen_fd);
+    if (s.root_fd >= 0)
+        close(s.root_fd);
+    if (s.reserve_fd >= 0)
+        close(s.reserve_fd);
+    free(s.conns);
+    conn_pool_drain();
+    return rc;
+}

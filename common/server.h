@@ -1,0 +1,54 @@
+/*
+ * server.h - what every model shares outside the connection: start-up, the
+ * listening socket, accepting within the limits, the connection table, and
+ * the SIGINT/SIGTERM shutdown of SPEC section 2.
+ */
+#ifndef C10K_SERVER_H
+#define C10K_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "cli.h"
+#include "conn.h"
+
+struct server {
+    struct config cfg;
+    const char *model;
+    int listen_fd;       /* nonblocking */
+    int root_fd;         /* O_PATH directory handle that every file is opened beneath */
+    int reserve_fd;      /* spare fd, given up to refuse a connection on EMFILE */
+    int max_fds;         /* RLIMIT_NOFILE, the size of conns[] */
+    int max_conns;       /* --max-conns, clipped to what max_fds allows */
+    uint32_t idle_timeout_ms;
+    struct conn *conns;  /* indexed by fd */
+    struct conn idle;    /* sentinel of the deadline list */
+    atomic_int nconns;
+    atomic_ulong requests, connections; /* for the "served" line */
+};
+
+/* One model's event loop: runs until server_stopping(); returns 0 or -1. */
+typedef int (*server_run_fn)(struct server *s);
+
+/* The whole main() of a server binary: parse, start, listen, run, report. */
+int server_main(int argc, char **argv, const char *model, server_run_fn run);
+
+/* True once SIGINT or SIGTERM arrived. */
+bool server_stopping(void);
+
+/*
+ * Accepts one connection to serve, with SOCK_NONBLOCK if nonblock. Connections
+ * over --max-conns, or refused for lack of fds, are closed here at once.
+ * Returns the fd, or -1 with errno EAGAIN when the backlog is empty (or
+ * another errno on a lasting error, EINTR on a signal).
+ */
+int server_accept(struct server *s, bool nonblock);
+
+/* Closes a connection's socket and frees its slot (counts it out of nconns). */
+void server_close_conn(struct server *s, struct conn *c);
+
+/* Prints a warning unless --quiet. */
+void server_warn(const struct server *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,422 @@
+"""Helpers for tests/integration.py; standard library only.
+
+- build_root(): the document root every server is tested against,
+- Client / request(): a raw-socket HTTP/1.1 client that sends exact bytes and reads
+  responses by Content-Length, so pipelined and malformed exchanges can be checked,
+- Server: one server process, started and stopped the way SPEC.md section 2 says.
+
+Nothing here knows about particular test cases.
+"""
+
+import atexit
+import email.utils
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import zlib
+
+TIMEOUT = 5.0               # seconds, for every socket operation
+START_DEADLINE = 10.0       # seconds to wait for the listening line
+STOP_DEADLINE = 10.0        # seconds to wait for the exit after a signal
+FIXED_MTIME = 1700000000    # Tue, 14 Nov 2023 22:13:20 GMT: makes Last-Modified predictable
+MAX_HEAD = 64 * 1024        # a response head larger than this is a server bug
+
+LISTENING_RE = re.compile(r"^listening on (\S+):(\d+) model=(\S+) root=(.+)$")
+SERVED_RE = re.compile(r"^served \d+ requests on \d+ connections$")
+STATUS_RE = re.compile(r"^HTTP/(1\.[01]) (\d{3})(?: (.*))?$")
+
+# Headers that a response must never carry twice.
+SINGLE_HEADERS = ("accept-ranges", "allow", "connection", "content-length", "content-range",
+                  "content-type", "date", "etag", "last-modified", "location", "server")
+
+
+class Failure(Exception):
+    """An expectation of a case was not met; the message says which."""
+
+
+class Skipped(Exception):
+    """The case cannot run in this environment; the message says why."""
+
+
+def check(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+def http_date(timestamp):
+    """Format a Unix time as an IMF-fixdate ('Tue, 14 Nov 2023 22:13:20 GMT')."""
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+def parse_http_date(text):
+    """Return the Unix time of an exact IMF-fixdate, or None if text is not one."""
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    timestamp = int(parsed.timestamp())
+    # Round-tripping rejects other formats (RFC 850, asctime, "+0000") and wrong weekdays.
+    return timestamp if http_date(timestamp) == text else None
+
+
+# ---------------------------------------------------------------------------
+# The document root
+
+def build_root():
+    """Create a fresh document root; return (root, files), files = {relative path: bytes}."""
+    root = tempfile.mkdtemp(prefix="c10k-root-")
+    files = {
+        "index.html": _html("c10k test page", 4096),
+        "small.txt": b"small.txt: a hundred bytes of plain text for the c10k integration suite."
+                     b" 0123456789abcdefghijklmn\n",
+        "1m.bin": random.Random(1).randbytes(1 << 20),
+        "big.bin": random.Random(2).randbytes(8 * 1024 * 1024 + 4321),  # not page aligned
+        "style.css": b"body { font-family: sans-serif; margin: 2em; }\n",
+        "app.js": b"document.title = 'c10k';\n",
+        "data.json": b'{"name": "c10k", "models": 8}\n',
+        "pic.png": _png(),
+        "font.woff2": b"wOF2" + random.Random(3).randbytes(60),
+        "noext": b"a file without an extension\n",
+        "empty.txt": b"",
+        "a b.txt": b"a file name with a space in it\n",
+        "secret.txt": b"nobody may read this\n",
+        "sub/index.html": _html("sub directory", 300),
+        "sub/deeper/file.txt": b"two levels down\n",
+    }
+    for name, data in files.items():
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.utime(path, (FIXED_MTIME, FIXED_MTIME))
+    os.chmod(os.path.join(root, "secret.txt"), 0)
+    os.mkdir(os.path.join(root, "emptydir"))
+    os.symlink("/etc/passwd", os.path.join(root, "escape"))
+    os.symlink("/etc", os.path.join(root, "escapedir"))
+    os.symlink("small.txt", os.path.join(root, "inside.txt"))
+    os.mkfifo(os.path.join(root, "fifo"))
+    return root, files
+
+
+def remove_root(root):
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _html(title, size):
+    head = f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n<body>\n"
+    tail = "</body></html>\n"
+    paragraphs = []
+    n = 0
+    while len(head) + sum(map(len, paragraphs)) + len(tail) < size - 80:
+        n += 1
+        paragraphs.append(f"<p>Paragraph {n} of {title}: ten thousand clients, one static file.</p>\n")
+    return (head + "".join(paragraphs) + tail).encode()
+
+
+def _png():
+    """A valid 1x1 grey PNG."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00\x80")) + chunk(b"IEND", b""))
+
+
+# ---------------------------------------------------------------------------
+# The client
+
+class Response:
+    """One parsed response: status, reason, version, headers (lower-case dict), header_list, body."""
+
+    def __init__(self, version, status, reason, header_list):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.header_list = header_list          # [(name, value)] as sent, duplicates kept
+        self.headers = {name.lower(): value for name, value in header_list}
+        self.body = b""
+
+    def header(self, name, default=None):
+        return self.headers.get(name.lower(), default)
+
+    def count(self, name):
+        return sum(1 for n, _ in self.header_list if n.lower() == name.lower())
+
+    def mime(self):
+        """Content-Type without parameters, lower case."""
+        return self.header("content-type", "").split(";")[0].strip().lower()
+
+    def closes(self):
+        return "close" in self.header("connection", "").lower()
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.reason}, {len(self.body)} bytes>"
+
+
+class Client:
+    """One TCP connection to the server: send exact bytes, read whole responses."""
+
+    def __init__(self, port, timeout=TIMEOUT):
+        self.timeout = timeout
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = bytearray()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        self.sock.close()
+
+    def reset(self):
+        """Close with SO_LINGER 0, so the server's next write meets a reset."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def send(self, data):
+        """Send all of data; return False if the server had already closed or reset.
+
+        A failed send is not an error by itself: the server may answer 4xx and close
+        before reading everything; reading the response tells what happened.
+        """
+        try:
+            self.sock.sendall(data)
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+
+    def _recv_more(self, waiting_for):
+        try:
+            data = self.sock.recv(1 << 16)
+        except socket.timeout:
+            raise Failure(f"no {waiting_for} within {self.timeout:g} s") from None
+        except ConnectionResetError:
+            raise Failure(f"connection reset while waiting for {waiting_for}") from None
+        if not data:
+            got = f" (got {len(self.buf)} bytes: {bytes(self.buf[:60])!r})" if self.buf else ""
+            raise Failure(f"connection closed while waiting for {waiting_for}{got}")
+        self.buf += data
+
+    def read_at_least(self, n, what="data"):
+        while len(self.buf) < n:
+            self._recv_more(what)
+
+    def response(self, head=False, what="response", allow_close=False):
+        """Read one response: no body for HEAD or 304, otherwise exactly Content-Length bytes.
+
+        With allow_close, a connection that ends (EOF or reset) before the first byte
+        gives None instead of a failure.
+        """
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(self.buf) >= 5 and not self.buf.startswith(b"HTTP/"):
+                raise Failure(f"{what}: not a status line: {bytes(self.buf[:60])!r}")
+            check(len(self.buf) <= MAX_HEAD, f"{what}: no end of headers in {MAX_HEAD} bytes")
+            if allow_close and not self.buf:
+                try:
+                    data = self.sock.recv(1 << 16)
+                except ConnectionResetError:
+                    return None
+                except socket.timeout:
+                    raise Failure(f"no {what} and no close within {self.timeout:g} s") from None
+                if not data:
+                    return None
+                self.buf += data
+            else:
+                self._recv_more(what)
+
+        lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+        del self.buf[:end + 4]
+        match = STATUS_RE.match(lines[0])
+        check(match, f"{what}: bad status line {lines[0][:60]!r}")
+        header_list = []
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            check(colon and name and name == name.strip(), f"{what}: bad header line {line[:60]!r}")
+            header_list.append((name, value.strip()))
+        r = Response(match[1], int(match[2]), match[3] or "", header_list)
+        for name in SINGLE_HEADERS:
+            check(r.count(name) <= 1, f"{what}: {name} appears {r.count(name)} times")
+
+        if head or r.status in (204, 304) or r.status < 200:
+            return r
+        length = r.header("content-length")
+        check(length is not None, f"{what}: {r.status} response without Content-Length")
+        check(length.isdigit(), f"{what}: bad Content-Length {length!r}")
+        n = int(length)
+        while len(self.buf) < n:
+            self._recv_more(f"{what} body ({len(self.buf)} of {n} bytes)")
+        r.body = bytes(self.buf[:n])
+        del self.buf[:n]
+        return r
+
+    def wait_closed(self, within):
+        """Wait up to `within` s for EOF or reset; return (closed, bytes received, seconds waited)."""
+        start = time.monotonic()
+        data = bytes(self.buf)
+        self.buf.clear()
+        try:
+            while True:
+                left = start + within - time.monotonic()
+                if left <= 0:
+                    return False, data, time.monotonic() - start
+                self.sock.settimeout(left)
+                try:
+                    chunk = self.sock.recv(1 << 16)
+                except socket.timeout:
+                    return False, data, time.monotonic() - start
+                except ConnectionResetError:
+                    return True, data, time.monotonic() - start
+                if not chunk:
+                    return True, data, time.monotonic() - start
+                data += chunk
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def expect_closed(self, within=3.0, after="the response"):
+        """Fail unless the server closes within `within` s without sending anything more."""
+        closed, data, _ = self.wait_closed(within)
+        check(not data, f"unexpected bytes after {after}: {data[:60]!r}")
+        check(closed, f"connection still open {within:g} s after {after}")
+
+
+def request(port, raw, count=1, head=None, timeout=TIMEOUT):
+    """Send raw bytes on a new connection and read `count` (pipelined) responses."""
+    if head is None:
+        head = raw.startswith(b"HEAD ")
+    with Client(port, timeout) as c:
+        c.send(raw)
+        if count == 1:
+            return [c.response(head=head)]
+        return [c.response(head=head, what=f"response {i + 1}") for i in range(count)]
+
+
+# ---------------------------------------------------------------------------
+# The server process
+
+_running = set()
+
+
+@atexit.register
+def _kill_leftovers():
+    for server in list(_running):
+        server.kill()
+
+
+def describe_exit(code):
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+class Server:
+    """One server process: started with --port 0, stderr read until the listening line,
+    then drained by a thread (kept in .lines) so the server never blocks on the pipe."""
+
+    def __init__(self, binary, root, extra_args=(), idle_timeout=2):
+        self.argv = [binary, "--addr", "127.0.0.1", "--port", "0", "--root", root,
+                     "--idle-timeout", str(idle_timeout), *extra_args]
+        self.proc = None
+        self.port = None
+        self.listening = None       # the regex match of the listening line
+        self.lines = []             # every stderr line, decoded
+        self.stopped = False        # set once stop() has been called
+        self._drainer = None
+
+    def start(self, deadline=START_DEADLINE):
+        """Start the process and wait for its listening line; raise Failure if it does not come."""
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as e:
+            raise Failure(f"cannot run {self.argv[0]}: {e}") from None
+        _running.add(self)
+        fd = self.proc.stderr.fileno()
+        pending = b""
+        end = time.monotonic() + deadline
+        while self.listening is None:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise Failure(f"no listening line on stderr within {deadline:g} s{self._tail()}")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                try:
+                    self.proc.wait(1)
+                except subprocess.TimeoutExpired:
+                    pass
+                raise Failure(f"{describe_exit(self.proc.poll())} before listening{self._tail()}")
+            pending += chunk
+            while b"\n" in pending and self.listening is None:
+                line, pending = pending.split(b"\n", 1)
+                text = line.decode(errors="replace").rstrip("\r")
+                self.lines.append(text)
+                self.listening = LISTENING_RE.match(text)
+        self.port = int(self.listening[2])
+        self._drainer = threading.Thread(target=self._drain, args=(fd, pending), daemon=True)
+        self._drainer.start()
+
+    def _drain(self, fd, pending):
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            self.lines.extend(line.decode(errors="replace").rstrip("\r") for line in lines)
+        if pending:
+            self.lines.append(pending.decode(errors="replace"))
+
+    def _tail(self):
+        return f"; last stderr line: {self.lines[-1]!r}" if self.lines else ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, deadline=STOP_DEADLINE):
+        """Send sig and wait; return the exit code, or None if it had to be killed."""
+        self.stopped = True
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(deadline)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return None
+        self._finish()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._finish()
+
+    def _finish(self):
+        if self._drainer is not None:
+            self._drainer.join(2)
+        if self.proc is not None:
+            self.proc.stderr.close()
+        _running.discard(self)

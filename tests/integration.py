@@ -1,0 +1,1075 @@
+#!/usr/bin/env python3
+"""Integration suite: one list of cases, run against every server binary.
+
+    python3 tests/integration.py [-j N] [-k SUBSTRING] [BINARY ...]
+
+With no BINARY, every executable in bin/ is tested. Each binary gets a fresh document
+root and its own server (--port 0 --idle-timeout 2); its cases run one after another,
+up to N binaries at a time. Each case prints one line:
+
+    ok   MODEL case_name
+    FAIL MODEL case_name: reason
+    skip MODEL case_name: reason
+
+and the run ends with "N passed, M failed[, K skipped]". The cases check SPEC.md
+sections 2 (command line) and 3 (HTTP behaviour); where the spec leaves a choice,
+what nginx would do is accepted too. Standard library only.
+"""
+
+import argparse
+import concurrent.futures
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from fixtures import (FIXED_MTIME, SERVED_RE, TIMEOUT, Client, Failure, Server, Skipped, build_root,
+                      check, describe_exit, http_date, parse_http_date, remove_root, request)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN_DIR = os.path.join(REPO, "bin")
+IDLE = 2            # --idle-timeout of the server under test
+GRACE = 3           # how much later than IDLE a timeout may close a connection
+ERROR_STATUSES = {400, 403, 404}        # what a confinement probe may get
+
+
+class Target:
+    """What a case works with: the binary, its model, its running server and root."""
+
+    def __init__(self, binary, root, files, server):
+        self.binary = binary
+        self.model = os.path.basename(binary)
+        self.root = root
+        self.files = files
+        self.server = server
+
+    @property
+    def port(self):
+        return self.server.port
+
+
+class Case:
+    def __init__(self, name, run, needs_server=True, always=False):
+        self.name = name
+        self.run = run
+        self.needs_server = needs_server    # fails at once once the main server is gone
+        self.always = always                # runs even when -k excludes it (reported only if failed)
+
+
+CASES = []
+
+
+def case(fn=None, *, needs_server=True, always=False, name=None):
+    """Register a case; its name is the function name, its docstring says what it checks."""
+    def register(f):
+        CASES.append(Case(name or f.__name__, f, needs_server, always))
+        return f
+    return register(fn) if fn else register
+
+
+# ---------------------------------------------------------------------------
+# Helpers for the cases
+
+def req(path, method="GET", headers=(), version="HTTP/1.1", host="localhost", body=b""):
+    """Build a request; headers are "Name: value" strings; host=None leaves Host out."""
+    lines = [f"{method} {path} {version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines.extend(headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def get(t, path, *headers, method="GET"):
+    """One request on a fresh connection; returns the response."""
+    return request(t.port, req(path, method, headers))[0]
+
+
+def expect_status(r, *statuses):
+    wanted = " or ".join(map(str, statuses))
+    check(r.status in statuses, f"status {r.status} {r.reason}, expected {wanted}")
+
+
+def expect_body(r, data, what="body"):
+    if r.body == data:
+        return
+    n = min(len(r.body), len(data))
+    first = next((i for i in range(n) if r.body[i] != data[i]), n)
+    raise Failure(f"{what}: got {len(r.body)} bytes, expected {len(data)}; first difference at byte {first}")
+
+
+def expect_file(r, t, name, status=200):
+    expect_status(r, status)
+    expect_body(r, t.files[name], name)
+
+
+def expect_mime(r, *types):
+    check(r.mime() in types, f"Content-Type {r.header('content-type')!r}, expected {' or '.join(types)}")
+
+
+def expect_alive(t):
+    """The server still answers GET / correctly on a fresh connection."""
+    try:
+        r = get(t, "/")
+    except (Failure, OSError) as e:
+        raise Failure(f"server no longer answers GET /: {e}") from None
+    check(r.status == 200 and r.body == t.files["index.html"],
+          f"server no longer serves GET / correctly (status {r.status}, {len(r.body)} bytes)")
+
+
+def expect_reusable(c, r, t):
+    """After response r on connection c: closed if it said so, otherwise good for another request.
+
+    This also proves that r's Content-Length matched the bytes sent.
+    """
+    if r.closes():
+        c.expect_closed(after=f"a {r.status} response with Connection: close")
+        return
+    c.send(req("/small.txt"))
+    nxt = c.response(what=f"response to a request after the {r.status}")
+    expect_file(nxt, t, "small.txt")
+
+
+def expect_error_then_close(c, statuses, silent_close_ok=False):
+    """Read an error response with one of statuses, then see the server close the connection."""
+    r = c.response(allow_close=silent_close_ok)
+    if r is None:
+        return
+    expect_status(r, *statuses)
+    c.expect_closed(after=f"the {r.status} response")
+
+
+def run_cli(t, *args, timeout=10):
+    """Run the binary with args; return (exit code, stdout, stderr)."""
+    try:
+        p = subprocess.run([t.binary, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Failure(f"'{' '.join(args)}' still running after {timeout} s") from None
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def expect_one_line(text, what):
+    lines = [line for line in text.splitlines() if line.strip()]
+    check(len(lines) == 1, f"{what}: expected a one-line message on stderr, got {len(lines)} lines: {text[:120]!r}")
+
+
+def expect_served_line(server):
+    check(any(SERVED_RE.match(line) for line in server.lines),
+          f"no 'served N requests on M connections' line on stderr (last: {server.lines[-1:]!r})")
+
+
+# ---------------------------------------------------------------------------
+# Basics and headers
+
+@case
+def get_root(t):
+    """GET / serves index.html as text/html with the right Content-Length."""
+    r = get(t, "/")
+    expect_file(r, t, "index.html")
+    expect_mime(r, "text/html")
+    check(r.header("content-length") == str(len(t.files["index.html"])), "wrong Content-Length")
+
+
+@case
+def get_small(t):
+    """GET /small.txt serves its bytes."""
+    expect_file(get(t, "/small.txt"), t, "small.txt")
+
+
+@case
+def get_1m(t):
+    """GET /1m.bin serves 1 MiB of binary bytes exactly."""
+    expect_file(get(t, "/1m.bin"), t, "1m.bin")
+
+
+@case
+def get_big(t):
+    """GET /big.bin streams all 8 MiB exactly."""
+    expect_file(get(t, "/big.bin"), t, "big.bin")
+
+
+@case
+def headers_200(t):
+    """A 200 carries Date (now), Server c10k/, Content-Length, Content-Type, Last-Modified, ETag, Accept-Ranges."""
+    r = get(t, "/small.txt")
+    expect_status(r, 200)
+    for name in ("Date", "Server", "Content-Length", "Content-Type", "Last-Modified", "ETag",
+                 "Accept-Ranges"):
+        check(r.count(name) == 1, f"{name} header missing")
+    date = parse_http_date(r.header("date"))
+    check(date is not None, f"Date {r.header('date')!r} is not an IMF-fixdate")
+    check(abs(date - time.time()) <= 5, f"Date {r.header('date')!r} is not within 5 s of now")
+    check(r.header("server").startswith("c10k/") and len(r.header("server")) > 5,
+          f"Server {r.header('server')!r}, expected c10k/VERSION")
+    check(r.header("last-modified") == http_date(FIXED_MTIME),
+          f"Last-Modified {r.header('last-modified')!r}, expected {http_date(FIXED_MTIME)!r}")
+    etag = r.header("etag")
+    check(etag.startswith(('"', 'W/"')) and etag.endswith('"') and len(etag) >= 3,
+          f"ETag {etag!r} is not a quoted string")
+    check(r.header("accept-ranges") == "bytes", f"Accept-Ranges {r.header('accept-ranges')!r}")
+
+
+MIME_TYPES = {
+    "/index.html": ("text/html",),
+    "/style.css": ("text/css",),
+    "/app.js": ("text/javascript", "application/javascript"),
+    "/data.json": ("application/json",),
+    "/small.txt": ("text/plain",),
+    "/pic.png": ("image/png",),
+    "/font.woff2": ("font/woff2",),
+    "/noext": ("application/octet-stream",),
+}
+
+
+@case
+def mime_types(t):
+    """Content-Type follows the extension; unknown gives application/octet-stream."""
+    wrong = []
+    for path, types in MIME_TYPES.items():
+        r = get(t, path)
+        expect_status(r, 200)
+        if r.mime() not in types:
+            wrong.append(f"{path}: {r.header('content-type')!r}")
+    check(not wrong, "; ".join(wrong))
+
+
+@case
+def empty_file(t):
+    """An empty file gives 200 with Content-Length: 0."""
+    r = get(t, "/empty.txt")
+    expect_status(r, 200)
+    check(r.header("content-length") == "0", f"Content-Length {r.header('content-length')!r}")
+
+
+@case
+def head_index(t):
+    """HEAD has the same status and headers as GET and no body (the next bytes are a status line)."""
+    with Client(t.port) as c:
+        c.send(req("/index.html", "HEAD"))
+        h = c.response(head=True, what="HEAD response")
+        c.send(req("/index.html"))
+        g = c.response(what="GET response after the HEAD (a HEAD body would show here)")
+    expect_status(h, 200)
+    expect_file(g, t, "index.html")
+    check(h.header("content-length") == str(len(t.files["index.html"])),
+          f"HEAD Content-Length {h.header('content-length')!r}, expected the file size")
+    head_headers = {n.lower(): v for n, v in h.header_list if n.lower() != "date"}
+    get_headers = {n.lower(): v for n, v in g.header_list if n.lower() != "date"}
+    differ = sorted(set(head_headers.items()) ^ set(get_headers.items()))
+    check(not differ, f"HEAD and GET headers differ: {differ}")
+
+
+@case
+def dir_index(t):
+    """GET /sub/ serves sub/index.html."""
+    r = get(t, "/sub/")
+    expect_file(r, t, "sub/index.html")
+    expect_mime(r, "text/html")
+
+
+@case
+def dir_no_slash(t):
+    """GET /sub serves sub/index.html or redirects (301/302) to /sub/."""
+    r = get(t, "/sub")
+    if r.status in (301, 302):
+        check(r.header("location", "").endswith("/sub/"), f"Location {r.header('location')!r}")
+    else:
+        expect_file(r, t, "sub/index.html")
+
+
+@case
+def dir_without_index(t):
+    """A directory without index.html gives 404."""
+    expect_status(get(t, "/emptydir/"), 404)
+
+
+@case
+def not_found(t):
+    """A missing file gives 404 with a text/plain body of Content-Length bytes."""
+    with Client(t.port) as c:
+        c.send(req("/nope.html"))
+        r = c.response()
+        expect_status(r, 404)
+        expect_mime(r, "text/plain")
+        expect_reusable(c, r, t)
+
+
+@case
+def fifo_404(t):
+    """A FIFO is not a regular file: 404, and the server is not stuck opening it."""
+    expect_status(get(t, "/fifo"), 404)
+    expect_alive(t)
+
+
+@case
+def percent_space(t):
+    """/a%20b.txt is decoded to the file 'a b.txt'."""
+    expect_file(get(t, "/a%20b.txt"), t, "a b.txt")
+
+
+@case
+def query_dropped(t):
+    """The query string is ignored."""
+    expect_file(get(t, "/small.txt?x=1&y=2"), t, "small.txt")
+
+
+@case
+def many_slashes(t):
+    """Repeated slashes collapse: //////index.html serves index.html."""
+    expect_file(get(t, "//////index.html"), t, "index.html")
+
+
+@case
+def dotdot_inside(t):
+    """'..' that stays inside the root resolves: /sub/deeper/../../small.txt."""
+    expect_file(get(t, "/sub/deeper/../../small.txt"), t, "small.txt")
+
+
+# ---------------------------------------------------------------------------
+# Methods and versions
+
+@case
+def post_405(t):
+    """POST gives 405 with Allow: GET, HEAD."""
+    with Client(t.port) as c:
+        c.send(req("/", "POST", ["Content-Length: 0"]))
+        r = c.response()
+        expect_status(r, 405)
+        check(r.header("allow") == "GET, HEAD", f"Allow {r.header('allow')!r}, expected 'GET, HEAD'")
+        expect_reusable(c, r, t)
+
+
+@case
+def delete_405(t):
+    """DELETE gives 405 with Allow: GET, HEAD."""
+    r = get(t, "/", method="DELETE")
+    expect_status(r, 405)
+    check(r.header("allow") == "GET, HEAD", f"Allow {r.header('allow')!r}, expected 'GET, HEAD'")
+
+
+@case
+def put_with_body(t):
+    """PUT with a body gives 405 or 413."""
+    with Client(t.port) as c:
+        c.send(req("/small.txt", "PUT", ["Content-Length: 5"], body=b"hello"))
+        expect_status(c.response(), 405, 413)
+    expect_alive(t)
+
+
+@case
+def get_with_body(t):
+    """GET with a 5-byte body gives 413, then close."""
+    with Client(t.port) as c:
+        c.send(req("/", headers=["Content-Length: 5"], body=b"hello"))
+        expect_error_then_close(c, [413])
+    expect_alive(t)
+
+
+@case
+def get_chunked(t):
+    """GET with Transfer-Encoding: chunked gives 413 (or 400), then close."""
+    with Client(t.port) as c:
+        c.send(req("/", headers=["Transfer-Encoding: chunked"], body=b"5\r\nhello\r\n0\r\n\r\n"))
+        expect_error_then_close(c, [413, 400])
+    expect_alive(t)
+
+
+@case
+def no_host(t):
+    """HTTP/1.1 without Host gives 400, then close."""
+    with Client(t.port) as c:
+        c.send(req("/", host=None))
+        expect_error_then_close(c, [400])
+
+
+@case
+def two_hosts(t):
+    """Two Host headers give 400, then close."""
+    with Client(t.port) as c:
+        c.send(req("/", headers=["Host: other"]))
+        expect_error_then_close(c, [400])
+
+
+@case
+def http10_close(t):
+    """HTTP/1.0 without keep-alive: answered, no keep-alive in the response, then closed."""
+    with Client(t.port) as c:
+        c.send(req("/", version="HTTP/1.0", host=None))
+        r = c.response()
+        expect_file(r, t, "index.html")
+        check("keep-alive" not in r.header("connection", "").lower(),
+              f"Connection {r.header('connection')!r} on an HTTP/1.0 request without keep-alive")
+        c.expect_closed()
+
+
+@case
+def http10_keepalive(t):
+    """HTTP/1.0 with Connection: keep-alive: the response says keep-alive and the connection stays."""
+    with Client(t.port) as c:
+        for i in (1, 2):
+            c.send(req("/small.txt", version="HTTP/1.0", headers=["Connection: keep-alive"]))
+            r = c.response(what=f"response {i}")
+            expect_file(r, t, "small.txt")
+            check(r.header("connection", "").lower() == "keep-alive",
+                  f"response {i}: Connection {r.header('connection')!r}, expected keep-alive")
+
+
+@case
+def keepalive_three(t):
+    """HTTP/1.1 is persistent: three requests one after another on one connection."""
+    with Client(t.port) as c:
+        for i, path in enumerate(("/", "/small.txt", "/"), 1):
+            c.send(req(path))
+            r = c.response(what=f"response {i}")
+            expect_status(r, 200)
+            check(not r.closes(), f"response {i} says Connection: close")
+
+
+@case
+def connection_close(t):
+    """HTTP/1.1 with Connection: close: the response says close and the server closes."""
+    with Client(t.port) as c:
+        c.send(req("/small.txt", headers=["Connection: close"]))
+        r = c.response()
+        expect_file(r, t, "small.txt")
+        check(r.closes(), f"Connection {r.header('connection')!r}, expected close")
+        c.expect_closed()
+
+
+@case
+def http2_version(t):
+    """'GET / HTTP/2.0' is refused with 400 or 505."""
+    r = request(t.port, req("/", version="HTTP/2.0"))[0]
+    expect_status(r, 400, 505)
+    expect_alive(t)
+
+
+@case
+def unknown_method(t):
+    """An unknown method token (FROG) gives 400 or 501."""
+    r = request(t.port, req("/", "FROG"))[0]
+    expect_status(r, 400, 501)
+    expect_alive(t)
+
+
+@case
+def http09(t):
+    """An HTTP/0.9-style 'GET /' gets 400 or a plain close, and the server lives on."""
+    with Client(t.port) as c:
+        c.send(b"GET /\r\n\r\n")
+        expect_error_then_close(c, [400], silent_close_ok=True)
+    expect_alive(t)
+
+
+# ---------------------------------------------------------------------------
+# Malformed requests and limits: each gets its error, the connection is closed,
+# and the server still serves a fresh GET / afterwards.
+
+def malformed_case(name, doc, raw, status=400, silent_close_ok=False):
+    def run(t):
+        with Client(t.port) as c:
+            c.send(raw)
+            expect_error_then_close(c, [status], silent_close_ok)
+        expect_alive(t)
+    run.__doc__ = doc
+    case(run, name=name)
+
+
+GARBAGE = b"\x16\x03\x01" + random.Random(7).randbytes(509)     # looks like a TLS hello
+
+malformed_case("garbage", "Random binary bytes give 400 (or a plain close).",
+               GARBAGE, silent_close_ok=True)
+malformed_case("nul_in_request_line", "A NUL byte in the request line gives 400.",
+               b"GET /ind\x00ex.html HTTP/1.1\r\nHost: localhost\r\n\r\n")
+malformed_case("ctl_in_header", "A control byte in a header value gives 400.",
+               req("/", headers=["X-Test: a\x01b"]))
+malformed_case("pct_truncated", "A truncated percent escape (/foo%) gives 400.", req("/foo%"))
+malformed_case("pct_bad_hex", "A non-hex percent escape (/%zz) gives 400.", req("/%zz"))
+malformed_case("pct_nul", "A percent-encoded NUL (/%00x) gives 400.", req("/%00x"))
+malformed_case("space_in_path", "A raw space inside the target gives 400.", req("/a b.txt"))
+malformed_case("cl_plus", "Content-Length: +5 gives 400.", req("/", headers=["Content-Length: +5"]))
+malformed_case("cl_empty", "An empty Content-Length gives 400.", req("/", headers=["Content-Length: "]))
+malformed_case("cl_overflow", "A Content-Length that overflows 64 bits gives 400.",
+               req("/", headers=["Content-Length: 99999999999999999999999"]))
+malformed_case("cl_with_te", "Content-Length together with Transfer-Encoding gives 400.",
+               req("/", headers=["Content-Length: 5", "Transfer-Encoding: chunked"],
+                   body=b"0\r\n\r\n"))
+malformed_case("header_too_big", "One 9000-byte header (block over 8 KiB) gives 431, then close.",
+               req("/", headers=["X-Big: " + "b" * 9000]), status=431)
+malformed_case("many_headers", "200 small headers totalling over 8 KiB give 431, then close.",
+               req("/", headers=[f"X-Pad-{i:03d}: {'p' * 40}" for i in range(200)]), status=431)
+malformed_case("uri_too_long", "A 4200-byte request target gives 414, then close.",
+               req("/" + "a" * 4200), status=414)
+
+
+@case
+def headers_7k(t):
+    """A 7 KiB header block (under the 8 KiB limit) is served."""
+    padding = [f"X-Pad-{i}: {'q' * 990}" for i in range(7)]
+    expect_file(get(t, "/small.txt", *padding), t, "small.txt")
+
+
+# ---------------------------------------------------------------------------
+# Confinement: nothing outside the root, whatever the spelling.
+
+def confine_case(name, path, statuses=ERROR_STATUSES):
+    def run(t):
+        r = get(t, path)
+        check(b"root:" not in r.body, f"{path} served /etc/passwd!")
+        expect_status(r, *sorted(statuses))
+    run.__doc__ = f"{path} does not leave the root ({' or '.join(map(str, sorted(statuses)))})."
+    case(run, name=name)
+
+
+confine_case("confine_dotdot", "/../../../../etc/passwd")
+confine_case("confine_pct_dotdot", "/%2e%2e/%2e%2e/etc/passwd")
+confine_case("confine_pct_upper", "/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd")
+confine_case("confine_dotdot_pct2f", "/..%2f..%2fetc%2fpasswd")
+confine_case("confine_double_slash", "//etc/passwd")
+confine_case("confine_dot_pct2e", "/.%2e/.%2e/etc/passwd")
+confine_case("confine_sub_dotdot", "/sub/../../etc/passwd")
+confine_case("confine_backslash", "/..\\..\\etc\\passwd")
+confine_case("confine_backslash_pct5c", "/..%5c..%5cetc%5cpasswd")
+confine_case("confine_symlink_file", "/escape")
+confine_case("confine_symlink_dir", "/escapedir/passwd")
+confine_case("confine_absolute", "/etc/passwd", statuses={404})
+
+
+@case
+def symlink_inside(t):
+    """A symlink to a file inside the root is served."""
+    expect_file(get(t, "/inside.txt"), t, "small.txt")
+
+
+@case
+def no_permission(t):
+    """A file the server cannot read gives 403."""
+    if os.geteuid() == 0:
+        raise Skipped("running as root, file permissions are not enforced")
+    expect_status(get(t, "/secret.txt"), 403)
+
+
+# ---------------------------------------------------------------------------
+# Conditional requests
+
+def conditional(t, *headers):
+    """GET /small.txt with headers on one connection, check reuse; return the response."""
+    with Client(t.port) as c:
+        c.send(req("/small.txt", headers=list(headers)))
+        r = c.response()
+        expect_reusable(c, r, t)
+    return r
+
+
+@case
+def inm_match(t):
+    """If-None-Match with the current ETag gives 304, no body, ETag repeated."""
+    etag = get(t, "/small.txt").header("etag")
+    check(etag, "no ETag on the first response")
+    r = conditional(t, f"If-None-Match: {etag}")
+    expect_status(r, 304)
+    check(r.header("etag") == etag, f"304 ETag {r.header('etag')!r}, expected {etag!r}")
+
+
+@case
+def inm_star(t):
+    """If-None-Match: * gives 304."""
+    expect_status(conditional(t, "If-None-Match: *"), 304)
+
+
+@case
+def inm_other(t):
+    """If-None-Match with another ETag gives 200."""
+    expect_file(conditional(t, 'If-None-Match: "other"'), t, "small.txt")
+
+
+@case
+def ims_equal(t):
+    """If-Modified-Since equal to Last-Modified gives 304."""
+    expect_status(conditional(t, f"If-Modified-Since: {http_date(FIXED_MTIME)}"), 304)
+
+
+@case
+def ims_newer(t):
+    """If-Modified-Since later than the file's mtime gives 304."""
+    expect_status(conditional(t, f"If-Modified-Since: {http_date(FIXED_MTIME + 86400)}"), 304)
+
+
+@case
+def ims_older(t):
+    """If-Modified-Since before the file's mtime gives 200."""
+    expect_file(conditional(t, "If-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT"), t, "small.txt")
+
+
+@case
+def inm_precedence(t):
+    """If-None-Match (not matching) wins over a matching If-Modified-Since: 200."""
+    r = conditional(t, 'If-None-Match: "other"', f"If-Modified-Since: {http_date(FIXED_MTIME)}")
+    expect_file(r, t, "small.txt")
+
+
+# ---------------------------------------------------------------------------
+# Range
+
+def expect_range(t, name, spec, start, end):
+    """Range: bytes=spec on name gives 206 with bytes start..end inclusive."""
+    data = t.files[name]
+    r = get(t, "/" + name, f"Range: bytes={spec}")
+    expect_status(r, 206)
+    want = f"bytes {start}-{end}/{len(data)}"
+    check(r.header("content-range") == want, f"Content-Range {r.header('content-range')!r}, expected {want!r}")
+    expect_body(r, data[start:end + 1], f"bytes={spec}")
+
+
+@case
+def range_first_bytes(t):
+    """bytes=0-9 gives 206 with the first 10 bytes."""
+    expect_range(t, "small.txt", "0-9", 0, 9)
+
+
+@case
+def range_open_end(t):
+    """bytes=10- gives 206 with the rest of the file."""
+    expect_range(t, "small.txt", "10-", 10, len(t.files["small.txt"]) - 1)
+
+
+@case
+def range_suffix(t):
+    """bytes=-5 gives 206 with the last 5 bytes."""
+    size = len(t.files["small.txt"])
+    expect_range(t, "small.txt", "-5", size - 5, size - 1)
+
+
+@case
+def range_clamped(t):
+    """bytes=5-100000 on a small file is clamped to its end."""
+    expect_range(t, "small.txt", "5-100000", 5, len(t.files["small.txt"]) - 1)
+
+
+@case
+def range_1m(t):
+    """bytes=1000000-2000000 on 1m.bin gives its last 48576 bytes."""
+    expect_range(t, "1m.bin", "1000000-2000000", 1000000, (1 << 20) - 1)
+
+
+@case
+def range_unsatisfiable(t):
+    """A range starting at the file size gives 416 with Content-Range: bytes */SIZE."""
+    size = len(t.files["small.txt"])
+    with Client(t.port) as c:
+        c.send(req("/small.txt", headers=[f"Range: bytes={size}-"]))
+        r = c.response()
+        expect_status(r, 416)
+        check(r.header("content-range") == f"bytes */{size}",
+              f"Content-Range {r.header('content-range')!r}, expected 'bytes */{size}'")
+        expect_reusable(c, r, t)
+
+
+@case
+def range_multi(t):
+    """A multi-range is ignored: 200 with the whole file."""
+    expect_file(get(t, "/small.txt", "Range: bytes=0-1,3-4"), t, "small.txt")
+
+
+@case
+def range_malformed(t):
+    """Malformed ranges (bytes=abc, bytes=5-1, items=0-1) are ignored: 200, whole file."""
+    for value in ("bytes=abc", "bytes=5-1", "items=0-1"):
+        r = get(t, "/small.txt", f"Range: {value}")
+        check(r.status == 200 and r.body == t.files["small.txt"],
+              f"Range: {value} gave {r.status} with {len(r.body)} bytes, expected 200 and the whole file")
+
+
+@case
+def range_many(t):
+    """A thousand overlapping ranges in one header are ignored (200), the server is fine."""
+    expect_file(get(t, "/small.txt", "Range: bytes=" + ",".join(["0-1"] * 1000)), t, "small.txt")
+    expect_alive(t)
+
+
+@case
+def range_head(t):
+    """HEAD with a Range gives 206 and Content-Length 10, with no body."""
+    with Client(t.port) as c:
+        c.send(req("/small.txt", "HEAD", ["Range: bytes=0-9"]))
+        r = c.response(head=True)
+        expect_status(r, 206)
+        check(r.header("content-length") == "10", f"Content-Length {r.header('content-length')!r}")
+        expect_reusable(c, r, t)
+
+
+# ---------------------------------------------------------------------------
+# Pipelining
+
+@case
+def pipeline_three(t):
+    """Three GETs in one send get three complete responses, in order."""
+    names = ("index.html", "small.txt", "1m.bin")
+    responses = request(t.port, b"".join(req("/" + n) for n in names), count=3)
+    for name, r in zip(names, responses):
+        expect_file(r, t, name)
+
+
+@case
+def pipeline_split(t):
+    """A second request split across two sends 100 ms apart is answered."""
+    second = req("/small.txt")
+    with Client(t.port) as c:
+        c.send(req("/") + second[:10])
+        time.sleep(0.1)
+        c.send(second[10:])
+        expect_file(c.response(what="response 1"), t, "index.html")
+        expect_file(c.response(what="response 2"), t, "small.txt")
+
+
+@case
+def pipeline_then_garbage(t):
+    """A GET followed by garbage in the same send: 200, then 400 and close."""
+    with Client(t.port) as c:
+        c.send(req("/small.txt") + b"GARBAGE\x00\x01\x02\r\n\r\n")
+        expect_file(c.response(what="response 1"), t, "small.txt")
+        expect_error_then_close(c, [400])
+    expect_alive(t)
+
+
+# ---------------------------------------------------------------------------
+# Timeouts (the server runs with --idle-timeout 2)
+
+def expect_timeout_close(closed, took, what):
+    check(closed, f"{what} still open after {took:.1f} s (idle timeout {IDLE} s)")
+    check(took >= IDLE / 2, f"{what} closed after {took:.1f} s, well before the {IDLE} s idle timeout")
+
+
+@case
+def idle_timeout(t):
+    """A connection that sends nothing is closed after the idle timeout."""
+    with Client(t.port) as c:
+        closed, _, took = c.wait_closed(IDLE + GRACE)
+    expect_timeout_close(closed, took, "idle connection")
+
+
+@case
+def keepalive_idle_timeout(t):
+    """A keep-alive connection idle after one request is closed after the idle timeout."""
+    with Client(t.port) as c:
+        c.send(req("/small.txt"))
+        expect_file(c.response(), t, "small.txt")
+        closed, data, took = c.wait_closed(IDLE + GRACE)
+    check(not data, f"unexpected bytes on the idle keep-alive connection: {data[:60]!r}")
+    expect_timeout_close(closed, took, "idle keep-alive connection")
+
+
+@case
+def slowloris(t):
+    """A header sent one byte per 0.5 s is cut off within the idle timeout of the connection start."""
+    start = time.monotonic()
+    closed = False
+    with Client(t.port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        for byte in b"X-Slow: " + b"s" * 100:
+            closed, _, _ = c.wait_closed(0.5)       # also the pacing between bytes
+            if closed or time.monotonic() - start > IDLE + GRACE:
+                break
+            if not c.send(bytes([byte])):
+                closed = True
+                break
+    took = time.monotonic() - start
+    check(closed and took <= IDLE + GRACE,
+          f"slowloris connection still open after {took:.1f} s (idle timeout {IDLE} s)")
+
+
+# ---------------------------------------------------------------------------
+# Robustness
+
+@case
+def abort_big_download(t):
+    """20 clients close or reset midway through big.bin; the server serves on."""
+    for i in range(20):
+        c = Client(t.port)
+        c.send(req("/big.bin"))
+        c.read_at_least(64 * 1024, "the start of big.bin")
+        if i % 2:
+            c.reset()
+        else:
+            c.close()
+    expect_alive(t)
+
+
+@case
+def concurrent_200(t):
+    """200 connections at once, each doing 5 keep-alive GET /index.html: all 1000 answered."""
+    conns, per_conn = 200, 5
+    want = t.files["index.html"]
+    barrier = threading.Barrier(conns)
+    errors = []
+    answered = [0]
+    lock = threading.Lock()
+
+    def client(i):
+        try:
+            with Client(t.port, timeout=10) as c:
+                barrier.wait(timeout=20)
+                for _ in range(per_conn):
+                    c.send(req("/index.html"))
+                    r = c.response()
+                    check(r.status == 200 and r.body == want, f"status {r.status}, {len(r.body)} bytes")
+                    with lock:
+                        answered[0] += 1
+        except threading.BrokenBarrierError:
+            pass    # another connection failed to open; its error is reported
+        except Exception as e:
+            barrier.abort()
+            errors.append(f"connection {i}: {e}")
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(conns)]
+    for th in threads:
+        th.start()
+    deadline = time.monotonic() + 60
+    for th in threads:
+        th.join(max(0, deadline - time.monotonic()))
+    total = conns * per_conn
+    check(answered[0] == total,
+          f"{answered[0]} of {total} requests answered; {len(errors)} connections failed"
+          + (f", first: {errors[0]}" if errors else ""))
+
+
+@case(needs_server=False)
+def max_conns(t):
+    """With --max-conns 4, a 5th connection is closed at once while the 4 others are served."""
+    # A long idle timeout, so that only the connection limit can close the 5th connection.
+    server = Server(t.binary, t.root, ["--max-conns", "4"], idle_timeout=30)
+    held = []
+    try:
+        server.start()
+        held = [Client(server.port) for _ in range(4)]
+        with Client(server.port) as fifth:
+            closed, _, took = fifth.wait_closed(3)
+            check(closed, "a 5th connection is still open after 3 s with --max-conns 4")
+        for i, c in enumerate(held, 1):
+            c.send(req("/small.txt"))
+            expect_file(c.response(what=f"response on held connection {i}"), t, "small.txt")
+        code = server.stop()
+        check(code == 0, f"{describe_exit(code)} after SIGTERM, expected 0")
+    finally:
+        for c in held:
+            c.close()
+        server.kill()
+
+
+@case(needs_server=False)
+def sigint(t):
+    """A separate instance stopped with SIGINT exits 0 and prints the served line."""
+    server = Server(t.binary, t.root)
+    try:
+        server.start()
+        expect_file(request(server.port, req("/small.txt"))[0], t, "small.txt")
+        code = server.stop(signal.SIGINT)
+        check(code is not None, "still running 10 s after SIGINT")
+        check(code == 0, f"{describe_exit(code)} after SIGINT, expected 0")
+        expect_served_line(server)
+    finally:
+        server.kill()
+
+
+# ---------------------------------------------------------------------------
+# Command line
+
+@case(needs_server=False)
+def cli_help(t):
+    """--help exits 0 and prints usage."""
+    code, out, err = run_cli(t, "--help")
+    check(code == 0, f"--help: {describe_exit(code)}, expected 0")
+    check("usage" in (out + err).lower(), "--help printed no usage")
+
+
+@case(needs_server=False)
+def cli_version(t):
+    """--version exits 0 and prints a line containing c10k."""
+    code, out, err = run_cli(t, "--version")
+    check(code == 0, f"--version: {describe_exit(code)}, expected 0")
+    check("c10k" in out + err, f"--version printed {(out + err)[:80]!r}, no 'c10k'")
+
+
+@case(needs_server=False)
+def cli_bogus_option(t):
+    """An unknown option exits 2 with a one-line message."""
+    code, _, err = run_cli(t, "--bogus")
+    check(code == 2, f"--bogus: {describe_exit(code)}, expected 2")
+    expect_one_line(err, "--bogus")
+
+
+@case(needs_server=False)
+def cli_bad_port(t):
+    """--port notanumber exits 2."""
+    code, _, err = run_cli(t, "--addr", "127.0.0.1", "--port", "notanumber", "--root", t.root)
+    check(code == 2, f"--port notanumber: {describe_exit(code)}, expected 2")
+    expect_one_line(err, "--port notanumber")
+
+
+@case(needs_server=False)
+def cli_missing_root(t):
+    """A root that does not exist exits 1 with a one-line reason."""
+    code, _, err = run_cli(t, "--addr", "127.0.0.1", "--port", "0", "--root", "/nonexistent/dir")
+    check(code == 1, f"--root /nonexistent/dir: {describe_exit(code)}, expected 1")
+    expect_one_line(err, "--root /nonexistent/dir")
+
+
+@case
+def cli_port_taken(t):
+    """Starting on a port already in use exits 1 with a one-line reason."""
+    code, _, err = run_cli(t, "--addr", "127.0.0.1", "--port", str(t.port), "--root", t.root,
+                           timeout=5)
+    check(code == 1, f"port taken: {describe_exit(code)}, expected 1")
+    expect_one_line(err, "port taken")
+
+
+# ---------------------------------------------------------------------------
+# Shutdown: always the last case, always run.
+
+@case(always=True)
+def shutdown(t):
+    """SIGTERM with a keep-alive connection open: exit 0 and the served line on stderr."""
+    with Client(t.port) as c:
+        c.send(req("/small.txt"))
+        expect_file(c.response(), t, "small.txt")
+        code = t.server.stop(signal.SIGTERM)
+    check(code is not None, "still running 10 s after SIGTERM (an idle keep-alive connection was open)")
+    check(code == 0, f"{describe_exit(code)} after SIGTERM, expected 0")
+    expect_served_line(t.server)
+
+
+# ---------------------------------------------------------------------------
+# Runner
+
+class Report:
+    """Prints whole lines under a lock and counts outcomes."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts = {"ok": 0, "FAIL": 0, "skip": 0}
+
+    def result(self, outcome, model, name, reason=""):
+        line = f"{outcome:<4} {model} {name}"
+        if reason:
+            line += ": " + " ".join(str(reason).split())
+        with self.lock:
+            self.counts[outcome] += 1
+            print(line, flush=True)
+
+    def summary(self):
+        text = f"{self.counts['ok']} passed, {self.counts['FAIL']} failed"
+        if self.counts["skip"]:
+            text += f", {self.counts['skip']} skipped"
+        return text
+
+
+def run_case(c, t):
+    """Run one case; return (outcome, reason)."""
+    try:
+        c.run(t)
+        return "ok", ""
+    except Failure as e:
+        return "FAIL", str(e)
+    except Skipped as e:
+        return "skip", str(e)
+    except Exception as e:      # a socket error, or a bug in the case
+        return "FAIL", f"{type(e).__name__}: {e}"
+
+
+def run_binary(binary, cases, keyword, report):
+    """Start the binary's server, run the cases in order, stop it."""
+    model = os.path.basename(binary)
+    root, files = build_root()
+    server = Server(binary, root)
+    t = Target(binary, root, files, server)
+    gone = None     # why the main server can no longer be tested, once it cannot
+    try:
+        try:
+            check(os.path.isfile(binary) and os.access(binary, os.X_OK), f"{binary} is not an executable file")
+            server.start()
+            outcome, reason = "ok", listening_line_problem(server, model, root)
+            if reason:
+                outcome = "FAIL"    # a wrong line, but a running server: the cases still run
+        except Failure as e:
+            outcome, reason = "FAIL", str(e)
+            gone = "server did not start"
+            server.kill()
+        if keyword in "startup" or outcome == "FAIL":
+            report.result(outcome, model, "startup", reason)
+
+        for c in cases:
+            if c.needs_server and gone and not (c.always and server.alive()):
+                outcome, reason = "FAIL", gone
+            else:
+                outcome, reason = run_case(c, t)
+                if not server.stopped and server.proc and server.proc.poll() is not None and not gone:
+                    gone = f"server died earlier ({describe_exit(server.proc.returncode)} during {c.name})"
+                    if outcome != "FAIL":
+                        outcome, reason = "FAIL", f"server died ({describe_exit(server.proc.returncode)})"
+                elif outcome == "FAIL" and c.needs_server and not gone and not server.stopped:
+                    gone = wedged(t, c.name)
+            if keyword in c.name or outcome == "FAIL":
+                report.result(outcome, model, c.name, reason)
+    finally:
+        server.kill()
+        remove_root(root)
+
+
+def listening_line_problem(server, model, root):
+    """What is wrong with the listening line's address, model or root; "" if nothing."""
+    addr, _, printed_model, printed_root = server.listening.groups()
+    if addr != "127.0.0.1":
+        return f"listening line has address {addr}, expected 127.0.0.1"
+    if printed_model != model:
+        return f"listening line says model={printed_model}, expected {model}"
+    if os.path.realpath(printed_root) != os.path.realpath(root):
+        return f"listening line says root={printed_root}, expected {root}"
+    return ""
+
+
+def wedged(t, after):
+    """After a failed case, see whether the server still answers at all; None if it does."""
+    try:
+        r = get(t, "/small.txt")
+        return None if r.status == 200 else f"server answers GET /small.txt with {r.status} since {after}"
+    except (Failure, OSError) as e:
+        return f"server stopped answering after {after} ({e})"
+
+
+def find_binaries():
+    if not os.path.isdir(BIN_DIR):
+        return []
+    paths = (os.path.join(BIN_DIR, name) for name in sorted(os.listdir(BIN_DIR)))
+    return [p for p in paths if os.path.isfile(p) and os.access(p, os.X_OK)]
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Run the integration cases against server binaries.")
+    parser.add_argument("-j", type=int, default=2, metavar="N", help="binaries tested in parallel (default 2)")
+    parser.add_argument("-k", default="", metavar="SUBSTRING", help="run only cases whose name contains this")
+    parser.add_argument("binaries", nargs="*", metavar="BINARY", help="default: every executable in bin/")
+    args = parser.parse_args()
+
+    binaries = [os.path.abspath(b) for b in args.binaries] or find_binaries()
+    if not binaries:
+        print(f"FAIL no server binaries in {BIN_DIR}: build them first")
+        print("0 passed, 1 failed")
+        return 1
+    cases = [c for c in CASES if args.k in c.name or c.always]
+    report = Report()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.j)) as pool:
+        futures = {pool.submit(run_binary, b, cases, args.k, report): b for b in binaries}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                future.result()
+            except Exception as e:      # a bug in the runner itself: still counted, never silent
+                report.result("FAIL", os.path.basename(futures[future]), "harness", f"{type(e).__name__}: {e}")
+    print(report.summary())
+    return 1 if report.counts["FAIL"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
