@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# tests/run.sh - runs every test of the project and ends with one "N passed, M failed" line.
+#
+#   unit tests:        build/tests/test_*   (each prints "N passed, M failed")
+#   integration suite: tests/integration.py against every bin/* server,
+#                      then again against the ASan+UBSan builds in bin-asan/
+set -u
+cd "$(dirname "$0")/.."
+
+passed=0 failed=0 skipped=0
+tally() { # reads a runner's output, echoes it, and adds its closing counts
+    local line
+    while IFS= read -r line; do
+        printf '%s\n' "$line"
+        if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then
+            last="${BASH_REMATCH[1]} ${BASH_REMATCH[2]} ${BASH_REMATCH[4]:-0}"
+        fi
+    done
+}
+
+run() { # run NAME COMMAND...: counts a runner that prints no closing line as one failure
+    local name=$1 last=""
+    shift
+    echo "== $name"
+    tally < <("$@" 2>&1; echo "exit status $?")
+    if [[ -z $last ]]; then
+        echo "FAIL $name: no 'N passed, M failed' line"
+        failed=$((failed + 1))
+        return
+    fi
+    read -r p f s <<<"$last"
+    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+}
+
+for t in build/tests/test_*; do
+    [[ -x $t ]] && run "unit $(basename "$t")" "$t"
+done
+run "integration (bin/)" python3 tests/integration.py bin/*
+if compgen -G "bin-asan/*" >/dev/null; then
+    run "integration (bin-asan/, ASan+UBSan)" python3 tests/integration.py bin-asan/*
+fi
+
+echo
+if ((skipped)); then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+((failed == 0))
