@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "clock.h"
 #include "server.h"
@@ -106,6 +107,7 @@ void conn_init(struct conn *c, int fd)
     uint32_t gen = c->gen + 1;
     *c = (struct conn){.fd = fd, .gen = gen, .want = CONN_READ, .open = true};
     c->res.file_fd = -1;
+    c->res.file.fd = -1;
 }
 
 struct conn *conn_open(struct server *s, int fd)
@@ -192,14 +194,21 @@ enum conn_want conn_on_input(struct server *s, struct conn *c, size_t n)
 void conn_tx(const struct conn *c, struct conn_tx *tx)
 {
     const struct response *res = &c->res;
+    uint32_t mem_len = res->head_len + res->body_len;
+
     *tx = (struct conn_tx){.file_fd = res->file_fd, .file_off = res->file_off};
     if (c->out_off < res->head_len) {
         tx->buf = c->buf + CONN_IN_CAP + c->out_off;
         tx->len = res->head_len - c->out_off;
-        tx->more = res->file_fd >= 0;
+        tx->buf2 = res->body;
+        tx->len2 = res->body_len;
+    } else if (c->out_off < mem_len) {
+        tx->buf = res->body + (c->out_off - res->head_len);
+        tx->len = mem_len - c->out_off;
     } else {
         tx->file_len = res->file_len < SENDFILE_MAX ? (size_t)res->file_len : SENDFILE_MAX;
     }
+    tx->more = tx->len > 0 && (tx->len2 > 0 || res->file_fd >= 0);
 }
 
 /* The response is out: count it, then the next pipelined request, a read, or close. */
@@ -219,9 +228,10 @@ static enum conn_want conn_response_done(struct server *s, struct conn *c)
 enum conn_want conn_on_output(struct server *s, struct conn *c, size_t n)
 {
     struct response *res = &c->res;
-    if (c->out_off < res->head_len) {
+    uint32_t mem_len = res->head_len + res->body_len;
+    if (c->out_off < mem_len) { /* n counts head bytes, then memory-body bytes */
         c->out_off += (uint32_t)n;
-        if (c->out_off < res->head_len || res->file_fd >= 0)
+        if (c->out_off < mem_len || res->file_fd >= 0)
             return c->want = CONN_WRITE;
         return conn_response_done(s, c);
     }
@@ -266,7 +276,11 @@ enum conn_want conn_drive(struct server *s, struct conn *c)
             struct conn_tx tx;
             ssize_t r;
             conn_tx(c, &tx);
-            if (tx.len > 0) {
+            if (tx.len2 > 0) { /* head and an in-memory body in one call */
+                struct iovec iov[2] = {{(void *)tx.buf, tx.len}, {(void *)tx.buf2, tx.len2}};
+                struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+                r = sendmsg(c->fd, &msg, tx.file_fd >= 0 ? MSG_MORE : 0);
+            } else if (tx.len > 0) {
                 r = send(c->fd, tx.buf, tx.len, tx.more ? MSG_MORE : 0);
             } else {
                 off_t off = tx.file_off;

@@ -48,14 +48,22 @@ struct conn {
     uint32_t model_flags; /* free for the model (e.g. operations in flight) */
 };
 
-/* What to send next: head bytes (len > 0), else file_len bytes of file_fd from file_off. */
+/*
+ * What to send next: buf/len if len > 0 (the rest of the head, or of an
+ * in-memory body), else file_len bytes of file_fd from file_off. While the
+ * head is unsent, buf2/len2 is the in-memory body that follows it, for a
+ * model that can send both in one call (writev/sendmsg); others send buf,
+ * then ask again.
+ */
 struct conn_tx {
     const char *buf;
     size_t len;
+    const char *buf2;
+    size_t len2;
     int file_fd;
     off_t file_off;
     size_t file_len;
-    bool more; /* more bytes follow at once (MSG_MORE) */
+    bool more; /* more bytes follow buf at once (MSG_MORE) */
 };
 
 /* Resets c for a new connection on fd, outside any deadline list (bin/blocking). */

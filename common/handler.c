@@ -2,8 +2,8 @@
  * handler.c - SPEC section 3 in one place: paths, files, conditionals, ranges, headers.
  *
  * Confinement is done twice on purpose: the path is normalised lexically
- * (so ".." can never climb above the root), and then opened with openat2's
- * RESOLVE_BENEATH, which makes the kernel refuse any symlink that leads out.
+ * here (so ".." can never climb above the root), and files.c opens it with
+ * openat2's RESOLVE_BENEATH, so the kernel refuses any symlink that leads out.
  */
 #include "handler.h"
 
@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "files.h"
 
 /* ---- response head builder ------------------------------------------------ */
 
@@ -45,17 +46,6 @@ static void head_u64(struct head *h, uint64_t v)
     do {
         tmp[--i] = (char)('0' + v % 10);
         v /= 10;
-    } while (v);
-    head_put(h, tmp + i, sizeof tmp - (size_t)i);
-}
-
-static void head_hex(struct head *h, uint64_t v)
-{
-    char tmp[16];
-    int i = sizeof tmp;
-    do {
-        tmp[--i] = "0123456789abcdef"[v & 15];
-        v >>= 4;
     } while (v);
     head_put(h, tmp + i, sizeof tmp - (size_t)i);
 }
@@ -112,7 +102,7 @@ static void prepare_error(int status, bool head_only, bool close, bool http10_ke
     const char *text = status_text(status);
     size_t body_len = strlen(text) + 1;
 
-    *res = (struct response){.status = (uint16_t)status, .close = close, .file_fd = -1};
+    *res = (struct response){.status = (uint16_t)status, .close = close, .file_fd = -1, .file.fd = -1};
     head_start(&h, status);
     head_str(&h, "Content-Type: text/plain\r\nContent-Length: ");
     head_u64(&h, body_len);
@@ -134,9 +124,10 @@ void handler_prepare_error(int status, bool head_only, char *out, size_t cap, st
 
 void handler_release(struct response *res)
 {
-    if (res->file_fd >= 0)
-        close(res->file_fd);
+    if (res->file.fd >= 0 || res->file.entry)
+        files_release(&res->file);
     res->file_fd = -1;
+    res->body = NULL;
 }
 
 /* ---- paths ---------------------------------------------------------------- */
@@ -213,59 +204,6 @@ int handler_normalize_path(const char *t, size_t len, char *out, size_t cap)
     return 0;
 }
 
-static int open_beneath(int dir_fd, const char *path)
-{
-    struct open_how how = {
-        .flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, /* O_NONBLOCK: a FIFO must not hang us */
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-    };
-    return (int)syscall(SYS_openat2, dir_fd, path, &how, sizeof how);
-}
-
-static int errno_status(int err)
-{
-    switch (err) {
-    case EACCES:
-    case EPERM:
-    case EXDEV: /* a symlink that leads out of the root */
-        return 403;
-    case EMFILE:
-    case ENFILE:
-        return 503;
-    default:
-        return 404;
-    }
-}
-
-/* Opens path under the root, a directory meaning its index.html. Returns fd or -status. */
-static int open_file(int root_fd, const char *path, struct stat *st, bool *is_index)
-{
-    int fd = open_beneath(root_fd, path);
-    if (fd < 0)
-        return -errno_status(errno);
-    if (fstat(fd, st) < 0)
-        goto fail;
-    if (S_ISDIR(st->st_mode)) {
-        int index_fd = open_beneath(fd, "index.html");
-        int err = errno;
-        close(fd);
-        if (index_fd < 0)
-            return -errno_status(err);
-        fd = index_fd;
-        *is_index = true;
-        if (fstat(fd, st) < 0)
-            goto fail;
-    }
-    if (!S_ISREG(st->st_mode)) {
-        close(fd);
-        return -404;
-    }
-    return fd;
-fail:
-    close(fd);
-    return -500;
-}
-
 const char *handler_mime_type(const char *path)
 {
     static const struct {
@@ -291,17 +229,6 @@ const char *handler_mime_type(const char *path)
 
 /* ---- conditionals and ranges ---------------------------------------------- */
 
-static size_t format_etag(const struct stat *st, char *out)
-{
-    struct head h = {out, 0, 40};
-    head_str(&h, "\"");
-    head_hex(&h, (uint64_t)st->st_mtime);
-    head_str(&h, "-");
-    head_hex(&h, (uint64_t)st->st_size);
-    head_str(&h, "\"");
-    return h.len;
-}
-
 /* Whether an If-None-Match list names etag (weak comparison) or is "*". */
 static bool etag_matches(struct http_slice v, const char *etag, size_t etag_len)
 {
@@ -323,15 +250,14 @@ static bool etag_matches(struct http_slice v, const char *etag, size_t etag_len)
     return false;
 }
 
-static bool not_modified(const struct http_request *req, const struct stat *st, const char *etag,
-                         size_t etag_len)
+static bool not_modified(const struct http_request *req, const struct file_info *fi)
 {
     if (req->if_none_match.p) /* when present, If-Modified-Since is not consulted */
-        return etag_matches(req->if_none_match, etag, etag_len);
+        return etag_matches(req->if_none_match, fi->etag, fi->etag_len);
     time_t since;
     if (req->if_modified_since.p &&
         clock_parse_http_date(req->if_modified_since.p, req->if_modified_since.len, &since) == 0)
-        return st->st_mtime <= since;
+        return fi->mtime <= since;
     return false;
 }
 
@@ -386,6 +312,25 @@ int handler_parse_range(const char *v, size_t len, uint64_t size, uint64_t *off,
 
 /* ---- the handler ------------------------------------------------------------ */
 
+static void prepare_416(uint64_t size, bool head_only, bool close, bool http10_keep_alive, char *out,
+                        size_t cap, struct response *res)
+{
+    /* Unlike other errors, 416 names the size the client may ask for. */
+    static const char body[] = "416 Range Not Satisfiable\n";
+    struct head h = {out, 0, cap};
+    *res = (struct response){.status = 416, .close = close, .file_fd = -1, .file.fd = -1};
+    head_start(&h, 416);
+    head_str(&h, "Content-Type: text/plain\r\nContent-Length: ");
+    head_u64(&h, sizeof body - 1);
+    head_str(&h, "\r\nContent-Range: bytes */");
+    head_u64(&h, size);
+    head_str(&h, "\r\n");
+    head_connection(&h, res, http10_keep_alive);
+    if (!head_only)
+        head_str(&h, body);
+    res->head_len = (uint32_t)(h.len <= cap ? h.len : 0);
+}
+
 void handler_prepare_response(int root_fd, const struct http_request *req, char *out, size_t cap,
                               struct response *res)
 {
@@ -393,7 +338,7 @@ void handler_prepare_response(int root_fd, const struct http_request *req, char 
     bool keep_alive = req->keep_alive;
     bool http10_keep_alive = keep_alive && req->version_minor == 0;
     char path[HTTP_MAX_TARGET + 2];
-    struct stat st;
+    struct file_info fi;
     int status = 200;
 
     if (req->method == HTTP_REQ_OTHER) {
@@ -410,35 +355,21 @@ void handler_prepare_response(int root_fd, const struct http_request *req, char 
         prepare_error(-err, head_only, true, false, out, cap, res);
         return;
     }
-    bool is_index = false;
-    int fd = open_file(root_fd, path, &st, &is_index);
-    if (fd < 0) {
-        prepare_error(-fd, head_only, !keep_alive || status_closes(-fd), http10_keep_alive, out,
+    err = files_open(root_fd, path, &fi);
+    if (err < 0) {
+        prepare_error(-err, head_only, !keep_alive || status_closes(-err), http10_keep_alive, out,
                       cap, res);
         return;
     }
 
-    char etag[40];
-    size_t etag_len = format_etag(&st, etag);
-    uint64_t size = (uint64_t)st.st_size, off = 0, len = size;
-
-    if (not_modified(req, &st, etag, etag_len)) {
+    uint64_t off = 0, len = fi.size;
+    if (not_modified(req, &fi)) {
         status = 304;
     } else if (req->range.p) {
-        int r = handler_parse_range(req->range.p, req->range.len, size, &off, &len);
+        int r = handler_parse_range(req->range.p, req->range.len, fi.size, &off, &len);
         if (r < 0) {
-            /* Unlike other errors, 416 names the size the client may ask for. */
-            close(fd);
-            struct head h = {out, 0, cap};
-            *res = (struct response){.status = 416, .close = !keep_alive, .file_fd = -1};
-            head_start(&h, 416);
-            head_str(&h, "Content-Type: text/plain\r\nContent-Length: 26\r\nContent-Range: bytes */");
-            head_u64(&h, size);
-            head_str(&h, "\r\n");
-            head_connection(&h, res, http10_keep_alive);
-            if (!head_only)
-                head_str(&h, "416 Range Not Satisfiable\n");
-            res->head_len = (uint32_t)(h.len <= cap ? h.len : 0);
+            prepare_416(fi.size, head_only, !keep_alive, http10_keep_alive, out, cap, res);
+            files_release(&fi);
             return;
         }
         if (r > 0)
@@ -446,36 +377,35 @@ void handler_prepare_response(int root_fd, const struct http_request *req, char 
     }
 
     struct head h = {out, 0, cap};
-    char modified[HTTP_DATE_LEN + 1];
-    clock_format_http_date(st.st_mtime, modified);
-
-    *res = (struct response){.status = (uint16_t)status, .close = !keep_alive, .file_fd = -1};
+    *res = (struct response){.status = (uint16_t)status, .close = !keep_alive, .file_fd = -1, .file.fd = -1};
     head_start(&h, status);
-    head_str(&h, "Content-Type: ");
-    head_str(&h, is_index ? "text/html" : handler_mime_type(path));
-    head_str(&h, "\r\nContent-Length: ");
-    head_u64(&h, status == 304 ? size : len);
-    head_str(&h, "\r\nLast-Modified: ");
-    head_put(&h, modified, HTTP_DATE_LEN);
-    head_str(&h, "\r\nETag: ");
-    head_put(&h, etag, etag_len);
-    head_str(&h, "\r\nAccept-Ranges: bytes\r\n");
+    head_str(&h, "Content-Length: ");
+    head_u64(&h, status == 304 ? fi.size : len);
+    head_str(&h, "\r\n");
     if (status == 206) {
         head_str(&h, "Content-Range: bytes ");
         head_u64(&h, off);
         head_str(&h, "-");
         head_u64(&h, off + len - 1);
         head_str(&h, "/");
-        head_u64(&h, size);
+        head_u64(&h, fi.size);
         head_str(&h, "\r\n");
     }
+    head_put(&h, fi.headers, fi.headers_len);
+    head_str(&h, "Accept-Ranges: bytes\r\n");
     head_connection(&h, res, http10_keep_alive);
     res->head_len = (uint32_t)(h.len <= cap ? h.len : 0);
 
     if (status == 304 || head_only || len == 0) {
-        close(fd);
+        files_release(&fi);
+        return;
+    }
+    res->file = fi; /* held until handler_release(): the body is sent from it */
+    if (fi.data) {  /* small and cached: the body goes out from memory, with the head */
+        res->body = fi.data + off;
+        res->body_len = (uint32_t)len;
     } else {
-        res->file_fd = fd;
+        res->file_fd = fi.fd;
         res->file_off = (off_t)off;
         res->file_len = len;
     }

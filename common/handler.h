@@ -14,17 +14,21 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "files.h"
 #include "http.h"
 
 #define HANDLER_MAX_HEADER 1024 /* the largest response head the handler writes */
 
 struct response {
     uint16_t status;
-    bool close;         /* the connection closes once this response is out */
-    uint32_t head_len;  /* header bytes (plus any error body) in the caller's buffer */
-    int file_fd;        /* -1 when there is no file body; owned by the plan */
+    bool close;           /* the connection closes once this response is out */
+    uint32_t head_len;    /* header bytes (plus any error body) in the caller's buffer */
+    const char *body;     /* a body in memory (a small cached file), sent after the head */
+    uint32_t body_len;
+    int file_fd;          /* else a file range to send after the head; -1 if none */
     off_t file_off;
     uint64_t file_len;
+    struct file_info file; /* the file the body comes from, held until handler_release() */
 };
 
 /* Plans the answer to req, resolving its path under root_fd. out has cap bytes. */
@@ -35,7 +39,7 @@ void handler_prepare_response(int root_fd, const struct http_request *req, char 
 void handler_prepare_error(int status, bool head_only, char *out, size_t cap,
                            struct response *res);
 
-/* Closes the plan's file, if any. */
+/* Gives back the plan's file, if any. */
 void handler_release(struct response *res);
 
 /*

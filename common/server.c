@@ -1,6 +1,8 @@
 /* server.c - start-up, listening, accepting and shutdown, the same for every model. */
 #include "server.h"
 
+#include "files.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -16,7 +18,8 @@
 #include <unistd.h>
 
 #define LISTEN_BACKLOG 4096
-#define FDS_KEPT_BACK 32 /* fds not given to connections: listener, root, files being sent */
+/* fds not given to connections: listener, root, the file cache, files being sent */
+#define FDS_KEPT_BACK (32 + FILES_CACHE_SLOTS)
 
 static volatile sig_atomic_t stop_requested;
 

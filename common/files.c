@@ -1,0 +1,271 @@
+/*
+ * files.c - opening files safely beneath the root, and the open-file cache.
+ *
+ * Confinement: every open goes through openat2(RESOLVE_BENEATH), so the
+ * kernel refuses ".." above the root and any symlink that leads out of it.
+ *
+ * The cache is a small direct-mapped table of reference-counted entries
+ * behind one mutex (uncontended in the single-threaded models; bin/blocking's
+ * threads share it). An entry replaced or evicted while a response still
+ * uses it lives on until its last files_release().
+ */
+#include "files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "handler.h"
+
+#define FILES_PATH_MAX 256 /* longer paths are served uncached */
+#define FILES_HEADERS_MAX 192
+
+struct file_entry {
+    char path[FILES_PATH_MAX];
+    uint64_t hash;
+    int refs;         /* responses using it, plus one while it is in the table */
+    time_t checked;   /* last second it was found unchanged */
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtim;
+    struct file_info info;
+    char headers[FILES_HEADERS_MAX];
+    char etag[FILES_ETAG_MAX];
+    char data[]; /* info.size bytes when the file is small */
+};
+
+struct files_cache {
+    pthread_mutex_t lock;
+    struct file_entry *slots[FILES_CACHE_SLOTS];
+};
+
+/* One per process, like the fds it holds: the table is shared by every thread. */
+static struct files_cache cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int open_beneath(int dir_fd, const char *path)
+{
+    struct open_how how = {
+        /* O_NONBLOCK: opening a FIFO must not hang the server. */
+        .flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+    return (int)syscall(SYS_openat2, dir_fd, path, &how, sizeof how);
+}
+
+static int errno_status(int err)
+{
+    switch (err) {
+    case EACCES:
+    case EPERM:
+    case EXDEV: /* a symlink that leads out of the root */
+        return -403;
+    case EMFILE:
+    case ENFILE:
+        return -503;
+    default:
+        return -404;
+    }
+}
+
+/* Opens path beneath the root, a directory meaning its index.html: fd or -status. */
+static int open_regular(int root_fd, const char *path, struct stat *st, bool *is_index)
+{
+    int fd = open_beneath(root_fd, path);
+    if (fd < 0)
+        return errno_status(errno);
+    if (fstat(fd, st) < 0)
+        goto fail;
+    *is_index = false;
+    if (S_ISDIR(st->st_mode)) {
+        int index_fd = open_beneath(fd, "index.html");
+        int err = errno;
+        close(fd);
+        if (index_fd < 0)
+            return errno_status(err);
+        fd = index_fd;
+        *is_index = true;
+        if (fstat(fd, st) < 0)
+            goto fail;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        return -404;
+    }
+    return fd;
+fail:
+    close(fd);
+    return -500;
+}
+
+static uint64_t path_hash(const char *p)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+/* Describes an open file: the header lines and ETag that depend only on it. */
+static void describe(struct file_info *fi, const struct stat *st, bool is_index, const char *path,
+                     char *headers, char *etag)
+{
+    char modified[HTTP_DATE_LEN + 1];
+    clock_format_http_date(st->st_mtime, modified);
+    fi->size = (uint64_t)st->st_size;
+    fi->mtime = st->st_mtime;
+    fi->etag_len = (uint32_t)snprintf(etag, FILES_ETAG_MAX, "\"%llx-%llx\"",
+                                      (unsigned long long)st->st_mtime,
+                                      (unsigned long long)st->st_size);
+    fi->etag = etag;
+    int n = snprintf(headers, FILES_HEADERS_MAX,
+                     "Content-Type: %s\r\nLast-Modified: %s\r\nETag: %s\r\n",
+                     is_index ? "text/html" : handler_mime_type(path), modified, etag);
+    fi->headers_len = (uint32_t)(n < FILES_HEADERS_MAX ? n : 0);
+    fi->headers = headers;
+}
+
+/* Reads a small file whole; -1 if it changed size under us. */
+static int read_whole(int fd, char *buf, uint64_t size)
+{
+    uint64_t got = 0;
+    while (got < size) {
+        ssize_t r = pread(fd, buf + got, size - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (uint64_t)r;
+    }
+    return 0;
+}
+
+static struct file_entry *entry_create(const char *path, uint64_t hash, int fd,
+                                       const struct stat *st, bool is_index)
+{
+    bool small = (uint64_t)st->st_size <= FILES_SMALL_MAX;
+    struct file_entry *e = malloc(sizeof *e + (small ? (size_t)st->st_size : 0));
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    snprintf(e->path, sizeof e->path, "%s", path);
+    e->hash = hash;
+    e->refs = 1;
+    e->checked = time(NULL);
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->mtim = st->st_mtim;
+    e->info.fd = fd;
+    e->info.entry = e;
+    describe(&e->info, st, is_index, path, e->headers, e->etag);
+    if (small) {
+        if (read_whole(fd, e->data, (uint64_t)st->st_size) < 0) {
+            free(e);
+            return NULL;
+        }
+        e->info.data = e->data;
+    }
+    return e;
+}
+
+static void entry_put(struct file_entry *e)
+{
+    if (--e->refs == 0) {
+        close(e->info.fd);
+        free(e);
+    }
+}
+
+static bool same_file(const struct file_entry *e, const struct stat *st)
+{
+    return e->dev == st->st_dev && e->ino == st->st_ino && e->info.size == (uint64_t)st->st_size &&
+           e->mtim.tv_sec == st->st_mtim.tv_sec && e->mtim.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* An uncached open: the caller's file_info owns the fd (entry stays NULL). */
+static int open_uncached(int root_fd, const char *path, struct file_info *fi)
+{
+    static _Thread_local char headers[FILES_HEADERS_MAX], etag[FILES_ETAG_MAX];
+    struct stat st;
+    bool is_index;
+    int fd = open_regular(root_fd, path, &st, &is_index);
+    if (fd < 0)
+        return fd;
+    *fi = (struct file_info){.fd = fd};
+    describe(fi, &st, is_index, path, headers, etag);
+    return 0;
+}
+
+int files_open(int root_fd, const char *path, struct file_info *fi)
+{
+    if (strlen(path) >= FILES_PATH_MAX)
+        return open_uncached(root_fd, path, fi);
+
+    uint64_t hash = path_hash(path);
+    struct file_entry **slot = &cache.slots[hash % FILES_CACHE_SLOTS];
+    time_t now = time(NULL);
+
+    pthread_mutex_lock(&cache.lock);
+    struct file_entry *e = *slot;
+    if (e && e->hash == hash && !strcmp(e->path, path) && e->checked == now) {
+        e->refs++;
+        *fi = e->info;
+        pthread_mutex_unlock(&cache.lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&cache.lock);
+
+    /* A miss, or a second has passed: resolve the path again, beneath the root,
+     * so a replaced file or a symlink swapped to point outside is noticed. */
+    struct stat st;
+    bool is_index;
+    int fd = open_regular(root_fd, path, &st, &is_index);
+    if (fd < 0)
+        return fd;
+
+    pthread_mutex_lock(&cache.lock);
+    e = *slot;
+    if (e && e->hash == hash && !strcmp(e->path, path) && same_file(e, &st)) {
+        e->checked = now;
+        e->refs++;
+        *fi = e->info;
+        pthread_mutex_unlock(&cache.lock);
+        close(fd);
+        return 0;
+    }
+    struct file_entry *fresh = entry_create(path, hash, fd, &st, is_index);
+    if (!fresh) {
+        pthread_mutex_unlock(&cache.lock);
+        close(fd);
+        return open_uncached(root_fd, path, fi);
+    }
+    if (e)
+        entry_put(e); /* evicted: freed now, or by the last response using it */
+    *slot = fresh;
+    fresh->refs++;
+    *fi = fresh->info;
+    pthread_mutex_unlock(&cache.lock);
+    return 0;
+}
+
+void files_release(struct file_info *fi)
+{
+    if (fi->entry) {
+        pthread_mutex_lock(&cache.lock);
+        entry_put(fi->entry);
+        pthread_mutex_unlock(&cache.lock);
+    } else if (fi->fd >= 0) {
+        close(fi->fd);
+    }
+    fi->fd = -1;
+    fi->entry = NULL;
+    fi->data = NULL;
+}

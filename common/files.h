@@ -1,0 +1,42 @@
+/*
+ * files.h - the open-file cache shared by every model.
+ *
+ * A hot static file is opened, checked and described once, not per request:
+ * the cache keeps its fd, its size and mtime, the header lines that depend
+ * only on the file (Content-Type, Last-Modified, ETag), and for a small file
+ * its whole contents, so that head and body leave in one send. An entry is
+ * revalidated (reopened beneath the root and compared) at most once a second.
+ */
+#ifndef C10K_FILES_H
+#define C10K_FILES_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define FILES_CACHE_SLOTS 128     /* fds the cache may hold open */
+#define FILES_SMALL_MAX (32 * 1024) /* files up to this size are kept in memory */
+#define FILES_ETAG_MAX 40
+
+struct file_entry;
+
+struct file_info {
+    int fd;
+    uint64_t size;
+    time_t mtime;
+    const char *data;      /* the whole file when small, else NULL */
+    const char *headers;   /* "Content-Type: ...\r\nLast-Modified: ...\r\nETag: ...\r\n" */
+    uint32_t headers_len;
+    const char *etag;
+    uint32_t etag_len;
+    struct file_entry *entry; /* what files_release() gives back */
+};
+
+/* Opens path (already normalised, relative) beneath root_fd; a directory means
+ * its index.html. Returns 0, or -status (-403, -404, -503, -500). */
+int files_open(int root_fd, const char *path, struct file_info *fi);
+
+/* Gives the file back; fi->fd and fi->data are not to be used afterwards. */
+void files_release(struct file_info *fi);
+
+#endif
