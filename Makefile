@@ -22,7 +22,7 @@ UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
 # Libraries that only one model needs.
 LIBS_uring := -luring
 
-.PHONY: all deps asan ubsan test unit integration clean format
+.PHONY: all deps asan ubsan test clean format fuzz
 all: $(SERVERS:%=$(BIN)/%)
 
 $(BUILD)/%.o: %.c
@@ -46,7 +46,7 @@ asan ubsan:
 
 # ---- dependencies: Debian packages, installed when missing (as root) ----------
 PACKAGES := gcc make libc6-dev pkg-config libhttp-parser-dev liburing-dev \
-            wrk nginx-light gnuplot-nox strace procps python3
+            wrk nginx-light gnuplot-nox strace procps python3 clang libclang-rt-dev
 deps:
 	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
@@ -66,8 +66,19 @@ test: deps
 	$(MAKE) all asan $(UNIT_TESTS:%=$(BUILD)/tests/%)
 	@tests/run.sh
 
+# ---- fuzzing (clang, libFuzzer): bytes -> parser glue -> handler -> response plan --------
+FUZZ_SECS ?= 60
+FUZZ_SRC  := tests/fuzz/fuzz_request.c common/http.c common/handler.c common/files.c common/clock.c
+build-fuzz/fuzz_request: $(FUZZ_SRC) $(wildcard common/*.h)
+	@mkdir -p build-fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Icommon -DC10K_VERSION=\"$(VERSION)\" \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $(FUZZ_SRC) $(LDLIBS)
+fuzz: deps build-fuzz/fuzz_request
+	build-fuzz/fuzz_request -max_total_time=$(FUZZ_SECS) -print_final_stats=1 \
+	  -artifact_prefix=build-fuzz/ build-fuzz/corpus tests/fuzz/corpus
+
 clean:
-	rm -rf build build-asan build-ubsan bin bin-asan bin-ubsan
+	rm -rf build build-asan build-ubsan build-fuzz bin bin-asan bin-ubsan
 
 format:
 	clang-format -i common/*.[ch] servers/*.c tests/unit/*.[ch]
