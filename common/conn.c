@@ -176,6 +176,7 @@ static enum conn_want conn_process(struct server *s, struct conn *c)
         c->in_off += (uint32_t)r;
         c->in_len -= (uint32_t)r;
         c->in_scan = 0;
+        idle_touch(s, c); /* the answer gets the full timeout to go out */
         if (c->res.close && c->res.status >= 400)
             c->linger = true;
     }
@@ -231,8 +232,10 @@ enum conn_want conn_on_output(struct server *s, struct conn *c, size_t n)
     uint32_t mem_len = res->head_len + res->body_len;
     if (c->out_off < mem_len) { /* n counts head bytes, then memory-body bytes */
         c->out_off += (uint32_t)n;
-        if (c->out_off < mem_len || res->file_fd >= 0)
+        if (c->out_off < mem_len || res->file_fd >= 0) {
+            idle_touch(s, c); /* progress: a slow reader is not an idle one */
             return c->want = CONN_WRITE;
+        }
         return conn_response_done(s, c);
     }
     if (n == 0) /* the file shrank while we sent it: the promised length cannot be kept */

@@ -32,6 +32,7 @@
 struct file_entry {
     char path[FILES_PATH_MAX];
     uint64_t hash;
+    int root_fd;      /* the root the path was resolved beneath */
     int refs;         /* responses using it, plus one while it is in the table */
     time_t checked;   /* last second it was found unchanged */
     dev_t dev;
@@ -148,7 +149,7 @@ static int read_whole(int fd, char *buf, uint64_t size)
     return 0;
 }
 
-static struct file_entry *entry_create(const char *path, uint64_t hash, int fd,
+static struct file_entry *entry_create(int root_fd, const char *path, uint64_t hash, int fd,
                                        const struct stat *st, bool is_index)
 {
     bool small = (uint64_t)st->st_size <= FILES_SMALL_MAX;
@@ -158,6 +159,7 @@ static struct file_entry *entry_create(const char *path, uint64_t hash, int fd,
     memset(e, 0, sizeof *e);
     snprintf(e->path, sizeof e->path, "%s", path);
     e->hash = hash;
+    e->root_fd = root_fd;
     e->refs = 1;
     e->checked = time(NULL);
     e->dev = st->st_dev;
@@ -215,7 +217,8 @@ int files_open(int root_fd, const char *path, struct file_info *fi)
 
     pthread_mutex_lock(&cache.lock);
     struct file_entry *e = *slot;
-    if (e && e->hash == hash && !strcmp(e->path, path) && e->checked == now) {
+    if (e && e->hash == hash && e->root_fd == root_fd && !strcmp(e->path, path) &&
+        e->checked == now) {
         e->refs++;
         *fi = e->info;
         pthread_mutex_unlock(&cache.lock);
@@ -233,7 +236,8 @@ int files_open(int root_fd, const char *path, struct file_info *fi)
 
     pthread_mutex_lock(&cache.lock);
     e = *slot;
-    if (e && e->hash == hash && !strcmp(e->path, path) && same_file(e, &st)) {
+    if (e && e->hash == hash && e->root_fd == root_fd && !strcmp(e->path, path) &&
+        same_file(e, &st)) {
         e->checked = now;
         e->refs++;
         *fi = e->info;
@@ -241,7 +245,7 @@ int files_open(int root_fd, const char *path, struct file_info *fi)
         close(fd);
         return 0;
     }
-    struct file_entry *fresh = entry_create(path, hash, fd, &st, is_index);
+    struct file_entry *fresh = entry_create(root_fd, path, hash, fd, &st, is_index);
     if (!fresh) {
         pthread_mutex_unlock(&cache.lock);
         close(fd);

@@ -39,6 +39,10 @@ static int on_url(http_parser *p, const char *at, size_t len)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct parse_ctx *ctx = p->data;
+    /* RFC 9112 5.1: whitespace before the colon must be rejected (the lenient
+     * parser lets "Content-Length : 5" through, which smuggles a body). */
+    if (memchr(at, ' ', len) || memchr(at, '\t', len))
+        return -1;
     if (slice_is(at, len, "host"))
         ctx->header = H_HOST;
     else if (slice_is(at, len, "content-length"))
@@ -64,7 +68,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 
     switch (ctx->header) {
     case H_HOST:
-        req->host_count++;
+        if (req->host_count < UINT8_MAX) /* saturate: 256 Hosts must not wrap to "one" */
+            req->host_count++;
         break;
     case H_CONTENT_LENGTH:
         /* http-parser is lenient here; a smuggling-safe server is not. */
@@ -148,12 +153,28 @@ static int find_header_end(const unsigned char *buf, size_t len, size_t *scan)
     return 0;
 }
 
-/* Which limit an unfinished header block broke: the request line or the block. */
+/* Which limit an oversized header block broke: the request target's, or the block's. */
 static int over_limit_status(const char *buf, size_t len)
 {
+    const char *end = buf + len;
     const char *lf = memchr(buf, '\n', len);
-    size_t line = lf ? (size_t)(lf - buf) : len;
-    return line > HTTP_MAX_TARGET ? -414 : -431;
+    const char *target = memchr(buf, ' ', (size_t)((lf ? lf : end) - buf));
+    if (!target)
+        return -431;
+    target++;
+    const char *stop = target;
+    while (stop < end && *stop != ' ' && *stop != '\r' && *stop != '\n')
+        stop++;
+    return (size_t)(stop - target) > HTTP_MAX_TARGET ? -414 : -431;
+}
+
+/* The lenient http-parser checks only the 'H' of "HTTP/": check the rest. */
+static bool version_is_http(const struct http_request *req, const char *end)
+{
+    const char *p = req->target.p + req->target.len;
+    while (p < end && *p == ' ')
+        p++;
+    return end - p >= 5 && !memcmp(p, "HTTP/", 5);
 }
 
 int http_parse_request(const char *buf, size_t len, size_t *scan, struct http_request *req)
@@ -182,6 +203,8 @@ int http_parse_request(const char *buf, size_t len, size_t *scan, struct http_re
         return -400;
     if (req->target.len > HTTP_MAX_TARGET)
         return -414;
+    if (!req->target.p || !version_is_http(req, buf + end))
+        return -400;
     if (parser.http_major != 1 || ctx.bad_content_length || ctx.content_lengths > 1 ||
         (ctx.content_lengths && ctx.transfer_encoding))
         return -400;
