@@ -29,8 +29,11 @@ static void loop_accept(struct server *s, struct poller *p)
         }
         struct conn *c = conn_open(s, fd);
         if (poller_add(p, fd, POLLER_READ) < 0) {
+            /* The backend is full (select's FD_SETSIZE): serve what it holds before
+             * refusing more, or a storm of reconnects starves them. The listener is
+             * level-triggered there, so the backlog is seen again next pass. */
             server_close_conn(s, c);
-            continue;
+            return;
         }
         c->interest = CONN_READ;
     }
