@@ -1,0 +1,142 @@
+/* test_clock.c - HTTP dates: formatting, the three formats RFC 9110 accepts, the Date cache. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "check.h"
+#include "clock.h"
+
+/* RFC 9110 section 5.6.7's example, 784111777, in its three formats. */
+#define IMF_FIXDATE "Sun, 06 Nov 1994 08:49:37 GMT"
+#define RFC850_DATE "Sunday, 06-Nov-94 08:49:37 GMT"
+#define ASCTIME_DATE "Sun Nov  6 08:49:37 1994"
+
+static void format_is(time_t t, const char *want)
+{
+    char out[HTTP_DATE_LEN + 1];
+    memset(out, 'x', sizeof out);
+    clock_format_http_date(t, out);
+    CHECK_STR(out, want); /* also checks it is NUL-terminated at HTTP_DATE_LEN */
+}
+
+/* Parses s; returns the time, or -2 (never a valid answer here) if it failed. */
+static time_t parsed(const char *s)
+{
+    time_t t = -2;
+    if (clock_parse_http_date(s, strlen(s), &t) != 0)
+        return -2;
+    return t;
+}
+
+static void format_known_timestamps(void)
+{
+    format_is(0, "Thu, 01 Jan 1970 00:00:00 GMT");
+    format_is(784111777, IMF_FIXDATE);
+    format_is(951782400, "Tue, 29 Feb 2000 00:00:00 GMT");  /* a leap day, century rule */
+    format_is(1709251199, "Thu, 29 Feb 2024 23:59:59 GMT"); /* a leap day's last second */
+    format_is(1709251200, "Fri, 01 Mar 2024 00:00:00 GMT");
+    format_is(4102444799, "Thu, 31 Dec 2099 23:59:59 GMT");
+}
+
+static void parse_the_three_formats_of_rfc9110(void)
+{
+    CHECK_EQ_INT(parsed(IMF_FIXDATE), 784111777);
+    CHECK_EQ_INT(parsed(RFC850_DATE), 784111777);
+    CHECK_EQ_INT(parsed(ASCTIME_DATE), 784111777);
+    CHECK_EQ_INT(parsed("Thu Feb 29 23:59:59 2024"), 1709251199); /* asctime, two-digit day */
+    CHECK_EQ_INT(parsed("Thursday, 01-Jan-70 00:00:00 GMT"), 0);
+}
+
+static void parse_reads_only_len_bytes(void)
+{
+    /* The value is a slice of a request: what follows it is not part of it. */
+    static const char text[] = IMF_FIXDATE "\r\nRange: bytes=0-1";
+    time_t t = -2;
+    CHECK_EQ_INT(clock_parse_http_date(text, strlen(IMF_FIXDATE), &t), 0);
+    CHECK_EQ_INT(t, 784111777);
+}
+
+static void parse_rejects_garbage_and_truncation(void)
+{
+    static const char *bad[] = {
+        "",
+        "garbage",
+        "Sun, 06 Nov 1994 08:49:37 GM",                          /* truncated IMF-fixdate */
+        "Sun, 06 Nov 1994 08:49:37",                             /* no zone */
+        "Sun, 06 Nov 1994",                                      /* no time */
+        "Sun, 06 Xyz 1994 08:49:37 GMT",                         /* no such month */
+        "Sun, 0x Nov 1994 08:49:37 GMT",                         /* day not digits */
+        "Sun, 06 Nov 1994 08-49-37 GMT",                         /* wrong separators */
+        "Sun, 06 Nov 19x4 08:49:37 GMT",                         /* year not digits */
+        "Sunday, 06-Nov-94 08:49:37 GM",                         /* truncated RFC 850 */
+        "Sunday, 06-Nov-9x 08:49:37 GMT",                        /* RFC 850 year not digits */
+        "Sun Nov  6 08:49:37 199",                               /* truncated asctime */
+        "Sun Nov  6 08:49:37 19x4",                              /* asctime year not digits */
+        "Sun Nov  x 08:49:37 1994",                              /* asctime day not a digit */
+        "Sun, 06 Nov 1994 08:49:37 GMT and then some more text", /* too long */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        time_t t = 12345;
+        int r = clock_parse_http_date(bad[i], strlen(bad[i]), &t);
+        if (!CHECK_EQ_INT(r, -1))
+            fprintf(stderr, "     input \"%s\"\n", bad[i]);
+        CHECK_EQ_INT(t, 12345); /* a failed parse leaves *out alone */
+    }
+}
+
+static void format_then_parse_round_trips(void)
+{
+    static const time_t samples[] = {0,          1,          59,        86399,
+                                     86400,      784111777,  951782400, 1709251199,
+                                     1234567890, 2147483647, 4102444799};
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        char out[HTTP_DATE_LEN + 1];
+        clock_format_http_date(samples[i], out);
+        CHECK_EQ_INT(parsed(out), samples[i]);
+    }
+}
+
+static void http_date_is_now(void)
+{
+    const char *date = clock_http_date();
+    CHECK_EQ_INT(strlen(date), HTTP_DATE_LEN);
+    time_t t = parsed(date);
+    time_t now = time(NULL);
+    CHECK(t != -2);
+    CHECK(llabs((long long)(t - now)) <= 2);
+}
+
+static void now_ms_is_monotonic(void)
+{
+    uint64_t a = clock_now_ms();
+    struct timespec ten_ms = {0, 10 * 1000 * 1000};
+    nanosleep(&ten_ms, NULL);
+    uint64_t b = clock_now_ms();
+    CHECK(b >= a);
+    CHECK(b - a < 1000);
+}
+
+int main(void)
+{
+    static const struct {
+        const char *name;
+        void (*run)(void);
+    } cases[] = {
+#define CASE(fn) {#fn, fn}
+        // clang-format off
+        CASE(format_known_timestamps),
+        CASE(parse_the_three_formats_of_rfc9110),
+        CASE(parse_reads_only_len_bytes),
+        CASE(parse_rejects_garbage_and_truncation),
+        CASE(format_then_parse_round_trips),
+        CASE(http_date_is_now),
+        CASE(now_ms_is_monotonic),
+    // clang-format on
+#undef CASE
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        check_case(cases[i].name);
+        cases[i].run();
+    }
+    return check_report();
+}
