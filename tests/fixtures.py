@@ -112,20 +112,22 @@ def remove_root(root):
 
 
 def _html(title, size):
-    head = f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n<body>\n"
+    head = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n"
+            "<body>\n")
     tail = "</body></html>\n"
     paragraphs = []
     n = 0
     while len(head) + sum(map(len, paragraphs)) + len(tail) < size - 80:
         n += 1
-        paragraphs.append(f"<p>Paragraph {n} of {title}: ten thousand clients, one static file.</p>\n")
+        paragraphs.append(f"<p>Paragraph {n} of {title}: ten thousand clients, one file.</p>\n")
     return (head + "".join(paragraphs) + tail).encode()
 
 
 def _png():
     """A valid 1x1 grey PNG."""
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
     header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(b"\x00\x80")) + chunk(b"IEND", b""))
@@ -135,7 +137,7 @@ def _png():
 # The client
 
 class Response:
-    """One parsed response: status, reason, version, headers (lower-case dict), header_list, body."""
+    """One response: version, status, reason, headers (lower-case keys), header_list, body."""
 
     def __init__(self, version, status, reason, header_list):
         self.version = version
@@ -196,21 +198,22 @@ class Client:
         except (BrokenPipeError, ConnectionResetError):
             return False
 
-    def _recv_more(self, waiting_for):
+    def recv_more(self, waiting_for):
         try:
             data = self.sock.recv(1 << 16)
         except socket.timeout:
-            raise Failure(f"no {waiting_for} within {self.timeout:g} s") from None
+            got = f" (had {len(self.buf)} bytes)" if self.buf else ""
+            raise Failure(f"no complete {waiting_for} within {self.timeout:g} s{got}") from None
         except ConnectionResetError:
             raise Failure(f"connection reset while waiting for {waiting_for}") from None
         if not data:
-            got = f" (got {len(self.buf)} bytes: {bytes(self.buf[:60])!r})" if self.buf else ""
+            got = f" (had {len(self.buf)} bytes: {bytes(self.buf[:60])!r})" if self.buf else ""
             raise Failure(f"connection closed while waiting for {waiting_for}{got}")
         self.buf += data
 
     def read_at_least(self, n, what="data"):
         while len(self.buf) < n:
-            self._recv_more(what)
+            self.recv_more(what)
 
     def response(self, head=False, what="response", allow_close=False):
         """Read one response: no body for HEAD or 304, otherwise exactly Content-Length bytes.
@@ -219,12 +222,9 @@ class Client:
         gives None instead of a failure.
         """
         while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            if len(self.buf) >= 5 and not self.buf.startswith(b"HTTP/"):
-                raise Failure(f"{what}: not a status line: {bytes(self.buf[:60])!r}")
-            check(len(self.buf) <= MAX_HEAD, f"{what}: no end of headers in {MAX_HEAD} bytes")
+            r = self.take_response(head, what)
+            if r is not None:
+                return r
             if allow_close and not self.buf:
                 try:
                     data = self.sock.recv(1 << 16)
@@ -236,10 +236,17 @@ class Client:
                     return None
                 self.buf += data
             else:
-                self._recv_more(what)
+                self.recv_more(what)
 
+    def take_response(self, head=False, what="response"):
+        """Take one complete response out of the bytes received so far; None if incomplete."""
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) >= 5 and not self.buf.startswith(b"HTTP/"):
+                raise Failure(f"{what}: not a status line: {bytes(self.buf[:60])!r}")
+            check(len(self.buf) <= MAX_HEAD, f"{what}: no end of headers in {MAX_HEAD} bytes")
+            return None
         lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
-        del self.buf[:end + 4]
         match = STATUS_RE.match(lines[0])
         check(match, f"{what}: bad status line {lines[0][:60]!r}")
         header_list = []
@@ -251,20 +258,21 @@ class Client:
         for name in SINGLE_HEADERS:
             check(r.count(name) <= 1, f"{what}: {name} appears {r.count(name)} times")
 
-        if head or r.status in (204, 304) or r.status < 200:
-            return r
-        length = r.header("content-length")
-        check(length is not None, f"{what}: {r.status} response without Content-Length")
-        check(length.isdigit(), f"{what}: bad Content-Length {length!r}")
-        n = int(length)
-        while len(self.buf) < n:
-            self._recv_more(f"{what} body ({len(self.buf)} of {n} bytes)")
-        r.body = bytes(self.buf[:n])
-        del self.buf[:n]
+        n = 0
+        if not (head or r.status in (204, 304) or r.status < 200):
+            length = r.header("content-length")
+            check(length is not None, f"{what}: {r.status} response without Content-Length")
+            check(length.isdigit(), f"{what}: bad Content-Length {length!r}")
+            n = int(length)
+        body_start = end + 4
+        if len(self.buf) < body_start + n:
+            return None
+        r.body = bytes(self.buf[body_start:body_start + n])
+        del self.buf[:body_start + n]
         return r
 
     def wait_closed(self, within):
-        """Wait up to `within` s for EOF or reset; return (closed, bytes received, seconds waited)."""
+        """Wait up to `within` s for EOF or reset; return (closed, bytes received, seconds)."""
         start = time.monotonic()
         data = bytes(self.buf)
         self.buf.clear()
@@ -300,8 +308,12 @@ def request(port, raw, count=1, head=None, timeout=TIMEOUT):
     with Client(port, timeout) as c:
         c.send(raw)
         if count == 1:
-            return [c.response(head=head)]
-        return [c.response(head=head, what=f"response {i + 1}") for i in range(count)]
+            responses = [c.response(head=head)]
+        else:
+            responses = [c.response(head=head, what=f"response {i + 1}") for i in range(count)]
+        # Bytes already here beyond the last response mean a wrong Content-Length (or a HEAD body).
+        check(not c.buf, f"{len(c.buf)} unexpected bytes after the response: {bytes(c.buf[:60])!r}")
+        return responses
 
 
 # ---------------------------------------------------------------------------
@@ -355,14 +367,16 @@ class Server:
         while self.listening is None:
             left = end - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise Failure(f"no listening line on stderr within {deadline:g} s{self._tail()}")
+                raise Failure(f"no listening line on stderr within {deadline:g} s"
+                              f"{self.stderr_tail()}")
             chunk = os.read(fd, 4096)
             if not chunk:
                 try:
                     self.proc.wait(1)
                 except subprocess.TimeoutExpired:
                     pass
-                raise Failure(f"{describe_exit(self.proc.poll())} before listening{self._tail()}")
+                status = describe_exit(self.proc.poll())
+                raise Failure(f"{status} before listening{self.stderr_tail()}")
             pending += chunk
             while b"\n" in pending and self.listening is None:
                 line, pending = pending.split(b"\n", 1)
@@ -387,8 +401,15 @@ class Server:
         if pending:
             self.lines.append(pending.decode(errors="replace"))
 
-    def _tail(self):
-        return f"; last stderr line: {self.lines[-1]!r}" if self.lines else ""
+    def stderr_tail(self):
+        """'; stderr: LINE' for messages: a sanitizer's summary if any, else the last line."""
+        if self._drainer is not None and self.proc.poll() is not None:
+            self._drainer.join(1)   # the last lines of a process that exited
+        lines = [line for line in self.lines if not LISTENING_RE.match(line)]
+        notable = [line for line in lines if "SUMMARY:" in line or "runtime error" in line]
+        if notable or lines:
+            return f"; stderr: {(notable or lines)[-1].strip()!r}"
+        return ""
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
