@@ -22,7 +22,7 @@ UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
 # Libraries that only one model needs.
 LIBS_uring := -luring
 
-.PHONY: all deps asan ubsan test clean format fuzz
+.PHONY: all deps asan ubsan test clean format fuzz trace
 all: $(SERVERS:%=$(BIN)/%)
 
 $(BUILD)/%.o: %.c
@@ -76,6 +76,11 @@ build-fuzz/fuzz_request: $(FUZZ_SRC) $(wildcard common/*.h)
 fuzz: deps build-fuzz/fuzz_request
 	build-fuzz/fuzz_request -max_total_time=$(FUZZ_SECS) -print_final_stats=1 \
 	  -artifact_prefix=build-fuzz/ build-fuzz/corpus tests/fuzz/corpus
+
+# ---- teaching: the syscalls one model makes for two keep-alive requests --------
+MODEL ?= epoll
+trace: all
+	@scripts/trace.sh $(MODEL)
 
 clean:
 	rm -rf build build-asan build-ubsan build-fuzz bin bin-asan bin-ubsan

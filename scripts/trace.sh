@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# scripts/trace.sh MODEL - the system calls one model makes to serve keep-alive requests.
+#
+# Starts bin/MODEL under `strace -f`, and on one keep-alive connection sends:
+#   GET /index.html     (warms the open-file cache; not shown)
+#   GET /trace-begin    (a marker: a 404 whose openat2 shows where the trace starts)
+#   GET /index.html     twice: the two requests the trace is about
+#   GET /trace-end      (the closing marker)
+# and prints the syscalls between the two markers' file lookups. The first
+# lines after the begin marker send its 404; the rest serve the two requests.
+set -euo pipefail
+model=${1:?usage: scripts/trace.sh MODEL}
+cd "$(dirname "$0")/.."
+bin=bin/$model
+[[ -x $bin ]] || { echo "no $bin: run make first" >&2; exit 2; }
+command -v strace >/dev/null || { echo "strace is missing: make deps" >&2; exit 2; }
+
+tmp=$(mktemp -d)
+trap 'pkill -P "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/www"
+head -c 4096 /dev/zero | tr '\0' 'x' >"$tmp/www/index.html"
+
+strace -f -qq -s 48 -o "$tmp/trace" "$bin" --port 0 --root "$tmp/www" --quiet 2>"$tmp/err" &
+spid=$!
+for _ in $(seq 100); do grep -q '^listening on' "$tmp/err" && break; sleep 0.1; done
+port=$(sed -n 's/^listening on .*:\([0-9]*\) model=.*/\1/p' "$tmp/err")
+[[ -n $port ]] || { cat "$tmp/err" >&2; exit 1; }
+
+python3 - "$port" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+def get(path):
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: trace\r\n\r\n" % path.encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(65536)
+    h, _, body = head.partition(b"\r\n\r\n")
+    n = int([l.split(b":")[1] for l in h.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(body) < n:
+        body += s.recv(65536)
+for p in ["/index.html", "/trace-begin", "/index.html", "/index.html", "/trace-end"]:
+    get(p)
+s.close()
+PY
+pkill -TERM -P "$spid" # the server, strace's child: strace ends with it
+wait "$spid" || true
+
+echo "# bin/$model: the syscalls of two keep-alive GET /index.html (4 KiB), from strace -f"
+awk '/"trace-begin"/ {on = 1; next} /"trace-end"/ {on = 0} on' "$tmp/trace" |
+    sed -E 's/^[0-9]+ +//'
