@@ -1,0 +1,683 @@
+/*
+ * uring.c - model 5, asynchronous I/O with io_uring (liburing).
+ *
+ * The process waits in io_uring_enter(2), once per loop turn
+ * (io_uring_submit_and_wait_timeout), and it waits for completions, not for
+ * readiness: it asks the kernel to accept, receive, send or splice, and is
+ * told when that is done, the bytes already copied. Both of Stevens' phases,
+ * waiting for data and copying it, happen in the kernel; one enter submits
+ * every request queued since the last and collects every completion.
+ *
+ * What to look at: each request carries (op, generation, fd) in user_data,
+ * and a connection's slot and fd are freed only once its last completion is
+ * back. Used (Linux 5.19+): multishot accept, recv into a provided-buffer ring
+ * (an idle connection holds no buffer), head and cached body in one SENDMSG,
+ * file bodies spliced file -> pipe -> socket through a small pool of pipes,
+ * cancel by fd; SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them (6.1).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "server.h"
+
+#define URING_SQ_ENTRIES 4096
+#define URING_CQ_ENTRIES 65536 /* beyond this, completions wait in the kernel (FEAT_NODROP) */
+#define URING_BUFS 4096        /* provided receive buffers, a power of two */
+#define URING_BUF_SIZE 2048
+#define URING_BGID 1
+#define URING_PIPES 128              /* pipes for file bodies, lent to transfers in flight */
+#define URING_PIPE_SIZE (256 * 1024) /* 128 x 64 pages: half of pipe-user-pages-soft */
+#define URING_STOP_MS 3000           /* how long a stop waits for cancelled operations */
+
+enum uring_op {
+    OP_ACCEPT = 1,
+    OP_LISTEN_POLL,
+    OP_LISTEN_CANCEL,
+    OP_RECV,
+    OP_SEND,
+    OP_SPLICE_IN,
+    OP_SPLICE_OUT,
+    OP_POLL_OUT,
+    OP_CANCEL
+};
+
+/* conn.model_flags: the low byte counts operations in flight; above it, states. */
+#define F_INFLIGHT 0xffu
+#define F_CLOSING (1u << 8) /* closing: waits for its last completion */
+#define F_WAITING (1u << 9) /* on the waiting list: needs a pipe */
+#define F_PARKED (1u << 10) /* on the parked list: holds a pipe, its socket is full */
+#define GEN_MASK 0xffffffu  /* the generation bits that fit in user_data */
+
+struct uring_pipe {
+    int rd, wr; /* -1 until first lent */
+    uint32_t cap;
+};
+
+/* Per fd, beside struct conn: what only this model needs. */
+struct uring_slot {
+    struct msghdr msg; /* head + cached body; read by the kernel at submit */
+    struct iovec iov[2];
+    int pipe;         /* index into pipes[], -1 without one */
+    uint32_t in_pipe; /* body bytes in the pipe, not yet in the socket */
+    int prev, next;   /* on the waiting or the parked list (fds; -1 at the ends) */
+};
+
+struct uring_list {
+    int head, tail;
+};
+
+struct uring {
+    struct server *s;
+    struct io_uring ring;
+    struct io_uring_buf_ring *br;
+    char *bufs;
+    struct uring_slot *slots; /* indexed by fd */
+    struct uring_pipe pipes[URING_PIPES];
+    int free_pipes[URING_PIPES], nfree;
+    struct uring_list waiting, parked;
+    int listen_ops; /* accept, poll or cancel in flight on the listener */
+    bool stopping;
+    bool has_ring;
+};
+
+static void uring_after(struct uring *u, struct conn *c, enum conn_want want);
+static void uring_send_next(struct uring *u, struct conn *c);
+static void uring_pipe_put(struct uring *u, struct uring_slot *sl, bool dirty);
+
+/* ---- submission ------------------------------------------------------------- */
+
+static struct io_uring_sqe *uring_sqe(struct uring *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    if (!sqe) { /* the SQ is full: hand it to the kernel, then there is room */
+        int r = io_uring_submit(&u->ring);
+        if (!(sqe = io_uring_get_sqe(&u->ring)))
+            server_warn(u->s, "no submission entry: %s", strerror(r < 0 ? -r : EAGAIN));
+    }
+    return sqe;
+}
+
+/* Tags sqe with (op, generation, fd) and counts it until it completes; c NULL: the listener. */
+static void uring_track(struct uring *u, struct io_uring_sqe *sqe, enum uring_op op, struct conn *c)
+{
+    uint32_t gen = c ? c->gen & GEN_MASK : 0;
+    int fd = c ? c->fd : u->s->listen_fd;
+    io_uring_sqe_set_data64(sqe, (uint64_t)op << 56 | (uint64_t)gen << 32 | (uint32_t)fd);
+    if (c)
+        c->model_flags++;
+    else
+        u->listen_ops++;
+}
+
+/* ---- lists of connections (FIFO, linked through their slots) --------------------- */
+
+static void uring_list_push(struct uring *u, struct uring_list *l, struct conn *c, uint32_t flag)
+{
+    struct uring_slot *sl = &u->slots[c->fd];
+    c->model_flags |= flag;
+    sl->next = -1;
+    sl->prev = l->tail;
+    if (l->tail >= 0)
+        u->slots[l->tail].next = c->fd;
+    else
+        l->head = c->fd;
+    l->tail = c->fd;
+}
+
+static void uring_list_remove(struct uring *u, struct uring_list *l, struct conn *c, uint32_t flag)
+{
+    struct uring_slot *sl = &u->slots[c->fd];
+    if (!(c->model_flags & flag))
+        return;
+    c->model_flags &= ~flag;
+    if (sl->prev >= 0)
+        u->slots[sl->prev].next = sl->next;
+    else
+        l->head = sl->next;
+    if (sl->next >= 0)
+        u->slots[sl->next].prev = sl->prev;
+    else
+        l->tail = sl->prev;
+}
+
+/* ---- closing: the fd and the slot outlive every operation on them ------------------ */
+
+/* conn.c has no way to leave the deadline list short of conn_close(), which
+ * frees buffers the kernel may still be reading; and conn_next_expired()
+ * would return a closing connection forever. Unlinked here, conn_close()
+ * skips it. (A conn_forget_deadline() in conn.c would be cleaner.) */
+static void uring_forget_deadline(struct conn *c)
+{
+    if (!c->idle_next)
+        return;
+    c->idle_prev->idle_next = c->idle_next;
+    c->idle_next->idle_prev = c->idle_prev;
+    c->idle_next = c->idle_prev = NULL;
+}
+
+static void uring_finish_close(struct uring *u, struct conn *c)
+{
+    struct uring_slot *sl = &u->slots[c->fd];
+    if (sl->pipe >= 0)
+        uring_pipe_put(u, sl, sl->in_pipe > 0);
+    server_close_conn(u->s, c);
+}
+
+static void uring_close(struct uring *u, struct conn *c)
+{
+    if (c->model_flags & F_CLOSING)
+        return;
+    c->model_flags |= F_CLOSING;
+    c->want = CONN_CLOSE;
+    uring_forget_deadline(c);
+    uring_list_remove(u, &u->waiting, c, F_WAITING);
+    uring_list_remove(u, &u->parked, c, F_PARKED);
+    if ((c->model_flags & F_INFLIGHT) == 0) {
+        uring_finish_close(u, c);
+        return;
+    }
+    /* A recv waiting for data or a poll waiting for room would never end on
+     * its own. The fd stays open until all are back, so the kernel cannot
+     * give its number to a new connection while a late completion is due. */
+    struct io_uring_sqe *sqe = uring_sqe(u);
+    if (!sqe) {
+        shutdown(c->fd, SHUT_RDWR); /* ends them as well, without the ring */
+        return;
+    }
+    io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+    uring_track(u, sqe, OP_CANCEL, c);
+}
+
+/* ---- accepting ---------------------------------------------------------------- */
+
+static void uring_arm_recv(struct uring *u, struct conn *c);
+
+static void uring_arm_accept(struct uring *u)
+{
+    struct io_uring_sqe *sqe = uring_sqe(u);
+    if (!sqe)
+        return; /* the loop tries again next turn */
+    /* Nonblocking sockets: a splice into a full one must fail, not hold a kernel worker. */
+    io_uring_prep_multishot_accept(sqe, u->s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    uring_track(u, sqe, OP_ACCEPT, NULL);
+}
+
+static void uring_open(struct uring *u, int fd)
+{
+    struct conn *c = conn_open(u->s, fd);
+    u->slots[fd] = (struct uring_slot){.pipe = -1, .prev = -1, .next = -1};
+    uring_arm_recv(u, c);
+}
+
+/* Out of fds: the accept ended, and one armed now would fail at once, over
+ * and over. server_accept() takes what waits (refusing it with the spare fd,
+ * or serving it if fds came back); then a poll waits for the next client. */
+static void uring_accept_without_fds(struct uring *u)
+{
+    int fd;
+    while ((fd = server_accept(u->s, true)) >= 0)
+        uring_open(u, fd);
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        server_warn(u->s, "accept: %s", strerror(errno));
+    struct io_uring_sqe *sqe = uring_sqe(u);
+    if (!sqe)
+        return;
+    io_uring_prep_poll_add(sqe, u->s->listen_fd, POLLIN);
+    uring_track(u, sqe, OP_LISTEN_POLL, NULL);
+}
+
+static void uring_on_accept(struct uring *u, const struct io_uring_cqe *cqe)
+{
+    struct server *s = u->s;
+    int fd = cqe->res;
+    bool more = cqe->flags & IORING_CQE_F_MORE; /* else the multishot accept has ended */
+    if (!more)
+        u->listen_ops--;
+    if (fd >= 0) {
+        /* server_accept()'s limits, for an fd the kernel accepted for us. */
+        if (u->stopping || fd >= s->max_fds || atomic_load(&s->nconns) >= s->max_conns) {
+            close(fd); /* refused at once; the others carry on */
+        } else {
+            atomic_fetch_add(&s->nconns, 1);
+            atomic_fetch_add_explicit(&s->connections, 1, memory_order_relaxed);
+            uring_open(u, fd);
+        }
+    } else if (fd == -EMFILE || fd == -ENFILE) {
+        if (!u->stopping)
+            uring_accept_without_fds(u);
+        return;
+    } else if (fd != -ECANCELED && fd != -ECONNABORTED && fd != -EINTR) {
+        server_warn(s, "accept: %s", strerror(-fd));
+    }
+    if (!more && !u->stopping)
+        uring_arm_accept(u);
+}
+
+/* ---- receiving ---------------------------------------------------------------- */
+
+static void uring_arm_recv(struct uring *u, struct conn *c)
+{
+    struct io_uring_sqe *sqe = uring_sqe(u);
+    if (!sqe) {
+        uring_close(u, c);
+        return;
+    }
+    /* The kernel picks a buffer when data comes. While a connection reads, its
+     * input holds less than a header block, so this much fits conn_rx_buf(). */
+    size_t room = CONN_IN_CAP - c->in_len;
+    io_uring_prep_recv(sqe, c->fd, NULL, room < URING_BUF_SIZE ? room : URING_BUF_SIZE, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = URING_BGID;
+    /* The next request is rarely there yet: wait for data before the first try. */
+    sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    uring_track(u, sqe, OP_RECV, c);
+}
+
+static void uring_recycle(struct uring *u, const struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_BUFFER))
+        return;
+    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+    io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * URING_BUF_SIZE, URING_BUF_SIZE, bid,
+                          io_uring_buf_ring_mask(URING_BUFS), 0);
+    io_uring_buf_ring_advance(u->br, 1);
+}
+
+static void uring_on_recv(struct uring *u, struct conn *c, const struct io_uring_cqe *cqe)
+{
+    int res = cqe->res;
+    char *p;
+    size_t n;
+    if (res == -ENOBUFS) { /* every buffer was taken; they are back by the next submit */
+        uring_arm_recv(u, c);
+        return;
+    }
+    if (res > 0) {
+        unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        if (conn_rx_buf(c, &p, &n) < 0 || (size_t)res > n)
+            res = -ENOMEM;
+        else
+            memcpy(p, u->bufs + (size_t)bid * URING_BUF_SIZE, (size_t)res);
+    }
+    uring_recycle(u, cqe); /* at once: the bytes are in the connection's buffer now */
+    uring_after(u, c, res < 0 ? CONN_CLOSE : conn_on_input(u->s, c, (size_t)res));
+}
+
+/* ---- sending: one operation, or one linked chain, in flight per socket ----------- */
+
+static bool uring_pipe_get(struct uring *u, struct conn *c)
+{
+    /* A reader that stopped reading must not keep pipes from the others: take
+     * back the longest-parked pipe. Its bytes are dropped, and spliced again
+     * from the file later, whose offset counts only what reached the socket. */
+    while (u->nfree == 0 && u->parked.head >= 0) {
+        struct conn *v = &u->s->conns[u->parked.head];
+        uring_list_remove(u, &u->parked, v, F_PARKED);
+        uring_pipe_put(u, &u->slots[v->fd], true);
+    }
+    if (u->nfree > 0) {
+        int i = u->free_pipes[--u->nfree], fds[2];
+        struct uring_pipe *p = &u->pipes[i];
+        if (p->rd < 0 && pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0) {
+            fcntl(fds[0], F_SETPIPE_SZ, URING_PIPE_SIZE); /* fewer, larger chunks; may be refused */
+            int cap = fcntl(fds[0], F_GETPIPE_SZ);
+            *p = (struct uring_pipe){fds[0], fds[1], cap > 0 ? (uint32_t)cap : 4096};
+        }
+        if (p->rd >= 0) {
+            u->slots[c->fd].pipe = i;
+            return true;
+        }
+        u->free_pipes[u->nfree++] = i;
+    }
+    if (u->nfree == URING_PIPES) { /* none lent, so none will come back */
+        server_warn(u->s, "pipe: %s", strerror(errno));
+        uring_close(u, c);
+    } else {
+        uring_list_push(u, &u->waiting, c, F_WAITING); /* the next pipe given back is ours */
+    }
+    return false;
+}
+
+/* Gives a pipe back, to whoever waits first (dirty: bytes left in it, so it is closed). */
+static void uring_pipe_put(struct uring *u, struct uring_slot *sl, bool dirty)
+{
+    struct uring_pipe *p = &u->pipes[sl->pipe];
+    if (dirty) {
+        close(p->rd);
+        close(p->wr);
+        p->rd = p->wr = -1;
+    }
+    u->free_pipes[u->nfree++] = sl->pipe;
+    sl->pipe = -1;
+    sl->in_pipe = 0;
+    if (u->waiting.head >= 0) {
+        struct conn *w = &u->s->conns[u->waiting.head];
+        uring_list_remove(u, &u->waiting, w, F_WAITING);
+        uring_send_next(u, w);
+    }
+}
+
+/* A file body: splice file -> pipe, linked to splice pipe -> socket. A link
+ * starts the second only when the first is done, so its completion comes first. */
+static void uring_send_file(struct uring *u, struct conn *c, const struct conn_tx *tx)
+{
+    struct uring_slot *sl = &u->slots[c->fd];
+    struct io_uring_sqe *sqe;
+    if (sl->pipe < 0 && !uring_pipe_get(u, c))
+        return;
+    struct uring_pipe *p = &u->pipes[sl->pipe];
+    if (io_uring_sq_space_left(&u->ring) < 2) /* a chain must not be split across submits */
+        io_uring_submit(&u->ring);
+    size_t len = sl->in_pipe;
+    if (len == 0) {
+        len = tx->file_len < p->cap ? tx->file_len : p->cap;
+        if (!(sqe = uring_sqe(u)))
+            goto fail;
+        io_uring_prep_splice(sqe, tx->file_fd, tx->file_off, p->wr, -1, (unsigned)len, 0);
+        sqe->flags |= IOSQE_IO_LINK;
+        uring_track(u, sqe, OP_SPLICE_IN, c);
+    }
+    if (!(sqe = uring_sqe(u)))
+        goto fail;
+    io_uring_prep_splice(sqe, p->rd, -1, c->fd, -1, (unsigned)len, 0);
+    uring_track(u, sqe, OP_SPLICE_OUT, c);
+    return;
+fail:
+    uring_close(u, c);
+}
+
+static void uring_send_next(struct uring *u, struct conn *c)
+{
+    struct conn_tx tx;
+    conn_tx(c, &tx);
+    if (tx.len == 0) {
+        uring_send_file(u, c, &tx);
+        return;
+    }
+    struct io_uring_sqe *sqe = uring_sqe(u);
+    if (!sqe) {
+        uring_close(u, c);
+        return;
+    }
+    /* MSG_WAITALL: the kernel finishes a short send itself; one completion. */
+    int flags = MSG_NOSIGNAL | MSG_WAITALL;
+    if (tx.len2 > 0) { /* the head and a cached body in one go */
+        struct uring_slot *sl = &u->slots[c->fd];
+        sl->iov[0] = (struct iovec){(void *)tx.buf, tx.len};
+        sl->iov[1] = (struct iovec){(void *)tx.buf2, tx.len2};
+        sl->msg = (struct msghdr){.msg_iov = sl->iov, .msg_iovlen = 2};
+        io_uring_prep_sendmsg(sqe, c->fd, &sl->msg, flags | (tx.file_fd >= 0 ? MSG_MORE : 0));
+    } else {
+        io_uring_prep_send(sqe, c->fd, tx.buf, tx.len, flags | (tx.more ? MSG_MORE : 0));
+    }
+    uring_track(u, sqe, OP_SEND, c);
+}
+
+static void uring_on_splice_out(struct uring *u, struct conn *c, int res)
+{
+    struct uring_slot *sl = &u->slots[c->fd];
+    if (res == -ECANCELED) { /* the splice into the pipe came up short: go on from there */
+        uring_send_next(u, c);
+        return;
+    }
+    if (res < 0 && res != -EAGAIN) {
+        uring_close(u, c);
+        return;
+    }
+    if (res > 0) {
+        sl->in_pipe -= (uint32_t)res;
+        enum conn_want want = conn_on_output(u->s, c, (size_t)res);
+        if (sl->in_pipe == 0) { /* given back between chunks too, so waiters get turns */
+            uring_pipe_put(u, sl, false);
+            uring_after(u, c, want);
+            return;
+        }
+    }
+    /* Short, or -EAGAIN: the socket is full, and a splice cannot wait for room. */
+    struct io_uring_sqe *sqe = uring_sqe(u);
+    if (!sqe) {
+        uring_close(u, c);
+        return;
+    }
+    io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+    uring_track(u, sqe, OP_POLL_OUT, c);
+    uring_list_push(u, &u->parked, c, F_PARKED);
+}
+
+/* ---- the loop ------------------------------------------------------------------ */
+
+static void uring_after(struct uring *u, struct conn *c, enum conn_want want)
+{
+    if (want == CONN_READ)
+        uring_arm_recv(u, c);
+    else if (want == CONN_WRITE)
+        uring_send_next(u, c);
+    else
+        uring_close(u, c);
+}
+
+static void uring_on_conn_cqe(struct uring *u, const struct io_uring_cqe *cqe, enum uring_op op)
+{
+    int fd = (int)(uint32_t)cqe->user_data, res = cqe->res;
+    uint32_t gen = (uint32_t)(cqe->user_data >> 32) & GEN_MASK;
+    struct conn *c = &u->s->conns[fd];
+    if (!c->open || (c->gen & GEN_MASK) != gen || (c->model_flags & F_INFLIGHT) == 0) {
+        uring_recycle(u, cqe); /* cannot happen while slots outlive their operations */
+        return;
+    }
+    c->model_flags--;
+    if (c->model_flags & F_CLOSING) {
+        uring_recycle(u, cqe);
+        if ((c->model_flags & F_INFLIGHT) == 0)
+            uring_finish_close(u, c);
+        return;
+    }
+    switch (op) {
+    case OP_RECV: uring_on_recv(u, c, cqe); break;
+    case OP_SEND:
+        uring_after(u, c, res > 0 ? conn_on_output(u->s, c, (size_t)res) : CONN_CLOSE);
+        break;
+    case OP_SPLICE_IN: /* the linked splice-out completes next, and decides */
+        if (res > 0)
+            u->slots[fd].in_pipe += (uint32_t)res;
+        else if (res == 0) /* the file shrank: conn_on_output() ends the connection */
+            uring_after(u, c, conn_on_output(u->s, c, 0));
+        else if (res != -EAGAIN)
+            uring_close(u, c);
+        break;
+    case OP_SPLICE_OUT: uring_on_splice_out(u, c, res); break;
+    case OP_POLL_OUT:
+        uring_list_remove(u, &u->parked, c, F_PARKED);
+        if (res > 0)
+            uring_send_next(u, c);
+        else
+            uring_close(u, c);
+        break;
+    default: break;
+    }
+}
+
+static void uring_on_cqe(struct uring *u, const struct io_uring_cqe *cqe)
+{
+    enum uring_op op = (enum uring_op)(cqe->user_data >> 56);
+    if (op == OP_ACCEPT) {
+        uring_on_accept(u, cqe);
+    } else if (op == OP_LISTEN_POLL || op == OP_LISTEN_CANCEL) {
+        u->listen_ops--;
+        if (op == OP_LISTEN_POLL && !u->stopping) /* a client waits, and fds may be back */
+            uring_arm_accept(u);
+    } else {
+        uring_on_conn_cqe(u, cqe, op);
+    }
+}
+
+/* Stops accepting and closes every connection; each ends when its operations do. */
+static void uring_stop(struct uring *u)
+{
+    struct server *s = u->s;
+    u->stopping = true;
+    struct io_uring_sqe *sqe = uring_sqe(u);
+    if (sqe) {
+        io_uring_prep_cancel_fd(sqe, s->listen_fd, IORING_ASYNC_CANCEL_ALL);
+        uring_track(u, sqe, OP_LISTEN_CANCEL, NULL);
+    }
+    for (int fd = 0; fd < s->max_fds; fd++)
+        if (s->conns[fd].open)
+            uring_close(u, &s->conns[fd]);
+}
+
+/* ---- setup -------------------------------------------------------------------- */
+
+static int uring_setup(struct uring *u, const char **mode)
+{
+    /* DEFER_TASKRUN: the kernel finishes completions inside our io_uring_enter
+     * instead of interrupting the thread; SINGLE_ISSUER lets it skip locks. */
+    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+                                         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+                                .cq_entries = URING_CQ_ENTRIES};
+    *mode = "SINGLE_ISSUER+DEFER_TASKRUN";
+    int r = io_uring_queue_init_params(URING_SQ_ENTRIES, &u->ring, &p);
+    if (r == -EINVAL) { /* before Linux 6.1 */
+        p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
+                                     .cq_entries = URING_CQ_ENTRIES};
+        *mode = "no DEFER_TASKRUN (kernel before 6.1)";
+        r = io_uring_queue_init_params(URING_SQ_ENTRIES, &u->ring, &p);
+    }
+    if (r < 0) {
+        server_warn(u->s, "io_uring_queue_init: %s", strerror(-r));
+        return -1;
+    }
+    u->has_ring = true;
+    static const int needed[] = {IORING_OP_ACCEPT,      IORING_OP_RECV,   IORING_OP_SEND,
+                                 IORING_OP_SENDMSG,     IORING_OP_SPLICE, IORING_OP_POLL_ADD,
+                                 IORING_OP_ASYNC_CANCEL};
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
+    bool ok = probe && (p.features & IORING_FEAT_NODROP);
+    for (size_t i = 0; ok && i < sizeof needed / sizeof needed[0]; i++)
+        ok = io_uring_opcode_supported(probe, needed[i]);
+    io_uring_free_probe(probe);
+    if (!ok) {
+        server_warn(u->s, "this kernel's io_uring lacks what this server uses (Linux 5.19+)");
+        return -1;
+    }
+
+    /* The provided-buffer ring: page-aligned, registered, then filled. */
+    u->br = mmap(NULL, URING_BUFS * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (u->br == MAP_FAILED)
+        u->br = NULL;
+    u->bufs = malloc((size_t)URING_BUFS * URING_BUF_SIZE);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uintptr_t)u->br, .ring_entries = URING_BUFS, .bgid = URING_BGID};
+    r = u->br && u->bufs ? io_uring_register_buf_ring(&u->ring, &reg, 0) : -ENOMEM;
+    if (r < 0) {
+        server_warn(u->s, "cannot set up the receive buffer ring: %s", strerror(-r));
+        return -1;
+    }
+    io_uring_buf_ring_init(u->br);
+    for (int i = 0; i < URING_BUFS; i++)
+        io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * URING_BUF_SIZE, URING_BUF_SIZE,
+                              (unsigned short)i, io_uring_buf_ring_mask(URING_BUFS), i);
+    io_uring_buf_ring_advance(u->br, URING_BUFS);
+    return 0;
+}
+
+static void uring_teardown(struct uring *u)
+{
+    if (u->has_ring)
+        io_uring_queue_exit(&u->ring); /* also drops the buffer ring's registration */
+    u->has_ring = false;
+    if (u->br)
+        munmap(u->br, URING_BUFS * sizeof(struct io_uring_buf));
+    free(u->bufs);
+    for (int i = 0; i < URING_PIPES; i++) {
+        if (u->pipes[i].rd >= 0) {
+            close(u->pipes[i].rd);
+            close(u->pipes[i].wr);
+        }
+    }
+    free(u->slots);
+}
+
+static int uring_run(struct server *s)
+{
+    struct uring u = {.s = s, .waiting = {-1, -1}, .parked = {-1, -1}};
+    const char *mode;
+    int one = 1;
+
+    for (int i = 0; i < URING_PIPES; i++) {
+        u.pipes[i] = (struct uring_pipe){-1, -1, 0};
+        u.free_pipes[u.nfree++] = i;
+    }
+    u.slots = calloc((size_t)s->max_fds, sizeof *u.slots);
+    if (!u.slots || uring_setup(&u, &mode) < 0) {
+        uring_teardown(&u);
+        return -1;
+    }
+    /* Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt each. */
+    setsockopt(s->listen_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    server_warn(s,
+                "io_uring: %s, multishot accept, recv into %d provided buffers, cached "
+                "bodies by sendmsg, file bodies by splice (%d pipes)",
+                mode, URING_BUFS, URING_PIPES);
+    uring_arm_accept(&u);
+
+    uint64_t stop_by = 0;
+    for (;;) {
+        uint64_t now = clock_now_ms();
+        if (server_stopping() && !u.stopping) {
+            uring_stop(&u);
+            stop_by = now + URING_STOP_MS;
+        }
+        if (u.stopping && ((atomic_load(&s->nconns) == 0 && u.listen_ops == 0) || now > stop_by))
+            break;
+        int ms = conn_ms_to_next_deadline(s, now, u.stopping ? 100 : 1000);
+        struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+        struct io_uring_cqe *cqe;
+        /* The one system call of a turn: submit all that is queued, wait for completions.
+         * -EBUSY: completions overflowed (kept, FEAT_NODROP); reaping makes room. */
+        int r = io_uring_submit_and_wait_timeout(&u.ring, &cqe, 1, &ts, NULL);
+        if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN) {
+            server_warn(s, "io_uring_enter: %s", strerror(-r));
+            break;
+        }
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&u.ring, head, cqe)
+        {
+            uring_on_cqe(&u, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&u.ring, n);
+
+        struct conn *c;
+        while ((c = conn_next_expired(s, clock_now_ms())))
+            uring_close(&u, c);
+        if (u.listen_ops == 0 && !u.stopping) /* an accept that found no SQE */
+            uring_arm_accept(&u);
+    }
+    bool clean = u.stopping;
+    /* Connections left only after a failed stop: the ring goes first, taking
+     * the operations that might still use their buffers with it. */
+    io_uring_queue_exit(&u.ring);
+    u.has_ring = false;
+    for (int fd = 0; fd < s->max_fds; fd++)
+        if (s->conns[fd].open)
+            server_close_conn(s, &s->conns[fd]);
+    uring_teardown(&u);
+    return clean ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    return server_main(argc, argv, "uring", uring_run);
+}
