@@ -62,7 +62,7 @@ void conn_pool_drain(void)
 
 /* ---- deadlines: a list kept in deadline order, because every timeout is equal -- */
 
-static void idle_unlink(struct conn *c)
+void conn_forget_deadline(struct conn *c)
 {
     if (!c->idle_next)
         return;
@@ -75,7 +75,7 @@ static void idle_touch(struct server *s, struct conn *c)
 {
     if (!c->idle_next) /* bin/blocking's connections use SO_RCVTIMEO instead */
         return;
-    idle_unlink(c);
+    conn_forget_deadline(c);
     c->deadline_ms = clock_now_ms() + s->idle_timeout_ms;
     c->idle_prev = s->idle.idle_prev;
     c->idle_next = &s->idle;
@@ -135,7 +135,7 @@ void conn_close(struct server *s, struct conn *c)
     (void)s;
     handler_release(&c->res);
     conn_release_buf(c);
-    idle_unlink(c);
+    conn_forget_deadline(c);
     c->want = CONN_CLOSE;
     c->open = false;
 }

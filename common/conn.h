@@ -81,6 +81,9 @@ enum conn_want conn_on_output(struct server *s, struct conn *c, size_t n);
 
 /* The connection whose deadline passed first, or NULL; closing it unlinks it. */
 struct conn *conn_next_expired(struct server *s, uint64_t now_ms);
+/* Takes c off the deadline list without closing it (a model that must wait for
+ * operations in flight before conn_close() frees their buffers). */
+void conn_forget_deadline(struct conn *c);
 /* Milliseconds until the next deadline (at most max_ms). */
 int conn_ms_to_next_deadline(struct server *s, uint64_t now_ms, int max_ms);
 

@@ -90,7 +90,9 @@ static int listen_on(const char *addr, int *port)
     fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         goto fail;
+    /* Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt each. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
         goto fail;
 
@@ -131,21 +133,26 @@ static bool accept_error_is_transient(int err)
     }
 }
 
+bool server_admit(struct server *s, int fd)
+{
+    if (fd >= s->max_fds || atomic_load(&s->nconns) >= s->max_conns) {
+        close(fd); /* over --max-conns: refused at once, the others carry on */
+        return false;
+    }
+    atomic_fetch_add(&s->nconns, 1);
+    atomic_fetch_add_explicit(&s->connections, 1, memory_order_relaxed);
+    return true;
+}
+
 int server_accept(struct server *s, bool nonblock)
 {
     int flags = SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
     for (;;) {
         int fd = accept4(s->listen_fd, NULL, NULL, flags);
         if (fd >= 0) {
-            if (fd >= s->max_fds || atomic_load(&s->nconns) >= s->max_conns) {
-                close(fd); /* over --max-conns: refused at once, the others carry on */
-                continue;
-            }
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            atomic_fetch_add(&s->nconns, 1);
-            atomic_fetch_add_explicit(&s->connections, 1, memory_order_relaxed);
-            return fd;
+            if (server_admit(s, fd))
+                return fd;
+            continue;
         }
         if (errno == EMFILE || errno == ENFILE) {
             /* Out of fds: spend the spare one to take the connection off the queue and

@@ -44,6 +44,10 @@ bool server_stopping(void);
  */
 int server_accept(struct server *s, bool nonblock);
 
+/* The limits of server_accept() for an fd accepted some other way (io_uring):
+ * counts it in and returns true, or closes it and returns false. */
+bool server_admit(struct server *s, int fd);
+
 /* Closes a connection's socket and frees its slot (counts it out of nconns). */
 void server_close_conn(struct server *s, struct conn *c);
 

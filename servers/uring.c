@@ -156,15 +156,6 @@ static void uring_list_remove(struct uring *u, struct uring_list *l, struct conn
  * frees buffers the kernel may still be reading; and conn_next_expired()
  * would return a closing connection forever. Unlinked here, conn_close()
  * skips it. (A conn_forget_deadline() in conn.c would be cleaner.) */
-static void uring_forget_deadline(struct conn *c)
-{
-    if (!c->idle_next)
-        return;
-    c->idle_prev->idle_next = c->idle_next;
-    c->idle_next->idle_prev = c->idle_prev;
-    c->idle_next = c->idle_prev = NULL;
-}
-
 static void uring_finish_close(struct uring *u, struct conn *c)
 {
     struct uring_slot *sl = &u->slots[c->fd];
@@ -179,7 +170,7 @@ static void uring_close(struct uring *u, struct conn *c)
         return;
     c->model_flags |= F_CLOSING;
     c->want = CONN_CLOSE;
-    uring_forget_deadline(c);
+    conn_forget_deadline(c);
     uring_list_remove(u, &u->waiting, c, F_WAITING);
     uring_list_remove(u, &u->parked, c, F_PARKED);
     if ((c->model_flags & F_INFLIGHT) == 0) {
@@ -245,13 +236,10 @@ static void uring_on_accept(struct uring *u, const struct io_uring_cqe *cqe)
         u->listen_ops--;
     if (fd >= 0) {
         /* server_accept()'s limits, for an fd the kernel accepted for us. */
-        if (u->stopping || fd >= s->max_fds || atomic_load(&s->nconns) >= s->max_conns) {
-            close(fd); /* refused at once; the others carry on */
-        } else {
-            atomic_fetch_add(&s->nconns, 1);
-            atomic_fetch_add_explicit(&s->connections, 1, memory_order_relaxed);
+        if (u->stopping)
+            close(fd);
+        else if (server_admit(s, fd))
             uring_open(u, fd);
-        }
     } else if (fd == -EMFILE || fd == -ENFILE) {
         if (!u->stopping)
             uring_accept_without_fds(u);
@@ -613,7 +601,6 @@ static int uring_run(struct server *s)
 {
     struct uring u = {.s = s, .waiting = {-1, -1}, .parked = {-1, -1}};
     const char *mode;
-    int one = 1;
 
     for (int i = 0; i < URING_PIPES; i++) {
         u.pipes[i] = (struct uring_pipe){-1, -1, 0};
@@ -624,8 +611,6 @@ static int uring_run(struct server *s)
         uring_teardown(&u);
         return -1;
     }
-    /* Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt each. */
-    setsockopt(s->listen_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     server_warn(s,
                 "io_uring: %s, multishot accept, recv into %d provided buffers, cached "
                 "bodies by sendmsg, file bodies by splice (%d pipes)",
