@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fdarray.h"
 #include "poller.h"
 
 #define SIG_BATCH 256 /* signals taken per signalfd read */
@@ -38,9 +39,7 @@ struct poller {
     sigset_t old_mask;           /* the mask to restore */
     struct sigaction old_act[2]; /* of sig and SIGIO, restored to flush their queues */
     int sfd;                     /* signalfd over set, nonblocking: the batch after the wait */
-    struct pollfd *pfds;         /* every watched fd, kept compact: the overflow rescan */
-    int npfds;                   /* how many pfds are in use */
-    int *pos;                    /* fd -> index in pfds, or -1 */
+    struct fdarray watched;      /* every watched fd, kept compact: the overflow rescan */
     int *slot;                   /* fd -> 1 + index in fired[] during one batch, else 0 */
     int *fresh;                  /* fds added since the last wait: no signal covers their state */
     int nfresh;                  /* how many fresh are in use */
@@ -61,15 +60,11 @@ struct poller *poller_create(struct server *s)
     p->sig = SIGRTMIN + 1; /* any real-time signal: they queue, one per event */
     p->tid = gettid();
     p->sfd = -1;
-    p->pfds = calloc((size_t)p->max_fds, sizeof *p->pfds);
-    p->pos = malloc((size_t)p->max_fds * sizeof *p->pos);
     p->slot = calloc((size_t)p->max_fds, sizeof *p->slot);
     p->fresh = calloc((size_t)p->max_fds, sizeof *p->fresh);
     p->is_fresh = calloc((size_t)p->max_fds, 1);
-    if (!p->pfds || !p->pos || !p->slot || !p->fresh || !p->is_fresh)
+    if (!p->slot || !p->fresh || !p->is_fresh || fdarray_init(&p->watched, p->max_fds) < 0)
         goto fail;
-    for (int fd = 0; fd < p->max_fds; fd++)
-        p->pos[fd] = -1;
 
     /* Blocked, the signals queue up until we take them; nothing runs asynchronously.
      * The process has one thread, so the process mask is that thread's. */
@@ -89,8 +84,7 @@ struct poller *poller_create(struct server *s)
     return p;
 fail:;
     int err = errno;
-    free(p->pfds);
-    free(p->pos);
+    fdarray_free(&p->watched);
     free(p->slot);
     free(p->fresh);
     free(p->is_fresh);
@@ -114,16 +108,15 @@ void poller_destroy(struct poller *p)
 {
     /* Silence what is still watched (the listener), or the next connection would raise a
      * signal whose default action kills the process once it is unblocked. */
-    for (int i = 0; i < p->npfds; i++)
-        if (fcntl(p->pfds[i].fd, F_SETFL, O_NONBLOCK) < 0)
+    for (int i = 0; i < p->watched.n; i++)
+        if (fcntl(p->watched.pfds[i].fd, F_SETFL, O_NONBLOCK) < 0)
             server_warn(p->s, "fcntl(F_SETFL): %s", strerror(errno));
     if (flush_queues(p) < 0 || sigprocmask(SIG_SETMASK, &p->old_mask, NULL) < 0)
         server_warn(p->s, "cannot restore the signal state: %s", strerror(errno));
     if (p->overflows > 0)
         server_warn(p->s, "signal queue overflowed %lu times", p->overflows);
     close(p->sfd);
-    free(p->pfds);
-    free(p->pos);
+    fdarray_free(&p->watched);
     free(p->slot);
     free(p->fresh);
     free(p->is_fresh);
@@ -133,7 +126,7 @@ void poller_destroy(struct poller *p)
 int poller_add(struct poller *p, int fd, int mask)
 {
     (void)mask; /* signals come for both directions; conn_drive() and loop.c sort them out */
-    if (fd < 0 || fd >= p->max_fds || p->pos[fd] >= 0) {
+    if (fd < 0 || fd >= p->max_fds || fdarray_has(&p->watched, fd)) {
         errno = fd < 0 || fd >= p->max_fds ? EBADF : EEXIST;
         return -1;
     }
@@ -141,11 +134,9 @@ int poller_add(struct poller *p, int fd, int mask)
      * sockets carry no other flag F_SETFL could change, so F_GETFL is not needed. */
     struct f_owner_ex owner = {.type = F_OWNER_TID, .pid = p->tid};
     if (fcntl(fd, F_SETOWN_EX, &owner) < 0 || fcntl(fd, F_SETSIG, p->sig) < 0 ||
-        fcntl(fd, F_SETFL, O_NONBLOCK | O_ASYNC) < 0)
+        fcntl(fd, F_SETFL, O_NONBLOCK | O_ASYNC) < 0 || fdarray_add(&p->watched, fd, POLLIN) < 0)
         return -1;
 
-    p->pos[fd] = p->npfds;
-    p->pfds[p->npfds++] = (struct pollfd){.fd = fd, .events = POLLIN};
     /* Bytes or connections that arrived before O_ASYNC raised no signal and never will:
      * report the fd once unasked, and the first recv or accept tells. */
     if (!p->is_fresh[fd]) {
@@ -160,20 +151,15 @@ int poller_mod(struct poller *p, int fd, int mask)
     /* Signals come for both directions from the start; only the rescan asks poll(2),
      * and it need not wake every idle connection for POLLOUT. Input is always asked
      * for: the loop remembers it even while writing. */
-    if (fd >= 0 && fd < p->max_fds && p->pos[fd] >= 0)
-        p->pfds[p->pos[fd]].events = POLLIN | (mask & POLLER_WRITE ? POLLOUT : 0);
+    if (fdarray_has(&p->watched, fd))
+        fdarray_set(&p->watched, fd, (short)(POLLIN | (mask & POLLER_WRITE ? POLLOUT : 0)));
     return 0;
 }
 
 void poller_del(struct poller *p, int fd)
 {
     /* close() takes the fd off the socket's fasync list; only the rescan set needs care. */
-    if (fd < 0 || fd >= p->max_fds || p->pos[fd] < 0)
-        return;
-    int i = p->pos[fd];
-    p->pfds[i] = p->pfds[--p->npfds];
-    p->pos[p->pfds[i].fd] = i;
-    p->pos[fd] = -1;
+    fdarray_del(&p->watched, fd);
 }
 
 /* Adds mask for fd to the batch, once per fd; false if fired[] is full. */
@@ -206,7 +192,7 @@ static void take(struct poller *p, struct poller_event *fired, int max, int *n, 
         return;
     }
     /* The kernel's reports carry a POLL_* code; kill or sigqueue carry another. */
-    if (code < POLL_IN || code > POLL_HUP || fd < 0 || fd >= p->max_fds || p->pos[fd] < 0)
+    if (code < POLL_IN || code > POLL_HUP || fd < 0 || !fdarray_has(&p->watched, fd))
         return; /* queued before its fd was closed */
     /* It may also be older than the fd's current connection: nginx told those apart by
      * alternating two signal numbers, as si_fd has no room for a generation. Here a stale
@@ -221,19 +207,19 @@ static int rescan(struct poller *p, struct poller_event *fired, int max, int *n)
     int ready = -1;
     if (flush_queues(p) == 0) {
         do
-            ready = poll(p->pfds, (nfds_t)p->npfds, 0);
+            ready = poll(p->watched.pfds, (nfds_t)p->watched.n, 0);
         while (ready < 0 && errno == EINTR);
     }
     if (ready < 0) {
         p->rescan = true; /* lost reports stay lost until a rescan succeeds */
         return -1;
     }
-    for (int i = 0; i < p->npfds && ready > 0; i++) {
-        short re = p->pfds[i].revents;
+    for (int i = 0; i < p->watched.n && ready > 0; i++) {
+        short re = p->watched.pfds[i].revents;
         if (!re)
             continue;
         ready--;
-        if (!report(p, fired, max, n, p->pfds[i].fd, band_to_mask(re))) {
+        if (!report(p, fired, max, n, p->watched.pfds[i].fd, band_to_mask(re))) {
             p->rescan = true;
             break;
         }
@@ -250,7 +236,7 @@ int poller_wait(struct poller *p, struct poller_event *fired, int max, int timeo
     while (p->nfresh > 0 && n < max) {
         int fd = p->fresh[--p->nfresh];
         p->is_fresh[fd] = 0;
-        if (p->pos[fd] >= 0)
+        if (fdarray_has(&p->watched, fd))
             report(p, fired, max, &n, fd, POLLER_READ | POLLER_WRITE);
     }
 
