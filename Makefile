@@ -22,7 +22,7 @@ UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
 # Libraries that only one model needs.
 LIBS_uring := -luring
 
-.PHONY: all deps asan ubsan test clean format fuzz trace
+.PHONY: all deps asan ubsan tsan test clean format fuzz trace
 all: $(SERVERS:%=$(BIN)/%)
 
 $(BUILD)/%.o: %.c
@@ -41,12 +41,20 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libc10k.a
 
 SAN_FLAGS_asan  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SAN_FLAGS_ubsan := -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_FLAGS_tsan  := -fsanitize=thread
 asan ubsan:
 	$(MAKE) BUILD=build-$@ BIN=bin-$@ OPT="-O1 -g $(SAN_FLAGS_$@)" LDFLAGS="$(SAN_FLAGS_$@)" all
+# ThreadSanitizer, for bin/blocking. (bin/aio cannot run under it: glibc starts its aio
+# threads with an internal pthread_create that TSan does not see, and TSan crashes.)
+TSAN_SERVERS := blocking
+tsan:
+	$(MAKE) BUILD=build-tsan BIN=bin-tsan OPT="-O1 -g $(SAN_FLAGS_tsan)" \
+	  LDFLAGS="$(SAN_FLAGS_tsan)" $(TSAN_SERVERS:%=bin-tsan/%)
 
 # ---- dependencies: Debian packages, installed when missing (as root) ----------
 PACKAGES := gcc make libc6-dev pkg-config libhttp-parser-dev liburing-dev \
-            wrk nginx-light gnuplot-nox strace procps python3 clang libclang-rt-dev
+            wrk nginx-light gnuplot-nox strace procps python3 clang libclang-rt-dev \
+            slowhttptest util-linux linux-perf
 deps:
 	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
@@ -63,7 +71,7 @@ deps:
 
 # ---- tests -----------------------------------------------------------------------
 test: deps
-	$(MAKE) all asan $(UNIT_TESTS:%=$(BUILD)/tests/%)
+	$(MAKE) all asan tsan $(UNIT_TESTS:%=$(BUILD)/tests/%)
 	@tests/run.sh
 
 # ---- fuzzing (clang, libFuzzer): bytes -> parser glue -> handler -> response plan --------
@@ -83,10 +91,14 @@ trace: all
 	@scripts/trace.sh $(MODEL)
 
 clean:
-	rm -rf build build-asan build-ubsan build-fuzz bin bin-asan bin-ubsan
+	rm -rf build build-asan build-ubsan build-tsan build-fuzz bin bin-asan bin-ubsan bin-tsan
 
 format:
 	clang-format -i common/*.[ch] servers/*.c tests/unit/*.[ch]
+
+# make bench, bench-quick, bench-ci, bench-baseline; make stress.
+include bench/bench.mk tests/stress.mk
+bench bench-quick bench-ci bench-baseline stress: deps all
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 .SECONDARY:

@@ -71,16 +71,22 @@ void conn_forget_deadline(struct conn *c)
     c->idle_next = c->idle_prev = NULL;
 }
 
-static void idle_touch(struct server *s, struct conn *c)
+void conn_start_deadline(struct server *s, struct conn *c, uint64_t now_ms)
 {
-    if (!c->idle_next) /* bin/blocking's connections use SO_RCVTIMEO instead */
-        return;
     conn_forget_deadline(c);
-    c->deadline_ms = clock_now_ms() + s->idle_timeout_ms;
+    c->deadline_ms = now_ms + s->idle_timeout_ms;
     c->idle_prev = s->idle.idle_prev;
     c->idle_next = &s->idle;
     s->idle.idle_prev->idle_next = c;
     s->idle.idle_prev = c;
+}
+
+/* Restarts the deadline of a connection that lives on the list. */
+static void idle_touch(struct server *s, struct conn *c)
+{
+    if (!c->idle_next) /* bin/blocking's connections use SO_RCVTIMEO instead */
+        return;
+    conn_start_deadline(s, c, clock_now_ms());
 }
 
 struct conn *conn_next_expired(struct server *s, uint64_t now_ms)

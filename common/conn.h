@@ -84,6 +84,8 @@ struct conn *conn_next_expired(struct server *s, uint64_t now_ms);
 /* Takes c off the deadline list without closing it (a model that must wait for
  * operations in flight before conn_close() frees their buffers). */
 void conn_forget_deadline(struct conn *c);
+/* (Re)starts c's idle deadline at now_ms, putting it on the list if it was off. */
+void conn_start_deadline(struct server *s, struct conn *c, uint64_t now_ms);
 /* Milliseconds until the next deadline (at most max_ms). */
 int conn_ms_to_next_deadline(struct server *s, uint64_t now_ms, int max_ms);
 

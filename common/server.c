@@ -8,6 +8,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -147,6 +148,7 @@ bool server_admit(struct server *s, int fd)
 int server_accept(struct server *s, bool nonblock)
 {
     int flags = SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
+    bool waited = false;
     for (;;) {
         int fd = accept4(s->listen_fd, NULL, NULL, flags);
         if (fd >= 0) {
@@ -157,7 +159,18 @@ int server_accept(struct server *s, bool nonblock)
         if (errno == EMFILE || errno == ENFILE) {
             /* Out of fds: spend the spare one to take the connection off the queue and
              * close it, so the client hears "no" instead of waiting. Linux says EMFILE
-             * before it checks the queue, so stop as soon as it says EAGAIN. */
+             * before it checks the queue, so first make sure a client is queued (a
+             * blocking listener would otherwise wait for the next one, and refuse it
+             * even if fds came back meanwhile), then try a real accept once more. */
+            struct pollfd pfd = {.fd = s->listen_fd, .events = POLLIN};
+            if (!waited) {
+                waited = true;
+                if (poll(&pfd, 1, nonblock ? 0 : 1000) <= 0) {
+                    errno = EAGAIN;
+                    return -1;
+                }
+                continue;
+            }
             if (s->reserve_fd >= 0)
                 close(s->reserve_fd);
             fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -171,6 +184,7 @@ int server_accept(struct server *s, bool nonblock)
                     errno = EAGAIN; /* the spare is gone for now: try on the next event */
                 return -1;
             }
+            waited = false; /* refused one; check the queue again before the next */
             continue;
         }
         if (!accept_error_is_transient(errno))
@@ -212,9 +226,12 @@ int server_main(int argc, char **argv, const char *model, server_run_fn run)
                 s.max_fds);
         return 1;
     }
+    /* Under a small RLIMIT_NOFILE, keep back half rather than leave no room at all:
+     * the file cache then meets EMFILE sooner and serves uncached. */
+    int kept = FDS_KEPT_BACK < s.max_fds / 2 ? FDS_KEPT_BACK : s.max_fds / 2;
     s.max_conns = s.cfg.max_conns;
-    if (s.max_conns > s.max_fds - FDS_KEPT_BACK)
-        s.max_conns = s.max_fds - FDS_KEPT_BACK;
+    if (s.max_conns > s.max_fds - kept)
+        s.max_conns = s.max_fds - kept;
     s.idle_timeout_ms = (uint32_t)s.cfg.idle_timeout_s * 1000;
     s.idle.idle_next = s.idle.idle_prev = &s.idle;
 
