@@ -1,0 +1,313 @@
+"""gate.py - make bench-ci and make bench-baseline: the regression gate.
+
+The gate never compares raw figures between runs (the machine's speed and its background
+load change); it compares each server with nginx measured in the same run, interleaved as
+nginx, s1, nginx, s2, ..., sK, nginx  for each connection count and repetition. Two figures
+per server and connection count, each the median over repetitions of a ratio to the mean of
+the two nginx runs beside it:
+
+    throughput  req/s over nginx's req/s: what users see; moves a lot when other work
+                shares the machine (a burst on the server's core costs it requests)
+    efficiency  nginx's CPU µs per request over the server's: the work a request costs,
+                far steadier under background load; a code regression shows here first
+
+bench-ci fails (exit 1), naming the server and the figures, when either falls more than its
+tolerance below results/baseline.csv, or when a server fails to start, dies, or answers
+with errors. A figure that looks low is measured CONFIRM_REPS more times first and judged
+on all its repetitions, so one burst of background load does not fail the gate.
+bench-baseline runs the same matrix (more repetitions) and rewrites results/baseline.csv.
+The tolerances come from measured run-to-run noise: docs/bench.md.
+"""
+
+import csv
+import os
+import statistics
+
+import report
+
+# Measured: docs/bench.md, "Noise and the tolerances". Fractions of the baseline figure.
+DEFAULT_TOLERANCE = 0.40      # throughput ratio (BENCH_TOLERANCE)
+DEFAULT_CPU_TOLERANCE = 0.30  # efficiency ratio (BENCH_CPU_TOLERANCE)
+# More socket errors than this share of requests fails the gate (0 is normal).
+MAX_ERROR_SHARE = 0.001
+# A bench-ci figure below the baseline is measured this many more times before it fails.
+CONFIRM_REPS = 3
+
+CI_HEADER = ["server", "conns", "rep", "rps", "nginx_rps", "ratio", "cpu_us", "nginx_cpu_us",
+             "cpu_ratio"]
+BASELINE_HEADER = ["server", "conns", "ratio", "cpu_ratio", "rps", "nginx_rps", "run"]
+FIGURES = (("ratio", "throughput", "req/s"), ("cpu_ratio", "efficiency", "CPU/req"))
+
+
+def baseline_path(repo):
+    return os.path.join(repo, "results", "baseline.csv")
+
+
+def read_baseline(path):
+    """{(server, conns): {"ratio": x, "cpu_ratio": y}} (a figure may be missing)."""
+    out = {}
+    try:
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                out[(r["server"], int(r["conns"]))] = {
+                    k: float(r[k]) for k, _, _ in FIGURES if r.get(k)}
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def run(bench, cfg):
+    """Runs the interleaved matrix (and, for bench-ci, a confirming round for any figure
+    that looks low); returns the process exit status."""
+    servers = cfg.servers
+    n_meas = cfg.reps * len(cfg.conns) * (2 * len(servers) + 1)
+    per = bench.per_measurement_s(max(cfg.conns))
+    bench.total = n_meas
+    print(f"bench-{cfg.mode}: {bench.rid}: {' '.join(servers)} against nginx, interleaved; "
+          f"conns {','.join(map(str, cfg.conns))}, {','.join(cfg.files)}, {cfg.reps} reps x "
+          f"{cfg.secs:g} s (+{cfg.warm:g} s warm-up) = {n_meas} measurements, estimated "
+          f"{report.fmt_duration(n_meas * per)}", flush=True)
+    ci_rows, problems = [], []  # problems: reasons to fail other than a low ratio
+
+    nginx = bench.start("nginx")
+    if not nginx:
+        print(f"bench-{cfg.mode}: FAIL: nginx did not start", flush=True)
+        return 1
+    try:
+        plan = {conns: servers for conns in cfg.conns}
+        if not run_round(bench, cfg, nginx, plan, range(1, cfg.reps + 1), ci_rows, problems):
+            return 1
+        figures = summarise(ci_rows)
+        base = read_baseline(baseline_path(bench_repo(bench)))
+        suspects = {} if cfg.mode != "ci" else low_figures(figures, base, cfg)
+        if suspects:
+            # Background load comes in bursts that can sink a figure or two in a shared
+            # machine; a real regression survives a second look, a burst seldom does.
+            names = ", ".join(f"{s} c={c}" for s, c in sorted(suspects))
+            extra = sum(len(v) for v in plan_of(suspects).values())
+            bench.total += CONFIRM_REPS * (2 * extra + len(plan_of(suspects)))
+            print(f"bench-ci: {names} below the baseline; measuring again "
+                  f"({CONFIRM_REPS} more reps, judged on all {cfg.reps + CONFIRM_REPS})",
+                  flush=True)
+            reps = range(cfg.reps + 1, cfg.reps + CONFIRM_REPS + 1)
+            if not run_round(bench, cfg, nginx, plan_of(suspects), reps, ci_rows, problems):
+                return 1
+            figures = summarise(ci_rows)
+    finally:
+        bench.stop(nginx)
+
+    if cfg.mode == "baseline":
+        return write_baseline(bench, cfg, figures, problems)
+    return compare(bench, cfg, figures, problems)
+
+
+def plan_of(pairs):
+    """{(server, conns)} -> {conns: [servers]} in the servers' order."""
+    out = {}
+    for s, c in sorted(pairs, key=lambda p: p[1]):
+        out.setdefault(c, []).append(s)
+    return out
+
+
+def tolerance(cfg, key):
+    return cfg.tolerance if key == "ratio" else cfg.cpu_tolerance
+
+
+def is_low(fig, base, key, cfg):
+    b = base.get(key)
+    return b is not None and fig.get(key) is not None and fig[key] < b * (1 - tolerance(cfg, key))
+
+
+def low_figures(figures, base, cfg):
+    return {k for k, fig in figures.items() if k in base and
+            any(is_low(fig, base[k], key, cfg) for key, _, _ in FIGURES)}
+
+
+def run_round(bench, cfg, nginx, plan, reps, ci_rows, problems):
+    """For each rep and connection count: nginx, s1, nginx, s2, ..., nginx. Appends one
+    ci row per server run; returns False if nginx died."""
+    file = cfg.files[0]
+    csv_path = os.path.join(bench.dir, "results.csv")
+    for rep in reps:
+        for conns, servers in plan.items():
+            def measure_one(started, name):
+                bench.done += 1
+                row = bench.one(started, conns, file, f"{name} c={conns} rep {rep}")
+                if row:
+                    row["rep"] = rep
+                    report.append_csv(csv_path, report.CSV_HEADER, row)
+                return row
+
+            before = measure_one(nginx, "nginx")
+            for s in servers:
+                started = bench.start(s)
+                row = None
+                if started:
+                    try:
+                        row = measure_one(started, s)
+                    finally:
+                        bench.stop(started)
+                else:
+                    bench.done += 1
+                after = measure_one(nginx, "nginx")
+                if not nginx[0].alive():
+                    print(f"bench-{cfg.mode}: FAIL: nginx died", flush=True)
+                    return False
+                if row is None:
+                    problems.append(f"{s} c={conns} rep {rep}: no measurement "
+                                    "(see the message above)")
+                    before = after
+                    continue
+                bad = error_problem(row)
+                if bad:
+                    problems.append(f"{s} c={conns} rep {rep}: {bad}")
+                ref = [r["rps"] for r in (before, after) if r and r["rps"]]
+                ratio = row["rps"] / statistics.mean(ref) if ref else None
+                ref_cpu = [r["cpu_us_per_req"] for r in (before, after)
+                           if r and r["cpu_us_per_req"]]
+                cpu_ratio = statistics.mean(ref_cpu) / row["cpu_us_per_req"] \
+                    if ref_cpu and row["cpu_us_per_req"] else None
+                ci = {"server": s, "conns": conns, "rep": rep, "rps": row["rps"],
+                      "nginx_rps": statistics.mean(ref) if ref else None, "ratio": ratio,
+                      "cpu_us": row["cpu_us_per_req"],
+                      "nginx_cpu_us": statistics.mean(ref_cpu) if ref_cpu else None,
+                      "cpu_ratio": cpu_ratio}
+                ci_rows.append(ci)
+                report.append_csv(os.path.join(bench.dir, "ci.csv"), CI_HEADER, ci)
+                print(report.progress_line(bench.done - 1, bench.total, row, rep, max(reps))
+                      + (f"  = {ratio:.2f} x nginx" if ratio else "")
+                      + (f", CPU/req {1 / cpu_ratio:.2f} x" if cpu_ratio else ""), flush=True)
+                before = after
+    return True
+
+
+def summarise(ci_rows):
+    """{(server, conns): each figure's median (and min, max), median req/s of both}."""
+    figures = {}
+    for key in sorted({(r["server"], r["conns"]) for r in ci_rows}):
+        rs = [r for r in ci_rows if (r["server"], r["conns"]) == key and r["ratio"] is not None]
+        if not rs:
+            continue
+        fig = {"reps": len(rs), "rps": statistics.median(r["rps"] for r in rs),
+               "nginx_rps": statistics.median(r["nginx_rps"] for r in rs)}
+        for k, _, _ in FIGURES:
+            vals = [r[k] for r in rs if r[k] is not None]
+            fig[k] = statistics.median(vals) if vals else None
+            fig[k + "_min"] = min(vals) if vals else None
+            fig[k + "_max"] = max(vals) if vals else None
+        figures[key] = fig
+    return figures
+
+
+def error_problem(row):
+    if row["non2xx"]:
+        return f"{row['non2xx']} non-2xx responses"
+    if row["errors"] > MAX_ERROR_SHARE * max(row["requests"], 1):
+        return f"{row['errors']} socket errors"
+    return None
+
+
+def error_problem(row):
+    if row["non2xx"]:
+        return f"{row['non2xx']} non-2xx responses"
+    if row["errors"] > MAX_ERROR_SHARE * max(row["requests"], 1):
+        return f"{row['errors']} socket errors"
+    return None
+
+
+def fmt(v):
+    return "-" if v is None else f"{v:.2f}"
+
+
+def write_baseline(bench, cfg, figures, problems):
+    if problems:
+        print("bench-baseline: not written, the run had problems:", flush=True)
+        for p in problems:
+            print(f"  {p}")
+        return 1
+    path = baseline_path(bench_repo(bench))
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(BASELINE_HEADER)
+        for (s, conns), fig in sorted(figures.items()):
+            w.writerow([s, conns, f"{fig['ratio']:.3f}",
+                        "" if fig["cpu_ratio"] is None else f"{fig['cpu_ratio']:.3f}",
+                        f"{fig['rps']:.0f}", f"{fig['nginx_rps']:.0f}", bench.rid])
+    write_ci_summary(bench, cfg, figures, {}, [], "baseline written")
+    print(f"bench-baseline: wrote {os.path.relpath(path, os.getcwd())} "
+          f"({len(figures)} servers x conns from {bench.rid})", flush=True)
+    return 0
+
+
+def bench_repo(bench):
+    return os.path.dirname(os.path.dirname(bench.dir))
+
+
+def compare(bench, cfg, figures, problems):
+    base = read_baseline(baseline_path(bench_repo(bench)))
+    fails, notes = [], []
+    print(f"\nbench-ci: ratios to nginx (same run) vs results/baseline.csv; a figure fails "
+          f"more than {cfg.tolerance * 100:.0f}% (throughput) or {cfg.cpu_tolerance * 100:.0f}% "
+          f"(efficiency) below its baseline")
+    print(f"  {'server':<10} {'conns':>6} {'req/s ratio: base':>18} {'now':>5} {'change':>7}"
+          f"  {'CPU ratio: base':>16} {'now':>5} {'change':>7}")
+    for (s, conns), fig in sorted(figures.items()):
+        b = base.get((s, conns))
+        cells, verdict = [], "ok"
+        for key, what, unit in FIGURES:
+            bv = (b or {}).get(key)
+            ch = fig[key] / bv - 1 if bv and fig[key] is not None else None
+            cells.append(f"{fmt(bv):>{18 if key == 'ratio' else 16}} {fmt(fig[key]):>5} "
+                         f"{'' if ch is None else f'{ch * 100:+.0f}%':>7}")
+            if b is not None and is_low(fig, b, key, cfg):
+                verdict = "FAIL"
+                fails.append(
+                    f"{s} at c={conns}: {what} {fig[key]:.2f} x nginx (baseline {bv:.2f}, "
+                    f"{ch * 100:+.0f}%, tolerance {tolerance(cfg, key) * 100:.0f}%); "
+                    f"{fig['rps']:,.0f} req/s vs nginx {fig['nginx_rps']:,.0f}, "
+                    f"{fig['reps']} reps")
+        if b is None:
+            verdict = "no baseline (run make bench-baseline)"
+            notes.append(f"{s} c={conns}: no baseline yet")
+        if fig["reps"] != cfg.reps:
+            verdict += f" (judged on {fig['reps']} reps)"
+        print(f"  {s:<10} {conns:>6} " + "  ".join(cells) + f"  {verdict}")
+    repo = bench_repo(bench)
+    for s in sorted({s for s, _ in base}):
+        if not os.path.exists(os.path.join(repo, "bin", s)):
+            notes.append(f"{s} is in the baseline but not in bin/")
+    for n in notes:
+        print(f"bench-ci: note: {n}")
+    status = "FAIL" if fails or problems else "PASS"
+    write_ci_summary(bench, cfg, figures, base, fails + problems, status)
+    for f in fails:
+        print(f"bench-ci: FAIL: {f}")
+    for p in problems:
+        print(f"bench-ci: FAIL: {p}")
+    if status == "PASS":
+        print(f"bench-ci: PASS ({len(figures)} servers x conns within tolerance)")
+    return 1 if status == "FAIL" else 0
+
+
+def write_ci_summary(bench, cfg, figures, base, fails, status):
+    lines = [f"# c10k bench-{cfg.mode}: {bench.rid}", "",
+             f"Ratios to nginx, medians over {cfg.reps} repetitions ({cfg.secs:g} s each after "
+             f"{cfg.warm:g} s warm-up, `{cfg.files[0]}`), nginx measured before and after every "
+             "server run: **throughput** = req/s ÷ nginx's req/s, **efficiency** = nginx's CPU "
+             "µs per request ÷ the server's (higher is better for both). Tolerances "
+             f"{cfg.tolerance * 100:.0f}% and {cfg.cpu_tolerance * 100:.0f}% (docs/bench.md).",
+             "",
+             "| server | conns | req/s | nginx req/s | throughput (min–max) | baseline | "
+             "efficiency (min–max) | baseline | reps |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (s, conns), fig in sorted(figures.items()):
+        b = base.get((s, conns)) or {}
+        cells = []
+        for key, _, _ in FIGURES:
+            cells.append(f"{fmt(fig[key])} ({fmt(fig[key + '_min'])}–{fmt(fig[key + '_max'])})")
+            cells.append(fmt(b.get(key)).replace("-", "–"))
+        lines.append(f"| {s} | {conns:,} | {fig['rps']:,.0f} | {fig['nginx_rps']:,.0f} | "
+                     + " | ".join(cells) + f" | {fig['reps']} |")
+    lines += ["", f"**{status}**", ""] + [f"- {f}" for f in fails]
+    with open(os.path.join(bench.dir, "summary.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")

@@ -1,0 +1,348 @@
+"""measure.py - one measurement: a wrk run against a server, the server's cost read from the kernel.
+
+    warm-up    a short wrk run at the same connection count, thrown away
+    before     /proc/PID/stat (utime+stime, every thread, dead ones included) and
+               /proc/PID/task/*/status (context switches per thread)
+    run        wrk -t<client cores> -c<conns> --latency, pinned to the client cores, stopped
+               with SIGINT after BENCH_SECS (wrk's own -d takes whole seconds only);
+               meanwhile VmRSS and Threads are sampled every 100 ms, and perf counts
+               raw_syscalls:sys_enter of the server, enabled only while wrk runs
+    after      the same /proc reads; deltas divided by the requests wrk completed
+
+Per-request figures therefore include connection set-up and teardown, as a server pays them.
+"""
+
+import math
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+from procs import spawn, stop
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+WRK_TIMEOUT = "8s"  # TechEmpower's: a slow server shows up as latency before it shows as errors
+
+TIME_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+BYTE_UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+
+
+# ---- wrk ---------------------------------------------------------------------------------
+
+def parse_ms(text):
+    """wrk's '456.00us', '4.10ms', '1.20s', '2.00m' -> milliseconds."""
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"wrk time {text!r}")
+    return float(m.group(1)) * TIME_UNITS[m.group(2)]
+
+
+def parse_bytes(text):
+    """wrk's '90.07MB' (binary units, as wrk prints them) -> bytes."""
+    m = re.fullmatch(r"([\d.]+)(B|KB|MB|GB|TB)", text)
+    if not m:
+        raise ValueError(f"wrk size {text!r}")
+    return float(m.group(1)) * BYTE_UNITS[m.group(2)]
+
+
+def parse_wrk(out):
+    """Reads wrk's text report into a dict; raises ValueError if it is not one."""
+    r = {"errors": 0, "non2xx": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None,
+         "max_ms": None}
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+\w+), ([\d.]+\w+) read", out, re.M)
+    if not m:
+        raise ValueError("no 'N requests in T, B read' line in wrk's output")
+    r["requests"] = int(m.group(1))
+    r["duration_s"] = parse_ms(m.group(2)) / 1000.0
+    r["bytes"] = parse_bytes(m.group(3))
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    r["rps"] = float(m.group(1)) if m else r["requests"] / max(r["duration_s"], 1e-9)
+    if r["requests"] > 0:
+        # "Latency   1.23ms  456.00us  12.34ms   89.00%": avg, stdev, max, +/- stdev
+        m = re.search(r"^\s*Latency\s+(\S+)\s+(\S+)\s+(\S+)\s", out, re.M)
+        if m:
+            r["max_ms"] = parse_ms(m.group(3))
+        for pct in ("50", "90", "99"):
+            m = re.search(rf"^\s*{pct}%\s+(\S+)", out, re.M)
+            if m:
+                r[f"p{pct}_ms"] = parse_ms(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        r["errors"] = sum(int(g) for g in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        r["non2xx"] = int(m.group(1))
+    return r
+
+
+def run_wrk(url, conns, secs, cores, log=None, label=""):
+    """Runs wrk for secs seconds (fractions allowed) and returns its parsed report."""
+    threads = max(1, min(len(cores), conns))
+    cmd = ["wrk", "-t", str(threads), "-c", str(conns),
+           "-d", f"{math.ceil(secs) + 5}s",  # a backstop only: SIGINT ends the run
+           "--timeout", WRK_TIMEOUT, "--latency", url]
+    p = spawn(cmd, cores=cores, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    reader = _Reader(p.stdout)
+    time.sleep(secs)
+    try:
+        p.send_signal(signal.SIGINT)  # wrk stops and prints its report, as on Ctrl-C
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        pass
+    stop(p)
+    out = reader.text()
+    if log:
+        log.write(f"==== {label} {' '.join(cmd)}\n{out}\n")
+        log.flush()
+    try:
+        return parse_wrk(out)
+    except ValueError as e:
+        raise MeasureError(f"wrk: {e}: {out.strip()[-300:]}")
+
+
+class _Reader(threading.Thread):
+    """Drains a pipe in the background, so a chatty child never blocks on a full pipe."""
+
+    def __init__(self, pipe):
+        super().__init__(daemon=True)
+        self.pipe, self.chunks = pipe, []
+        self.start()
+
+    def run(self):
+        for chunk in iter(lambda: self.pipe.read(4096), b""):
+            self.chunks.append(chunk)
+
+    def text(self):
+        self.join(timeout=5)
+        return b"".join(self.chunks).decode(errors="replace")
+
+
+class MeasureError(Exception):
+    pass
+
+
+# ---- /proc ---------------------------------------------------------------------------------
+
+def cpu_ticks(pid):
+    """utime+stime of the whole process (all threads, exited ones too), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def read_status(path, keys):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in keys:
+                out[k] = int(v.split()[0])
+    return out
+
+
+def ctxsw_by_thread(pid):
+    """{tid: voluntary + nonvoluntary context switches} for every live thread."""
+    out = {}
+    keys = ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            s = read_status(f"/proc/{pid}/task/{tid}/status", keys)
+        except OSError:
+            continue  # the thread ended between listdir and open
+        out[tid] = sum(s.values())
+    return out
+
+
+class Sampler(threading.Thread):
+    """Samples the server's VmRSS and thread count every 100 ms while wrk runs, and its
+    per-thread context switches once near the end (threads of the blocking model end
+    with their connections, taking their counters with them)."""
+
+    def __init__(self, pid, secs):
+        super().__init__(daemon=True)
+        self.pid, self.secs = pid, secs
+        self.rss_kib, self.threads = 0, 0
+        self.ctxsw = {}
+        self.done = threading.Event()
+        self.start()
+
+    def run(self):
+        t0 = time.monotonic()
+        late = False
+        while not self.done.is_set():
+            try:
+                s = read_status(f"/proc/{self.pid}/status", ("VmRSS", "Threads"))
+                self.rss_kib = max(self.rss_kib, s.get("VmRSS", 0))
+                self.threads = max(self.threads, s.get("Threads", 0))
+            except OSError:
+                return
+            if not late and time.monotonic() - t0 > self.secs - 0.3:
+                late = True
+                self.ctxsw = ctxsw_by_thread(self.pid)
+            self.done.wait(0.1)
+
+    def finish(self):
+        self.done.set()
+        self.join()
+
+
+# ---- perf ----------------------------------------------------------------------------------
+
+class SyscallCounter:
+    """perf stat -e raw_syscalls:sys_enter -p PID, counting only between enable() and
+    disable() (perf's --control fd), so the count covers exactly the wrk run."""
+
+    def __init__(self, pid, out_path):
+        self.out_path = out_path
+        ctl_r, self.ctl_w = os.pipe()
+        self.ack_r, ack_w = os.pipe()
+        self.proc = subprocess.Popen(
+            ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-D", "-1",
+             "--control", f"fd:{ctl_r},{ack_w}", "-p", str(pid), "-o", out_path],
+            pass_fds=(ctl_r, ack_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        os.close(ctl_r)
+        os.close(ack_w)
+
+    def _command(self, word):
+        """Sends enable/disable and waits for perf's ack (it comes once perf is attached)."""
+        os.write(self.ctl_w, word.encode() + b"\n")
+        import select
+        ready, _, _ = select.select([self.ack_r], [], [], 5.0)
+        if not ready:
+            raise MeasureError(f"perf did not acknowledge '{word}'")
+        os.read(self.ack_r, 64)
+
+    def enable(self):
+        self._command("enable")
+
+    def disable(self):
+        self._command("disable")
+
+    def finish(self):
+        """Stops perf and returns the count, or None if perf counted nothing usable."""
+        try:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.ctl_w)
+        os.close(self.ack_r)
+        try:
+            with open(self.out_path) as f:
+                for line in f:
+                    fields = line.strip().split(",")
+                    if len(fields) > 2 and fields[2] == "raw_syscalls:sys_enter":
+                        return int(fields[0]) if fields[0].isdigit() else None
+        except OSError:
+            pass
+        return None
+
+
+def perf_works(tmp_path):
+    """Can perf attach to a running process and count its syscalls here?"""
+    try:
+        busy = spawn(["sh", "-c", "while :; do : </dev/null; done"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return False
+    try:
+        c = SyscallCounter(busy.pid, tmp_path)
+        c.enable()
+        time.sleep(0.2)
+        c.disable()
+        n = c.finish()
+        return bool(n)
+    except (OSError, MeasureError):
+        return False
+    finally:
+        stop(busy)
+
+
+def strace_syscalls(pid, url, conns, secs, cores, tmp_path, log):
+    """The fallback when perf cannot attach: strace -c -f on a separate short wrk run.
+    strace slows the server a lot, but the count per request stays meaningful."""
+    p = spawn(["strace", "-c", "-f", "-q", "-o", tmp_path, "-p", str(pid)],
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # strace attaches thread by thread
+    try:
+        w = run_wrk(url, conns, secs, cores, log, "strace run")
+    finally:
+        stop(p, sig=signal.SIGINT)
+    try:
+        with open(tmp_path) as f:
+            for line in f:
+                fields = line.split()
+                if fields and fields[-1] == "total":
+                    calls = int(fields[3])
+                    return calls / w["requests"] if w["requests"] else None
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# ---- one measurement -----------------------------------------------------------------------
+
+def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, log, label):
+    """Warm-up, then one measured wrk run against target; returns a results.csv row (dict).
+
+    syscalls: "perf" (counted during the run), "strace" (separate run) or "none"."""
+    url = f"http://127.0.0.1:{target.port}/{file}"
+    if warm > 0:
+        run_wrk(url, conns, warm, client_cores, log, label + " warm-up")
+    pid = target.pid()
+
+    counter = None
+    if syscalls == "perf":
+        counter = SyscallCounter(pid, os.path.join(tmp_dir, "perf.out"))
+        counter.enable()
+    ticks0 = cpu_ticks(pid)
+    ctx0 = ctxsw_by_thread(pid)
+    sampler = Sampler(pid, secs)
+    try:
+        w = run_wrk(url, conns, secs, client_cores, log, label)
+    finally:
+        sampler.finish()
+        if counter:
+            try:
+                counter.disable()
+            finally:
+                n_sys = counter.finish()
+    if not target.alive():
+        raise MeasureError(f"{target.name} died during the run")
+    ticks1 = cpu_ticks(pid)
+    ctx1 = ctxsw_by_thread(pid)
+
+    # A thread's last sighting is the later of the near-end sample and the final read;
+    # threads born during the run start from zero.
+    last = dict(sampler.ctxsw)
+    last.update(ctx1)
+    ctxsw = sum(v - ctx0.get(tid, 0) for tid, v in last.items())
+
+    if syscalls == "strace":
+        per_req_sys = strace_syscalls(pid, url, conns, 1.0, client_cores,
+                                      os.path.join(tmp_dir, "strace.out"), log)
+    elif counter and n_sys is not None and w["requests"]:
+        per_req_sys = n_sys / w["requests"]
+    else:
+        per_req_sys = None
+
+    req = w["requests"]
+    return {
+        "server": target.name, "model": target.model, "conns": conns, "file": file,
+        "requests": req, "rps": w["rps"],
+        "mbps": w["bytes"] / w["duration_s"] / 1e6 if w["duration_s"] else 0,
+        "p50_ms": w["p50_ms"], "p90_ms": w["p90_ms"], "p99_ms": w["p99_ms"],
+        "max_ms": w["max_ms"], "errors": w["errors"], "non2xx": w["non2xx"],
+        "cpu_us_per_req": (ticks1 - ticks0) * 1e6 / CLK_TCK / req if req else None,
+        "syscalls_per_req": per_req_sys,
+        "ctxsw_per_req": ctxsw / req if req else None,
+        "rss_kib": sampler.rss_kib, "threads": sampler.threads,
+    }
