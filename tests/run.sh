@@ -4,6 +4,7 @@
 #   unit tests:        build/tests/test_*   (each prints "N passed, M failed")
 #   integration suite: tests/integration.py against every bin/* server,
 #                      then again against the ASan+UBSan builds in bin-asan/
+#                      and the ThreadSanitizer builds of the threaded models in bin-tsan/
 set -u
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,9 @@ done
 run "integration (bin/)" python3 tests/integration.py bin/*
 if compgen -G "bin-asan/*" >/dev/null; then
     run "integration (bin-asan/, ASan+UBSan)" python3 tests/integration.py bin-asan/*
+fi
+if compgen -G "bin-tsan/*" >/dev/null; then
+    run "integration (bin-tsan/, ThreadSanitizer)" python3 tests/integration.py bin-tsan/*
 fi
 
 echo
