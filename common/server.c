@@ -165,7 +165,9 @@ int server_accept(struct server *s, bool nonblock)
             struct pollfd pfd = {.fd = s->listen_fd, .events = POLLIN};
             if (!waited) {
                 waited = true;
-                if (poll(&pfd, 1, nonblock ? 0 : 1000) <= 0) {
+                int fl = fcntl(s->listen_fd, F_GETFL);
+                bool blocking_listener = fl >= 0 && !(fl & O_NONBLOCK); /* bin/blocking's */
+                if (poll(&pfd, 1, blocking_listener ? 1000 : 0) <= 0) {
                     errno = EAGAIN;
                     return -1;
                 }
