@@ -41,7 +41,7 @@ SELECT_IDLE_STEPS = (500, 900)
 # Per mode: the matrix and timing unless the environment says otherwise.
 MODES = {
     "full": dict(conns="10,100,1000,10000", files="small.txt,index.html,1m.bin", reps=3,
-                 secs=1.5, warm=0.3, idle="0,1000,5000,9000", idle_reps=1, perf=True),
+                 secs=1.25, warm=0.25, idle="0,1000,5000,9000", idle_reps=1, perf=True),
     "quick": dict(conns="1000", files="index.html", reps=1, secs=2, warm=0.3, idle="0,900",
                   idle_reps=1, perf=True),
     "ci": dict(conns="100,1000", files="index.html", reps=3, secs=1.5, warm=0.3, idle="",
@@ -52,8 +52,8 @@ MODES = {
 
 # Seconds a measurement costs beyond warm-up + run (wrk start, perf attach, /proc reads),
 # and per 1,000 connections (connecting them, twice: warm-up and run). For the estimate.
-OVERHEAD_S = 0.25
-OVERHEAD_PER_KCONN_S = 0.06
+OVERHEAD_S = 0.4
+OVERHEAD_PER_KCONN_S = 0.1
 SERVER_START_S = 0.2
 IDLERS_PER_KCONN_S = 0.1
 
