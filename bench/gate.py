@@ -207,14 +207,6 @@ def error_problem(row):
     return None
 
 
-def error_problem(row):
-    if row["non2xx"]:
-        return f"{row['non2xx']} non-2xx responses"
-    if row["errors"] > MAX_ERROR_SHARE * max(row["requests"], 1):
-        return f"{row['errors']} socket errors"
-    return None
-
-
 def fmt(v):
     return "-" if v is None else f"{v:.2f}"
 

@@ -273,6 +273,8 @@ enum conn_want conn_drive(struct server *s, struct conn *c)
             if (r < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK) {
                     c->rx_drained = true;
+                    if (c->in_len == 0) /* idle: hold no buffer while nothing is pending */
+                        conn_release_buf(c);
                     return CONN_READ;
                 }
                 if (errno == EINTR)

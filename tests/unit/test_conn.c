@@ -6,12 +6,13 @@
  * (the head and in-memory bodies as they are, the file part by pread) and
  * reports it with conn_on_output(), until the connection wants to read or
  * close. The fd given to conn_open() is a made-up number: the state machine
- * never does I/O on it.
+ * never does I/O on it. The last case drives conn_drive() over a socketpair.
  */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -680,6 +681,47 @@ static void receive_buffer_offers_the_whole_input_space(void)
     conn_close(&s, c);
 }
 
+/* ---- conn_drive() on a real socket: the readiness models' I/O ---------------------------- */
+
+static void drive_holds_a_buffer_only_while_input_is_pending(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0 || sv[0] >= TABLE_SIZE)
+        die("socketpair");
+    struct conn *c = conn_open(&s, sv[0]);
+    char in[512];
+
+    /* An idle keep-alive connection that gets polled anyway (busypoll tries every fd,
+     * sigio may hold a stale signal): EAGAIN must not leave a buffer behind. */
+    CHECK_EQ_INT(conn_drive(&s, c), CONN_READ);
+    CHECK(c->buf == NULL);
+
+    /* Half a request: its bytes stay in the buffer until the rest arrives. */
+    CHECK(write(sv[1], GET_SMALL, 10) == 10);
+    c->rx_drained = false; /* what the loop does on a read event */
+    CHECK_EQ_INT(conn_drive(&s, c), CONN_READ);
+    CHECK(c->buf != NULL);
+    c->rx_drained = false;
+    CHECK_EQ_INT(conn_drive(&s, c), CONN_READ); /* EAGAIN with input pending */
+    CHECK(c->buf != NULL);
+
+    /* The rest: answered in full, and the buffer goes back. */
+    size_t rest = strlen(GET_SMALL) - 10;
+    CHECK(write(sv[1], GET_SMALL + 10, rest) == (ssize_t)rest);
+    c->rx_drained = false;
+    CHECK_EQ_INT(conn_drive(&s, c), CONN_READ);
+    ssize_t n = read(sv[1], in, sizeof in - 1);
+    CHECK(n > 0 && strncmp(in, "HTTP/1.1 200 ", 13) == 0);
+    CHECK(n > 0 && memmem(in, (size_t)n, SMALL_TEXT, strlen(SMALL_TEXT)) != NULL);
+    c->rx_drained = false;
+    CHECK_EQ_INT(conn_drive(&s, c), CONN_READ);
+    CHECK(c->buf == NULL);
+
+    conn_close(&s, c);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     alarm(30); /* a state machine that loops forever fails instead of stalling the suite */
@@ -714,6 +756,7 @@ int main(void)
         CASE(sending_a_memory_body_restarts_the_deadline),
         CASE(reopened_slot_gets_a_new_generation),
         CASE(receive_buffer_offers_the_whole_input_space),
+        CASE(drive_holds_a_buffer_only_while_input_is_pending),
 #undef CASE
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
