@@ -62,6 +62,7 @@ MIN_RATIO = 0.5          # throughput under attack / undisturbed throughput, at 
 MIN_RATIO_OF = {         # models whose every event costs O(idle connections):
     "select": 0.25,      #   select(2) scans and copies the whole fd_set (0.40-0.74 measured)
     "aio": 0.25,         #   glibc walks its request list, a thread per pending read (0.35-0.59)
+    "busypoll": 0.25,    #   each pass tries recv on every connection, slow ones too (0.44-1.25)
 }
 FD_LIMIT = 256           # RLIMIT_NOFILE of the fd-exhaustion scenarios
 STORM = 1000             # connections offered to a server limited to FD_LIMIT fds
