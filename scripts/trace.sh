@@ -16,7 +16,8 @@ bin=bin/$model
 command -v strace >/dev/null || { echo "strace is missing: make deps" >&2; exit 2; }
 
 tmp=$(mktemp -d)
-trap 'pkill -P "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; rm -rf "$tmp"' EXIT
+spid=
+trap 'pkill -P "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/www"
 head -c 4096 /dev/zero | tr '\0' 'x' >"$tmp/www/index.html"
 
@@ -46,5 +47,12 @@ pkill -TERM -P "$spid" # the server, strace's child: strace ends with it
 wait "$spid" || true
 
 echo "# bin/$model: the syscalls of two keep-alive GET /index.html (4 KiB), from strace -f"
-awk '/"trace-begin"/ {on = 1; next} /"trace-end"/ {on = 0} on' "$tmp/trace" |
-    sed -E 's/^[0-9]+ +//'
+awk '/"trace-begin"/ {on = 1; next} /"trace-end"/ {on = 0} on' "$tmp/trace" >"$tmp/cut"
+# One thread served them: drop strace's thread-id column. Several (bin/blocking's
+# accept thread, glibc's aio threads): keep it, so each line says who made the call.
+if [[ $(awk '{print $1}' "$tmp/cut" | sort -u | wc -l) -gt 1 ]]; then
+    echo "# (first column: the thread id; several threads took part)"
+    cat "$tmp/cut"
+else
+    sed -E 's/^[0-9]+ +//' "$tmp/cut"
+fi

@@ -152,10 +152,10 @@ static void uring_list_remove(struct uring *u, struct uring_list *l, struct conn
 
 /* ---- closing: the fd and the slot outlive every operation on them ------------------ */
 
-/* conn.c has no way to leave the deadline list short of conn_close(), which
- * frees buffers the kernel may still be reading; and conn_next_expired()
- * would return a closing connection forever. Unlinked here, conn_close()
- * skips it. (A conn_forget_deadline() in conn.c would be cleaner.) */
+/* The last step of a close, once no operation refers to the fd: the pipe goes
+ * back to the pool and the slot is freed. uring_close() below has already taken
+ * the connection off the deadline list (conn_forget_deadline), so that
+ * conn_next_expired() never returns a connection whose close is under way. */
 static void uring_finish_close(struct uring *u, struct conn *c)
 {
     struct uring_slot *sl = &u->slots[c->fd];
