@@ -20,15 +20,9 @@ static void loop_close(struct server *s, struct poller *p, struct conn *c)
 static void loop_accept(struct server *s, struct poller *p)
 {
     /* Until EAGAIN: edge-triggered sources report a waiting backlog only once. */
-    for (;;) {
-        int fd = server_accept(s, true);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                server_warn(s, "accept: %s", strerror(errno));
-            return;
-        }
-        struct conn *c = conn_open(s, fd);
-        if (poller_add(p, fd, POLLER_READ) < 0) {
+    struct conn *c;
+    while ((c = server_accept_next(s))) {
+        if (poller_add(p, c->fd, POLLER_READ) < 0) {
             /* The backend is full (select's FD_SETSIZE): serve what it holds before
              * refusing more, or a storm of reconnects starves them. The listener is
              * level-triggered there, so the backlog is seen again next pass. */

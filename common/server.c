@@ -194,6 +194,17 @@ int server_accept(struct server *s, bool nonblock)
     }
 }
 
+struct conn *server_accept_next(struct server *s)
+{
+    int fd = server_accept(s, true);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            server_warn(s, "accept: %s", strerror(errno));
+        return NULL;
+    }
+    return conn_open(s, fd);
+}
+
 void server_close_conn(struct server *s, struct conn *c)
 {
     int fd = c->fd;

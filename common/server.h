@@ -44,6 +44,11 @@ bool server_stopping(void);
  */
 int server_accept(struct server *s, bool nonblock);
 
+/* For the loops that accept until EAGAIN: the next queued connection, accepted
+ * nonblocking and opened, or NULL once the backlog is empty (a lasting error is
+ * reported here). */
+struct conn *server_accept_next(struct server *s);
+
 /* The limits of server_accept() for an fd accepted some other way (io_uring):
  * counts it in and returns true, or closes it and returns false. */
 bool server_admit(struct server *s, int fd);

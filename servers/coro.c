@@ -182,14 +182,9 @@ static void cancel(struct coro_server *cs, struct conn *c)
 static void accept_all(struct coro_server *cs)
 {
     struct server *s = cs->s;
-    for (;;) { /* until EAGAIN, as in loop.c */
-        int fd = server_accept(s, true);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                server_warn(s, "accept: %s", strerror(errno));
-            return;
-        }
-        struct conn *c = conn_open(s, fd);
+    struct conn *c;
+    while ((c = server_accept_next(s))) { /* until EAGAIN, as in loop.c */
+        int fd = c->fd;
         struct task *t = &cs->tasks[fd];
         /* Both directions, edge-triggered, once: no epoll_ctl per request. The
          * generation in the upper half tells a stale event for a reused fd apart. */
