@@ -8,7 +8,7 @@
 
 Knobs (environment): BENCH_SERVERS, BENCH_CONNS, BENCH_FILES, BENCH_REPS, BENCH_SECS,
 BENCH_WARMUP, BENCH_IDLE, BENCH_IDLE_REPS, BENCH_TRIM, BENCH_PERF, BENCH_SLOW,
-BENCH_TOLERANCE, BENCH_CPU_TOLERANCE, BENCH_NGINX. docs/bench.md says what each does and
+BENCH_TOLERANCE, BENCH_CPU_TOLERANCE, BENCH_BUSY, BENCH_NGINX. docs/bench.md says what each does and
 how to read the output.
 
 Standard library only. Writes results/RUN_ID/: results.csv, idle.csv, summary.md, env.txt,
@@ -77,6 +77,7 @@ class Config:
         self.perf = env.get("BENCH_PERF", "1" if d["perf"] else "0") != "0"
         self.tolerance = float(env.get("BENCH_TOLERANCE", gate.DEFAULT_TOLERANCE))
         self.cpu_tolerance = float(env.get("BENCH_CPU_TOLERANCE", gate.DEFAULT_CPU_TOLERANCE))
+        self.busy_pressure = float(env.get("BENCH_BUSY", gate.DEFAULT_BUSY_PRESSURE))
         self.slow = parse_slow(env.get("BENCH_SLOW", ""))
         self.nginx = env.get("BENCH_NGINX", "/usr/sbin/nginx")
         self.servers = pick_servers(env.get("BENCH_SERVERS", ""))
