@@ -16,8 +16,8 @@ tolerance below results/baseline.csv, or when a server fails to start, dies, or 
 with errors. Other work on the machine compresses the throughput ratio (wrk, on its own
 core, becomes the limit for every fast server while nginx stays CPU-bound), but hardly moves
 the efficiency figure; so a throughput figure measured while other tasks kept ours waiting
-for a CPU (Linux PSI, /proc/pressure/cpu, above BUSY_PRESSURE of the time) is shown and not
-judged, and the efficiency figure still is. A figure that looks low is measured CONFIRM_REPS more times first and judged
+for a CPU (Linux PSI, /proc/pressure/cpu, above BUSY_PRESSURE of the time, read while nginx
+ran beside the server) is shown and not judged, and the efficiency figure still is. A figure that looks low is measured CONFIRM_REPS more times first and judged
 on all its repetitions, so one burst of background load does not fail the gate.
 bench-baseline runs the same matrix (more repetitions) and rewrites results/baseline.csv.
 The tolerances come from measured run-to-run noise: docs/bench.md.
@@ -160,23 +160,23 @@ def run_round(bench, cfg, nginx, plan, reps, ci_rows, problems):
         for conns, servers in plan.items():
             def measure_one(started, name):
                 bench.done += 1
+                t0, stall0 = time.monotonic(), cpu_stall_us()
                 row = bench.one(started, conns, file, f"{name} c={conns} rep {rep}")
+                stall1 = cpu_stall_us()
                 if row:
                     row["rep"] = rep
                     report.append_csv(csv_path, report.CSV_HEADER, row)
+                    row["pressure"] = None if stall0 is None or stall1 is None else \
+                        (stall1 - stall0) / 1e6 / (time.monotonic() - t0)
                 return row
 
             before = measure_one(nginx, "nginx")
             for s in servers:
                 started = bench.start(s)
-                row, pressure = None, None
+                row = None
                 if started:
                     try:
-                        t0, stall0 = time.monotonic(), cpu_stall_us()
                         row = measure_one(started, s)
-                        stall1 = cpu_stall_us()
-                        if stall0 is not None and stall1 is not None:
-                            pressure = (stall1 - stall0) / 1e6 / (time.monotonic() - t0)
                     finally:
                         bench.stop(started)
                 else:
@@ -195,6 +195,11 @@ def run_round(bench, cfg, nginx, plan, reps, ci_rows, problems):
                     problems.append(f"{s} c={conns} rep {rep}: {bad}")
                 ref = [r["rps"] for r in (before, after) if r and r["rps"]]
                 ratio = row["rps"] / statistics.mean(ref) if ref else None
+                # The machine's load, read while single-threaded nginx ran just before and
+                # after: a threaded server's own runnable threads would count as pressure.
+                ref_p = [r["pressure"] for r in (before, after)
+                         if r and r.get("pressure") is not None]
+                pressure = statistics.mean(ref_p) if ref_p else None
                 ref_cpu = [r["cpu_us_per_req"] for r in (before, after)
                            if r and r["cpu_us_per_req"]]
                 cpu_ratio = statistics.mean(ref_cpu) / row["cpu_us_per_req"] \
@@ -335,8 +340,8 @@ def write_ci_summary(bench, cfg, figures, base, fails, status):
              "server run: **throughput** = req/s ÷ nginx's req/s, **efficiency** = nginx's CPU "
              "µs per request ÷ the server's (higher is better for both). Tolerances "
              f"{cfg.tolerance * 100:.0f}% and {cfg.cpu_tolerance * 100:.0f}% (docs/bench.md). "
-             "CPU pressure: the share of the server's measurements during which some task "
-             f"waited for a CPU; above {cfg.busy_pressure:.0%} the throughput figure is not "
+             "CPU pressure: the share of the time some task waited for a CPU, read while "
+             f"nginx ran beside the server; above {cfg.busy_pressure:.0%} the throughput figure is not "
              "judged.",
              "",
              "| server | conns | req/s | nginx req/s | throughput (min–max) | baseline | "
