@@ -22,9 +22,9 @@
 
 #include "handler.h"
 
-#define CONN_BUF_SIZE 16384                         /* one pooled buffer per busy connection */
-#define CONN_OUT_CAP 2048                           /* response head at the buffer's end */
-#define CONN_IN_CAP (CONN_BUF_SIZE - CONN_OUT_CAP)  /* requests, pipelined ones included */
+#define CONN_BUF_SIZE 16384                        /* one pooled buffer per busy connection */
+#define CONN_OUT_CAP 2048                          /* response head at the buffer's end */
+#define CONN_IN_CAP (CONN_BUF_SIZE - CONN_OUT_CAP) /* requests, pipelined ones included */
 
 enum conn_want { CONN_CLOSE = 0, CONN_READ = 1, CONN_WRITE = 2 };
 
@@ -32,20 +32,20 @@ struct server;
 
 struct conn {
     int fd;
-    uint32_t gen;         /* bumped on every reuse of this slot: tells stale events apart */
-    uint8_t want;         /* enum conn_want */
-    uint8_t interest;     /* what the model last asked its event source for */
-    bool rx_drained;      /* the last read came up short and no input event came since */
-    bool linger;          /* closing after an error: drain input first so the answer is not reset */
+    uint32_t gen;     /* bumped on every reuse of this slot: tells stale events apart */
+    uint8_t want;     /* enum conn_want */
+    uint8_t interest; /* what the model last asked its event source for */
+    bool rx_drained;  /* the last read came up short and no input event came since */
+    bool linger;      /* closing after an error: drain input first so the answer is not reset */
     bool open;
-    char *buf;            /* NULL while idle */
-    uint32_t in_off, in_len; /* unparsed input is buf[in_off, in_off + in_len) */
-    uint32_t in_scan;     /* how far the current request's header end was searched */
-    uint32_t out_off;     /* head bytes already sent */
-    struct response res;  /* the response in flight */
-    uint64_t deadline_ms; /* when an idle or stalled connection is closed */
+    char *buf;                          /* NULL while idle */
+    uint32_t in_off, in_len;            /* unparsed input is buf[in_off, in_off + in_len) */
+    uint32_t in_scan;                   /* how far the current request's header end was searched */
+    uint32_t out_off;                   /* head bytes already sent */
+    struct response res;                /* the response in flight */
+    uint64_t deadline_ms;               /* when an idle or stalled connection is closed */
     struct conn *idle_prev, *idle_next; /* deadline order; see conn_next_expired() */
-    uint32_t model_flags; /* free for the model (e.g. operations in flight) */
+    uint32_t model_flags;               /* free for the model (e.g. operations in flight) */
 };
 
 /*

@@ -11,8 +11,8 @@
 struct fdarray {
     struct pollfd *pfds; /* pfds[0..n) in use */
     int n;
-    int cap;             /* one slot per possible fd */
-    int *slot;           /* fd -> index in pfds, -1 if absent */
+    int cap;   /* one slot per possible fd */
+    int *slot; /* fd -> index in pfds, -1 if absent */
 };
 
 /* Returns 0, or -1 with errno ENOMEM. */

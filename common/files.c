@@ -32,9 +32,9 @@
 struct file_entry {
     char path[FILES_PATH_MAX];
     uint64_t hash;
-    int root_fd;      /* the root the path was resolved beneath */
-    int refs;         /* responses using it, plus one while it is in the table */
-    time_t checked;   /* last second it was found unchanged */
+    int root_fd;    /* the root the path was resolved beneath */
+    int refs;       /* responses using it, plus one while it is in the table */
+    time_t checked; /* last second it was found unchanged */
     dev_t dev;
     ino_t ino;
     struct timespec mtim;
@@ -67,13 +67,10 @@ static int errno_status(int err)
     switch (err) {
     case EACCES:
     case EPERM:
-    case EXDEV: /* a symlink that leads out of the root */
-        return -403;
+    case EXDEV: /* a symlink that leads out of the root */ return -403;
     case EMFILE:
-    case ENFILE:
-        return -503;
-    default:
-        return -404;
+    case ENFILE: return -503;
+    default: return -404;
     }
 }
 
@@ -123,9 +120,9 @@ static void describe(struct file_info *fi, const struct stat *st, bool is_index,
     clock_format_http_date(st->st_mtime, modified);
     fi->size = (uint64_t)st->st_size;
     fi->mtime = st->st_mtime;
-    fi->etag_len = (uint32_t)snprintf(etag, FILES_ETAG_MAX, "\"%llx-%llx\"",
-                                      (unsigned long long)st->st_mtime,
-                                      (unsigned long long)st->st_size);
+    fi->etag_len =
+        (uint32_t)snprintf(etag, FILES_ETAG_MAX, "\"%llx-%llx\"", (unsigned long long)st->st_mtime,
+                           (unsigned long long)st->st_size);
     fi->etag = etag;
     int n = snprintf(headers, FILES_HEADERS_MAX,
                      "Content-Type: %s\r\nLast-Modified: %s\r\nETag: %s\r\n",

@@ -14,7 +14,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define FILES_CACHE_SLOTS 128     /* fds the cache may hold open */
+#define FILES_CACHE_SLOTS 128       /* fds the cache may hold open */
 #define FILES_SMALL_MAX (32 * 1024) /* files up to this size are kept in memory */
 #define FILES_ETAG_MAX 40
 
@@ -24,8 +24,8 @@ struct file_info {
     int fd;
     uint64_t size;
     time_t mtime;
-    const char *data;      /* the whole file when small, else NULL */
-    const char *headers;   /* "Content-Type: ...\r\nLast-Modified: ...\r\nETag: ...\r\n" */
+    const char *data;    /* the whole file when small, else NULL */
+    const char *headers; /* "Content-Type: ...\r\nLast-Modified: ...\r\nETag: ...\r\n" */
     uint32_t headers_len;
     const char *etag;
     uint32_t etag_len;

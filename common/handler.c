@@ -95,14 +95,15 @@ static bool status_closes(int status)
     return status == 400 || status == 413 || status == 414 || status == 431 || status >= 500;
 }
 
-static void prepare_error(int status, bool head_only, bool close, bool http10_keep_alive,
-                          char *out, size_t cap, struct response *res)
+static void prepare_error(int status, bool head_only, bool close, bool http10_keep_alive, char *out,
+                          size_t cap, struct response *res)
 {
     struct head h = {out, 0, cap};
     const char *text = status_text(status);
     size_t body_len = strlen(text) + 1;
 
-    *res = (struct response){.status = (uint16_t)status, .close = close, .file_fd = -1, .file.fd = -1};
+    *res =
+        (struct response){.status = (uint16_t)status, .close = close, .file_fd = -1, .file.fd = -1};
     head_start(&h, status);
     head_str(&h, "Content-Type: text/plain\r\nContent-Length: ");
     head_u64(&h, body_len);
@@ -209,14 +210,11 @@ const char *handler_mime_type(const char *path)
     static const struct {
         const char *ext, *type;
     } types[] = {
-        {"html", "text/html"},       {"htm", "text/html"},
-        {"css", "text/css"},         {"js", "text/javascript"},
-        {"json", "application/json"}, {"txt", "text/plain"},
-        {"svg", "image/svg+xml"},    {"png", "image/png"},
-        {"jpg", "image/jpeg"},       {"jpeg", "image/jpeg"},
-        {"gif", "image/gif"},        {"ico", "image/x-icon"},
-        {"wasm", "application/wasm"}, {"pdf", "application/pdf"},
-        {"woff2", "font/woff2"},
+        {"html", "text/html"},        {"htm", "text/html"},         {"css", "text/css"},
+        {"js", "text/javascript"},    {"json", "application/json"}, {"txt", "text/plain"},
+        {"svg", "image/svg+xml"},     {"png", "image/png"},         {"jpg", "image/jpeg"},
+        {"jpeg", "image/jpeg"},       {"gif", "image/gif"},         {"ico", "image/x-icon"},
+        {"wasm", "application/wasm"}, {"pdf", "application/pdf"},   {"woff2", "font/woff2"},
     };
     const char *dot = strrchr(path, '.');
     const char *slash = strrchr(path, '/');
@@ -244,7 +242,8 @@ static bool etag_matches(struct http_slice v, const char *etag, size_t etag_len)
             e--;
         if (e - s >= 2 && v.p[s] == 'W' && v.p[s + 1] == '/')
             s += 2;
-        if ((e - s == 1 && v.p[s] == '*') || (e - s == etag_len && !memcmp(v.p + s, etag, etag_len)))
+        if ((e - s == 1 && v.p[s] == '*') ||
+            (e - s == etag_len && !memcmp(v.p + s, etag, etag_len)))
             return true;
     }
     return false;
@@ -280,7 +279,7 @@ int handler_parse_range(const char *v, size_t len, uint64_t size, uint64_t *off,
     int64_t first = -1, last = -1;
 
     if (len < 7 || strncasecmp(v, "bytes=", 6) != 0 || memchr(v, ',', len))
-        return 0; /* not a single byte range: serve the whole file */
+        return 0;      /* not a single byte range: serve the whole file */
     if (v[i] == '-') { /* "-n": the last n bytes */
         i++;
         int64_t suffix = range_number(v, len, &i);
@@ -312,8 +311,8 @@ int handler_parse_range(const char *v, size_t len, uint64_t size, uint64_t *off,
 
 /* ---- the handler ------------------------------------------------------------ */
 
-static void prepare_416(uint64_t size, bool head_only, bool close, bool http10_keep_alive, char *out,
-                        size_t cap, struct response *res)
+static void prepare_416(uint64_t size, bool head_only, bool close, bool http10_keep_alive,
+                        char *out, size_t cap, struct response *res)
 {
     /* Unlike other errors, 416 names the size the client may ask for. */
     static const char body[] = "416 Range Not Satisfiable\n";
@@ -377,7 +376,8 @@ void handler_prepare_response(int root_fd, const struct http_request *req, char 
     }
 
     struct head h = {out, 0, cap};
-    *res = (struct response){.status = (uint16_t)status, .close = !keep_alive, .file_fd = -1, .file.fd = -1};
+    *res = (struct response){
+        .status = (uint16_t)status, .close = !keep_alive, .file_fd = -1, .file.fd = -1};
     head_start(&h, status);
     head_str(&h, "Content-Length: ");
     head_u64(&h, status == 304 ? fi.size : len);

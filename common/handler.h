@@ -21,11 +21,11 @@
 
 struct response {
     uint16_t status;
-    bool close;           /* the connection closes once this response is out */
-    uint32_t head_len;    /* header bytes (plus any error body) in the caller's buffer */
-    const char *body;     /* a body in memory (a small cached file), sent after the head */
+    bool close;        /* the connection closes once this response is out */
+    uint32_t head_len; /* header bytes (plus any error body) in the caller's buffer */
+    const char *body;  /* a body in memory (a small cached file), sent after the head */
     uint32_t body_len;
-    int file_fd;          /* else a file range to send after the head; -1 if none */
+    int file_fd; /* else a file range to send after the head; -1 if none */
     off_t file_off;
     uint64_t file_len;
     struct file_info file; /* the file the body comes from, held until handler_release() */
@@ -36,8 +36,7 @@ void handler_prepare_response(int root_fd, const struct http_request *req, char 
                               struct response *res);
 
 /* Plans an error answer (then close), e.g. for a request the parser rejected. */
-void handler_prepare_error(int status, bool head_only, char *out, size_t cap,
-                           struct response *res);
+void handler_prepare_error(int status, bool head_only, char *out, size_t cap, struct response *res);
 
 /* Gives back the plan's file, if any. */
 void handler_release(struct response *res);

@@ -83,20 +83,11 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
                 ctx->nonzero_content_length = true;
         }
         break;
-    case H_TRANSFER_ENCODING:
-        ctx->transfer_encoding = true;
-        break;
-    case H_IF_NONE_MATCH:
-        req->if_none_match = v;
-        break;
-    case H_IF_MODIFIED_SINCE:
-        req->if_modified_since = v;
-        break;
-    case H_RANGE:
-        req->range = v;
-        break;
-    case H_OTHER:
-        break;
+    case H_TRANSFER_ENCODING: ctx->transfer_encoding = true; break;
+    case H_IF_NONE_MATCH: req->if_none_match = v; break;
+    case H_IF_MODIFIED_SINCE: req->if_modified_since = v; break;
+    case H_RANGE: req->range = v; break;
+    case H_OTHER: break;
     }
     return 0;
 }

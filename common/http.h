@@ -29,11 +29,11 @@ enum http_req_method { HTTP_REQ_GET, HTTP_REQ_HEAD, HTTP_REQ_OTHER };
 
 struct http_request {
     enum http_req_method method;
-    uint8_t version_minor;          /* HTTP/1.x: only major version 1 is accepted */
-    bool keep_alive;                /* after http-parser's HTTP/1.0 vs 1.1 rules */
-    bool has_body;                  /* Content-Length > 0 or Transfer-Encoding */
+    uint8_t version_minor; /* HTTP/1.x: only major version 1 is accepted */
+    bool keep_alive;       /* after http-parser's HTTP/1.0 vs 1.1 rules */
+    bool has_body;         /* Content-Length > 0 or Transfer-Encoding */
     uint8_t host_count;
-    struct http_slice target;       /* raw request target, still percent-encoded */
+    struct http_slice target; /* raw request target, still percent-encoded */
     struct http_slice if_none_match;
     struct http_slice if_modified_since;
     struct http_slice range;

@@ -127,10 +127,8 @@ static bool accept_error_is_transient(int err)
     case EHOSTUNREACH:
     case EOPNOTSUPP:
     case ENETUNREACH:
-    case EPERM:
-        return true;
-    default:
-        return false;
+    case EPERM: return true;
+    default: return false;
     }
 }
 
@@ -221,12 +219,9 @@ int server_main(int argc, char **argv, const char *model, server_run_fn run)
     int rc = 1;
 
     switch (cli_parse(argc, argv, model, &s.cfg)) {
-    case CLI_EXIT:
-        return 0;
-    case CLI_USAGE:
-        return 2;
-    case CLI_RUN:
-        break;
+    case CLI_EXIT: return 0;
+    case CLI_USAGE: return 2;
+    case CLI_RUN: break;
     }
 
     if (install_signals() < 0) {
@@ -266,8 +261,9 @@ int server_main(int argc, char **argv, const char *model, server_run_fn run)
                 strerror(errno));
         goto out;
     }
-    fprintf(stderr, strchr(s.cfg.addr, ':') ? "listening on [%s]:%d model=%s root=%s\n"
-                                            : "listening on %s:%d model=%s root=%s\n",
+    fprintf(stderr,
+            strchr(s.cfg.addr, ':') ? "listening on [%s]:%d model=%s root=%s\n"
+                                    : "listening on %s:%d model=%s root=%s\n",
             s.cfg.addr, port, model, s.cfg.root);
     fflush(stderr);
 

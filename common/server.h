@@ -15,14 +15,14 @@
 struct server {
     struct config cfg;
     const char *model;
-    int listen_fd;       /* nonblocking */
-    int root_fd;         /* O_PATH directory handle that every file is opened beneath */
-    int reserve_fd;      /* spare fd, given up to refuse a connection on EMFILE */
-    int max_fds;         /* RLIMIT_NOFILE, the size of conns[] */
-    int max_conns;       /* --max-conns, clipped to what max_fds allows */
+    int listen_fd;  /* nonblocking */
+    int root_fd;    /* O_PATH directory handle that every file is opened beneath */
+    int reserve_fd; /* spare fd, given up to refuse a connection on EMFILE */
+    int max_fds;    /* RLIMIT_NOFILE, the size of conns[] */
+    int max_conns;  /* --max-conns, clipped to what max_fds allows */
     uint32_t idle_timeout_ms;
-    struct conn *conns;  /* indexed by fd */
-    struct conn idle;    /* sentinel of the deadline list */
+    struct conn *conns; /* indexed by fd */
+    struct conn idle;   /* sentinel of the deadline list */
     atomic_int nconns;
     atomic_ulong requests, connections; /* for the "served" line */
 };

@@ -21,9 +21,9 @@
 #include "poller.h"
 
 struct poller {
-    const struct server *s; /* for the one warning */
-    int maxfd;              /* highest fd watched, -1 if none */
-    bool warned;            /* the select limit was reported */
+    const struct server *s;             /* for the one warning */
+    int maxfd;                          /* highest fd watched, -1 if none */
+    bool warned;                        /* the select limit was reported */
     unsigned char interest[FD_SETSIZE]; /* POLLER_READ | POLLER_WRITE per fd; 0: not watched */
 };
 
@@ -58,8 +58,9 @@ int poller_add(struct poller *p, int fd, int mask)
 {
     if (fd >= FD_SETSIZE) {
         if (!p->warned) {
-            server_warn(p->s, "fd %d is past FD_SETSIZE (%d): connections over the "
-                              "select limit are closed at once",
+            server_warn(p->s,
+                        "fd %d is past FD_SETSIZE (%d): connections over the "
+                        "select limit are closed at once",
                         fd, FD_SETSIZE);
             p->warned = true;
         }
@@ -103,8 +104,8 @@ int poller_wait(struct poller *p, struct poller_event *fired, int max, int timeo
     /* An error or hang-up shows as readable or writable: the next I/O call says which. */
     int n = 0;
     for (int fd = 0; fd <= p->maxfd && n < max && ready > 0; fd++) {
-        int mask = (FD_ISSET(fd, &rfds) ? POLLER_READ : 0) |
-                   (FD_ISSET(fd, &wfds) ? POLLER_WRITE : 0);
+        int mask =
+            (FD_ISSET(fd, &rfds) ? POLLER_READ : 0) | (FD_ISSET(fd, &wfds) ? POLLER_WRITE : 0);
         if (mask) {
             fired[n++] = (struct poller_event){.fd = fd, .mask = mask};
             ready -= (mask & POLLER_READ ? 1 : 0) + (mask & POLLER_WRITE ? 1 : 0);
