@@ -301,8 +301,6 @@ def compare(bench, cfg, figures, problems):
                     f"{fig['reps']} reps")
         if busy(fig, cfg) and verdict == "ok":
             verdict = f"ok (machine busy, CPU pressure {fig['pressure']:.0%}: throughput not judged)"
-            notes.append(f"{s} c={conns}: CPU pressure {fig['pressure']:.0%} over "
-                         f"{cfg.busy_pressure:.0%}, throughput shown but not judged")
         if b is None:
             verdict = "no baseline (run make bench-baseline)"
             notes.append(f"{s} c={conns}: no baseline yet")

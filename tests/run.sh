@@ -2,6 +2,7 @@
 # tests/run.sh - runs every test of the project and ends with one "N passed, M failed" line.
 #
 #   unit tests:        build/tests/test_*   (each prints "N passed, M failed")
+#                      tests/test_gate.py   (the judging rules of make bench-ci)
 #   integration suite: tests/integration.py against every bin/* server,
 #                      then again against the ASan+UBSan builds in bin-asan/
 #                      and the ThreadSanitizer builds of the threaded models in bin-tsan/
@@ -36,6 +37,7 @@ run() { # run NAME COMMAND...: counts a runner that prints no closing line as on
 for t in build/tests/test_*; do
     [[ -x $t ]] && run "unit $(basename "$t")" "$t"
 done
+run "unit test_gate.py (bench-ci's rules)" python3 tests/test_gate.py
 run "integration (bin/)" python3 tests/integration.py bin/*
 if compgen -G "bin-asan/*" >/dev/null; then
     run "integration (bin-asan/, ASan+UBSan)" python3 tests/integration.py bin-asan/*

@@ -334,6 +334,14 @@ def undisturbed(t, server):
     return before
 
 
+def expect_slow_held(pid, base, conns, what):
+    """Waits until the server holds 90% of the slow clients' connections (fds over base)."""
+    held = wait_until(lambda: (proc_fds(pid) or 0) >= base + 0.9 * conns, IDLE)
+    peak = (proc_fds(pid) or 0) - base
+    expect(held, f"{peak}/{conns} held",
+           f"only {peak} of {conns} {what} open at the server after {IDLE} s")
+
+
 def disturbed(t, server, before):
     """Throughput of NORMAL_CONNS wrk connections now, judged against `before`."""
     during = run_wrk(server.port, NORMAL_CONNS, MEASURE_SECS, t.out("wrk-during.txt"))
@@ -367,10 +375,7 @@ def slowloris(t):
     conns = SLOW_CONNS_SELECT if t.is_select else SLOW_CONNS
     tool, prefix = slowhttptest(t, server, "-H", conns, "/", 20, ("-i", "1", "-x", "10"))
     try:
-        held = wait_until(lambda: (proc_fds(pid) or 0) >= base + 0.9 * conns, IDLE)
-        peak = (proc_fds(pid) or 0) - base
-        expect(held, f"{peak}/{conns} held",
-               f"only {peak} of {conns} slow connections open at the server after {IDLE} s")
+        expect_slow_held(pid, base, conns, "slow connections")
         ratio = disturbed(t, server, before)
         out = tool.wait(30)
     finally:
@@ -419,10 +424,7 @@ def slowread(t):
     reader, prefix = slowhttptest(t, server, "-X", conns, "/index.html", 30,
                                   ("-k", "8", "-n", "1", "-w", "16", "-y", "64", "-z", "64"))
     try:
-        held = wait_until(lambda: (proc_fds(pid) or 0) >= base + 0.9 * conns, IDLE)
-        peak = (proc_fds(pid) or 0) - base
-        expect(held, f"{peak}/{conns} held",
-               f"only {peak} of {conns} slow readers open at the server after {IDLE} s")
+        expect_slow_held(pid, base, conns, "slow readers")
         ratio = disturbed(t, server, before)
         expect_alive(server, "under the slow readers")
         ranges.wait(20)
