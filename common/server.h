@@ -24,14 +24,30 @@ struct server {
     struct conn *conns; /* indexed by fd */
     struct conn idle;   /* sentinel of the deadline list */
     atomic_int nconns;
+    atomic_int *all_nconns;             /* one listener, several processes (bin/prefork): the open
+                                           connections of them all, in shared memory; else NULL */
+    int worker;                         /* this process's index under --workers N; -1 if alone */
     atomic_ulong requests, connections; /* for the "served" line */
 };
 
 /* One model's event loop: runs until server_stopping(); returns 0 or -1. */
 typedef int (*server_run_fn)(struct server *s);
 
-/* The whole main() of a server binary: parse, start, listen, run, report. */
+/* The whole main() of a server binary: parse, start, listen, run, report. With
+ * --workers N, N processes each run() on a SO_REUSEPORT listener of their own. */
 int server_main(int argc, char **argv, const char *model, server_run_fn run);
+
+/* How the processes of --workers N get their connections. */
+enum server_listen {
+    SERVER_LISTEN_OWN,    /* a SO_REUSEPORT listener each: the kernel picks by hash */
+    SERVER_LISTEN_SHARED, /* one listener, every process in accept() on it */
+};
+
+/* server_main() with the model's choice of listeners and default worker count.
+ * --max-conns is per process with SERVER_LISTEN_OWN (as nginx's worker_connections),
+ * for all of them together with SERVER_LISTEN_SHARED. */
+int server_main_workers(int argc, char **argv, const char *model, server_run_fn run,
+                        enum server_listen how, int default_workers);
 
 /* True once SIGINT or SIGTERM arrived. */
 bool server_stopping(void);
@@ -55,6 +71,10 @@ bool server_admit(struct server *s, int fd);
 
 /* Closes a connection's socket and frees its slot (counts it out of nconns). */
 void server_close_conn(struct server *s, struct conn *c);
+
+/* Counts out a connection admitted by server_accept()/server_admit() whose socket
+ * the model closed itself. */
+void server_conn_gone(struct server *s);
 
 /* Prints a warning unless --quiet. */
 void server_warn(const struct server *s, const char *fmt, ...)

@@ -1,0 +1,202 @@
+/*
+ * serve_blocking.c - blocking I/O for one connection, and a thread for each:
+ * bin/blocking's model, which bin/fork and bin/prefork reuse in processes.
+ * servers/blocking.c says what to look at.
+ */
+#include "serve_blocking.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+
+#define THREAD_STACK_SIZE (128 * 1024)
+
+struct blocking {
+    struct server *s;
+    atomic_uchar *live; /* live[fd]: a thread is serving fd (for shutdown) */
+    pthread_mutex_t lock;
+    pthread_cond_t all_done;
+    int threads;
+};
+
+struct worker {
+    struct blocking *b;
+    int fd;
+};
+
+void serve_set_timeout(int fd, int opt, uint64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    if (ms == 0)
+        tv.tv_usec = 1000; /* zero would mean "no timeout" */
+    setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
+}
+
+void serve_blocking(struct server *s, int fd)
+{
+    struct conn c = {0};
+    enum conn_want want = CONN_READ;
+    uint64_t deadline = clock_now_ms() + s->idle_timeout_ms;
+    bool narrowed = false;
+
+    conn_init(&c, fd);
+    serve_set_timeout(fd, SO_RCVTIMEO, s->idle_timeout_ms);
+    serve_set_timeout(fd, SO_SNDTIMEO, s->idle_timeout_ms);
+
+    while (want != CONN_CLOSE) {
+        ssize_t r;
+        if (want == CONN_READ) {
+            char *p;
+            size_t n;
+            if (conn_rx_buf(&c, &p, &n) < 0)
+                break;
+            r = recv(fd, p, n, 0); /* sleeps until a request arrives or the timeout */
+            if (r < 0 && errno == EINTR && !server_stopping())
+                continue;
+            if (r < 0) /* EAGAIN here means SO_RCVTIMEO expired: idle too long */
+                break;
+            want = conn_on_input(s, &c, (size_t)r);
+            if (want == CONN_READ) { /* half a request: only the time left may be waited */
+                uint64_t now = clock_now_ms();
+                if (now >= deadline)
+                    break;
+                serve_set_timeout(fd, SO_RCVTIMEO, deadline - now);
+                narrowed = true;
+            }
+        } else {
+            struct conn_tx tx;
+            conn_tx(&c, &tx);
+            if (tx.len > 0) {
+                r = send(fd, tx.buf, tx.len, tx.more ? MSG_MORE : 0);
+            } else {
+                off_t off = tx.file_off;
+                r = sendfile(fd, tx.file_fd, &off, tx.file_len);
+            }
+            if (r < 0 && errno == EINTR && !server_stopping())
+                continue;
+            if (r < 0) /* reset, or SO_SNDTIMEO: a reader that stopped reading */
+                break;
+            want = conn_on_output(s, &c, (size_t)r);
+            if (want == CONN_READ) { /* answered: the next request gets a full timeout */
+                deadline = clock_now_ms() + s->idle_timeout_ms;
+                if (narrowed)
+                    serve_set_timeout(fd, SO_RCVTIMEO, s->idle_timeout_ms);
+                narrowed = false;
+            }
+        }
+    }
+    if (c.linger)
+        conn_drain_input(fd);
+    conn_close(s, &c);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct blocking *b = w->b;
+    int fd = w->fd;
+    free(w);
+
+    serve_blocking(b->s, fd);
+    atomic_store(&b->live[fd], 0);
+    close(fd);
+    server_conn_gone(b->s);
+    conn_pool_drain(); /* this thread's buffers die with it */
+
+    pthread_mutex_lock(&b->lock);
+    if (--b->threads == 0)
+        pthread_cond_signal(&b->all_done);
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+static int start_worker(struct blocking *b, pthread_attr_t *attr, int fd)
+{
+    struct worker *w = malloc(sizeof *w);
+    pthread_t tid;
+    if (!w)
+        return -1;
+    *w = (struct worker){b, fd};
+    atomic_store(&b->live[fd], 1);
+    pthread_mutex_lock(&b->lock);
+    b->threads++;
+    pthread_mutex_unlock(&b->lock);
+    int err = pthread_create(&tid, attr, worker_main, w);
+    if (err == 0)
+        return 0;
+    free(w);
+    atomic_store(&b->live[fd], 0);
+    pthread_mutex_lock(&b->lock);
+    b->threads--;
+    pthread_mutex_unlock(&b->lock);
+    errno = err;
+    return -1;
+}
+
+int serve_threads(struct server *s)
+{
+    struct blocking b = {.s = s};
+    pthread_attr_t attr;
+    sigset_t stop_signals, old;
+    int rc = -1;
+
+    b.live = calloc((size_t)s->max_fds, sizeof *b.live);
+    if (!b.live)
+        return -1;
+    pthread_mutex_init(&b.lock, NULL);
+    pthread_cond_init(&b.all_done, NULL);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
+
+    /* This model sleeps in accept(). The 1 s SO_RCVTIMEO (which Linux applies to
+     * accept) bounds how late a stop signal that raced the call is noticed. */
+    int flags = fcntl(s->listen_fd, F_GETFL);
+    if (flags < 0 || fcntl(s->listen_fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+        goto out;
+    serve_set_timeout(s->listen_fd, SO_RCVTIMEO, 1000);
+
+    /* Workers inherit a mask without SIGINT/SIGTERM, so the signal interrupts accept(). */
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+
+    while (!server_stopping()) {
+        int fd = server_accept(s, false);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                server_warn(s, "accept: %s", strerror(errno));
+            continue;
+        }
+        pthread_sigmask(SIG_BLOCK, &stop_signals, &old);
+        int started = start_worker(&b, &attr, fd);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (started < 0) {
+            server_warn(s, "cannot start a thread: %s", strerror(errno));
+            close(fd);
+            server_conn_gone(s);
+        }
+    }
+    rc = 0;
+
+    /* Wake every worker out of its recv/send: each then closes its own socket. */
+    for (int fd = 0; fd < s->max_fds; fd++)
+        if (atomic_load(&b.live[fd]))
+            shutdown(fd, SHUT_RDWR);
+    pthread_mutex_lock(&b.lock);
+    while (b.threads > 0)
+        pthread_cond_wait(&b.all_done, &b.lock);
+    pthread_mutex_unlock(&b.lock);
+out:
+    pthread_attr_destroy(&attr);
+    free(b.live);
+    return rc;
+}
