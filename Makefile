@@ -4,6 +4,7 @@
 #   make test       install what is missing, build, run every test
 #   make bench      install what is missing, build, benchmark, plot (results/)
 #   make asan|ubsan sanitizer builds into bin-asan/ and bin-ubsan/
+#   make costs      what a process, a thread and a coroutine cost to create and switch
 
 VERSION := 0.1.0
 CC      ?= cc
@@ -22,7 +23,7 @@ UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
 # Libraries that only one model needs.
 LIBS_uring := -luring
 
-.PHONY: all deps asan ubsan tsan test clean format fuzz trace
+.PHONY: all deps asan ubsan tsan test clean format fuzz trace costs
 all: $(SERVERS:%=$(BIN)/%)
 
 $(BUILD)/%.o: %.c
@@ -84,6 +85,13 @@ build-fuzz/fuzz_request: $(FUZZ_SRC) $(wildcard common/*.h)
 fuzz: deps build-fuzz/fuzz_request
 	build-fuzz/fuzz_request -max_total_time=$(FUZZ_SECS) -print_final_stats=1 \
 	  -artifact_prefix=build-fuzz/ build-fuzz/corpus tests/fuzz/corpus
+
+# ---- teaching: what a process, a thread and a coroutine cost (bench/costs.c) ----
+$(BUILD)/bench/costs: bench/costs.c $(BUILD)/libc10k.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libc10k.a $(LDLIBS)
+costs: $(BUILD)/bench/costs
+	$<
 
 # ---- teaching: the syscalls one model makes for two keep-alive requests --------
 MODEL ?= epoll

@@ -21,6 +21,7 @@ import argparse
 import concurrent.futures
 import os
 import random
+import re
 import selectors
 import signal
 import subprocess
@@ -884,6 +885,36 @@ def sigint(t):
         check(code is not None, "still running 10 s after SIGINT")
         check(code == 0, f"{describe_exit(code)} after SIGINT, expected 0{server.stderr_tail()}")
         expect_served_line(server)
+    finally:
+        server.kill()
+
+
+WORKER_RE = re.compile(r"^worker (\d+): served (\d+) requests on (\d+) connections$")
+SPREAD_CONNS = 16       # new connections, one request each, for workers_spread
+
+
+@case(needs_server=False)
+def workers_spread(t):
+    """With --workers 2, new connections reach both processes: each worker's served line
+    counts some of them, and the two add up to the total line."""
+    server = Server(t.binary, t.root, ["--workers", "2"])
+    try:
+        server.start()
+        for _ in range(SPREAD_CONNS):
+            expect_file(request(server.port, req("/small.txt"))[0], t, "small.txt")
+        code = server.stop()
+        check(code == 0, f"{describe_exit(code)} after SIGTERM, expected 0{server.stderr_tail()}")
+        expect_served_line(server)
+        workers = [WORKER_RE.match(line) for line in server.lines]
+        workers = {int(m[1]): (int(m[2]), int(m[3])) for m in workers if m}
+        check(sorted(workers) == [0, 1],
+              f"expected the lines 'worker 0: served ...' and 'worker 1: ...', got {workers}")
+        conns = [c for _, c in workers.values()]
+        check(all(conns), f"{SPREAD_CONNS} connections, per worker: {conns}: one got none")
+        total = next(line for line in server.lines if SERVED_RE.match(line))
+        check(total == f"served {sum(r for r, _ in workers.values())} requests on "
+                       f"{sum(conns)} connections",
+              f"the workers' lines {workers} do not add up to {total!r}")
     finally:
         server.kill()
 
