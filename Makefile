@@ -17,8 +17,22 @@ BUILD ?= build
 BIN   ?= bin
 
 SERVERS    := $(sort $(basename $(notdir $(wildcard servers/*.c))))
-COMMON_OBJ := $(patsubst common/%.c,$(BUILD)/common/%.o,$(wildcard common/*.c))
+# The readiness models' event loop and poll's interest set are linked only into
+# the binaries named below, never picked from the archive by link order.
+LOOP_SRC   := common/loop.c common/pollset.c
+COMMON_OBJ := $(patsubst common/%.c,$(BUILD)/common/%.o,$(filter-out $(LOOP_SRC),$(wildcard common/*.c)))
 UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
+
+# What each binary links besides its servers/ file and libc10k.a. The readiness
+# models share loop.o and bring their own poller_*(); poll and busypoll differ
+# only in poller_wait(), and take the rest from pollset.o.
+OBJS_select   := loop.o
+OBJS_poll     := loop.o pollset.o
+OBJS_busypoll := loop.o pollset.o
+OBJS_epoll    := loop.o
+OBJS_sigio    := loop.o
+# The unit test of conn_drive() brings its own poller_wait().
+OBJS_test_loop := loop.o pollset.o
 
 # Libraries that only one model needs.
 LIBS_uring := -luring
@@ -33,12 +47,13 @@ $(BUILD)/%.o: %.c
 $(BUILD)/libc10k.a: $(COMMON_OBJ)
 	$(AR) rcs $@ $^
 
-$(BIN)/%: $(BUILD)/servers/%.o $(BUILD)/libc10k.a
+.SECONDEXPANSION:
+$(BIN)/%: $(BUILD)/servers/%.o $$(addprefix $(BUILD)/common/,$$(OBJS_$$*)) $(BUILD)/libc10k.a
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libc10k.a $(LIBS_$*) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libc10k.a $(LIBS_$*) $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libc10k.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libc10k.a $(LDLIBS)
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(addprefix $(BUILD)/common/,$$(OBJS_$$*)) $(BUILD)/libc10k.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libc10k.a $(LDLIBS)
 
 SAN_FLAGS_asan  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SAN_FLAGS_ubsan := -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -1,19 +1,15 @@
 /*
  * conn.c - one connection's life: read a request, plan the answer, send the
  * head, send the body, then the next pipelined request or the next read.
- * Nothing here blocks or knows which I/O model is driving it.
+ * Nothing here makes a system call, blocks, or knows which I/O model is
+ * driving it: the model moves the bytes and reports how many.
  */
 #include "conn.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 
 #include "clock.h"
-#include "server.h"
 
 #define SENDFILE_MAX 0x7ffff000 /* the most Linux moves in one sendfile call */
 #define POOL_KEEP 4096          /* free buffers kept for reuse per thread */
@@ -60,71 +56,39 @@ void conn_pool_drain(void)
     pool_count = 0;
 }
 
-/* ---- deadlines: a list kept in deadline order, because every timeout is equal -- */
+/* ---- deadlines: every connection has the same idle timeout ------------------- */
+
+void conn_start_deadline(struct conn *c, uint64_t now_ms)
+{
+    deadline_add(&c->env->idle, &c->deadline, now_ms + c->env->idle_timeout_ms);
+}
 
 void conn_forget_deadline(struct conn *c)
 {
-    if (!c->idle_next)
-        return;
-    c->idle_prev->idle_next = c->idle_next;
-    c->idle_next->idle_prev = c->idle_prev;
-    c->idle_next = c->idle_prev = NULL;
-}
-
-void conn_start_deadline(struct server *s, struct conn *c, uint64_t now_ms)
-{
-    conn_forget_deadline(c);
-    c->deadline_ms = now_ms + s->idle_timeout_ms;
-    c->idle_prev = s->idle.idle_prev;
-    c->idle_next = &s->idle;
-    s->idle.idle_prev->idle_next = c;
-    s->idle.idle_prev = c;
+    deadline_remove(&c->deadline);
 }
 
 /* Restarts the deadline of a connection that lives on the list. */
-static void idle_touch(struct server *s, struct conn *c)
+static void idle_touch(struct conn *c)
 {
-    if (!c->idle_next) /* bin/blocking's connections use SO_RCVTIMEO instead */
+    if (!deadline_listed(&c->deadline)) /* bin/blocking's use SO_RCVTIMEO instead */
         return;
-    conn_start_deadline(s, c, clock_now_ms());
+    conn_start_deadline(c, clock_now_ms());
 }
 
-struct conn *conn_next_expired(struct server *s, uint64_t now_ms)
+struct conn *conn_next_expired(struct conn_env *env, uint64_t now_ms)
 {
-    struct conn *c = s->idle.idle_next;
-    return c != &s->idle && c->deadline_ms <= now_ms ? c : NULL;
-}
-
-int conn_ms_to_next_deadline(struct server *s, uint64_t now_ms, int max_ms)
-{
-    struct conn *c = s->idle.idle_next;
-    if (c == &s->idle)
-        return max_ms;
-    if (c->deadline_ms <= now_ms)
-        return 0;
-    uint64_t ms = c->deadline_ms - now_ms;
-    return ms < (uint64_t)max_ms ? (int)ms : max_ms;
+    struct deadline *d = deadline_expired(&env->idle, now_ms);
+    return d ? container_of(d, struct conn, deadline) : NULL;
 }
 
 /* ---- the state machine ------------------------------------------------------- */
 
-void conn_init(struct conn *c, int fd)
+void conn_init(struct conn *c, struct conn_env *env, int fd)
 {
-    uint32_t gen = c->gen + 1;
-    *c = (struct conn){.fd = fd, .gen = gen, .want = CONN_READ, .open = true};
+    *c = (struct conn){.fd = fd, .want = CONN_READ, .open = true, .env = env};
     c->res.file_fd = -1;
     c->res.file.fd = -1;
-}
-
-struct conn *conn_open(struct server *s, int fd)
-{
-    if (fd < 0 || fd >= s->max_fds)
-        return NULL;
-    struct conn *c = &s->conns[fd];
-    conn_init(c, fd);
-    c->idle_next = c->idle_prev = c; /* marks it as one that lives on the deadline list */
-    idle_touch(s, c);
-    return c;
 }
 
 static void conn_release_buf(struct conn *c)
@@ -136,9 +100,8 @@ static void conn_release_buf(struct conn *c)
     c->in_off = c->in_len = c->in_scan = 0;
 }
 
-void conn_close(struct server *s, struct conn *c)
+void conn_close(struct conn *c)
 {
-    (void)s;
     handler_release(&c->res);
     conn_release_buf(c);
     conn_forget_deadline(c);
@@ -162,8 +125,14 @@ int conn_rx_buf(struct conn *c, char **p, size_t *n)
     return 0;
 }
 
+void conn_rx_idle(struct conn *c)
+{
+    if (c->in_len == 0) /* hold no buffer while nothing is pending */
+        conn_release_buf(c);
+}
+
 /* Parses what is buffered and plans the response, or asks for more input. */
-static enum conn_want conn_process(struct server *s, struct conn *c)
+static enum conn_want conn_process(struct conn *c)
 {
     struct http_request req;
     size_t scan = c->in_scan;
@@ -178,11 +147,11 @@ static enum conn_want conn_process(struct server *s, struct conn *c)
         c->in_len = 0; /* the rest of the stream is not trusted */
         c->linger = true;
     } else {
-        handler_prepare_response(s->root_fd, &req, out, CONN_OUT_CAP, &c->res);
+        handler_prepare_response(c->env->root_fd, &req, out, CONN_OUT_CAP, &c->res);
         c->in_off += (uint32_t)r;
         c->in_len -= (uint32_t)r;
         c->in_scan = 0;
-        idle_touch(s, c); /* the answer gets the full timeout to go out */
+        idle_touch(c); /* the answer gets the full timeout to go out */
         if (c->res.close && c->res.status >= 400)
             c->linger = true;
     }
@@ -190,15 +159,15 @@ static enum conn_want conn_process(struct server *s, struct conn *c)
     return c->want = CONN_WRITE;
 }
 
-enum conn_want conn_on_input(struct server *s, struct conn *c, size_t n)
+enum conn_want conn_on_input(struct conn *c, size_t n)
 {
     if (n == 0)
         return c->want = CONN_CLOSE;
     c->in_len += (uint32_t)n;
-    return conn_process(s, c);
+    return conn_process(c);
 }
 
-void conn_tx(const struct conn *c, struct conn_tx *tx)
+void conn_tx(const struct conn *c, struct conn_tx *tx, bool gather)
 {
     const struct response *res = &c->res;
     uint32_t mem_len = res->head_len + res->body_len;
@@ -207,114 +176,54 @@ void conn_tx(const struct conn *c, struct conn_tx *tx)
     if (c->out_off < res->head_len) {
         tx->buf = c->buf + CONN_IN_CAP + c->out_off;
         tx->len = res->head_len - c->out_off;
-        tx->buf2 = res->body;
-        tx->len2 = res->body_len;
+        if (gather) {
+            tx->buf2 = res->body;
+            tx->len2 = res->body_len;
+        }
     } else if (c->out_off < mem_len) {
         tx->buf = res->body + (c->out_off - res->head_len);
         tx->len = mem_len - c->out_off;
     } else {
         tx->file_len = res->file_len < SENDFILE_MAX ? (size_t)res->file_len : SENDFILE_MAX;
     }
-    tx->more = tx->len > 0 && (tx->len2 > 0 || res->file_fd >= 0);
+    /* More follows unless this is the response's last segment: MSG_MORE then
+     * holds back no partial packet, and the peer is not kept waiting. */
+    tx->more = tx->len > 0 && (c->out_off + tx->len + tx->len2 < mem_len || res->file_fd >= 0);
 }
 
 /* The response is out: count it, then the next pipelined request, a read, or close. */
-static enum conn_want conn_response_done(struct server *s, struct conn *c)
+static enum conn_want conn_response_done(struct conn *c)
 {
-    atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->env->requests, 1, memory_order_relaxed);
     handler_release(&c->res);
     if (c->res.close)
         return c->want = CONN_CLOSE;
-    idle_touch(s, c); /* the idle timeout restarts with each answered request */
+    idle_touch(c); /* the idle timeout restarts with each answered request */
     if (c->in_len > 0)
-        return conn_process(s, c);
+        return conn_process(c);
     conn_release_buf(c);
     return c->want = CONN_READ;
 }
 
-enum conn_want conn_on_output(struct server *s, struct conn *c, size_t n)
+enum conn_want conn_on_output(struct conn *c, size_t n)
 {
     struct response *res = &c->res;
     uint32_t mem_len = res->head_len + res->body_len;
     if (c->out_off < mem_len) { /* n counts head bytes, then memory-body bytes */
         c->out_off += (uint32_t)n;
         if (c->out_off < mem_len || res->file_fd >= 0) {
-            idle_touch(s, c); /* progress: a slow reader is not an idle one */
+            idle_touch(c); /* progress: a slow reader is not an idle one */
             return c->want = CONN_WRITE;
         }
-        return conn_response_done(s, c);
+        return conn_response_done(c);
     }
     if (n == 0) /* the file shrank while we sent it: the promised length cannot be kept */
         return c->want = CONN_CLOSE;
     res->file_off += (off_t)n;
     res->file_len -= n;
     if (res->file_len > 0) {
-        idle_touch(s, c); /* progress: a slow reader is not an idle one */
+        idle_touch(c); /* progress: a slow reader is not an idle one */
         return c->want = CONN_WRITE;
     }
-    return conn_response_done(s, c);
-}
-
-/* ---- nonblocking socket I/O for the readiness models -------------------------- */
-
-enum conn_want conn_drive(struct server *s, struct conn *c)
-{
-    for (;;) {
-        if (c->want == CONN_READ) {
-            char *p;
-            size_t n;
-            /* A short read emptied the socket, and no event said more came since
-             * (the loop clears rx_drained on input readiness): skip the EAGAIN. */
-            if (c->rx_drained)
-                return CONN_READ;
-            if (conn_rx_buf(c, &p, &n) < 0)
-                return c->want = CONN_CLOSE;
-            ssize_t r = recv(c->fd, p, n, 0);
-            if (r < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    c->rx_drained = true;
-                    if (c->in_len == 0) /* idle: hold no buffer while nothing is pending */
-                        conn_release_buf(c);
-                    return CONN_READ;
-                }
-                if (errno == EINTR)
-                    continue;
-                return c->want = CONN_CLOSE;
-            }
-            c->rx_drained = (size_t)r < n;
-            conn_on_input(s, c, (size_t)r);
-        } else if (c->want == CONN_WRITE) {
-            struct conn_tx tx;
-            ssize_t r;
-            conn_tx(c, &tx);
-            if (tx.len2 > 0) { /* head and an in-memory body in one call */
-                struct iovec iov[2] = {{(void *)tx.buf, tx.len}, {(void *)tx.buf2, tx.len2}};
-                struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
-                r = sendmsg(c->fd, &msg, tx.file_fd >= 0 ? MSG_MORE : 0);
-            } else if (tx.len > 0) {
-                r = send(c->fd, tx.buf, tx.len, tx.more ? MSG_MORE : 0);
-            } else {
-                off_t off = tx.file_off;
-                r = sendfile(c->fd, tx.file_fd, &off, tx.file_len);
-            }
-            if (r < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    return CONN_WRITE;
-                if (errno == EINTR)
-                    continue;
-                return c->want = CONN_CLOSE;
-            }
-            conn_on_output(s, c, (size_t)r);
-        } else {
-            return CONN_CLOSE;
-        }
-    }
-}
-
-void conn_drain_input(int fd)
-{
-    char sink[4096];
-    for (int i = 0; i < 16; i++)
-        if (recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
-            break;
+    return conn_response_done(c);
 }

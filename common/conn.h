@@ -4,56 +4,70 @@
  * A model does its I/O its own way and reports what happened:
  *
  *     conn_rx_buf(c, &p, &n)      where the next bytes from the socket go
- *     conn_on_input(s, c, n)      n bytes arrived there (0: the peer closed)
- *     conn_tx(c, &tx)             what to send next: header bytes or a file range
- *     conn_on_output(s, c, n)     n bytes of that went out (0 from a file: it shrank)
+ *     conn_on_input(c, n)         n bytes arrived there (0: the peer closed)
+ *     conn_tx(c, &tx, gather)     what to send next: header bytes or a file range
+ *     conn_on_output(c, n)        n bytes of that went out (0 from a file: it shrank)
  *
  * Each returns what the connection wants next: CONN_READ, CONN_WRITE or
- * CONN_CLOSE. A request buffer is taken from a pool only while a request is in
- * flight, so an idle connection costs just its struct conn.
+ * CONN_CLOSE. Nothing here makes a system call. A request buffer is taken from
+ * a pool only while a request is in flight, so an idle connection costs just
+ * its struct conn.
+ *
+ * struct conn holds the protocol's state only. Each model defines its own
+ * per-connection struct with struct conn as its first member, and its own
+ * state as named fields after it; given a struct conn, it finds its own with
+ * container_of. The server's table, indexed by fd, has the model's stride.
  */
 #ifndef C10K_CONN_H
 #define C10K_CONN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "deadline.h"
 #include "handler.h"
 
 #define CONN_BUF_SIZE 16384                        /* one pooled buffer per busy connection */
 #define CONN_OUT_CAP 2048                          /* response head at the buffer's end */
 #define CONN_IN_CAP (CONN_BUF_SIZE - CONN_OUT_CAP) /* requests, pipelined ones included */
 
+/* The struct that embeds the struct conn member at ptr (as in the Linux kernel). */
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
 enum conn_want { CONN_CLOSE = 0, CONN_READ = 1, CONN_WRITE = 2 };
 
-struct server;
+/* What all connections of a server share (part of struct server). */
+struct conn_env {
+    int root_fd; /* O_PATH directory handle that every file is opened beneath */
+    uint32_t idle_timeout_ms;
+    struct deadline_list idle; /* open connections by deadline (not bin/blocking's) */
+    atomic_ulong requests;     /* answered, for the "served" line */
+};
 
 struct conn {
     int fd;
-    uint32_t gen;     /* bumped on every reuse of this slot: tells stale events apart */
-    uint8_t want;     /* enum conn_want */
-    uint8_t interest; /* what the model last asked its event source for */
-    bool rx_drained;  /* the last read came up short and no input event came since */
-    bool linger;      /* closing after an error: drain input first so the answer is not reset */
-    bool open;
-    char *buf;                          /* NULL while idle */
-    uint32_t in_off, in_len;            /* unparsed input is buf[in_off, in_off + in_len) */
-    uint32_t in_scan;                   /* how far the current request's header end was searched */
-    uint32_t out_off;                   /* head bytes already sent */
-    struct response res;                /* the response in flight */
-    uint64_t deadline_ms;               /* when an idle or stalled connection is closed */
-    struct conn *idle_prev, *idle_next; /* deadline order; see conn_next_expired() */
-    uint32_t model_flags;               /* free for the model (e.g. operations in flight) */
+    uint8_t want; /* enum conn_want */
+    bool linger;  /* closing after an error: drain input first so the answer is not reset */
+    bool open;    /* the slot serves a connection */
+    struct conn_env *env;
+    char *buf;                /* NULL while idle */
+    uint32_t in_off, in_len;  /* unparsed input is buf[in_off, in_off + in_len) */
+    uint32_t in_scan;         /* how far the current request's header end was searched */
+    uint32_t out_off;         /* head bytes already sent */
+    struct response res;      /* the response in flight */
+    struct deadline deadline; /* when an idle or stalled connection is closed */
 };
 
 /*
  * What to send next: buf/len if len > 0 (the rest of the head, or of an
- * in-memory body), else file_len bytes of file_fd from file_off. While the
- * head is unsent, buf2/len2 is the in-memory body that follows it, for a
- * model that can send both in one call (writev/sendmsg); others send buf,
- * then ask again.
+ * in-memory body), else file_len bytes of file_fd from file_off. A model that
+ * can send two buffers in one call (writev/sendmsg) asks with gather: while the
+ * head is unsent, buf2/len2 is then the in-memory body that follows it; others
+ * send buf, then ask again. more says whether bytes follow what is offered
+ * (MSG_MORE), so that the last segment of a response goes out at once.
  */
 struct conn_tx {
     const char *buf;
@@ -63,42 +77,30 @@ struct conn_tx {
     int file_fd;
     off_t file_off;
     size_t file_len;
-    bool more; /* more bytes follow buf at once (MSG_MORE) */
+    bool more;
 };
 
-/* Resets c for a new connection on fd, outside any deadline list (bin/blocking). */
-void conn_init(struct conn *c, int fd);
-/* Takes the slot for fd in the server's table and starts its idle deadline;
- * NULL if fd is out of range. */
-struct conn *conn_open(struct server *s, int fd);
-/* Frees buffers and the file; does not close the socket (models close it their way). */
-void conn_close(struct server *s, struct conn *c);
+/* Resets c for a new connection on fd, off the deadline list. */
+void conn_init(struct conn *c, struct conn_env *env, int fd);
+/* Frees the buffer and the file, takes c off the deadline list; the socket is
+ * the model's to close. */
+void conn_close(struct conn *c);
 
 int conn_rx_buf(struct conn *c, char **p, size_t *n);
-enum conn_want conn_on_input(struct server *s, struct conn *c, size_t n);
-void conn_tx(const struct conn *c, struct conn_tx *tx);
-enum conn_want conn_on_output(struct server *s, struct conn *c, size_t n);
+/* Nothing more can be read for now: an idle connection gives its buffer back. */
+void conn_rx_idle(struct conn *c);
+enum conn_want conn_on_input(struct conn *c, size_t n);
+void conn_tx(const struct conn *c, struct conn_tx *tx, bool gather);
+enum conn_want conn_on_output(struct conn *c, size_t n);
 
-/* The connection whose deadline passed first, or NULL; closing it unlinks it. */
-struct conn *conn_next_expired(struct server *s, uint64_t now_ms);
+/* (Re)starts c's idle deadline at now_ms, putting it on the list if it was off;
+ * answered requests and sending progress restart it only while it is on. */
+void conn_start_deadline(struct conn *c, uint64_t now_ms);
 /* Takes c off the deadline list without closing it (a model that must wait for
  * operations in flight before conn_close() frees their buffers). */
 void conn_forget_deadline(struct conn *c);
-/* (Re)starts c's idle deadline at now_ms, putting it on the list if it was off. */
-void conn_start_deadline(struct server *s, struct conn *c, uint64_t now_ms);
-/* Milliseconds until the next deadline (at most max_ms). */
-int conn_ms_to_next_deadline(struct server *s, uint64_t now_ms, int max_ms);
-
-/*
- * For the readiness models (select, poll, epoll, busypoll, sigio): performs
- * nonblocking recv/send/sendfile until the socket would block, and returns
- * what the connection waits for. Shared because these five differ only in
- * how they learn that a socket is ready, not in what they do then.
- */
-enum conn_want conn_drive(struct server *s, struct conn *c);
-
-/* Reads and drops whatever input is pending, so close() sends FIN rather than RST. */
-void conn_drain_input(int fd);
+/* The connection whose deadline passed first, or NULL; closing it unlinks it. */
+struct conn *conn_next_expired(struct conn_env *env, uint64_t now_ms);
 
 /* Returns the calling thread's pooled buffers to the allocator. */
 void conn_pool_drain(void);

@@ -7,9 +7,82 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "clock.h"
 #include "poller.h"
+
+/* A readiness model's connection: the protocol's state, and what the loop knows. */
+struct loop_conn {
+    struct conn conn;
+    uint8_t interest; /* what the poller was last asked to watch for */
+    bool rx_drained;  /* the last read came up short and no input event came since */
+};
+
+static struct loop_conn *loop_conn(struct conn *c)
+{
+    return container_of(c, struct loop_conn, conn);
+}
+
+/* ---- nonblocking socket I/O: until the kernel says EAGAIN ----------------------- */
+
+enum conn_want conn_drive(struct conn *c, bool *rx_drained)
+{
+    for (;;) {
+        if (c->want == CONN_READ) {
+            char *p;
+            size_t n;
+            /* A short read emptied the socket, and no event said more came since
+             * (the loop clears rx_drained on input readiness): skip the EAGAIN. */
+            if (*rx_drained)
+                return CONN_READ;
+            if (conn_rx_buf(c, &p, &n) < 0)
+                return c->want = CONN_CLOSE;
+            ssize_t r = recv(c->fd, p, n, 0);
+            if (r < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    *rx_drained = true;
+                    conn_rx_idle(c);
+                    return CONN_READ;
+                }
+                if (errno == EINTR)
+                    continue;
+                return c->want = CONN_CLOSE;
+            }
+            *rx_drained = (size_t)r < n;
+            conn_on_input(c, (size_t)r);
+        } else if (c->want == CONN_WRITE) {
+            struct conn_tx tx;
+            ssize_t r;
+            conn_tx(c, &tx, true);
+            int flags = tx.more ? MSG_MORE : 0;
+            if (tx.len2 > 0) { /* head and an in-memory body in one call */
+                struct iovec iov[2] = {{(void *)tx.buf, tx.len}, {(void *)tx.buf2, tx.len2}};
+                struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+                r = sendmsg(c->fd, &msg, flags);
+            } else if (tx.len > 0) {
+                r = send(c->fd, tx.buf, tx.len, flags);
+            } else {
+                off_t off = tx.file_off;
+                r = sendfile(c->fd, tx.file_fd, &off, tx.file_len);
+            }
+            if (r < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return CONN_WRITE;
+                if (errno == EINTR)
+                    continue;
+                return c->want = CONN_CLOSE;
+            }
+            conn_on_output(c, (size_t)r);
+        } else {
+            return CONN_CLOSE;
+        }
+    }
+}
+
+/* ---- the loop -------------------------------------------------------------------- */
 
 static void loop_close(struct server *s, struct poller *p, struct conn *c)
 {
@@ -22,6 +95,7 @@ static void loop_accept(struct server *s, struct poller *p)
     /* Until EAGAIN: edge-triggered sources report a waiting backlog only once. */
     struct conn *c;
     while ((c = server_accept_next(s))) {
+        struct loop_conn *lc = loop_conn(c);
         if (poller_add(p, c->fd, POLLER_READ) < 0) {
             /* The backend is full (select's FD_SETSIZE): serve what it holds before
              * refusing more, or a storm of reconnects starves them. The listener is
@@ -29,27 +103,28 @@ static void loop_accept(struct server *s, struct poller *p)
             server_close_conn(s, c);
             return;
         }
-        c->interest = CONN_READ;
+        lc->interest = CONN_READ;
+        lc->rx_drained = false;
     }
 }
 
-static void loop_serve(struct server *s, struct poller *p, struct conn *c)
+static void loop_serve(struct server *s, struct poller *p, struct loop_conn *lc)
 {
-    enum conn_want want = conn_drive(s, c);
+    enum conn_want want = conn_drive(&lc->conn, &lc->rx_drained);
     if (want == CONN_CLOSE) {
-        loop_close(s, p, c);
+        loop_close(s, p, &lc->conn);
         return;
     }
-    if (want != c->interest) { /* skip the syscall when nothing changes */
-        if (poller_mod(p, c->fd, want) < 0) {
-            loop_close(s, p, c);
+    if (want != lc->interest) { /* skip the syscall when nothing changes */
+        if (poller_mod(p, lc->conn.fd, want) < 0) {
+            loop_close(s, p, &lc->conn);
             return;
         }
-        c->interest = (uint8_t)want;
+        lc->interest = (uint8_t)want;
     }
 }
 
-int loop_run(struct server *s)
+static int loop_run(struct server *s)
 {
     int cap = s->max_fds;
     struct poller_event *fired = calloc((size_t)cap, sizeof *fired);
@@ -66,7 +141,7 @@ int loop_run(struct server *s)
     }
 
     while (!server_stopping()) {
-        int timeout = conn_ms_to_next_deadline(s, clock_now_ms(), 1000);
+        int timeout = deadline_ms_to_next(&s->env.idle, clock_now_ms(), 1000);
         int n = poller_wait(p, fired, cap, timeout);
         if (n < 0) {
             if (errno == EINTR)
@@ -80,28 +155,33 @@ int loop_run(struct server *s)
                 loop_accept(s, p);
                 continue;
             }
-            struct conn *c = &s->conns[fd];
-            if (!c->open) /* closed earlier in this batch */
+            struct loop_conn *lc = loop_conn(server_conn(s, fd));
+            if (!lc->conn.open) /* closed earlier in this batch */
                 continue;
             /* Remember input readiness even while writing: an edge comes only once. */
             if (fired[i].mask & (POLLER_READ | POLLER_ERROR))
-                c->rx_drained = false;
-            if (!(fired[i].mask & (c->interest | POLLER_ERROR)))
+                lc->rx_drained = false;
+            if (!(fired[i].mask & (lc->interest | POLLER_ERROR)))
                 continue;
-            loop_serve(s, p, c);
+            loop_serve(s, p, lc);
         }
         uint64_t now = clock_now_ms();
         struct conn *c;
-        while ((c = conn_next_expired(s, now)))
+        while ((c = conn_next_expired(&s->env, now)))
             loop_close(s, p, c);
     }
     rc = 0;
 out:
     for (int fd = 0; fd < s->max_fds; fd++)
-        if (s->conns[fd].open)
-            loop_close(s, p, &s->conns[fd]);
+        if (server_conn(s, fd)->open)
+            loop_close(s, p, server_conn(s, fd));
     if (p)
         poller_destroy(p);
     free(fired);
     return rc;
+}
+
+int loop_main(int argc, char **argv, const char *model)
+{
+    return server_main(argc, argv, model, sizeof(struct loop_conn), loop_run);
 }

@@ -10,6 +10,8 @@
 #ifndef C10K_POLLER_H
 #define C10K_POLLER_H
 
+#include <stdbool.h>
+
 #include "conn.h"
 #include "server.h"
 
@@ -37,7 +39,16 @@ void poller_del(struct poller *p, int fd);
 /* Waits up to timeout_ms for readiness; fills fired[0..n) and returns n, or -1. */
 int poller_wait(struct poller *p, struct poller_event *fired, int max, int timeout_ms);
 
-/* The shared event loop over a poller (common/loop.c): accept, dispatch, time out. */
-int loop_run(struct server *s);
+/* The whole main() of a readiness server: server_main() with the shared event
+ * loop over this binary's poller (common/loop.c): accept, dispatch, time out. */
+int loop_main(int argc, char **argv, const char *model);
+
+/*
+ * The I/O of the readiness models (in loop.c): nonblocking recv/send/sendfile
+ * until the socket would block; returns what the connection waits for.
+ * *rx_drained: the last read came up short and no input event came since, so
+ * a read would only say EAGAIN; the loop clears it on an input event.
+ */
+enum conn_want conn_drive(struct conn *c, bool *rx_drained);
 
 #endif

@@ -19,9 +19,13 @@
 
 #define THREAD_STACK_SIZE (128 * 1024)
 
+static struct blocking_conn *blocking_conn(const struct server *s, int fd)
+{
+    return container_of(server_conn(s, fd), struct blocking_conn, conn);
+}
+
 struct blocking {
     struct server *s;
-    atomic_uchar *live; /* live[fd]: a thread is serving fd (for shutdown) */
     pthread_mutex_t lock;
     pthread_cond_t all_done;
     int threads;
@@ -40,30 +44,30 @@ void serve_set_timeout(int fd, int opt, uint64_t ms)
     setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
 }
 
-void serve_blocking(struct server *s, int fd)
+void serve_blocking(struct server *s, struct conn *c)
 {
-    struct conn c = {0};
+    int fd = c->fd;
+    uint32_t timeout_ms = s->env.idle_timeout_ms;
     enum conn_want want = CONN_READ;
-    uint64_t deadline = clock_now_ms() + s->idle_timeout_ms;
+    uint64_t deadline = clock_now_ms() + timeout_ms;
     bool narrowed = false;
 
-    conn_init(&c, fd);
-    serve_set_timeout(fd, SO_RCVTIMEO, s->idle_timeout_ms);
-    serve_set_timeout(fd, SO_SNDTIMEO, s->idle_timeout_ms);
+    serve_set_timeout(fd, SO_RCVTIMEO, timeout_ms);
+    serve_set_timeout(fd, SO_SNDTIMEO, timeout_ms);
 
     while (want != CONN_CLOSE) {
         ssize_t r;
         if (want == CONN_READ) {
             char *p;
             size_t n;
-            if (conn_rx_buf(&c, &p, &n) < 0)
+            if (conn_rx_buf(c, &p, &n) < 0)
                 break;
             r = recv(fd, p, n, 0); /* sleeps until a request arrives or the timeout */
             if (r < 0 && errno == EINTR && !server_stopping())
                 continue;
             if (r < 0) /* EAGAIN here means SO_RCVTIMEO expired: idle too long */
                 break;
-            want = conn_on_input(s, &c, (size_t)r);
+            want = conn_on_input(c, (size_t)r);
             if (want == CONN_READ) { /* half a request: only the time left may be waited */
                 uint64_t now = clock_now_ms();
                 if (now >= deadline)
@@ -73,7 +77,7 @@ void serve_blocking(struct server *s, int fd)
             }
         } else {
             struct conn_tx tx;
-            conn_tx(&c, &tx);
+            conn_tx(c, &tx, false);
             if (tx.len > 0) {
                 r = send(fd, tx.buf, tx.len, tx.more ? MSG_MORE : 0);
             } else {
@@ -84,18 +88,18 @@ void serve_blocking(struct server *s, int fd)
                 continue;
             if (r < 0) /* reset, or SO_SNDTIMEO: a reader that stopped reading */
                 break;
-            want = conn_on_output(s, &c, (size_t)r);
+            want = conn_on_output(c, (size_t)r);
             if (want == CONN_READ) { /* answered: the next request gets a full timeout */
-                deadline = clock_now_ms() + s->idle_timeout_ms;
+                deadline = clock_now_ms() + timeout_ms;
                 if (narrowed)
-                    serve_set_timeout(fd, SO_RCVTIMEO, s->idle_timeout_ms);
+                    serve_set_timeout(fd, SO_RCVTIMEO, timeout_ms);
                 narrowed = false;
             }
         }
     }
-    if (c.linger)
-        conn_drain_input(fd);
-    conn_close(s, &c);
+    if (c->linger)
+        server_drain_input(fd);
+    conn_close(c);
 }
 
 static void *worker_main(void *arg)
@@ -105,8 +109,10 @@ static void *worker_main(void *arg)
     int fd = w->fd;
     free(w);
 
-    serve_blocking(b->s, fd);
-    atomic_store(&b->live[fd], 0);
+    struct blocking_conn *bc = blocking_conn(b->s, fd);
+    conn_init(&bc->conn, &b->s->env, fd); /* off the deadline list: SO_RCVTIMEO instead */
+    serve_blocking(b->s, &bc->conn);
+    atomic_store(&bc->serving, false); /* releases the slot to the next thread on this fd */
     close(fd);
     server_conn_gone(b->s);
     conn_pool_drain(); /* this thread's buffers die with it */
@@ -125,7 +131,10 @@ static int start_worker(struct blocking *b, pthread_attr_t *attr, int fd)
     if (!w)
         return -1;
     *w = (struct worker){b, fd};
-    atomic_store(&b->live[fd], 1);
+    struct blocking_conn *bc = blocking_conn(b->s, fd);
+    /* An exchange, not a store: it reads the false of the thread that served this fd
+     * last, so that thread's writes to the slot happen before the next one's. */
+    atomic_exchange(&bc->serving, true);
     pthread_mutex_lock(&b->lock);
     b->threads++;
     pthread_mutex_unlock(&b->lock);
@@ -133,7 +142,7 @@ static int start_worker(struct blocking *b, pthread_attr_t *attr, int fd)
     if (err == 0)
         return 0;
     free(w);
-    atomic_store(&b->live[fd], 0);
+    atomic_store(&bc->serving, false);
     pthread_mutex_lock(&b->lock);
     b->threads--;
     pthread_mutex_unlock(&b->lock);
@@ -148,9 +157,6 @@ int serve_threads(struct server *s)
     sigset_t stop_signals, old;
     int rc = -1;
 
-    b.live = calloc((size_t)s->max_fds, sizeof *b.live);
-    if (!b.live)
-        return -1;
     pthread_mutex_init(&b.lock, NULL);
     pthread_cond_init(&b.all_done, NULL);
     pthread_attr_init(&attr);
@@ -189,7 +195,7 @@ int serve_threads(struct server *s)
 
     /* Wake every worker out of its recv/send: each then closes its own socket. */
     for (int fd = 0; fd < s->max_fds; fd++)
-        if (atomic_load(&b.live[fd]))
+        if (atomic_load(&blocking_conn(s, fd)->serving))
             shutdown(fd, SHUT_RDWR);
     pthread_mutex_lock(&b.lock);
     while (b.threads > 0)
@@ -197,6 +203,5 @@ int serve_threads(struct server *s)
     pthread_mutex_unlock(&b.lock);
 out:
     pthread_attr_destroy(&attr);
-    free(b.live);
     return rc;
 }

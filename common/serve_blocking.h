@@ -10,12 +10,21 @@
 
 #include "server.h"
 
-/* Serves fd with blocking recv/send/sendfile until it is done, idle too long, or
- * the server stops; frees the connection's state but leaves fd open. */
-void serve_blocking(struct server *s, int fd);
+/* A connection of serve_threads(), in the table slot of its fd; its thread owns
+ * the struct conn. */
+struct blocking_conn {
+    struct conn conn;
+    atomic_bool serving; /* a thread serves this fd: shut it down to stop */
+};
 
-/* The run() of bin/blocking: accepts in this thread, a detached thread per
- * connection; on stop, wakes every one out of its recv/send and waits for them. */
+/* Serves c (conn_init'ed, off the deadline list) with blocking recv, send and
+ * sendfile until it is done, idle too long, or the server stops; conn_close()s it
+ * but leaves its socket open. */
+void serve_blocking(struct server *s, struct conn *c);
+
+/* The run() of bin/blocking (table stride: struct blocking_conn): accepts in this
+ * thread, a detached thread per connection; on stop, wakes every one out of its
+ * recv/send and waits for them. */
 int serve_threads(struct server *s);
 
 /* SO_RCVTIMEO or SO_SNDTIMEO (opt) of fd, in ms (0 means 1 ms, not "never"). */

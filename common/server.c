@@ -1,6 +1,7 @@
 /* server.c - start-up, listening, accepting and shutdown, the same for every model. */
 #include "server.h"
 
+#include "clock.h"
 #include "files.h"
 #include "workers.h"
 
@@ -209,15 +210,33 @@ struct conn *server_accept_next(struct server *s)
             server_warn(s, "accept: %s", strerror(errno));
         return NULL;
     }
-    return conn_open(s, fd);
+    return server_open_conn(s, fd);
+}
+
+struct conn *server_open_conn(struct server *s, int fd)
+{
+    if (fd < 0 || fd >= s->max_fds)
+        return NULL;
+    struct conn *c = server_conn(s, fd);
+    conn_init(c, &s->env, fd);
+    conn_start_deadline(c, clock_now_ms());
+    return c;
+}
+
+void server_drain_input(int fd)
+{
+    char sink[4096];
+    for (int i = 0; i < 16; i++)
+        if (recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
+            break;
 }
 
 void server_close_conn(struct server *s, struct conn *c)
 {
     int fd = c->fd;
     if (c->linger)
-        conn_drain_input(fd);
-    conn_close(s, c);
+        server_drain_input(fd);
+    conn_close(c);
     close(fd);
     server_conn_gone(s);
 }
@@ -229,9 +248,9 @@ void server_conn_gone(struct server *s)
         atomic_fetch_sub(s->all_nconns, 1);
 }
 
-int server_main(int argc, char **argv, const char *model, server_run_fn run)
+int server_main(int argc, char **argv, const char *model, size_t conn_size, server_run_fn run)
 {
-    return server_main_workers(argc, argv, model, run, SERVER_LISTEN_OWN, 1);
+    return server_main_workers(argc, argv, model, conn_size, run, SERVER_LISTEN_OWN, 1);
 }
 
 /* The n listeners of --workers: one socket n times, or n sockets on one port. */
@@ -255,11 +274,15 @@ static int listen_all(struct server *s, enum server_listen how, int *listeners, 
     return 0;
 }
 
-int server_main_workers(int argc, char **argv, const char *model, server_run_fn run,
-                        enum server_listen how, int default_workers)
+int server_main_workers(int argc, char **argv, const char *model, size_t conn_size,
+                        server_run_fn run, enum server_listen how, int default_workers)
 {
-    struct server s = {
-        .model = model, .listen_fd = -1, .root_fd = -1, .reserve_fd = -1, .worker = -1};
+    struct server s = {.model = model,
+                       .listen_fd = -1,
+                       .reserve_fd = -1,
+                       .conn_size = conn_size,
+                       .env.root_fd = -1,
+                       .worker = -1};
     int listeners[WORKERS_MAX];
     bool in_worker = false;
     int rc = 1;
@@ -286,16 +309,16 @@ int server_main_workers(int argc, char **argv, const char *model, server_run_fn 
     s.max_conns = s.cfg.max_conns;
     if (s.max_conns > s.max_fds - kept)
         s.max_conns = s.max_fds - kept;
-    s.idle_timeout_ms = (uint32_t)s.cfg.idle_timeout_s * 1000;
-    s.idle.idle_next = s.idle.idle_prev = &s.idle;
+    s.env.idle_timeout_ms = (uint32_t)s.cfg.idle_timeout_s * 1000;
+    deadline_list_init(&s.env.idle);
 
-    s.root_fd = open(s.cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (s.root_fd < 0) {
+    s.env.root_fd = open(s.cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (s.env.root_fd < 0) {
         fprintf(stderr, "%s: cannot use root %s: %s\n", model, s.cfg.root, strerror(errno));
         goto out;
     }
     s.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    s.conns = calloc((size_t)s.max_fds, sizeof *s.conns);
+    s.conns = calloc((size_t)s.max_fds, conn_size);
     if (s.reserve_fd < 0 || !s.conns) {
         fprintf(stderr, "%s: cannot allocate the connection table: %s\n", model, strerror(errno));
         goto out;
@@ -332,13 +355,13 @@ int server_main_workers(int argc, char **argv, const char *model, server_run_fn 
             s.listen_fd = -1; /* closed once the workers had them */
     }
     if (!in_worker)
-        fprintf(stderr, "served %lu requests on %lu connections\n", atomic_load(&s.requests),
+        fprintf(stderr, "served %lu requests on %lu connections\n", atomic_load(&s.env.requests),
                 atomic_load(&s.connections));
 out:
     if (s.listen_fd >= 0)
         close(s.listen_fd);
-    if (s.root_fd >= 0)
-        close(s.root_fd);
+    if (s.env.root_fd >= 0)
+        close(s.env.root_fd);
     if (s.reserve_fd >= 0)
         close(s.reserve_fd);
     if (s.all_nconns)

@@ -15,27 +15,36 @@
 struct server {
     struct config cfg;
     const char *model;
-    int listen_fd;  /* nonblocking */
-    int root_fd;    /* O_PATH directory handle that every file is opened beneath */
-    int reserve_fd; /* spare fd, given up to refuse a connection on EMFILE */
-    int max_fds;    /* RLIMIT_NOFILE, the size of conns[] */
-    int max_conns;  /* --max-conns, clipped to what max_fds allows */
-    uint32_t idle_timeout_ms;
-    struct conn *conns; /* indexed by fd */
-    struct conn idle;   /* sentinel of the deadline list */
+    int listen_fd;       /* nonblocking */
+    int reserve_fd;      /* spare fd, given up to refuse a connection on EMFILE */
+    int max_fds;         /* RLIMIT_NOFILE, the number of slots in the table */
+    int max_conns;       /* --max-conns, clipped to what max_fds allows */
+    char *conns;         /* the table: slot fd at conns + fd * conn_size; see server_conn() */
+    size_t conn_size;    /* the model's per-connection struct, which begins with a struct conn */
+    struct conn_env env; /* root, idle timeout and deadlines, the answered-request count */
     atomic_int nconns;
-    atomic_int *all_nconns;             /* one listener, several processes (bin/prefork): the open
-                                           connections of them all, in shared memory; else NULL */
-    int worker;                         /* this process's index under --workers N; -1 if alone */
-    atomic_ulong requests, connections; /* for the "served" line */
+    atomic_int *all_nconns;   /* one listener, several processes (bin/prefork): the open
+                                 connections of them all, in shared memory; else NULL */
+    int worker;               /* this process's index under --workers N; -1 if alone */
+    atomic_ulong connections; /* for the "served" line */
 };
 
 /* One model's event loop: runs until server_stopping(); returns 0 or -1. */
 typedef int (*server_run_fn)(struct server *s);
 
-/* The whole main() of a server binary: parse, start, listen, run, report. With
+/* The whole main() of a server binary: parse, start, listen, run, report.
+ * conn_size is the model's per-connection struct, the stride of the table. With
  * --workers N, N processes each run() on a SO_REUSEPORT listener of their own. */
-int server_main(int argc, char **argv, const char *model, server_run_fn run);
+int server_main(int argc, char **argv, const char *model, size_t conn_size, server_run_fn run);
+
+/* The table's slot for fd (0 <= fd < max_fds), open or not. */
+static inline struct conn *server_conn(const struct server *s, int fd)
+{
+    return (struct conn *)(s->conns + (size_t)fd * s->conn_size);
+}
+
+/* Takes the slot for fd and starts its idle deadline; NULL if fd is out of range. */
+struct conn *server_open_conn(struct server *s, int fd);
 
 /* How the processes of --workers N get their connections. */
 enum server_listen {
@@ -46,8 +55,8 @@ enum server_listen {
 /* server_main() with the model's choice of listeners and default worker count.
  * --max-conns is per process with SERVER_LISTEN_OWN (as nginx's worker_connections),
  * for all of them together with SERVER_LISTEN_SHARED. */
-int server_main_workers(int argc, char **argv, const char *model, server_run_fn run,
-                        enum server_listen how, int default_workers);
+int server_main_workers(int argc, char **argv, const char *model, size_t conn_size,
+                        server_run_fn run, enum server_listen how, int default_workers);
 
 /* True once SIGINT or SIGTERM arrived. */
 bool server_stopping(void);
@@ -75,6 +84,9 @@ void server_close_conn(struct server *s, struct conn *c);
 /* Counts out a connection admitted by server_accept()/server_admit() whose socket
  * the model closed itself. */
 void server_conn_gone(struct server *s);
+
+/* Reads and drops whatever input is pending, so close() sends FIN rather than RST. */
+void server_drain_input(int fd);
 
 /* Prints a warning unless --quiet. */
 void server_warn(const struct server *s, const char *fmt, ...)

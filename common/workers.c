@@ -97,7 +97,7 @@ int workers_run(struct server *s, server_run_fn run, const int *listeners, int n
             s->worker = i;
             int rc = run(s);
             tally[i] =
-                (struct worker_tally){atomic_load(&s->requests), atomic_load(&s->connections)};
+                (struct worker_tally){atomic_load(&s->env.requests), atomic_load(&s->connections)};
             munmap(tally, (size_t)n * sizeof *tally);
             *in_worker = true;
             return rc;
@@ -141,7 +141,7 @@ int workers_run(struct server *s, server_run_fn run, const int *listeners, int n
     for (int i = 0; i < n; i++) {
         fprintf(stderr, "worker %d: served %lu requests on %lu connections\n", i, tally[i].requests,
                 tally[i].connections);
-        atomic_fetch_add(&s->requests, tally[i].requests);
+        atomic_fetch_add(&s->env.requests, tally[i].requests);
         atomic_fetch_add(&s->connections, tally[i].connections);
     }
     munmap(tally, (size_t)n * sizeof *tally);

@@ -39,8 +39,9 @@ _Static_assert(CONN_OUT_CAP + FILES_SMALL_MAX <= STAGE_SIZE, "a head and a small
 
 enum aio_op { OP_NONE, OP_RECV, OP_SEND, OP_FILE };
 
-/* A connection's aio side, beside its struct conn: both are indexed by the fd. */
+/* A connection: the protocol's state, and the one aio request it may have in flight. */
 struct aio_conn {
+    struct conn conn;
     struct aiocb cb;    /* the one request in flight; glibc's until it completes */
     char *stage;        /* STAGE_SIZE bytes while a body is copied through, else NULL */
     uint32_t stage_off; /* staged bytes [stage_off, stage_len) are still to be written */
@@ -55,7 +56,6 @@ struct stage_free {
 
 struct aio_loop {
     struct server *s;
-    struct aio_conn *conns;
     struct stage_free *stages; /* free staging buffers */
     int nstages;
     int in_flight;            /* requests glibc still owns */
@@ -63,6 +63,11 @@ struct aio_loop {
     sigset_t waited;          /* what sigtimedwait() takes; blocked for good */
     bool stopping;
 };
+
+static struct aio_conn *aio_conn(struct conn *c)
+{
+    return container_of(c, struct aio_conn, conn);
+}
 
 /* ---- staging buffers: only while a response body is in flight ------------------ */
 
@@ -102,7 +107,7 @@ static void stage_give(struct aio_loop *a, struct aio_conn *x)
 static int submit(struct aio_loop *a, struct conn *c, enum aio_op op, int fd, const char *buf,
                   size_t n, off_t off)
 {
-    struct aio_conn *x = &a->conns[c->fd];
+    struct aio_conn *x = aio_conn(c);
     x->cb = (struct aiocb){
         .aio_fildes = fd,
         .aio_buf = (void *)buf,
@@ -121,7 +126,7 @@ static int submit(struct aio_loop *a, struct conn *c, enum aio_op op, int fd, co
 
 static void close_conn(struct aio_loop *a, struct conn *c)
 {
-    struct aio_conn *x = &a->conns[c->fd];
+    struct aio_conn *x = aio_conn(c);
     stage_give(a, x);
     x->closing = false;
     server_close_conn(a->s, c);
@@ -134,7 +139,7 @@ static void close_conn(struct aio_loop *a, struct conn *c)
  */
 static void serve(struct aio_loop *a, struct conn *c, enum conn_want want)
 {
-    struct aio_conn *x = &a->conns[c->fd];
+    struct aio_conn *x = aio_conn(c);
     struct conn_tx tx;
     char *p;
     size_t n;
@@ -151,7 +156,7 @@ static void serve(struct aio_loop *a, struct conn *c, enum conn_want want)
     } else if (x->stage && x->stage_off < x->stage_len) { /* a short write: the rest */
         r = submit(a, c, OP_SEND, c->fd, x->stage + x->stage_off, x->stage_len - x->stage_off, 0);
     } else {
-        conn_tx(c, &tx);
+        conn_tx(c, &tx, true);
         if (tx.len > 0 && tx.len2 == 0) { /* a head alone, or the rest of a body in memory */
             stage_give(a, x);
             r = submit(a, c, OP_SEND, c->fd, tx.buf, tx.len, 0);
@@ -183,7 +188,7 @@ static void serve(struct aio_loop *a, struct conn *c, enum conn_want want)
  */
 static void complete(struct aio_loop *a, struct conn *c)
 {
-    struct aio_conn *x = &a->conns[c->fd];
+    struct aio_conn *x = aio_conn(c);
     if (x->op == OP_NONE || aio_error(&x->cb) == EINPROGRESS)
         return;
     ssize_t r = aio_return(&x->cb); /* -1 on an error, ECANCELED included */
@@ -195,17 +200,17 @@ static void complete(struct aio_loop *a, struct conn *c)
     if (x->closing || r < 0) {
         want = CONN_CLOSE;
     } else if (op == OP_RECV) {
-        want = conn_on_input(a->s, c, (size_t)r); /* 0: the peer closed */
+        want = conn_on_input(c, (size_t)r); /* 0: the peer closed */
     } else if (op == OP_FILE) {
         if (r == 0) { /* the file shrank: the promised length cannot be kept */
-            want = conn_on_output(a->s, c, 0);
+            want = conn_on_output(c, 0);
         } else {
             x->stage_off = 0;
             x->stage_len = (uint32_t)r;
             want = CONN_WRITE;
         }
     } else if (r > 0) {
-        want = conn_on_output(a->s, c, (size_t)r);
+        want = conn_on_output(c, (size_t)r);
         if (x->stage)
             x->stage_off += (uint32_t)r;
     }
@@ -216,14 +221,14 @@ static void complete(struct aio_loop *a, struct conn *c)
 static void sweep(struct aio_loop *a)
 {
     for (int fd = 0; fd < a->s->max_fds && a->in_flight > 0; fd++)
-        if (a->conns[fd].op != OP_NONE)
-            complete(a, &a->s->conns[fd]);
+        if (aio_conn(server_conn(a->s, fd))->op != OP_NONE)
+            complete(a, server_conn(a->s, fd));
 }
 
 /* Ends a connection whose request may be inside a glibc thread right now. */
 static void abort_conn(struct aio_loop *a, struct conn *c)
 {
-    struct aio_conn *x = &a->conns[c->fd];
+    struct aio_conn *x = aio_conn(c);
     x->closing = true;
     if (x->op == OP_NONE) {
         close_conn(a, c);
@@ -249,10 +254,10 @@ static void abort_conn(struct aio_loop *a, struct conn *c)
  */
 static void expire(struct aio_loop *a, struct conn *c, uint64_t now)
 {
-    struct aio_conn *x = &a->conns[c->fd];
+    struct aio_conn *x = aio_conn(c);
     int n = -1;
 
-    conn_start_deadline(a->s, c, now);
+    conn_start_deadline(c, now);
     if (x->op != OP_NONE && aio_error(&x->cb) != EINPROGRESS) {
         complete(a, c); /* done, its signal not taken yet: the delay was ours */
         return;
@@ -275,7 +280,7 @@ static void accept_all(struct aio_loop *a)
                 server_warn(a->s, "accept: %s", strerror(errno));
             return;
         }
-        serve(a, conn_open(a->s, fd), CONN_READ);
+        serve(a, server_open_conn(a->s, fd), CONN_READ);
     }
 }
 
@@ -313,10 +318,6 @@ static int aio_setup(struct aio_loop *a)
     struct aioinit init = {
         .aio_threads = s->max_conns, .aio_num = s->max_conns, .aio_idle_time = AIO_IDLE_S};
     aio_init(&init);
-
-    a->conns = calloc((size_t)s->max_fds, sizeof *a->conns);
-    if (!a->conns)
-        return -1;
 
     /* Blocked before glibc starts a thread (its threads block every signal), so
      * they stay queued for sigtimedwait(): no handler, no global. SIGINT and
@@ -358,8 +359,8 @@ static void aio_drain(struct aio_loop *a)
     struct server *s = a->s;
     a->stopping = true;
     for (int fd = 0; fd < s->max_fds; fd++)
-        if (s->conns[fd].open)
-            abort_conn(a, &s->conns[fd]);
+        if (server_conn(s, fd)->open)
+            abort_conn(a, server_conn(s, fd));
     while (a->in_flight > 0)
         if (wait_one(a, TICK_MS) <= 0)
             sweep(a);
@@ -377,7 +378,7 @@ static int aio_run(struct server *s)
     accept_all(&a); /* clients that came before the listener signalled */
 
     while (!a.stopping && !server_stopping()) {
-        int sig = wait_one(&a, conn_ms_to_next_deadline(s, clock_now_ms(), TICK_MS));
+        int sig = wait_one(&a, deadline_ms_to_next(&s->env.idle, clock_now_ms(), TICK_MS));
         if (sig < 0) {
             server_warn(s, "sigtimedwait: %s", strerror(errno));
             goto out;
@@ -392,14 +393,12 @@ static int aio_run(struct server *s)
         }
         uint64_t now = clock_now_ms();
         struct conn *c;
-        while ((c = conn_next_expired(s, now)))
+        while ((c = conn_next_expired(&s->env, now)))
             expire(&a, c, now);
     }
     rc = 0;
 out:
-    if (a.conns)
-        aio_drain(&a);
-    free(a.conns);
+    aio_drain(&a);
     while (a.stages) {
         struct stage_free *f = a.stages;
         a.stages = f->next;
@@ -412,5 +411,5 @@ out:
 
 int main(int argc, char **argv)
 {
-    return server_main(argc, argv, "aio", aio_run);
+    return server_main(argc, argv, "aio", sizeof(struct aio_conn), aio_run);
 }

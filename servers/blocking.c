@@ -18,5 +18,5 @@
 
 int main(int argc, char **argv)
 {
-    return server_main(argc, argv, "blocking", serve_threads);
+    return server_main(argc, argv, "blocking", sizeof(struct blocking_conn), serve_threads);
 }

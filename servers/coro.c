@@ -29,37 +29,40 @@
 #define EPOLL_BATCH 1024
 #define STACKS_KEPT 1024 /* finished coroutines' stacks kept for the next connections */
 
-/* Bits of conn->model_flags: what a parked coroutine waits for. */
-#define CO_WAIT_READ 1u
-#define CO_WAIT_WRITE 2u
-#define CO_CANCELLED 4u /* timed out or shutting down: the parked call fails */
-
-struct coro_server;
-
-/* One per fd: the coroutine serving it, and how it finds its way back. */
-struct task {
-    struct coro_server *cs;
-    struct coro *co; /* NULL while the fd serves no connection */
-};
-
 struct coro_server {
     struct server *s;
     int epfd;
-    struct task *tasks; /* indexed by fd, like s->conns */
     struct coro_pool pool;
     struct epoll_event events[EPOLL_BATCH];
 };
 
+/* A connection: the protocol's state, the coroutine serving it, and what it waits for. */
+struct coro_conn {
+    struct conn conn;
+    struct coro_server *cs;
+    struct coro *co; /* NULL while the fd serves no connection */
+    uint32_t gen;    /* bumped on every reuse of the slot: tells stale events apart */
+    bool wait_read;  /* parked in a read until input comes */
+    bool wait_write; /* parked in a write until there is room */
+    bool cancelled;  /* timed out or shutting down: the parked call fails */
+    bool rx_drained; /* the last read came up short and no input event came since */
+};
+
+static struct coro_conn *coro_conn(struct conn *c)
+{
+    return container_of(c, struct coro_conn, conn);
+}
+
 /* ---- the blocking-looking calls, run inside a connection's coroutine ------------ */
 
-/* Parks the running coroutine until the loop sees what it waits for. */
-static int co_park(struct conn *c, uint32_t wait)
+/* Parks the running coroutine until the loop sees what it waits for (*wait). */
+static int co_park(struct coro_conn *cc, bool *wait)
 {
-    if (!(c->model_flags & CO_CANCELLED)) {
-        c->model_flags |= wait;
-        coro_yield(); /* back in the loop; it clears the wait bits before resuming us */
+    if (!cc->cancelled) {
+        *wait = true;
+        coro_yield(); /* back in the loop; it clears the wait flags before resuming us */
     }
-    if (c->model_flags & CO_CANCELLED) {
+    if (cc->cancelled) {
         errno = ECANCELED;
         return -1;
     }
@@ -67,56 +70,56 @@ static int co_park(struct conn *c, uint32_t wait)
 }
 
 /* After a failed call: 0 to try it again (once the socket is ready), -1 to give up. */
-static int co_retry(struct conn *c, uint32_t wait)
+static int co_retry(struct coro_conn *cc, bool *wait)
 {
     if (errno == EINTR)
         return 0;
     if (errno != EAGAIN && errno != EWOULDBLOCK)
         return -1;
-    return co_park(c, wait);
+    return co_park(cc, wait);
 }
 
 /* Waits until the socket may have input, before a read buffer is taken for it:
  * a connection idle between requests then holds no buffer, only its stack. */
-static int co_wait_input(struct conn *c)
+static int co_wait_input(struct coro_conn *cc)
 {
-    while (c->rx_drained) /* the last read was short, and no input event came since */
-        if (co_park(c, CO_WAIT_READ) < 0)
+    while (cc->rx_drained) /* the last read was short, and no input event came since */
+        if (co_park(cc, &cc->wait_read) < 0)
             return -1;
     return 0;
 }
 
-static ssize_t co_read(struct conn *c, void *buf, size_t n)
+static ssize_t co_read(struct coro_conn *cc, void *buf, size_t n)
 {
     for (;;) {
-        ssize_t r = recv(c->fd, buf, n, 0);
+        ssize_t r = recv(cc->conn.fd, buf, n, 0);
         if (r >= 0) {
-            c->rx_drained = (size_t)r < n; /* a short read emptied the socket */
+            cc->rx_drained = (size_t)r < n; /* a short read emptied the socket */
             return r;
         }
-        if (co_retry(c, CO_WAIT_READ) < 0)
+        if (co_retry(cc, &cc->wait_read) < 0)
             return -1;
     }
 }
 
 /* Sends buf, then buf2 (either may be empty), in one call; flags as for send(2). */
-static ssize_t co_write(struct conn *c, const char *buf, size_t n, const char *buf2, size_t n2,
-                        int flags)
+static ssize_t co_write(struct coro_conn *cc, const char *buf, size_t n, const char *buf2,
+                        size_t n2, int flags)
 {
     struct iovec iov[2] = {{(void *)buf, n}, {(void *)buf2, n2}};
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n2 > 0 ? 2 : 1};
     for (;;) {
-        ssize_t r = sendmsg(c->fd, &msg, flags);
-        if (r >= 0 || co_retry(c, CO_WAIT_WRITE) < 0)
+        ssize_t r = sendmsg(cc->conn.fd, &msg, flags);
+        if (r >= 0 || co_retry(cc, &cc->wait_write) < 0)
             return r;
     }
 }
 
-static ssize_t co_sendfile(struct conn *c, int fd, off_t *off, size_t n)
+static ssize_t co_sendfile(struct coro_conn *cc, int fd, off_t *off, size_t n)
 {
     for (;;) {
-        ssize_t r = sendfile(c->fd, fd, off, n);
-        if (r >= 0 || co_retry(c, CO_WAIT_WRITE) < 0)
+        ssize_t r = sendfile(cc->conn.fd, fd, off, n);
+        if (r >= 0 || co_retry(cc, &cc->wait_write) < 0)
             return r;
     }
 }
@@ -125,9 +128,8 @@ static ssize_t co_sendfile(struct conn *c, int fd, off_t *off, size_t n)
 
 static void serve_connection(void *arg)
 {
-    struct task *t = arg;
-    struct server *s = t->cs->s;
-    struct conn *c = &s->conns[t - t->cs->tasks]; /* the task's index is the fd */
+    struct coro_conn *cc = arg;
+    struct conn *c = &cc->conn;
     enum conn_want want = CONN_READ;
 
     while (want != CONN_CLOSE) {
@@ -135,48 +137,47 @@ static void serve_connection(void *arg)
         if (want == CONN_READ) {
             char *p;
             size_t n;
-            if (co_wait_input(c) < 0 || conn_rx_buf(c, &p, &n) < 0)
+            if (co_wait_input(cc) < 0 || conn_rx_buf(c, &p, &n) < 0)
                 break;
-            r = co_read(c, p, n); /* parks until a request arrives */
+            r = co_read(cc, p, n); /* parks until a request arrives */
             if (r < 0)
                 break;
-            want = conn_on_input(s, c, (size_t)r);
+            want = conn_on_input(c, (size_t)r);
         } else {
             struct conn_tx tx;
-            conn_tx(c, &tx);
+            conn_tx(c, &tx, true);
             if (tx.len > 0) { /* the head (and a small body from the file cache) */
-                bool more = tx.len2 > 0 ? tx.file_fd >= 0 : tx.more;
-                r = co_write(c, tx.buf, tx.len, tx.buf2, tx.len2, more ? MSG_MORE : 0);
+                r = co_write(cc, tx.buf, tx.len, tx.buf2, tx.len2, tx.more ? MSG_MORE : 0);
             } else { /* the file: parks while the socket buffer is full */
                 off_t off = tx.file_off;
-                r = co_sendfile(c, tx.file_fd, &off, tx.file_len);
+                r = co_sendfile(cc, tx.file_fd, &off, tx.file_len);
             }
             if (r < 0)
                 break;
-            want = conn_on_output(s, c, (size_t)r);
+            want = conn_on_output(c, (size_t)r);
         }
     }
-    server_close_conn(s, c); /* the fd may be reused only after this coroutine is gone */
+    server_close_conn(cc->cs->s, c); /* the fd may be reused only after this coroutine is gone */
 }
 
 /* ---- the loop: epoll underneath, resuming whoever waits ------------------------ */
 
-/* Runs t's coroutine until it parks again, or frees it once it has finished. */
-static void wake(struct coro_server *cs, struct task *t, struct conn *c)
+/* Runs cc's coroutine until it parks again, or frees it once it has finished. */
+static void wake(struct coro_conn *cc)
 {
-    c->model_flags &= ~(CO_WAIT_READ | CO_WAIT_WRITE);
-    if (coro_resume(t->co))
+    cc->wait_read = cc->wait_write = false;
+    if (coro_resume(cc->co))
         return;
-    if (coro_destroy(t->co) < 0)
-        server_warn(cs->s, "munmap: %s", strerror(errno));
-    t->co = NULL;
+    if (coro_destroy(cc->co) < 0)
+        server_warn(cc->cs->s, "munmap: %s", strerror(errno));
+    cc->co = NULL;
 }
 
 /* Cancels a parked coroutine: its co_* call fails, and it unwinds and closes. */
-static void cancel(struct coro_server *cs, struct conn *c)
+static void cancel(struct coro_conn *cc)
 {
-    c->model_flags |= CO_CANCELLED;
-    wake(cs, &cs->tasks[c->fd], c);
+    cc->cancelled = true;
+    wake(cc);
 }
 
 static void accept_all(struct coro_server *cs)
@@ -185,38 +186,40 @@ static void accept_all(struct coro_server *cs)
     struct conn *c;
     while ((c = server_accept_next(s))) { /* until EAGAIN, as in loop.c */
         int fd = c->fd;
-        struct task *t = &cs->tasks[fd];
+        struct coro_conn *cc = coro_conn(c);
+        cc->cs = cs;
+        cc->gen++;
+        cc->wait_read = cc->wait_write = cc->cancelled = false;
         /* Both directions, edge-triggered, once: no epoll_ctl per request. The
          * generation in the upper half tells a stale event for a reused fd apart. */
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                                 .data.u64 = (uint64_t)c->gen << 32 | (uint32_t)fd};
+                                 .data.u64 = (uint64_t)cc->gen << 32 | (uint32_t)fd};
         if (epoll_ctl(cs->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ||
-            !(t->co = coro_create(&cs->pool, serve_connection, t))) {
+            !(cc->co = coro_create(&cs->pool, serve_connection, cc))) {
             server_warn(s, "cannot serve a connection: %s", strerror(errno));
             server_close_conn(s, c);
             continue;
         }
         /* Like epoll.c, wait for the first event rather than try a read that would
          * say EAGAIN: EPOLL_CTL_ADD reports input that is already there. */
-        c->rx_drained = true;
-        wake(cs, t, c); /* runs until co_wait_input() parks it */
+        cc->rx_drained = true;
+        wake(cc); /* runs until co_wait_input() parks it */
     }
 }
 
 static void dispatch(struct coro_server *cs, const struct epoll_event *ev)
 {
     int fd = (int)(uint32_t)ev->data.u64;
-    struct conn *c = &cs->s->conns[fd];
+    struct coro_conn *cc = coro_conn(server_conn(cs->s, fd));
     uint32_t e = ev->events;
-    if (!c->open || c->gen != (uint32_t)(ev->data.u64 >> 32)) /* closed earlier in this batch */
+    if (!cc->conn.open || cc->gen != (uint32_t)(ev->data.u64 >> 32)) /* closed in this batch */
         return;
     /* Remember input readiness even while writing: an edge comes only once. */
     if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
-        c->rx_drained = false;
-    if (((c->model_flags & CO_WAIT_READ) && (e & (EPOLLIN | EPOLLRDHUP))) ||
-        ((c->model_flags & CO_WAIT_WRITE) && (e & EPOLLOUT)) ||
-        ((c->model_flags & (CO_WAIT_READ | CO_WAIT_WRITE)) && (e & (EPOLLERR | EPOLLHUP))))
-        wake(cs, &cs->tasks[fd], c);
+        cc->rx_drained = false;
+    if ((cc->wait_read && (e & (EPOLLIN | EPOLLRDHUP))) || (cc->wait_write && (e & EPOLLOUT)) ||
+        ((cc->wait_read || cc->wait_write) && (e & (EPOLLERR | EPOLLHUP))))
+        wake(cc);
 }
 
 static int coro_run(struct server *s)
@@ -229,19 +232,16 @@ static int coro_run(struct server *s)
         return -1;
     }
     cs->s = s;
-    cs->tasks = calloc((size_t)s->max_fds, sizeof *cs->tasks);
     cs->epfd = epoll_create1(EPOLL_CLOEXEC);
     coro_pool_init(&cs->pool, CORO_STACK_SIZE, STACKS_KEPT);
     struct epoll_event lev = {.events = EPOLLIN, .data.u64 = (uint32_t)s->listen_fd};
-    if (!cs->tasks || cs->epfd < 0 || epoll_ctl(cs->epfd, EPOLL_CTL_ADD, s->listen_fd, &lev) < 0) {
+    if (cs->epfd < 0 || epoll_ctl(cs->epfd, EPOLL_CTL_ADD, s->listen_fd, &lev) < 0) {
         server_warn(s, "cannot start the event loop: %s", strerror(errno));
         goto out;
     }
-    for (int fd = 0; fd < s->max_fds; fd++)
-        cs->tasks[fd].cs = cs;
 
     while (!server_stopping()) {
-        int timeout = conn_ms_to_next_deadline(s, clock_now_ms(), 1000);
+        int timeout = deadline_ms_to_next(&s->env.idle, clock_now_ms(), 1000);
         int n = epoll_wait(cs->epfd, cs->events, EPOLL_BATCH, timeout);
         if (n < 0) {
             if (errno == EINTR)
@@ -257,26 +257,25 @@ static int coro_run(struct server *s)
         }
         struct conn *c;
         uint64_t now = clock_now_ms();
-        while ((c = conn_next_expired(s, now))) /* idle too long: unwinds and closes */
-            cancel(cs, c);
+        while ((c = conn_next_expired(&s->env, now))) /* idle too long: unwinds and closes */
+            cancel(coro_conn(c));
     }
     rc = 0;
 out:
     /* Every connection's coroutine is parked in a co_* call: cancel each and let it
      * unwind, so its buffer, file and socket are freed by its own code. */
-    for (int fd = 0; cs->tasks && fd < s->max_fds; fd++)
-        if (cs->tasks[fd].co)
-            cancel(cs, &s->conns[fd]);
+    for (int fd = 0; fd < s->max_fds; fd++)
+        if (coro_conn(server_conn(s, fd))->co)
+            cancel(coro_conn(server_conn(s, fd)));
     if (coro_pool_drain(&cs->pool) < 0)
         server_warn(s, "munmap: %s", strerror(errno));
     if (cs->epfd >= 0)
         close(cs->epfd);
-    free(cs->tasks);
     free(cs);
     return rc;
 }
 
 int main(int argc, char **argv)
 {
-    return server_main(argc, argv, "coro", coro_run);
+    return server_main(argc, argv, "coro", sizeof(struct coro_conn), coro_run);
 }

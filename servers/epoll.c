@@ -87,5 +87,5 @@ int poller_wait(struct poller *p, struct poller_event *fired, int max, int timeo
 
 int main(int argc, char **argv)
 {
-    return server_main(argc, argv, "epoll", loop_run);
+    return loop_main(argc, argv, "epoll");
 }

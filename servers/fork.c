@@ -62,10 +62,12 @@ static void reap(struct forker *f)
 static void serve_child(struct forker *f, int fd)
 {
     struct server *s = f->s;
+    struct conn c;
     close(s->listen_fd);
-    serve_blocking(s, fd);
+    conn_init(&c, &s->env, fd); /* off the deadline list: SO_RCVTIMEO instead */
+    serve_blocking(s, &c);
     close(fd);
-    atomic_fetch_add(f->served_sum, atomic_load(&s->requests));
+    atomic_fetch_add(f->served_sum, atomic_load(&s->env.requests));
     _exit(0);
 }
 
@@ -131,7 +133,7 @@ static int fork_run(struct server *s)
     }
     rc = 0;
     stop_children(&f);
-    atomic_fetch_add(&s->requests, atomic_load(f.served_sum));
+    atomic_fetch_add(&s->env.requests, atomic_load(f.served_sum));
 out:
     if (f.served_sum != MAP_FAILED && f.served_sum)
         munmap(f.served_sum, sizeof *f.served_sum);
@@ -141,5 +143,6 @@ out:
 
 int main(int argc, char **argv)
 {
-    return server_main(argc, argv, "fork", fork_run);
+    /* The parent's table is never used: a child's connection lives on its stack. */
+    return server_main(argc, argv, "fork", sizeof(struct conn), fork_run);
 }

@@ -25,6 +25,6 @@
 
 int main(int argc, char **argv)
 {
-    return server_main_workers(argc, argv, "prefork", serve_threads, SERVER_LISTEN_SHARED,
-                               PREFORK_WORKERS);
+    return server_main_workers(argc, argv, "prefork", sizeof(struct blocking_conn), serve_threads,
+                               SERVER_LISTEN_SHARED, PREFORK_WORKERS);
 }

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "pipepool.h"
 #include "server.h"
 
 #define URING_SQ_ENTRIES 4096
@@ -35,8 +36,7 @@
 #define URING_BUFS 4096        /* provided receive buffers, a power of two */
 #define URING_BUF_SIZE 2048
 #define URING_BGID 1
-#define URING_PIPES 128              /* pipes for file bodies, lent to transfers in flight */
-#define URING_PIPE_SIZE (256 * 1024) /* 128 x 64 pages: half of pipe-user-pages-soft */
+#define URING_PIPE_SIZE (256 * 1024) /* PIPEPOOL_PIPES x 64 pages: half of pipe-user-pages-soft */
 #define URING_STOP_MS 3000           /* how long a stop waits for cancelled operations */
 
 enum uring_op {
@@ -51,29 +51,28 @@ enum uring_op {
     OP_CANCEL
 };
 
-/* conn.model_flags: the low byte counts operations in flight; above it, states. */
-#define F_INFLIGHT 0xffu
-#define F_CLOSING (1u << 8) /* closing: waits for its last completion */
-#define F_WAITING (1u << 9) /* on the waiting list: needs a pipe */
-#define F_PARKED (1u << 10) /* on the parked list: holds a pipe, its socket is full */
-#define GEN_MASK 0xffffffu  /* the generation bits that fit in user_data */
-
-struct uring_pipe {
-    int rd, wr; /* -1 until first lent */
-    uint32_t cap;
+/* What a completion tells about its request, packed into the 64-bit user_data
+ * (as liburing's examples do): which operation, on which fd, for which of the
+ * connections that fd has served. */
+union uring_tag {
+    uint64_t u64;
+    struct {
+        int32_t fd;
+        uint32_t gen : 24; /* the low bits of the connection's generation */
+        uint32_t op : 8;   /* enum uring_op */
+    };
 };
+_Static_assert(sizeof(union uring_tag) == sizeof(uint64_t), "a tag is one user_data");
 
-/* Per fd, beside struct conn: what only this model needs. */
-struct uring_slot {
-    struct msghdr msg; /* head + cached body; read by the kernel at submit */
+/* A connection: the protocol's state, and what this model tracks beside it. */
+struct uring_conn {
+    struct conn conn;
+    uint32_t gen;       /* bumped on every reuse of the slot: tells stale completions apart */
+    unsigned in_flight; /* operations submitted whose completions are not back yet */
+    bool closing;       /* closing: waits for its last completion */
+    struct msghdr msg;  /* head + cached body; read by the kernel at submit */
     struct iovec iov[2];
-    int pipe;         /* index into pipes[], -1 without one */
-    uint32_t in_pipe; /* body bytes in the pipe, not yet in the socket */
-    int prev, next;   /* on the waiting or the parked list (fds; -1 at the ends) */
-};
-
-struct uring_list {
-    int head, tail;
+    struct pipe_user pipe; /* the pipe a file body is spliced through, while it has one */
 };
 
 struct uring {
@@ -81,18 +80,19 @@ struct uring {
     struct io_uring ring;
     struct io_uring_buf_ring *br;
     char *bufs;
-    struct uring_slot *slots; /* indexed by fd */
-    struct uring_pipe pipes[URING_PIPES];
-    int free_pipes[URING_PIPES], nfree;
-    struct uring_list waiting, parked;
+    struct pipepool pipes;
     int listen_ops; /* accept, poll or cancel in flight on the listener */
     bool stopping;
     bool has_ring;
 };
 
+static struct uring_conn *uring_conn(struct conn *c)
+{
+    return container_of(c, struct uring_conn, conn);
+}
+
 static void uring_after(struct uring *u, struct conn *c, enum conn_want want);
 static void uring_send_next(struct uring *u, struct conn *c);
-static void uring_pipe_put(struct uring *u, struct uring_slot *sl, bool dirty);
 
 /* ---- submission ------------------------------------------------------------- */
 
@@ -110,44 +110,14 @@ static struct io_uring_sqe *uring_sqe(struct uring *u)
 /* Tags sqe with (op, generation, fd) and counts it until it completes; c NULL: the listener. */
 static void uring_track(struct uring *u, struct io_uring_sqe *sqe, enum uring_op op, struct conn *c)
 {
-    uint32_t gen = c ? c->gen & GEN_MASK : 0;
-    int fd = c ? c->fd : u->s->listen_fd;
-    io_uring_sqe_set_data64(sqe, (uint64_t)op << 56 | (uint64_t)gen << 32 | (uint32_t)fd);
-    if (c)
-        c->model_flags++;
-    else
+    union uring_tag tag = {.fd = c ? c->fd : u->s->listen_fd, .op = op};
+    if (c) {
+        tag.gen = uring_conn(c)->gen;
+        uring_conn(c)->in_flight++;
+    } else {
         u->listen_ops++;
-}
-
-/* ---- lists of connections (FIFO, linked through their slots) --------------------- */
-
-static void uring_list_push(struct uring *u, struct uring_list *l, struct conn *c, uint32_t flag)
-{
-    struct uring_slot *sl = &u->slots[c->fd];
-    c->model_flags |= flag;
-    sl->next = -1;
-    sl->prev = l->tail;
-    if (l->tail >= 0)
-        u->slots[l->tail].next = c->fd;
-    else
-        l->head = c->fd;
-    l->tail = c->fd;
-}
-
-static void uring_list_remove(struct uring *u, struct uring_list *l, struct conn *c, uint32_t flag)
-{
-    struct uring_slot *sl = &u->slots[c->fd];
-    if (!(c->model_flags & flag))
-        return;
-    c->model_flags &= ~flag;
-    if (sl->prev >= 0)
-        u->slots[sl->prev].next = sl->next;
-    else
-        l->head = sl->next;
-    if (sl->next >= 0)
-        u->slots[sl->next].prev = sl->prev;
-    else
-        l->tail = sl->prev;
+    }
+    io_uring_sqe_set_data64(sqe, tag.u64);
 }
 
 /* ---- closing: the fd and the slot outlive every operation on them ------------------ */
@@ -158,22 +128,22 @@ static void uring_list_remove(struct uring *u, struct uring_list *l, struct conn
  * conn_next_expired() never returns a connection whose close is under way. */
 static void uring_finish_close(struct uring *u, struct conn *c)
 {
-    struct uring_slot *sl = &u->slots[c->fd];
-    if (sl->pipe >= 0)
-        uring_pipe_put(u, sl, sl->in_pipe > 0);
+    struct pipe_user *pu = &uring_conn(c)->pipe;
+    if (pu->pipe)
+        pipepool_put(&u->pipes, pu, pu->in_pipe > 0);
     server_close_conn(u->s, c);
 }
 
 static void uring_close(struct uring *u, struct conn *c)
 {
-    if (c->model_flags & F_CLOSING)
+    struct uring_conn *uc = uring_conn(c);
+    if (uc->closing)
         return;
-    c->model_flags |= F_CLOSING;
+    uc->closing = true;
     c->want = CONN_CLOSE;
     conn_forget_deadline(c);
-    uring_list_remove(u, &u->waiting, c, F_WAITING);
-    uring_list_remove(u, &u->parked, c, F_PARKED);
-    if ((c->model_flags & F_INFLIGHT) == 0) {
+    pipepool_leave(&u->pipes, &uc->pipe);
+    if (uc->in_flight == 0) {
         uring_finish_close(u, c);
         return;
     }
@@ -205,8 +175,12 @@ static void uring_arm_accept(struct uring *u)
 
 static void uring_open(struct uring *u, int fd)
 {
-    struct conn *c = conn_open(u->s, fd);
-    u->slots[fd] = (struct uring_slot){.pipe = -1, .prev = -1, .next = -1};
+    struct conn *c = server_open_conn(u->s, fd);
+    struct uring_conn *uc = uring_conn(c);
+    uc->gen++;
+    uc->in_flight = 0;
+    uc->closing = false;
+    uc->pipe = (struct pipe_user){0};
     uring_arm_recv(u, c);
 }
 
@@ -298,75 +272,36 @@ static void uring_on_recv(struct uring *u, struct conn *c, const struct io_uring
             memcpy(p, u->bufs + (size_t)bid * URING_BUF_SIZE, (size_t)res);
     }
     uring_recycle(u, cqe); /* at once: the bytes are in the connection's buffer now */
-    uring_after(u, c, res < 0 ? CONN_CLOSE : conn_on_input(u->s, c, (size_t)res));
+    uring_after(u, c, res < 0 ? CONN_CLOSE : conn_on_input(c, (size_t)res));
 }
 
 /* ---- sending: one operation, or one linked chain, in flight per socket ----------- */
 
-static bool uring_pipe_get(struct uring *u, struct conn *c)
+/* A pipe came free and c waited for one: its transfer goes on. */
+static void uring_pipe_ready(struct pipe_user *pu, void *arg)
 {
-    /* A reader that stopped reading must not keep pipes from the others: take
-     * back the longest-parked pipe. Its bytes are dropped, and spliced again
-     * from the file later, whose offset counts only what reached the socket. */
-    while (u->nfree == 0 && u->parked.head >= 0) {
-        struct conn *v = &u->s->conns[u->parked.head];
-        uring_list_remove(u, &u->parked, v, F_PARKED);
-        uring_pipe_put(u, &u->slots[v->fd], true);
-    }
-    if (u->nfree > 0) {
-        int i = u->free_pipes[--u->nfree], fds[2];
-        struct uring_pipe *p = &u->pipes[i];
-        if (p->rd < 0 && pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0) {
-            fcntl(fds[0], F_SETPIPE_SZ, URING_PIPE_SIZE); /* fewer, larger chunks; may be refused */
-            int cap = fcntl(fds[0], F_GETPIPE_SZ);
-            *p = (struct uring_pipe){fds[0], fds[1], cap > 0 ? (uint32_t)cap : 4096};
-        }
-        if (p->rd >= 0) {
-            u->slots[c->fd].pipe = i;
-            return true;
-        }
-        u->free_pipes[u->nfree++] = i;
-    }
-    if (u->nfree == URING_PIPES) { /* none lent, so none will come back */
-        server_warn(u->s, "pipe: %s", strerror(errno));
-        uring_close(u, c);
-    } else {
-        uring_list_push(u, &u->waiting, c, F_WAITING); /* the next pipe given back is ours */
-    }
-    return false;
-}
-
-/* Gives a pipe back, to whoever waits first (dirty: bytes left in it, so it is closed). */
-static void uring_pipe_put(struct uring *u, struct uring_slot *sl, bool dirty)
-{
-    struct uring_pipe *p = &u->pipes[sl->pipe];
-    if (dirty) {
-        close(p->rd);
-        close(p->wr);
-        p->rd = p->wr = -1;
-    }
-    u->free_pipes[u->nfree++] = sl->pipe;
-    sl->pipe = -1;
-    sl->in_pipe = 0;
-    if (u->waiting.head >= 0) {
-        struct conn *w = &u->s->conns[u->waiting.head];
-        uring_list_remove(u, &u->waiting, w, F_WAITING);
-        uring_send_next(u, w);
-    }
+    uring_send_next(arg, &container_of(pu, struct uring_conn, pipe)->conn);
 }
 
 /* A file body: splice file -> pipe, linked to splice pipe -> socket. A link
  * starts the second only when the first is done, so its completion comes first. */
 static void uring_send_file(struct uring *u, struct conn *c, const struct conn_tx *tx)
 {
-    struct uring_slot *sl = &u->slots[c->fd];
+    struct pipe_user *pu = &uring_conn(c)->pipe;
     struct io_uring_sqe *sqe;
-    if (sl->pipe < 0 && !uring_pipe_get(u, c))
-        return;
-    struct uring_pipe *p = &u->pipes[sl->pipe];
+    if (!pu->pipe) {
+        int r = pipepool_get(&u->pipes, pu);
+        if (r > 0) /* none free: uring_pipe_ready() when one is */
+            return;
+        if (r < 0) {
+            server_warn(u->s, "pipe: %s", strerror(errno));
+            goto fail;
+        }
+    }
+    struct pipepool_pipe *p = pu->pipe;
     if (io_uring_sq_space_left(&u->ring) < 2) /* a chain must not be split across submits */
         io_uring_submit(&u->ring);
-    size_t len = sl->in_pipe;
+    size_t len = pu->in_pipe;
     if (len == 0) {
         len = tx->file_len < p->cap ? tx->file_len : p->cap;
         if (!(sqe = uring_sqe(u)))
@@ -387,7 +322,7 @@ fail:
 static void uring_send_next(struct uring *u, struct conn *c)
 {
     struct conn_tx tx;
-    conn_tx(c, &tx);
+    conn_tx(c, &tx, true);
     if (tx.len == 0) {
         uring_send_file(u, c, &tx);
         return;
@@ -398,22 +333,22 @@ static void uring_send_next(struct uring *u, struct conn *c)
         return;
     }
     /* MSG_WAITALL: the kernel finishes a short send itself; one completion. */
-    int flags = MSG_NOSIGNAL | MSG_WAITALL;
+    int flags = MSG_NOSIGNAL | MSG_WAITALL | (tx.more ? MSG_MORE : 0);
     if (tx.len2 > 0) { /* the head and a cached body in one go */
-        struct uring_slot *sl = &u->slots[c->fd];
-        sl->iov[0] = (struct iovec){(void *)tx.buf, tx.len};
-        sl->iov[1] = (struct iovec){(void *)tx.buf2, tx.len2};
-        sl->msg = (struct msghdr){.msg_iov = sl->iov, .msg_iovlen = 2};
-        io_uring_prep_sendmsg(sqe, c->fd, &sl->msg, flags | (tx.file_fd >= 0 ? MSG_MORE : 0));
+        struct uring_conn *uc = uring_conn(c);
+        uc->iov[0] = (struct iovec){(void *)tx.buf, tx.len};
+        uc->iov[1] = (struct iovec){(void *)tx.buf2, tx.len2};
+        uc->msg = (struct msghdr){.msg_iov = uc->iov, .msg_iovlen = 2};
+        io_uring_prep_sendmsg(sqe, c->fd, &uc->msg, flags);
     } else {
-        io_uring_prep_send(sqe, c->fd, tx.buf, tx.len, flags | (tx.more ? MSG_MORE : 0));
+        io_uring_prep_send(sqe, c->fd, tx.buf, tx.len, flags);
     }
     uring_track(u, sqe, OP_SEND, c);
 }
 
 static void uring_on_splice_out(struct uring *u, struct conn *c, int res)
 {
-    struct uring_slot *sl = &u->slots[c->fd];
+    struct pipe_user *pu = &uring_conn(c)->pipe;
     if (res == -ECANCELED) { /* the splice into the pipe came up short: go on from there */
         uring_send_next(u, c);
         return;
@@ -423,10 +358,10 @@ static void uring_on_splice_out(struct uring *u, struct conn *c, int res)
         return;
     }
     if (res > 0) {
-        sl->in_pipe -= (uint32_t)res;
-        enum conn_want want = conn_on_output(u->s, c, (size_t)res);
-        if (sl->in_pipe == 0) { /* given back between chunks too, so waiters get turns */
-            uring_pipe_put(u, sl, false);
+        pu->in_pipe -= (uint32_t)res;
+        enum conn_want want = conn_on_output(c, (size_t)res);
+        if (pu->in_pipe == 0) { /* given back between chunks too, so waiters get turns */
+            pipepool_put(&u->pipes, pu, false);
             uring_after(u, c, want);
             return;
         }
@@ -439,7 +374,7 @@ static void uring_on_splice_out(struct uring *u, struct conn *c, int res)
     }
     io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
     uring_track(u, sqe, OP_POLL_OUT, c);
-    uring_list_push(u, &u->parked, c, F_PARKED);
+    pipepool_park(&u->pipes, pu);
 }
 
 /* ---- the loop ------------------------------------------------------------------ */
@@ -456,36 +391,37 @@ static void uring_after(struct uring *u, struct conn *c, enum conn_want want)
 
 static void uring_on_conn_cqe(struct uring *u, const struct io_uring_cqe *cqe, enum uring_op op)
 {
-    int fd = (int)(uint32_t)cqe->user_data, res = cqe->res;
-    uint32_t gen = (uint32_t)(cqe->user_data >> 32) & GEN_MASK;
-    struct conn *c = &u->s->conns[fd];
-    if (!c->open || (c->gen & GEN_MASK) != gen || (c->model_flags & F_INFLIGHT) == 0) {
+    union uring_tag tag = {.u64 = cqe->user_data};
+    int res = cqe->res;
+    struct conn *c = server_conn(u->s, tag.fd);
+    struct uring_conn *uc = uring_conn(c);
+    /* The generation has 24 bits here: compare as many of the connection's. */
+    union uring_tag now = {.gen = uc->gen};
+    if (!c->open || now.gen != tag.gen || uc->in_flight == 0) {
         uring_recycle(u, cqe); /* cannot happen while slots outlive their operations */
         return;
     }
-    c->model_flags--;
-    if (c->model_flags & F_CLOSING) {
+    uc->in_flight--;
+    if (uc->closing) {
         uring_recycle(u, cqe);
-        if ((c->model_flags & F_INFLIGHT) == 0)
+        if (uc->in_flight == 0)
             uring_finish_close(u, c);
         return;
     }
     switch (op) {
     case OP_RECV: uring_on_recv(u, c, cqe); break;
-    case OP_SEND:
-        uring_after(u, c, res > 0 ? conn_on_output(u->s, c, (size_t)res) : CONN_CLOSE);
-        break;
+    case OP_SEND: uring_after(u, c, res > 0 ? conn_on_output(c, (size_t)res) : CONN_CLOSE); break;
     case OP_SPLICE_IN: /* the linked splice-out completes next, and decides */
         if (res > 0)
-            u->slots[fd].in_pipe += (uint32_t)res;
+            uc->pipe.in_pipe += (uint32_t)res;
         else if (res == 0) /* the file shrank: conn_on_output() ends the connection */
-            uring_after(u, c, conn_on_output(u->s, c, 0));
+            uring_after(u, c, conn_on_output(c, 0));
         else if (res != -EAGAIN)
             uring_close(u, c);
         break;
     case OP_SPLICE_OUT: uring_on_splice_out(u, c, res); break;
     case OP_POLL_OUT:
-        uring_list_remove(u, &u->parked, c, F_PARKED);
+        pipepool_leave(&u->pipes, &uc->pipe);
         if (res > 0)
             uring_send_next(u, c);
         else
@@ -497,7 +433,8 @@ static void uring_on_conn_cqe(struct uring *u, const struct io_uring_cqe *cqe, e
 
 static void uring_on_cqe(struct uring *u, const struct io_uring_cqe *cqe)
 {
-    enum uring_op op = (enum uring_op)(cqe->user_data >> 56);
+    union uring_tag tag = {.u64 = cqe->user_data};
+    enum uring_op op = (enum uring_op)tag.op;
     if (op == OP_ACCEPT) {
         uring_on_accept(u, cqe);
     } else if (op == OP_LISTEN_POLL || op == OP_LISTEN_CANCEL) {
@@ -520,8 +457,8 @@ static void uring_stop(struct uring *u)
         uring_track(u, sqe, OP_LISTEN_CANCEL, NULL);
     }
     for (int fd = 0; fd < s->max_fds; fd++)
-        if (s->conns[fd].open)
-            uring_close(u, &s->conns[fd]);
+        if (server_conn(s, fd)->open)
+            uring_close(u, server_conn(s, fd));
 }
 
 /* ---- setup -------------------------------------------------------------------- */
@@ -588,33 +525,23 @@ static void uring_teardown(struct uring *u)
     if (u->br)
         munmap(u->br, URING_BUFS * sizeof(struct io_uring_buf));
     free(u->bufs);
-    for (int i = 0; i < URING_PIPES; i++) {
-        if (u->pipes[i].rd >= 0) {
-            close(u->pipes[i].rd);
-            close(u->pipes[i].wr);
-        }
-    }
-    free(u->slots);
+    pipepool_destroy(&u->pipes);
 }
 
 static int uring_run(struct server *s)
 {
-    struct uring u = {.s = s, .waiting = {-1, -1}, .parked = {-1, -1}};
+    struct uring u = {.s = s};
     const char *mode;
 
-    for (int i = 0; i < URING_PIPES; i++) {
-        u.pipes[i] = (struct uring_pipe){-1, -1, 0};
-        u.free_pipes[u.nfree++] = i;
-    }
-    u.slots = calloc((size_t)s->max_fds, sizeof *u.slots);
-    if (!u.slots || uring_setup(&u, &mode) < 0) {
+    pipepool_init(&u.pipes, URING_PIPE_SIZE, uring_pipe_ready, &u);
+    if (uring_setup(&u, &mode) < 0) {
         uring_teardown(&u);
         return -1;
     }
     server_warn(s,
                 "io_uring: %s, multishot accept, recv into %d provided buffers, cached "
                 "bodies by sendmsg, file bodies by splice (%d pipes)",
-                mode, URING_BUFS, URING_PIPES);
+                mode, URING_BUFS, PIPEPOOL_PIPES);
     uring_arm_accept(&u);
 
     uint64_t stop_by = 0;
@@ -626,7 +553,7 @@ static int uring_run(struct server *s)
         }
         if (u.stopping && ((atomic_load(&s->nconns) == 0 && u.listen_ops == 0) || now > stop_by))
             break;
-        int ms = conn_ms_to_next_deadline(s, now, u.stopping ? 100 : 1000);
+        int ms = deadline_ms_to_next(&s->env.idle, now, u.stopping ? 100 : 1000);
         struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
         struct io_uring_cqe *cqe;
         /* The one system call of a turn: submit all that is queued, wait for completions.
@@ -645,7 +572,7 @@ static int uring_run(struct server *s)
         io_uring_cq_advance(&u.ring, n);
 
         struct conn *c;
-        while ((c = conn_next_expired(s, clock_now_ms())))
+        while ((c = conn_next_expired(&s->env, clock_now_ms())))
             uring_close(&u, c);
         if (u.listen_ops == 0 && !u.stopping) /* an accept that found no SQE */
             uring_arm_accept(&u);
@@ -656,13 +583,13 @@ static int uring_run(struct server *s)
     io_uring_queue_exit(&u.ring);
     u.has_ring = false;
     for (int fd = 0; fd < s->max_fds; fd++)
-        if (s->conns[fd].open)
-            server_close_conn(s, &s->conns[fd]);
+        if (server_conn(s, fd)->open)
+            server_close_conn(s, server_conn(s, fd));
     uring_teardown(&u);
     return clean ? 0 : -1;
 }
 
 int main(int argc, char **argv)
 {
-    return server_main(argc, argv, "uring", uring_run);
+    return server_main(argc, argv, "uring", sizeof(struct uring_conn), uring_run);
 }
