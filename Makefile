@@ -60,9 +60,9 @@ SAN_FLAGS_ubsan := -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-re
 SAN_FLAGS_tsan  := -fsanitize=thread
 asan ubsan:
 	$(MAKE) BUILD=build-$@ BIN=bin-$@ OPT="-O1 -g $(SAN_FLAGS_$@)" LDFLAGS="$(SAN_FLAGS_$@)" all
-# ThreadSanitizer, for bin/blocking. (bin/aio cannot run under it: glibc starts its aio
+# ThreadSanitizer, for the threaded models. (bin/aio cannot run under it: glibc starts its aio
 # threads with an internal pthread_create that TSan does not see, and TSan crashes.)
-TSAN_SERVERS := blocking
+TSAN_SERVERS := blocking actor
 tsan:
 	$(MAKE) BUILD=build-tsan BIN=bin-tsan OPT="-O1 -g $(SAN_FLAGS_tsan)" \
 	  LDFLAGS="$(SAN_FLAGS_tsan)" $(TSAN_SERVERS:%=bin-tsan/%)

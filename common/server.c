@@ -250,13 +250,13 @@ void server_conn_gone(struct server *s)
 
 int server_main(int argc, char **argv, const char *model, size_t conn_size, server_run_fn run)
 {
-    return server_main_workers(argc, argv, model, conn_size, run, SERVER_LISTEN_OWN, 1);
+    return server_main_workers(argc, argv, model, conn_size, run, SERVER_WORKERS_REUSEPORT, 1);
 }
 
 /* The n listeners of --workers: one socket n times, or n sockets on one port. */
-static int listen_all(struct server *s, enum server_listen how, int *listeners, int n, int *port)
+static int listen_all(struct server *s, enum server_workers how, int *listeners, int n, int *port)
 {
-    bool own = how == SERVER_LISTEN_OWN && n > 1;
+    bool own = how == SERVER_WORKERS_REUSEPORT && n > 1;
     for (int i = 0; i < n; i++) {
         if (i > 0 && !own) {
             listeners[i] = listeners[0];
@@ -275,7 +275,7 @@ static int listen_all(struct server *s, enum server_listen how, int *listeners, 
 }
 
 int server_main_workers(int argc, char **argv, const char *model, size_t conn_size,
-                        server_run_fn run, enum server_listen how, int default_workers)
+                        server_run_fn run, enum server_workers how, int default_workers)
 {
     struct server s = {.model = model,
                        .listen_fd = -1,
@@ -292,7 +292,9 @@ int server_main_workers(int argc, char **argv, const char *model, size_t conn_si
     case CLI_USAGE: return 2;
     case CLI_RUN: break;
     }
-    int workers = s.cfg.workers ? s.cfg.workers : default_workers;
+    if (!s.cfg.workers)
+        s.cfg.workers = default_workers;
+    int processes = how == SERVER_WORKERS_THREADS ? 1 : s.cfg.workers;
     if (install_signals() < 0) {
         fprintf(stderr, "%s: cannot install signal handlers: %s\n", model, strerror(errno));
         return 1;
@@ -323,7 +325,7 @@ int server_main_workers(int argc, char **argv, const char *model, size_t conn_si
         fprintf(stderr, "%s: cannot allocate the connection table: %s\n", model, strerror(errno));
         goto out;
     }
-    if (how == SERVER_LISTEN_SHARED && workers > 1) {
+    if (how == SERVER_WORKERS_SHARED && processes > 1) {
         s.all_nconns = mmap(NULL, sizeof *s.all_nconns, PROT_READ | PROT_WRITE,
                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (s.all_nconns == MAP_FAILED) {
@@ -333,7 +335,7 @@ int server_main_workers(int argc, char **argv, const char *model, size_t conn_si
         }
     }
     int port = s.cfg.port;
-    if (listen_all(&s, how, listeners, workers, &port) < 0) {
+    if (listen_all(&s, how, listeners, processes, &port) < 0) {
         fprintf(stderr, "%s: cannot listen on %s:%d: %s\n", model, s.cfg.addr, s.cfg.port,
                 strerror(errno));
         goto out;
@@ -347,10 +349,10 @@ int server_main_workers(int argc, char **argv, const char *model, size_t conn_si
             s.cfg.addr, port, model, s.cfg.root);
     fflush(stderr);
 
-    if (workers == 1) {
+    if (processes == 1) {
         rc = run(&s) == 0 ? 0 : 1;
     } else {
-        rc = workers_run(&s, run, listeners, workers, &in_worker) == 0 ? 0 : 1;
+        rc = workers_run(&s, run, listeners, processes, &in_worker) == 0 ? 0 : 1;
         if (!in_worker)
             s.listen_fd = -1; /* closed once the workers had them */
     }

@@ -46,17 +46,20 @@ static inline struct conn *server_conn(const struct server *s, int fd)
 /* Takes the slot for fd and starts its idle deadline; NULL if fd is out of range. */
 struct conn *server_open_conn(struct server *s, int fd);
 
-/* How the processes of --workers N get their connections. */
-enum server_listen {
-    SERVER_LISTEN_OWN,    /* a SO_REUSEPORT listener each: the kernel picks by hash */
-    SERVER_LISTEN_SHARED, /* one listener, every process in accept() on it */
+/* What --workers N means to a model. */
+enum server_workers {
+    SERVER_WORKERS_REUSEPORT, /* N processes, each its own SO_REUSEPORT listener: the
+                                 kernel spreads connections by hash (the default) */
+    SERVER_WORKERS_SHARED,    /* N processes in accept() on one listener (bin/prefork) */
+    SERVER_WORKERS_THREADS,   /* one process; the model runs N loops of its own and
+                                 reads the count from s->cfg.workers (bin/actor) */
 };
 
-/* server_main() with the model's choice of listeners and default worker count.
- * --max-conns is per process with SERVER_LISTEN_OWN (as nginx's worker_connections),
- * for all of them together with SERVER_LISTEN_SHARED. */
+/* server_main() with the model's meaning of --workers and its default count.
+ * --max-conns is per process with SERVER_WORKERS_REUSEPORT (as nginx's
+ * worker_connections), for all of them together otherwise. */
 int server_main_workers(int argc, char **argv, const char *model, size_t conn_size,
-                        server_run_fn run, enum server_listen how, int default_workers);
+                        server_run_fn run, enum server_workers how, int default_workers);
 
 /* True once SIGINT or SIGTERM arrived. */
 bool server_stopping(void);

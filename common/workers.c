@@ -62,6 +62,12 @@ static int reap(struct server *s, struct worker_proc *w, int n, int *live)
     return failed;
 }
 
+void workers_report(int worker, unsigned long requests, unsigned long connections)
+{
+    fprintf(stderr, "worker %d: served %lu requests on %lu connections\n", worker, requests,
+            connections);
+}
+
 int workers_run(struct server *s, server_run_fn run, const int *listeners, int n, bool *in_worker)
 {
     struct worker_proc w[WORKERS_MAX] = {{0}};
@@ -139,8 +145,7 @@ int workers_run(struct server *s, server_run_fn run, const int *listeners, int n
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     for (int i = 0; i < n; i++) {
-        fprintf(stderr, "worker %d: served %lu requests on %lu connections\n", i, tally[i].requests,
-                tally[i].connections);
+        workers_report(i, tally[i].requests, tally[i].connections);
         atomic_fetch_add(&s->env.requests, tally[i].requests);
         atomic_fetch_add(&s->connections, tally[i].connections);
     }

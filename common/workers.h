@@ -22,4 +22,7 @@
  */
 int workers_run(struct server *s, server_run_fn run, const int *listeners, int n, bool *in_worker);
 
+/* The line of one worker's counts that precedes the "served" total. */
+void workers_report(int worker, unsigned long requests, unsigned long connections);
+
 #endif

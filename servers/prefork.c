@@ -26,5 +26,5 @@
 int main(int argc, char **argv)
 {
     return server_main_workers(argc, argv, "prefork", sizeof(struct blocking_conn), serve_threads,
-                               SERVER_LISTEN_SHARED, PREFORK_WORKERS);
+                               SERVER_WORKERS_SHARED, PREFORK_WORKERS);
 }
