@@ -36,6 +36,7 @@ OBJS_test_loop := loop.o pollset.o
 
 # Libraries that only one model needs.
 LIBS_uring := -luring
+LIBS_corouring := -luring
 
 .PHONY: all deps asan ubsan tsan test clean format fuzz trace costs
 all: $(SERVERS:%=$(BIN)/%)
