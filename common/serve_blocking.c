@@ -44,6 +44,17 @@ void serve_set_timeout(int fd, int opt, uint64_t ms)
     setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
 }
 
+int serve_listen_blocking(struct server *s)
+{
+    /* The 1 s SO_RCVTIMEO (which Linux applies to accept) bounds how late a stop
+     * signal that raced the call is noticed. */
+    int flags = fcntl(s->listen_fd, F_GETFL);
+    if (flags < 0 || fcntl(s->listen_fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+        return -1;
+    serve_set_timeout(s->listen_fd, SO_RCVTIMEO, 1000);
+    return 0;
+}
+
 void serve_blocking(struct server *s, struct conn *c)
 {
     int fd = c->fd;
@@ -163,12 +174,8 @@ int serve_threads(struct server *s)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
 
-    /* This model sleeps in accept(). The 1 s SO_RCVTIMEO (which Linux applies to
-     * accept) bounds how late a stop signal that raced the call is noticed. */
-    int flags = fcntl(s->listen_fd, F_GETFL);
-    if (flags < 0 || fcntl(s->listen_fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+    if (serve_listen_blocking(s) < 0) /* this model sleeps in accept() */
         goto out;
-    serve_set_timeout(s->listen_fd, SO_RCVTIMEO, 1000);
 
     /* Workers inherit a mask without SIGINT/SIGTERM, so the signal interrupts accept(). */
     sigemptyset(&stop_signals);

@@ -27,6 +27,10 @@ void serve_blocking(struct server *s, struct conn *c);
  * recv/send and waits for them. */
 int serve_threads(struct server *s);
 
+/* Makes the listener blocking, for a thread that sleeps in accept(), which then
+ * returns EAGAIN at least once a second; -1 if fcntl fails. */
+int serve_listen_blocking(struct server *s);
+
 /* SO_RCVTIMEO or SO_SNDTIMEO (opt) of fd, in ms (0 means 1 ms, not "never"). */
 void serve_set_timeout(int fd, int opt, uint64_t ms);
 

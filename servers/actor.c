@@ -18,7 +18,6 @@
  * (round robin), not the kernel's hash.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -260,12 +259,8 @@ static int actor_run(struct server *s)
             close(loops[started].epfd);
         goto stop;
     }
-    /* As bin/blocking: asleep in accept(); the 1 s SO_RCVTIMEO bounds how late a
-     * signal that came just before the call is noticed. */
-    int flags = fcntl(s->listen_fd, F_GETFL);
-    if (flags < 0 || fcntl(s->listen_fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+    if (serve_listen_blocking(s) < 0) /* as bin/blocking: asleep in accept() */
         goto stop;
-    serve_set_timeout(s->listen_fd, SO_RCVTIMEO, 1000);
 
     while (!server_stopping()) {
         int fd = server_accept(s, true); /* the connection nonblocking, for its loop */

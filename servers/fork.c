@@ -15,7 +15,6 @@
  * served: each child adds its count to a shared anonymous mapping as it exits.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,12 +104,8 @@ static int fork_run(struct server *s)
         server_warn(s, "cannot start: %s", strerror(errno));
         goto out;
     }
-    /* As bin/blocking: asleep in accept(); the 1 s SO_RCVTIMEO bounds how late a
-     * signal that came just before the call is noticed. */
-    int flags = fcntl(s->listen_fd, F_GETFL);
-    if (flags < 0 || fcntl(s->listen_fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+    if (serve_listen_blocking(s) < 0) /* as bin/blocking: asleep in accept() */
         goto out;
-    serve_set_timeout(s->listen_fd, SO_RCVTIMEO, 1000);
 
     while (!server_stopping()) {
         reap(&f);
