@@ -34,7 +34,7 @@
 #define CONN_OUT_CAP 2048                          /* response head at the buffer's end */
 #define CONN_IN_CAP (CONN_BUF_SIZE - CONN_OUT_CAP) /* requests, pipelined ones included */
 
-/* The struct that embeds the struct conn member at ptr (as in the Linux kernel). */
+/* The struct of the given type whose member is at ptr (as in the Linux kernel). */
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 enum conn_want { CONN_CLOSE = 0, CONN_READ = 1, CONN_WRITE = 2 };
@@ -49,11 +49,11 @@ struct conn_env {
 
 struct conn {
     int fd;
-    uint8_t want; /* enum conn_want */
-    bool linger;  /* closing after an error: drain input first so the answer is not reset */
-    bool open;    /* the slot serves a connection */
-    struct conn_env *env;
-    char *buf;                /* NULL while idle */
+    uint8_t want;         /* enum conn_want */
+    bool linger;          /* closing after an error: drain input first so the answer is not reset */
+    bool open;            /* the slot serves a connection */
+    struct conn_env *env; /* the server's, shared by all its connections */
+    char *buf;            /* NULL while idle */
     uint32_t in_off, in_len;  /* unparsed input is buf[in_off, in_off + in_len) */
     uint32_t in_scan;         /* how far the current request's header end was searched */
     uint32_t out_off;         /* head bytes already sent */

@@ -243,9 +243,7 @@ static int coro_run(struct server *s)
     while (!server_stopping()) {
         int timeout = deadline_ms_to_next(&s->env.idle, clock_now_ms(), 1000);
         int n = epoll_wait(cs->epfd, cs->events, EPOLL_BATCH, timeout);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
+        if (n < 0 && errno != EINTR) { /* EINTR: a stop signal, seen at the top */
             server_warn(s, "epoll_wait: %s", strerror(errno));
             goto out;
         }

@@ -8,12 +8,13 @@
  * waiting for data and copying it, happen in the kernel; one enter submits
  * every request queued since the last and collects every completion.
  *
- * What to look at: each request carries (op, generation, fd) in user_data,
- * and a connection's slot and fd are freed only once its last completion is
- * back. Used (Linux 5.19+): multishot accept, recv into a provided-buffer ring
- * (an idle connection holds no buffer), head and cached body in one SENDMSG,
- * file bodies spliced file -> pipe -> socket through a small pool of pipes,
- * cancel by fd; SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them (6.1).
+ * What to look at: each request carries (op, generation, fd) in user_data
+ * (union uring_tag), and a connection's slot and fd are freed only once its
+ * last completion is back (struct uring_conn counts them). Used (Linux 5.19+):
+ * multishot accept, recv into a provided-buffer ring (an idle connection holds
+ * no buffer), head and cached body in one SENDMSG, file bodies spliced file ->
+ * pipe -> socket through a small pool of pipes (common/pipepool.c), cancel by
+ * fd; SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them (6.1).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,7 +59,7 @@ union uring_tag {
     uint64_t u64;
     struct {
         int32_t fd;
-        uint32_t gen : 24; /* the low bits of the connection's generation */
+        uint32_t gen : 24; /* the connection's generation (struct uring_conn) */
         uint32_t op : 8;   /* enum uring_op */
     };
 };
@@ -67,7 +68,7 @@ _Static_assert(sizeof(union uring_tag) == sizeof(uint64_t), "a tag is one user_d
 /* A connection: the protocol's state, and what this model tracks beside it. */
 struct uring_conn {
     struct conn conn;
-    uint32_t gen;       /* bumped on every reuse of the slot: tells stale completions apart */
+    uint32_t gen : 24;  /* bumped on every reuse of the slot: tells stale completions apart */
     unsigned in_flight; /* operations submitted whose completions are not back yet */
     bool closing;       /* closing: waits for its last completion */
     struct msghdr msg;  /* head + cached body; read by the kernel at submit */
@@ -395,9 +396,7 @@ static void uring_on_conn_cqe(struct uring *u, const struct io_uring_cqe *cqe, e
     int res = cqe->res;
     struct conn *c = server_conn(u->s, tag.fd);
     struct uring_conn *uc = uring_conn(c);
-    /* The generation has 24 bits here: compare as many of the connection's. */
-    union uring_tag now = {.gen = uc->gen};
-    if (!c->open || now.gen != tag.gen || uc->in_flight == 0) {
+    if (!c->open || uc->gen != tag.gen || uc->in_flight == 0) {
         uring_recycle(u, cqe); /* cannot happen while slots outlive their operations */
         return;
     }
