@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
-"""scripts/herd.py [N] [CONNS] - does a connection wake one bin/prefork process, or all?
+"""scripts/herd.py [N] [CONNS] - does a new connection wake one sleeper, or all of them?
 
-Starts bin/prefork --workers N (default 4), whose N processes all sleep in accept() on
-one listening socket, opens CONNS (default 2000) connections one after another, each
-with one `Connection: close` request, and counts how often each process's accepting
-thread was woken: the growth of its voluntary_ctxt_switches in /proc, less what the
-same wait costs with no connections at all (the 1 s SO_RCVTIMEO on accept). One wakeup
-per connection means the kernel woke one sleeper (exclusive wait); N would be the
-thundering herd. Standard library only.
+Three ways for N processes to wait on one listening socket, each given CONNS (default
+2000) connections one after another, each with one `Connection: close` request:
+
+  accept     bin/prefork --workers N: every process asleep in accept()
+  epoll      N processes, each in epoll_wait() on the listener (level-triggered), then
+             accept() on a nonblocking listener
+  exclusive  the same, registered with EPOLLEXCLUSIVE (Linux 4.5)
+
+For each, the wakeups of the waiting threads are counted: the growth of their
+voluntary_ctxt_switches in /proc, less what the same wait costs with no connections at
+all (bin/prefork's 1 s accept timeout). One wakeup per connection means the kernel woke
+one sleeper; N is the thundering herd. (The epoll waiters are small Python processes
+here: what is counted is how often each is woken, not how fast.) Standard library only.
 """
 
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -19,6 +26,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 def children(pid):
@@ -34,18 +42,46 @@ def children(pid):
     return sorted(out)
 
 
-def wakeups(workers):
-    """voluntary_ctxt_switches of each worker's main thread (the one in accept())."""
+def wakeups(pids):
+    """voluntary_ctxt_switches of each process's main thread (the one that waits)."""
     total = 0
-    for pid in workers:
+    for pid in pids:
         with open(f"/proc/{pid}/task/{pid}/status") as f:
             total += int(re.search(r"voluntary_ctxt_switches:\s+(\d+)", f.read())[1])
     return total
 
 
-def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 4
-    conns = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+def epoll_waiter(listener, exclusive):
+    """A child: waits in epoll_wait on the shared listener, accepts, answers at once and
+    closes, forever (no read: its only sleep is in epoll_wait)."""
+    ep = select.epoll()
+    ep.register(listener.fileno(), select.EPOLLIN | (select.EPOLLEXCLUSIVE if exclusive else 0))
+    while True:
+        ep.poll()
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:     # woken for a connection another waiter took
+            continue
+        with conn:
+            conn.sendall(RESPONSE)
+
+
+def measure(port, waiters, conns, request):
+    start = time.monotonic()
+    before = wakeups(waiters)
+    time.sleep(2.0)     # a measurement window: what waiting costs with no connections
+    idle_rate = (wakeups(waiters) - before) / (time.monotonic() - start)
+    start, before = time.monotonic(), wakeups(waiters)
+    for _ in range(conns):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(request)
+            while s.recv(4096):
+                pass
+    secs = time.monotonic() - start
+    return (wakeups(waiters) - before - idle_rate * secs) / conns
+
+
+def prefork(n, conns):
     with tempfile.TemporaryDirectory() as root:
         with open(os.path.join(root, "index.html"), "w") as f:
             f.write("hello\n")
@@ -57,24 +93,42 @@ def main():
             workers = []
             while len(workers) < n:
                 workers = children(server.pid)
-            start = time.monotonic()
-            before = wakeups(workers)
-            time.sleep(2.0)     # a measurement window: the idle wakeups of the timeout
-            idle_rate = (wakeups(workers) - before) / (time.monotonic() - start)
-            start, before = time.monotonic(), wakeups(workers)
-            for _ in range(conns):
-                with socket.create_connection(("127.0.0.1", port)) as s:
-                    s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-                    while s.recv(4096):
-                        pass
-            secs = time.monotonic() - start
-            woken = wakeups(workers) - before - idle_rate * secs
-            print(f"bin/prefork --workers {n}: {conns} connections in {secs:.1f} s, "
-                  f"{woken / conns:.2f} accept wakeups per connection "
-                  f"(1 = one process woken, {n} = all of them)")
+            return measure(port, workers, conns,
+                           b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         finally:
             server.terminate()
             server.wait(10)
+
+
+def epoll(n, conns, exclusive):
+    listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    listener.setblocking(False)
+    pids = []
+    try:
+        for _ in range(n):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    epoll_waiter(listener, exclusive)
+                finally:
+                    os._exit(0)
+            pids.append(pid)
+        return measure(listener.getsockname()[1], pids, conns, b"")
+    finally:
+        for pid in pids:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        listener.close()
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+    conns = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+    print(f"{n} waiters, {conns} connections; wakeups per connection (1 = one woken, "
+          f"{n} = all of them):")
+    print(f"  accept     (bin/prefork)      {prefork(n, conns):.2f}")
+    print(f"  epoll      (level-triggered)  {epoll(n, conns, False):.2f}")
+    print(f"  exclusive  (EPOLLEXCLUSIVE)   {epoll(n, conns, True):.2f}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@
  * others sleep on. epoll does not inherit this: every epoll instance watching
  * the listener is woken unless it registered with EPOLLEXCLUSIVE (Linux 4.5),
  * which is one reason the event-driven models use SO_REUSEPORT listeners
- * (--workers) instead. docs/models/processes.md has the wakeups measured.
+ * (--workers) instead. scripts/herd.py counts the wakeups: 1.00 per connection
+ * here with 4 processes in accept(), 3.96 with 4 in a plain epoll_wait().
  */
 #include "serve_blocking.h"
 
