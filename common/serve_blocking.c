@@ -18,6 +18,7 @@
 #include "clock.h"
 
 #define THREAD_STACK_SIZE (128 * 1024)
+#define SENDFILE_CHUNK (64 * 1024) /* one splice's worth: one wait for room per call */
 
 static struct blocking_conn *blocking_conn(const struct server *s, int fd)
 {
@@ -61,7 +62,8 @@ void serve_blocking(struct server *s, struct conn *c)
     uint32_t timeout_ms = s->env.idle_timeout_ms;
     enum conn_want want = CONN_READ;
     uint64_t deadline = clock_now_ms() + timeout_ms;
-    bool narrowed = false;
+    uint64_t write_deadline = deadline; /* a file body must make progress before this */
+    bool narrowed = false, send_narrowed = false;
 
     serve_set_timeout(fd, SO_RCVTIMEO, timeout_ms);
     serve_set_timeout(fd, SO_SNDTIMEO, timeout_ms);
@@ -79,6 +81,7 @@ void serve_blocking(struct server *s, struct conn *c)
             if (r < 0) /* EAGAIN here means SO_RCVTIMEO expired: idle too long */
                 break;
             want = conn_on_input(c, (size_t)r);
+            write_deadline = clock_now_ms() + timeout_ms; /* the answer's full timeout */
             if (want == CONN_READ) { /* half a request: only the time left may be waited */
                 uint64_t now = clock_now_ms();
                 if (now >= deadline)
@@ -89,16 +92,30 @@ void serve_blocking(struct server *s, struct conn *c)
         } else {
             struct conn_tx tx;
             conn_tx(c, &tx, false);
+            uint64_t start = clock_now_ms();
             if (tx.len > 0) {
+                if (send_narrowed) /* a head gets the whole timeout again */
+                    serve_set_timeout(fd, SO_SNDTIMEO, timeout_ms);
+                send_narrowed = false;
                 r = send(fd, tx.buf, tx.len, tx.more ? MSG_MORE : 0);
             } else {
+                /* SO_SNDTIMEO restarts at every chunk the kernel takes in, so a reader that
+                 * stopped could hold one big sendfile for many timeouts: send a chunk at a
+                 * time, and wait only for what is left of the write deadline. */
                 off_t off = tx.file_off;
-                r = sendfile(fd, tx.file_fd, &off, tx.file_len);
+                if (start >= write_deadline)
+                    break;
+                serve_set_timeout(fd, SO_SNDTIMEO, write_deadline - start);
+                send_narrowed = true;
+                r = sendfile(fd, tx.file_fd, &off,
+                             tx.file_len < SENDFILE_CHUNK ? tx.file_len : SENDFILE_CHUNK);
             }
             if (r < 0 && errno == EINTR && !server_stopping())
                 continue;
             if (r < 0) /* reset, or SO_SNDTIMEO: a reader that stopped reading */
                 break;
+            if (r > 0) /* the reader was there when the call began, not necessarily after */
+                write_deadline = start + timeout_ms;
             want = conn_on_output(c, (size_t)r);
             if (want == CONN_READ) { /* answered: the next request gets a full timeout */
                 deadline = clock_now_ms() + timeout_ms;

@@ -12,7 +12,8 @@
  * model (bin/fork and bin/prefork run it too, in processes). Threads get small
  * stacks (128 KiB) so that 10,000 of them fit; the idle timeout is the
  * kernel's SO_RCVTIMEO, narrowed while a request is half-read so that a
- * slowloris cannot stretch it byte by byte.
+ * slowloris cannot stretch it byte by byte; likewise SO_SNDTIMEO while a file
+ * body goes out, so that a reader that stopped reading cannot stretch it.
  */
 #include "serve_blocking.h"
 
