@@ -30,7 +30,8 @@ import threading
 import time
 
 from fixtures import (FIXED_MTIME, SERVED_RE, Client, Failure, Server, Skipped, build_root,
-                      check, describe_exit, http_date, parse_http_date, remove_root, request)
+                      check, describe_exit, http_date, parse_http_date, process_tree,
+                      remove_root, request)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(REPO, "bin")
@@ -887,6 +888,35 @@ def sigint(t):
         expect_served_line(server)
     finally:
         server.kill()
+
+
+ZOMBIE_CONNS = 20      # connections that close after one request, for no_zombies
+
+
+def zombies(pid):
+    """The processes under pid that have exited and not been waited for (state Z)."""
+    found = []
+    for p in process_tree(pid)[1:]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    found.append(p)
+        except OSError:
+            pass                # reaped meanwhile
+    return found
+
+
+@case
+def no_zombies(t):
+    """Connections that close after one request leave no zombie behind: a server that
+    forks (bin/fork: a child per connection) waits for each child that exits."""
+    for _ in range(ZOMBIE_CONNS):
+        expect_file(get(t, "/small.txt", "Connection: close"), t, "small.txt")
+    deadline = time.monotonic() + GRACE
+    while (left := zombies(t.server.proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)    # polling the kernel's process table, bounded
+    check(not left, f"{len(left)} zombie children {GRACE} s after {ZOMBIE_CONNS} connections "
+                    f"closed")
 
 
 WORKER_RE = re.compile(r"^worker (\d+): served (\d+) requests on (\d+) connections$")
