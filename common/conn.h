@@ -25,6 +25,7 @@
 #define CONN_BUF_SIZE 16384                        /* one pooled buffer per busy connection */
 #define CONN_OUT_CAP 2048                          /* response head at the buffer's end */
 #define CONN_IN_CAP (CONN_BUF_SIZE - CONN_OUT_CAP) /* requests, pipelined ones included */
+_Static_assert(HANDLER_HEAD_MAX <= CONN_OUT_CAP, "a response head must fit its buffer");
 
 enum conn_want { CONN_CLOSE = 0, CONN_READ = 1, CONN_WRITE = 2 };
 
