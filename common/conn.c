@@ -263,8 +263,8 @@ enum conn_want conn_drive(struct server *s, struct conn *c)
         if (c->want == CONN_READ) {
             char *p;
             size_t n;
-            /* A short read emptied the socket, and no event said more came since
-             * (the loop clears rx_drained on input readiness): skip the EAGAIN. */
+            /* EAGAIN emptied the socket, and no event said more came since
+             * (the loop clears rx_drained on input readiness): skip the read. */
             if (c->rx_drained)
                 return CONN_READ;
             if (conn_rx_buf(c, &p, &n) < 0)
@@ -281,7 +281,8 @@ enum conn_want conn_drive(struct server *s, struct conn *c)
                     continue;
                 return c->want = CONN_CLOSE;
             }
-            c->rx_drained = (size_t)r < n;
+            /* A short read is not proof of "drained": a FIN that came in the same
+             * edge as the data is seen only by the next read, and no event follows. */
             conn_on_input(s, c, (size_t)r);
         } else if (c->want == CONN_WRITE) {
             struct conn_tx tx;

@@ -80,20 +80,32 @@ static int co_retry(struct conn *c, uint32_t wait)
  * a connection idle between requests then holds no buffer, only its stack. */
 static int co_wait_input(struct conn *c)
 {
-    while (c->rx_drained) /* the last read was short, and no input event came since */
-        if (co_park(c, CO_WAIT_READ) < 0)
+    for (;;) {
+        if (!c->rx_drained) {
+            /* A one-byte peek, not a short read's hint: a FIN that came with the last
+             * request in one edge must be seen now, as no later event will report it. */
+            char probe;
+            if (recv(c->fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) >= 0)
+                return 0; /* input, or end of stream: the read will say which */
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return 0; /* the read reports the error */
+            c->rx_drained = true;
+        }
+        if (co_park(c, CO_WAIT_READ) < 0) /* until an input event clears rx_drained */
             return -1;
-    return 0;
+    }
 }
 
 static ssize_t co_read(struct conn *c, void *buf, size_t n)
 {
     for (;;) {
         ssize_t r = recv(c->fd, buf, n, 0);
-        if (r >= 0) {
-            c->rx_drained = (size_t)r < n; /* a short read emptied the socket */
+        /* A short read does not mark the socket drained: a FIN that came with the
+         * data in one edge shows only to the next read, and no event would wake us. */
+        if (r >= 0)
             return r;
-        }
         if (co_retry(c, CO_WAIT_READ) < 0)
             return -1;
     }
