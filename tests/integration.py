@@ -1014,6 +1014,37 @@ def garbage_without_newline(t):
         server.kill()
 
 
+def server_side_established(server_port, client_port):
+    """Whether the server's end of the connection from client_port is still ESTABLISHED.
+
+    Read from /proc/net/tcp, since the client cannot see a FIN queued behind the data it
+    does not read.
+    """
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            if (int(local.split(":")[1], 16) == server_port and
+                    int(remote.split(":")[1], 16) == client_port):
+                return state == "01"
+    return False
+
+
+@case
+def stalled_reader(t):
+    """A client that never reads big.bin is dropped near the idle timeout, not kept for many."""
+    with Client(t.port) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.send(req("/big.bin"))
+        client_port = c.sock.getsockname()[1]
+        start = time.monotonic()
+        while server_side_established(t.port, client_port):
+            took = time.monotonic() - start
+            check(took < IDLE + GRACE, f"still sending {took:.1f} s after the client stopped "
+                                       f"reading (idle timeout {IDLE} s)")
+            time.sleep(0.2)
+
+
 def if_range(t, validator):
     return get(t, "/small.txt", "Range: bytes=0-4", f"If-Range: {validator}")
 
