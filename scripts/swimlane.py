@@ -28,6 +28,7 @@ RESUMED = re.compile(r"^<\.\.\. (?P<name>\w+) resumed>(?P<args>.*)\)\s+=\s+(?P<r
 WAITS = {"epoll_wait", "epoll_pwait", "select", "pselect6", "poll", "ppoll", "rt_sigtimedwait",
          "sigtimedwait", "accept", "accept4"}
 READS = {"recvfrom", "read", "recvmsg", "readv"}
+BLOCKING_SOCKETS = {"blocking", "aio"}  # the models whose reads may sleep
 WRITES = {"sendto", "sendmsg", "write", "writev"}
 
 
@@ -41,7 +42,7 @@ class Call:
         return self.start + self.dur
 
     def key(self):
-        slept = self.dur * 1000 >= SLEPT_MS
+        slept = self.name in WAITS and "EAGAIN" not in self.ret and self.dur * 1000 >= SLEPT_MS
         return (self.tid, self.name, self.ret, slept, id(self) if self.name == "io_uring_enter" else 0)
 
 
@@ -151,6 +152,8 @@ def kernel(c, model, state):
         # that submits a send (the kernel runs it inline), then one that submits the next
         # recv and sleeps until it completes. The first call of the cycle sends.
         state["enters"] = state.get("enters", 0) + 1
+        if state["enters"] % 2 == 0 and not slept:
+            return ("copy", "recv: data already there; copy into a buffer, on this thread (phase 2)")
         if state["enters"] % 2 == 0:
             return ("sleep", "recv: asleep until data (phase 1); copy into a buffer, "
                              "on this thread (phase 2)")
@@ -163,8 +166,9 @@ def kernel(c, model, state):
         what = "a ready fd"
         if c.name == "rt_sigtimedwait":
             what = "a queued signal: " + ("a completion" if model == "aio" else "one fd is ready")
+        phase = "" if model == "aio" else " (phase 1)"
         return ("sleep" if slept else "none",
-                f"{asleep} until {what} (phase 1)" if slept else f"{what}: already there")
+                f"{asleep} until {what}{phase}" if slept else f"{what}: already there")
     if c.name.startswith("accept"):
         return ("none", f"new connection: fd {n}")
     if c.name in READS:
@@ -172,7 +176,7 @@ def kernel(c, model, state):
             return ("none", "nothing to read: EAGAIN")
         if n == 0:
             return ("none", "end of stream")
-        if slept:
+        if slept and model in BLOCKING_SOCKETS:
             return ("sleep", f"{asleep} until data (phase 1), then copy {n} B "
                              "socket buffer → user (phase 2)")
         return ("copy", f"copy {n} B socket buffer → user (phase 2)")
@@ -196,7 +200,7 @@ def kernel(c, model, state):
 
 
 FILL = {"sleep": "#d9d9d9", "copy": "#c6dbef", "none": "#ffffff"}
-ROW, TOP, TIMECOL, LANE, KLANE, WQLANE = 24, 110, 96, 250, 470, 200
+ROW, TOP, TIMECOL, LANE, KLANE, WQLANE = 24, 110, 96, 280, 500, 200
 
 
 def draw(calls, model, main_tid, out):
@@ -264,16 +268,17 @@ def draw(calls, model, main_tid, out):
         bx = x0[c.tid] + 12
         o.append(f'<rect x="{bx}" y="{y + 3}" width="{LANE - 24}" height="{ROW - 6}" rx="3" '
                  f'fill="{FILL[kind]}" stroke="#333"/>')
-        o.append(f'<text x="{bx + 5}" y="{y + 16}">{escape(label(c))}</text>')
+        times = ""
+        if repeat > 1:
+            times = f"\u2002×{repeat}" + (f" ({k} calls)" if k > 1 else "")
+        o.append(f'<text x="{bx + 5}" y="{y + 16}">{escape(label(c))}'
+                 f'<tspan font-weight="bold">{escape(times)}</tspan></text>')
         o.append(f'<line x1="{bx + LANE - 24}" y1="{y + ROW // 2}" x2="{kx + 4}" '
                  f'y2="{y + ROW // 2}" stroke="#999" stroke-dasharray="2 2"/>')
         o.append(f'<rect x="{kx + 6}" y="{y + 3}" width="{KLANE - 12}" height="{ROW - 6}" rx="3" '
                  f'fill="{FILL[kind]}" stroke="#666"/>')
-        text = text if len(text) <= 78 else text[:76] + "…"
+        text = text if len(text) <= 84 else text[:82] + "…"
         o.append(f'<text x="{kx + 11}" y="{y + 16}">{escape(text)}</text>')
-        if repeat > 1:
-            o.append(f'<text x="{bx + LANE - 28}" y="{y + 16}" text-anchor="end" '
-                     f'font-weight="bold">{"×" + str(repeat)}{" (" + str(k) + " calls)" if k > 1 else ""}</text>')
     o.append(f'<text x="10" y="{foot}">Regenerate: make trace MODEL={escape(model)} '
              '(scripts/trace.sh, scripts/swimlane.py). Under strace every call is slower; '
              'read the order and the kind, not the durations.</text>')

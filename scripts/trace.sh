@@ -4,7 +4,8 @@
 # Starts bin/MODEL under `strace -f`, and on one keep-alive connection sends:
 #   GET /index.html     (warms the open-file cache; not shown)
 #   GET /trace-begin    (a marker: a 404 whose openat2 shows where the trace starts)
-#   GET /index.html     twice: the two requests the trace is about
+#   GET /index.html     twice: the two requests the trace is about; the client pauses
+#                       2 ms before the second, so the server's wait for it shows
 #   GET /trace-end      (the closing marker)
 # and prints the syscalls between the two markers' file lookups. The first
 # lines after the begin marker send its 404; the rest serve the two requests.
@@ -39,7 +40,7 @@ port=$(sed -n 's/^listening on .*:\([0-9]*\) model=.*/\1/p' "$tmp/err")
 [[ -n $port ]] || { cat "$tmp/err" >&2; exit 1; }
 
 python3 - "$port" <<'PY'
-import socket, sys
+import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 def get(path):
     s.sendall(b"GET %s HTTP/1.1\r\nHost: trace\r\n\r\n" % path.encode())
@@ -50,7 +51,9 @@ def get(path):
     n = int([l.split(b":")[1] for l in h.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
     while len(body) < n:
         body += s.recv(65536)
-for p in ["/index.html", "/trace-begin", "/index.html", "/index.html", "/trace-end"]:
+for i, p in enumerate(["/index.html", "/trace-begin", "/index.html", "/index.html", "/trace-end"]):
+    if i == 3:
+        time.sleep(0.002)  # the server now waits for a request that is not there yet
     get(p)
 s.close()
 PY
