@@ -22,7 +22,7 @@ UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
 # Libraries that only one model needs.
 LIBS_uring := -luring
 
-.PHONY: all deps asan ubsan tsan test clean format fuzz trace trace-figures
+.PHONY: all deps asan ubsan tsan test clean format fuzz trace trace-figures www
 all: $(SERVERS:%=$(BIN)/%)
 
 $(BUILD)/%.o: %.c
@@ -95,6 +95,9 @@ trace: all
 trace-figures: all
 	@for m in $(TRACE_MODELS); do \
 	  TRACE_SVG=docs/figures/trace-$$m.svg scripts/trace.sh $$m >/dev/null || exit 1; done
+# www/: the bench's three files (small.txt, index.html, 1m.bin), to try a server by hand.
+www:
+	@python3 -c 'import sys; sys.path.insert(0, "bench"); import www; print(www.generate("www"))'
 
 clean:
 	rm -rf build build-asan build-ubsan build-tsan build-fuzz bin bin-asan bin-ubsan bin-tsan
