@@ -9,7 +9,8 @@ Checks, in every file:
 - where a code name in backticks stands right before the reference (`conn_drive`
   (common/conn.c:258), `conn_drive()` at conn.c:258, (`cancel`, servers/coro.c:176)),
   that name occurs in the cited lines or within SLACK lines around them;
-- each relative Markdown link points at an existing file.
+- each relative Markdown link points at an existing file, and a `#fragment` on a link to
+  a Markdown file names one of its headings (GitHub's anchors).
 Prints one line per failure and ends with "N passed, M failed". Code moves: when a check
 fails, find the name again (grep -n) and cite the new line, or cite the function by name
 with a link to its file.
@@ -26,7 +27,7 @@ PATH = rf"(?:[\w.-]+/)*[\w-]+(?:\.[\w-]+)*\.{EXT}"
 REF = re.compile(rf"(?<![\w/.:-])(?P<path>{PATH}):(?P<a>\d+)(?:\s*[-–]\s*(?P<b>\d+))?(?!\.\d)")
 NAMED = re.compile(rf"`(?P<name>[A-Za-z_]\w*)(?:\(\))?`\s*(?:\(|,\s*|\s+at\s+|\s+in\s+)\s*"
                    rf"(?P<path>{PATH}):(?P<a>\d+)")
-LINK = re.compile(r"\]\((?P<target>[^)\s#]+)(?:#[^)]*)?\)")
+LINK = re.compile(r"\]\((?P<target>[^)\s#]*)(?:#(?P<anchor>[^)\s]*))?\)")
 SKIP_DIRS = {".git", "build", "bin", "results", "node_modules"}
 
 
@@ -53,6 +54,19 @@ def resolve(path, doc, by_name):
         if hits:
             return None, f"{path} is ambiguous ({', '.join(sorted(hits))})"
     return None, f"no file {path}"
+
+
+def anchors(path):
+    """The anchors GitHub makes for a Markdown file's headings."""
+    out = set()
+    text = re.sub(r"```.*?```", "", open(path, encoding="utf-8").read(), flags=re.S)
+    for m in re.finditer(r"^#+\s+(.*?)\s*$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", m[1].lower().replace("`", "")).replace(" ", "-")
+        n, base = 1, slug
+        while slug in out:
+            slug, n = f"{base}-{n}", n + 1
+        out.add(slug)
+    return out
 
 
 def check_doc(doc, by_name, lines_of):
@@ -84,12 +98,16 @@ def check_doc(doc, by_name, lines_of):
                 continue
         passed += 1
     for m in LINK.finditer(text):
-        target = m["target"]
-        if re.match(r"^[a-z]+:", target):
+        target, anchor = m["target"], m["anchor"]
+        if re.match(r"^[a-z]+:", target) or not (target or anchor):
             continue
         where = f"{os.path.relpath(doc, ROOT)}:{text.count(chr(10), 0, m.start()) + 1}"
-        if not os.path.exists(os.path.normpath(os.path.join(os.path.dirname(doc), target))):
+        path = os.path.normpath(os.path.join(os.path.dirname(doc), target)) if target else doc
+        if not os.path.exists(path):
             failures.append(f"{where}: link ({target}): no such file")
+            continue
+        if anchor and path.endswith(".md") and anchor not in anchors(path):
+            failures.append(f"{where}: link ({target}#{anchor}): no such heading")
             continue
         passed += 1
     return passed, failures
