@@ -4,8 +4,9 @@
 # Starts bin/MODEL under `strace -f -c` (every thread, the count of each call), opens
 # CONNS keep-alive connections (default 1), sends REQUESTS GET /index.html (4 KiB, default
 # 1000) over them in turn, one at a time, PAUSE_MS (default 0) apart, stops the server and
-# prints each call's count divided by REQUESTS. Counts do not depend on the machine's load, so this is the
-# measurement to show on a busy machine; the times strace adds are not printed.
+# prints each call's count divided by REQUESTS (calls under 0.01 per request are summed in
+# one line). Counts do not depend on the machine's load, so this is the measurement to show
+# on a busy machine; the times strace adds are not printed.
 # MODEL=asyncio counts examples/asyncio_server.py.
 set -euo pipefail
 model=${1:?usage: scripts/syscount.sh MODEL [REQUESTS] [CONNS] [PAUSE_MS]}
@@ -56,6 +57,10 @@ echo "# ${server[*]}: system calls per request, $requests GET /index.html over $
 echo "# (whole run: start-up, accepts and shutdown included; strace -f -c)"
 awk -v n="$requests" '
     $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
-        printf "%-22s %9.3f\n", $NF, $4 / n; total += $4
+        total += $4
+        if ($4 / n >= 0.01) printf "%-22s %9.3f\n", $NF, $4 / n; else other += $4
     }
-    END { printf "%-22s %9.3f\n", "total", total / n }' "$tmp/count" | sort -k2 -rn
+    END {
+        printf "%-22s %9.3f\n", "total", total / n
+        if (other) printf "%-22s %9.3f\n", "(all the others)", other / n
+    }' "$tmp/count" | sort -k2 -rn
