@@ -155,7 +155,7 @@ def kernel(c, model, state):
         if state["enters"] % 2 == 0 and not slept:
             return ("copy", "recv: data already there; copy into a buffer, on this thread (phase 2)")
         if state["enters"] % 2 == 0:
-            return ("sleep", f"recv: {asleep} until data (phase 1); copy into a buffer, "
+            return ("sleep", f"recv: {asleep} until data (phase 1), then the copy "
                              "on this thread (phase 2)")
         return ("copy", "send, run inline at submit: copy user → socket buffer")
     if c.name in WAITS and not (c.name.startswith("accept") and n > 0):
