@@ -63,6 +63,9 @@ wait "$spid" || true
 main_tid=$(awk 'NR == 1 {print $1}' "$tmp/trace")
 echo "# ${server[*]}: the syscalls of two keep-alive GET /index.html (4 KiB), from strace -f"
 awk '/"trace-begin"/ {on = 1; next} /"trace-end"/ {on = 0} on' "$tmp/trace" >"$out/$model.strace"
+# Drawn before printing, so that a reader that stops early (| head) does not lose it.
+scripts/swimlane.py --model "$model" --main-tid "$main_tid" "$out/$model.strace" "$svg"
+echo "# swimlane: $svg" >&2
 # The printed trace has no times: drop -tt's clock and -T's <duration>.
 sed -E 's/^([0-9]+ +)[0-9:.]+ /\1/; s/ <[0-9.]+>$//' "$out/$model.strace" >"$tmp/cut"
 # One thread served them: drop strace's thread-id column. Several (bin/blocking's
@@ -73,5 +76,3 @@ if [[ $(awk '{print $1}' "$tmp/cut" | sort -u | wc -l) -gt 1 ]]; then
 else
     sed -E 's/^[0-9]+ +//' "$tmp/cut"
 fi
-scripts/swimlane.py --model "$model" --main-tid "$main_tid" "$out/$model.strace" "$svg"
-echo "# swimlane: $svg" >&2
