@@ -18,7 +18,7 @@
 struct loop_conn {
     struct conn conn;
     uint8_t interest; /* what the poller was last asked to watch for */
-    bool rx_drained;  /* the last read came up short and no input event came since */
+    bool rx_drained;  /* a read said EAGAIN and no input event came since */
 };
 
 static struct loop_conn *loop_conn(struct conn *c)
@@ -34,8 +34,8 @@ enum conn_want conn_drive(struct conn *c, bool *rx_drained)
         if (c->want == CONN_READ) {
             char *p;
             size_t n;
-            /* A short read emptied the socket, and no event said more came since
-             * (the loop clears rx_drained on input readiness): skip the EAGAIN. */
+            /* EAGAIN emptied the socket, and no event said more came since
+             * (the loop clears rx_drained on input readiness): skip the read. */
             if (*rx_drained)
                 return CONN_READ;
             if (conn_rx_buf(c, &p, &n) < 0)
@@ -51,7 +51,8 @@ enum conn_want conn_drive(struct conn *c, bool *rx_drained)
                     continue;
                 return c->want = CONN_CLOSE;
             }
-            *rx_drained = (size_t)r < n;
+            /* A short read is not proof of "drained": a FIN that came in the same
+             * edge as the data is seen only by the next read, and no event follows. */
             conn_on_input(c, (size_t)r);
         } else if (c->want == CONN_WRITE) {
             struct conn_tx tx;

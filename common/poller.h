@@ -46,8 +46,8 @@ int loop_main(int argc, char **argv, const char *model);
 /*
  * The I/O of the readiness models (in loop.c): nonblocking recv/send/sendfile
  * until the socket would block; returns what the connection waits for.
- * *rx_drained: the last read came up short and no input event came since, so
- * a read would only say EAGAIN; the loop clears it on an input event.
+ * *rx_drained: a read said EAGAIN and no input event came since, so another
+ * would only say EAGAIN again; the loop clears it on an input event.
  */
 enum conn_want conn_drive(struct conn *c, bool *rx_drained);
 

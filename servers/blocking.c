@@ -11,7 +11,8 @@
  * What to look at: serve_connection() is the whole model. Threads get small
  * stacks (128 KiB) so that 10,000 of them fit; the idle timeout is the
  * kernel's SO_RCVTIMEO, narrowed while a request is half-read so that a
- * slowloris cannot stretch it byte by byte.
+ * slowloris cannot stretch it byte by byte; likewise SO_SNDTIMEO while a file
+ * body goes out, so that a reader that stopped reading cannot stretch it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,7 @@
 #include "server.h"
 
 #define THREAD_STACK_SIZE (128 * 1024)
+#define SENDFILE_CHUNK (64 * 1024) /* one splice's worth: one wait for room per call */
 
 /* A connection, in the table slot of its fd; its thread owns the struct conn. */
 struct blocking_conn {
@@ -65,7 +67,8 @@ static void serve_connection(struct server *s, struct conn *c)
     uint32_t timeout_ms = s->env.idle_timeout_ms;
     enum conn_want want = CONN_READ;
     uint64_t deadline = clock_now_ms() + timeout_ms;
-    bool narrowed = false;
+    uint64_t write_deadline = deadline; /* a file body must make progress before this */
+    bool narrowed = false, send_narrowed = false;
 
     set_timeout(fd, SO_RCVTIMEO, timeout_ms);
     set_timeout(fd, SO_SNDTIMEO, timeout_ms);
@@ -83,6 +86,7 @@ static void serve_connection(struct server *s, struct conn *c)
             if (r < 0) /* EAGAIN here means SO_RCVTIMEO expired: idle too long */
                 break;
             want = conn_on_input(c, (size_t)r);
+            write_deadline = clock_now_ms() + timeout_ms; /* the answer's full timeout */
             if (want == CONN_READ) { /* half a request: only the time left may be waited */
                 uint64_t now = clock_now_ms();
                 if (now >= deadline)
@@ -93,16 +97,30 @@ static void serve_connection(struct server *s, struct conn *c)
         } else {
             struct conn_tx tx;
             conn_tx(c, &tx, false);
+            uint64_t start = clock_now_ms();
             if (tx.len > 0) {
+                if (send_narrowed) /* a head gets the whole timeout again */
+                    set_timeout(fd, SO_SNDTIMEO, timeout_ms);
+                send_narrowed = false;
                 r = send(fd, tx.buf, tx.len, tx.more ? MSG_MORE : 0);
             } else {
+                /* SO_SNDTIMEO restarts at every chunk the kernel takes in, so a reader that
+                 * stopped could hold one big sendfile for many timeouts: send a chunk at a
+                 * time, and wait only for what is left of the write deadline. */
                 off_t off = tx.file_off;
-                r = sendfile(fd, tx.file_fd, &off, tx.file_len);
+                if (start >= write_deadline)
+                    break;
+                set_timeout(fd, SO_SNDTIMEO, write_deadline - start);
+                send_narrowed = true;
+                r = sendfile(fd, tx.file_fd, &off,
+                             tx.file_len < SENDFILE_CHUNK ? tx.file_len : SENDFILE_CHUNK);
             }
             if (r < 0 && errno == EINTR)
                 continue;
             if (r < 0) /* reset, or SO_SNDTIMEO: a reader that stopped reading */
                 break;
+            if (r > 0) /* the reader was there when the call began, not necessarily after */
+                write_deadline = start + timeout_ms;
             want = conn_on_output(c, (size_t)r);
             if (want == CONN_READ) { /* answered: the next request gets a full timeout */
                 deadline = clock_now_ms() + timeout_ms;
