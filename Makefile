@@ -38,7 +38,7 @@ OBJS_test_loop := loop.o pollset.o
 LIBS_uring := -luring
 LIBS_corouring := -luring
 
-.PHONY: all deps asan ubsan tsan test clean format fuzz trace costs
+.PHONY: all deps asan ubsan tsan test clean format fuzz trace trace-figures www costs
 all: $(SERVERS:%=$(BIN)/%)
 
 $(BUILD)/%.o: %.c
@@ -110,9 +110,18 @@ costs: $(BUILD)/bench/costs
 	$<
 
 # ---- teaching: the syscalls one model makes for two keep-alive requests --------
+# make trace MODEL=x prints them and draws build/trace/x.svg; MODEL=asyncio traces
+# examples/asyncio_server.py. make trace-figures redraws docs/figures/trace-*.svg.
 MODEL ?= epoll
+TRACE_MODELS := $(SERVERS) asyncio
 trace: all
-	@scripts/trace.sh $(MODEL)
+	@scripts/trace.sh $(MODEL) || [ $$? = 141 ] # 141: a reader such as head stopped early
+trace-figures: all
+	@for m in $(TRACE_MODELS); do \
+	  TRACE_SVG=docs/figures/trace-$$m.svg scripts/trace.sh $$m >/dev/null || exit 1; done
+# www/: the bench's three files (small.txt, index.html, 1m.bin), to try a server by hand.
+www:
+	@python3 -c 'import sys; sys.path.insert(0, "bench"); import www; print(www.generate("www"))'
 
 clean:
 	rm -rf build build-asan build-ubsan build-tsan build-fuzz bin bin-asan bin-ubsan bin-tsan

@@ -1,6 +1,7 @@
 /* clock.c - time for the event loops and the Date cache of SPEC section 3. */
 #include "clock.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 static const char day_names[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
@@ -23,7 +24,16 @@ static void put2(char *p, int v)
 void clock_format_http_date(time_t t, char *out)
 {
     struct tm tm;
-    gmtime_r(&t, &tm);
+    /* Clamped first, so gmtime_r cannot fail (glibc's EOVERFLOW leaves tm unset) and the
+     * year fits IMF-fixdate's four digits. */
+    if (t < 0)
+        t = 0;
+    if (t > CLOCK_HTTP_DATE_MAX)
+        t = CLOCK_HTTP_DATE_MAX;
+    if (!gmtime_r(&t, &tm)) {
+        memcpy(out, "Thu, 01 Jan 1970 00:00:00 GMT", HTTP_DATE_LEN + 1);
+        return;
+    }
     /* Hand-formatted: strftime would honour the locale, and this runs per response. */
     memcpy(out, day_names[tm.tm_wday], 3);
     memcpy(out + 3, ", ", 2);
@@ -41,6 +51,13 @@ void clock_format_http_date(time_t t, char *out)
     out[22] = ':';
     put2(out + 23, tm.tm_sec);
     memcpy(out + 25, " GMT", 5);
+}
+
+time_t clock_last_modified(time_t mtime, time_t now)
+{
+    if (mtime > now) /* RFC 9110 8.8.2.1: never later than the Date sent with it */
+        mtime = now;
+    return mtime < 0 ? 0 : mtime; /* before 1970: the epoch, as a file cannot be older */
 }
 
 const char *clock_http_date(void)
@@ -66,6 +83,24 @@ static int parse_month(const char *s)
     return -1;
 }
 
+static bool is_day_name(const char *s)
+{
+    for (int i = 0; i < 7; i++)
+        if (!memcmp(s, day_names[i], 3))
+            return true;
+    return false;
+}
+
+static bool is_long_day_name(const char *s, size_t len)
+{
+    static const char *const names[7] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
+                                         "Thursday", "Friday", "Saturday"};
+    for (int i = 0; i < 7; i++)
+        if (strlen(names[i]) == len && !memcmp(s, names[i], len))
+            return true;
+    return false;
+}
+
 /* Reads exactly n digits; returns -1 if any is not a digit. */
 static int parse_digits(const char *s, int n)
 {
@@ -78,48 +113,63 @@ static int parse_digits(const char *s, int n)
     return v;
 }
 
+/* "hh:mm:ss" into tm; false if malformed or out of range (60 is a leap second). */
+static bool parse_time_of_day(const char *p, struct tm *tm)
+{
+    tm->tm_hour = parse_digits(p, 2);
+    tm->tm_min = parse_digits(p + 3, 2);
+    tm->tm_sec = parse_digits(p + 6, 2);
+    return p[2] == ':' && p[5] == ':' && tm->tm_hour >= 0 && tm->tm_hour <= 23 && tm->tm_min >= 0 &&
+           tm->tm_min <= 59 && tm->tm_sec >= 0 && tm->tm_sec <= 60;
+}
+
+static bool date_in_range(const struct tm *tm, int year)
+{
+    static const int days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 0 || tm->tm_mon < 0 || tm->tm_mday < 1 || tm->tm_mday > days[tm->tm_mon])
+        return false;
+    return tm->tm_mon != 1 || tm->tm_mday <= 28 || leap;
+}
+
 int clock_parse_http_date(const char *s, size_t len, time_t *out)
 {
-    char buf[40];
     struct tm tm = {0};
-    const char *p;
+    int year;
 
-    if (len >= sizeof buf)
-        return -1;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-
-    if (len == 29 && buf[3] == ',') {
+    if (len == 29 && s[3] == ',') {
         /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
-        p = buf + 5;
-        tm.tm_mday = parse_digits(p, 2);
-        tm.tm_mon = parse_month(p + 3);
-        tm.tm_year = parse_digits(p + 7, 4) - 1900;
-        p += 12;
-    } else if (len == 24 && buf[3] == ' ') {
+        if (!is_day_name(s) || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+            memcmp(s + 25, " GMT", 4) || !parse_time_of_day(s + 17, &tm))
+            return -1;
+        tm.tm_mday = parse_digits(s + 5, 2);
+        tm.tm_mon = parse_month(s + 8);
+        year = parse_digits(s + 12, 4);
+    } else if (len == 24 && s[3] == ' ') {
         /* asctime: "Sun Nov  6 08:49:37 1994" */
-        tm.tm_mon = parse_month(buf + 4);
-        tm.tm_mday = buf[8] == ' ' ? parse_digits(buf + 9, 1) : parse_digits(buf + 8, 2);
-        tm.tm_year = parse_digits(buf + 20, 4) - 1900;
-        p = buf + 11;
+        if (!is_day_name(s) || s[7] != ' ' || s[10] != ' ' || s[19] != ' ' ||
+            !parse_time_of_day(s + 11, &tm))
+            return -1;
+        tm.tm_mon = parse_month(s + 4);
+        tm.tm_mday = s[8] == ' ' ? parse_digits(s + 9, 1) : parse_digits(s + 8, 2);
+        year = parse_digits(s + 20, 4);
     } else {
         /* RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT" */
-        const char *comma = strchr(buf, ',');
-        if (!comma || strlen(comma) != 24)
+        const char *comma = memchr(s, ',', len);
+        if (!comma || (size_t)(s + len - comma) != 24 || !is_long_day_name(s, (size_t)(comma - s)))
             return -1;
-        p = comma + 2;
+        const char *p = comma + 2;
+        if (comma[1] != ' ' || p[2] != '-' || p[6] != '-' || p[9] != ' ' ||
+            memcmp(p + 18, " GMT", 4) || !parse_time_of_day(p + 10, &tm))
+            return -1;
         tm.tm_mday = parse_digits(p, 2);
         tm.tm_mon = parse_month(p + 3);
         int yy = parse_digits(p + 7, 2);
-        tm.tm_year = yy < 0 ? -1 : (yy < 70 ? yy + 100 : yy);
-        p += 10;
+        year = yy < 0 ? -1 : (yy < 70 ? 2000 + yy : 1900 + yy);
     }
-    tm.tm_hour = parse_digits(p, 2);
-    tm.tm_min = parse_digits(p + 3, 2);
-    tm.tm_sec = parse_digits(p + 6, 2);
-    if (tm.tm_mday < 1 || tm.tm_mon < 0 || tm.tm_year < 0 || tm.tm_hour < 0 || tm.tm_min < 0 ||
-        tm.tm_sec < 0 || p[2] != ':' || p[5] != ':')
+    if (!date_in_range(&tm, year))
         return -1;
+    tm.tm_year = year - 1900;
     *out = timegm(&tm);
     return 0;
 }

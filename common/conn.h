@@ -33,6 +33,7 @@
 #define CONN_BUF_SIZE 16384                        /* one pooled buffer per busy connection */
 #define CONN_OUT_CAP 2048                          /* response head at the buffer's end */
 #define CONN_IN_CAP (CONN_BUF_SIZE - CONN_OUT_CAP) /* requests, pipelined ones included */
+_Static_assert(HANDLER_HEAD_MAX <= CONN_OUT_CAP, "a response head must fit its buffer");
 
 /* The struct of the given type whose member is at ptr (as in the Linux kernel). */
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))

@@ -10,7 +10,7 @@
  * The I/O of the readiness models (loop.c's loop, bin/actor's loops):
  * nonblocking recv/send/sendfile until the socket would block; returns what
  * the connection waits for.
- * *rx_drained: the last read said EAGAIN and no input event came since, so
+ * *rx_drained: a read said EAGAIN and no input event came since, so
  * a read would only say EAGAIN; the loop clears it on an input event.
  */
 enum conn_want conn_drive(struct conn *c, bool *rx_drained);

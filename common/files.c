@@ -19,15 +19,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "clock.h"
-#include "handler.h"
 
 #define FILES_PATH_MAX 256 /* longer paths are served uncached */
-#define FILES_HEADERS_MAX 192
+
+/* Longest headers line set: the longest Content-Type, a date, the longest ETag. */
+_Static_assert(sizeof "Content-Type: application/octet-stream\r\nLast-Modified: \r\nETag: \r\n" +
+                       HTTP_DATE_LEN + FILES_ETAG_MAX <=
+                   FILES_HEADERS_MAX,
+               "FILES_HEADERS_MAX too small for the file's header lines");
 
 struct file_entry {
     char path[FILES_PATH_MAX];
@@ -38,6 +43,7 @@ struct file_entry {
     dev_t dev;
     ino_t ino;
     struct timespec mtim;
+    struct timespec ctim; /* moves on every write and every utime: mtime alone can be restored */
     struct file_info info;
     char headers[FILES_HEADERS_MAX];
     char etag[FILES_ETAG_MAX];
@@ -112,21 +118,46 @@ static uint64_t path_hash(const char *p)
     return h;
 }
 
-/* Describes an open file: the header lines and ETag that depend only on it. */
+const char *files_mime_type(const char *path)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {"html", "text/html"},        {"htm", "text/html"},         {"css", "text/css"},
+        {"js", "text/javascript"},    {"json", "application/json"}, {"txt", "text/plain"},
+        {"svg", "image/svg+xml"},     {"png", "image/png"},         {"jpg", "image/jpeg"},
+        {"jpeg", "image/jpeg"},       {"gif", "image/gif"},         {"ico", "image/x-icon"},
+        {"wasm", "application/wasm"}, {"pdf", "application/pdf"},   {"woff2", "font/woff2"},
+    };
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    if (dot && (!slash || dot > slash))
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+            if (!strcasecmp(dot + 1, types[i].ext))
+                return types[i].type;
+    return "application/octet-stream";
+}
+
+/*
+ * Describes an open file: the header lines and ETag that depend only on it.
+ * The ETag carries the ctime too, so a rewrite that restores the mtime still
+ * changes it (If-None-Match and If-Range compare it).
+ */
 static void describe(struct file_info *fi, const struct stat *st, bool is_index, const char *path,
                      char *headers, char *etag)
 {
     char modified[HTTP_DATE_LEN + 1];
-    clock_format_http_date(st->st_mtime, modified);
     fi->size = (uint64_t)st->st_size;
-    fi->mtime = st->st_mtime;
-    fi->etag_len =
-        (uint32_t)snprintf(etag, FILES_ETAG_MAX, "\"%llx-%llx\"", (unsigned long long)st->st_mtime,
-                           (unsigned long long)st->st_size);
+    fi->mtime = clock_last_modified(st->st_mtime, time(NULL));
+    clock_format_http_date(fi->mtime, modified);
+    uint64_t ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000u + (uint64_t)st->st_ctim.tv_nsec;
+    fi->etag_len = (uint32_t)snprintf(
+        etag, FILES_ETAG_MAX, "\"%llx-%llx-%llx\"", (unsigned long long)st->st_mtime,
+        (unsigned long long)st->st_size, (unsigned long long)ctime_ns);
     fi->etag = etag;
     int n = snprintf(headers, FILES_HEADERS_MAX,
                      "Content-Type: %s\r\nLast-Modified: %s\r\nETag: %s\r\n",
-                     is_index ? "text/html" : handler_mime_type(path), modified, etag);
+                     is_index ? "text/html" : files_mime_type(path), modified, etag);
     fi->headers_len = (uint32_t)(n < FILES_HEADERS_MAX ? n : 0);
     fi->headers = headers;
 }
@@ -162,6 +193,7 @@ static struct file_entry *entry_create(int root_fd, const char *path, uint64_t h
     e->dev = st->st_dev;
     e->ino = st->st_ino;
     e->mtim = st->st_mtim;
+    e->ctim = st->st_ctim;
     e->info.fd = fd;
     e->info.entry = e;
     describe(&e->info, st, is_index, path, e->headers, e->etag);
@@ -186,55 +218,63 @@ static void entry_put(struct file_entry *e)
 static bool same_file(const struct file_entry *e, const struct stat *st)
 {
     return e->dev == st->st_dev && e->ino == st->st_ino && e->info.size == (uint64_t)st->st_size &&
-           e->mtim.tv_sec == st->st_mtim.tv_sec && e->mtim.tv_nsec == st->st_mtim.tv_nsec;
+           e->mtim.tv_sec == st->st_mtim.tv_sec && e->mtim.tv_nsec == st->st_mtim.tv_nsec &&
+           e->ctim.tv_sec == st->st_ctim.tv_sec && e->ctim.tv_nsec == st->st_ctim.tv_nsec;
 }
 
-/* An uncached open: the caller's file_info owns the fd (entry stays NULL). */
-static int open_uncached(int root_fd, const char *path, struct file_info *fi)
+/* The cache key: the same path resolved beneath the same root. */
+static bool entry_is(const struct file_entry *e, uint64_t hash, int root_fd, const char *path)
+{
+    return e && e->hash == hash && e->root_fd == root_fd && !strcmp(e->path, path);
+}
+
+/*
+ * Describes an already open file without caching it: fi owns fd (entry stays
+ * NULL). fi->headers and fi->etag then point into this thread's buffers, valid
+ * only until the thread's next uncached open (see files.h).
+ */
+static void describe_uncached(int fd, const struct stat *st, bool is_index, const char *path,
+                              struct file_info *fi)
 {
     static _Thread_local char headers[FILES_HEADERS_MAX], etag[FILES_ETAG_MAX];
-    struct stat st;
-    bool is_index;
-    int fd = open_regular(root_fd, path, &st, &is_index);
-    if (fd < 0)
-        return fd;
     *fi = (struct file_info){.fd = fd};
-    describe(fi, &st, is_index, path, headers, etag);
-    return 0;
+    describe(fi, st, is_index, path, headers, etag);
 }
 
 int files_open(int root_fd, const char *path, struct file_info *fi)
 {
-    if (strlen(path) >= FILES_PATH_MAX)
-        return open_uncached(root_fd, path, fi);
-
+    struct stat st;
+    bool is_index;
     uint64_t hash = path_hash(path);
     struct file_entry **slot = &cache.slots[hash % FILES_CACHE_SLOTS];
     time_t now = time(NULL);
+    bool cacheable = strlen(path) < FILES_PATH_MAX;
 
-    pthread_mutex_lock(&cache.lock);
-    struct file_entry *e = *slot;
-    if (e && e->hash == hash && e->root_fd == root_fd && !strcmp(e->path, path) &&
-        e->checked == now) {
-        e->refs++;
-        *fi = e->info;
+    if (cacheable) {
+        pthread_mutex_lock(&cache.lock);
+        struct file_entry *e = *slot;
+        if (entry_is(e, hash, root_fd, path) && e->checked == now) {
+            e->refs++;
+            *fi = e->info;
+            pthread_mutex_unlock(&cache.lock);
+            return 0;
+        }
         pthread_mutex_unlock(&cache.lock);
-        return 0;
     }
-    pthread_mutex_unlock(&cache.lock);
 
     /* A miss, or a second has passed: resolve the path again, beneath the root,
      * so a replaced file or a symlink swapped to point outside is noticed. */
-    struct stat st;
-    bool is_index;
     int fd = open_regular(root_fd, path, &st, &is_index);
     if (fd < 0)
         return fd;
+    if (!cacheable) {
+        describe_uncached(fd, &st, is_index, path, fi);
+        return 0;
+    }
 
     pthread_mutex_lock(&cache.lock);
-    e = *slot;
-    if (e && e->hash == hash && e->root_fd == root_fd && !strcmp(e->path, path) &&
-        same_file(e, &st)) {
+    struct file_entry *e = *slot;
+    if (entry_is(e, hash, root_fd, path) && same_file(e, &st)) {
         e->checked = now;
         e->refs++;
         *fi = e->info;
@@ -242,21 +282,23 @@ int files_open(int root_fd, const char *path, struct file_info *fi)
         close(fd);
         return 0;
     }
+    pthread_mutex_unlock(&cache.lock);
+
+    /* Built outside the lock: reading a small file whole must not stall other threads. */
     struct file_entry *fresh = entry_create(root_fd, path, hash, fd, &st, is_index);
     if (!fresh) {
-        pthread_mutex_unlock(&cache.lock);
-        close(fd);
-        return open_uncached(root_fd, path, fi);
+        describe_uncached(fd, &st, is_index, path, fi);
+        return 0;
     }
-    if (e)
-        entry_put(e); /* evicted: freed now, or by the last response using it */
+    pthread_mutex_lock(&cache.lock);
+    if (*slot)
+        entry_put(*slot); /* evicted: freed now, or by the last response using it */
     *slot = fresh;
     fresh->refs++;
     *fi = fresh->info;
     pthread_mutex_unlock(&cache.lock);
     return 0;
 }
-
 void files_release(struct file_info *fi)
 {
     if (fi->entry) {

@@ -7,16 +7,10 @@
  */
 #include "handler.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <linux/openat2.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+#include <time.h>
 
-#include "cli.h"
 #include "clock.h"
 #include "files.h"
 
@@ -89,6 +83,29 @@ static void head_connection(struct head *h, const struct response *res, bool htt
 
 /* ---- errors --------------------------------------------------------------- */
 
+static void prepare_error(int status, bool head_only, bool close, bool http10_keep_alive, char *out,
+                          size_t cap, struct response *res);
+
+/*
+ * Sets res->head_len, or, if the head did not fit in the caller's buffer,
+ * replaces the plan with a 500 (then close): a head cut short must never go
+ * out. HANDLER_HEAD_MAX (asserted against the buffer size in conn.h) makes
+ * this unreachable; it stays as the one place that would notice.
+ */
+static bool head_finish(struct head *h, struct response *res)
+{
+    if (h->len <= h->cap) {
+        res->head_len = (uint32_t)h->len;
+        return true;
+    }
+    if (res->status == 500) { /* not even the 500 fits: send nothing, just close */
+        res->head_len = 0;
+        return false;
+    }
+    prepare_error(500, false, true, false, h->p, h->cap, res);
+    return false;
+}
+
 static bool status_closes(int status)
 {
     /* After these the rest of the stream cannot be trusted to be a request. */
@@ -115,7 +132,7 @@ static void prepare_error(int status, bool head_only, bool close, bool http10_ke
         head_str(&h, text);
         head_str(&h, "\n");
     }
-    res->head_len = (uint32_t)(h.len <= cap ? h.len : 0);
+    head_finish(&h, res);
 }
 
 void handler_prepare_error(int status, bool head_only, char *out, size_t cap, struct response *res)
@@ -205,26 +222,6 @@ int handler_normalize_path(const char *t, size_t len, char *out, size_t cap)
     return 0;
 }
 
-const char *handler_mime_type(const char *path)
-{
-    static const struct {
-        const char *ext, *type;
-    } types[] = {
-        {"html", "text/html"},        {"htm", "text/html"},         {"css", "text/css"},
-        {"js", "text/javascript"},    {"json", "application/json"}, {"txt", "text/plain"},
-        {"svg", "image/svg+xml"},     {"png", "image/png"},         {"jpg", "image/jpeg"},
-        {"jpeg", "image/jpeg"},       {"gif", "image/gif"},         {"ico", "image/x-icon"},
-        {"wasm", "application/wasm"}, {"pdf", "application/pdf"},   {"woff2", "font/woff2"},
-    };
-    const char *dot = strrchr(path, '.');
-    const char *slash = strrchr(path, '/');
-    if (dot && (!slash || dot > slash))
-        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-            if (!strcasecmp(dot + 1, types[i].ext))
-                return types[i].type;
-    return "application/octet-stream";
-}
-
 /* ---- conditionals and ranges ---------------------------------------------- */
 
 /* Whether an If-None-Match list names etag (weak comparison) or is "*". */
@@ -258,6 +255,23 @@ static bool not_modified(const struct http_request *req, const struct file_info 
         clock_parse_http_date(req->if_modified_since.p, req->if_modified_since.len, &since) == 0)
         return fi->mtime <= since;
     return false;
+}
+
+/*
+ * Whether If-Range lets the Range apply (RFC 9110 13.1.5): an entity tag must
+ * match the current one by strong comparison (a weak one never does); a date
+ * must be exactly the Last-Modified, and that must be a strong validator: at
+ * least a second before the Date sent now (RFC 9110 8.8.2.2).
+ */
+bool handler_if_range_matches(struct http_slice v, const char *etag, size_t etag_len,
+                              time_t last_modified, time_t now)
+{
+    while (v.len > 0 && (v.p[v.len - 1] == ' ' || v.p[v.len - 1] == '\t'))
+        v.len--;
+    if (v.len > 0 && (v.p[0] == '"' || v.p[0] == 'W'))
+        return v.len == etag_len && !memcmp(v.p, etag, etag_len) && etag[0] == '"';
+    time_t t;
+    return clock_parse_http_date(v.p, v.len, &t) == 0 && t == last_modified && last_modified < now;
 }
 
 /* Parses decimal digits at v[*i]; -1 if there are none or they overflow. */
@@ -327,7 +341,7 @@ static void prepare_416(uint64_t size, bool head_only, bool close, bool http10_k
     head_connection(&h, res, http10_keep_alive);
     if (!head_only)
         head_str(&h, body);
-    res->head_len = (uint32_t)(h.len <= cap ? h.len : 0);
+    head_finish(&h, res);
 }
 
 void handler_prepare_response(int root_fd, const struct http_request *req, char *out, size_t cap,
@@ -364,7 +378,9 @@ void handler_prepare_response(int root_fd, const struct http_request *req, char 
     uint64_t off = 0, len = fi.size;
     if (not_modified(req, &fi)) {
         status = 304;
-    } else if (req->range.p) {
+    } else if (req->range.p &&
+               (!req->if_range.p || handler_if_range_matches(req->if_range, fi.etag, fi.etag_len,
+                                                             fi.mtime, time(NULL)))) {
         int r = handler_parse_range(req->range.p, req->range.len, fi.size, &off, &len);
         if (r < 0) {
             prepare_416(fi.size, head_only, !keep_alive, http10_keep_alive, out, cap, res);
@@ -394,9 +410,7 @@ void handler_prepare_response(int root_fd, const struct http_request *req, char 
     head_put(&h, fi.headers, fi.headers_len);
     head_str(&h, "Accept-Ranges: bytes\r\n");
     head_connection(&h, res, http10_keep_alive);
-    res->head_len = (uint32_t)(h.len <= cap ? h.len : 0);
-
-    if (status == 304 || head_only || len == 0) {
+    if (!head_finish(&h, res) || status == 304 || head_only || len == 0) {
         files_release(&fi);
         return;
     }

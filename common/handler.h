@@ -13,11 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "files.h"
 #include "http.h"
 
-#define HANDLER_MAX_HEADER 1024 /* the largest response head the handler writes */
+/* The largest response head the handler writes: its own lines (status, Date,
+ * Server, Content-Length, Content-Range, Accept-Ranges, Connection) plus the
+ * file's (files.h). A caller's buffer of this size never overflows. */
+#define HANDLER_HEAD_MAX (384 + FILES_HEADERS_MAX)
 
 struct response {
     uint16_t status;
@@ -54,7 +58,9 @@ int handler_normalize_path(const char *target, size_t len, char *out, size_t cap
  * 0 to ignore the header (multi-range or malformed), -416 if unsatisfiable. */
 int handler_parse_range(const char *v, size_t len, uint64_t size, uint64_t *off, uint64_t *n);
 
-/* The Content-Type for a path's extension. */
-const char *handler_mime_type(const char *path);
+/* Whether If-Range's value v lets a Range apply to a file with this ETag and
+ * Last-Modified when the Date is now. */
+bool handler_if_range_matches(struct http_slice v, const char *etag, size_t etag_len,
+                              time_t last_modified, time_t now);
 
 #endif

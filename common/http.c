@@ -1,6 +1,7 @@
 /* http.c - the one HTTP/1.x request parser glue, on http-parser. */
 #include "http.h"
 
+#include <ctype.h>
 #include <http_parser.h>
 #include <string.h>
 #include <strings.h>
@@ -12,6 +13,7 @@ enum header_kind {
     H_TRANSFER_ENCODING,
     H_IF_NONE_MATCH,
     H_IF_MODIFIED_SINCE,
+    H_IF_RANGE,
     H_RANGE,
 };
 
@@ -22,6 +24,7 @@ struct parse_ctx {
     bool bad_content_length;
     bool nonzero_content_length;
     bool transfer_encoding;
+    bool bad_host;
 };
 
 static bool slice_is(const char *p, size_t len, const char *name)
@@ -53,11 +56,51 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         ctx->header = H_IF_NONE_MATCH;
     else if (slice_is(at, len, "if-modified-since"))
         ctx->header = H_IF_MODIFIED_SINCE;
+    else if (slice_is(at, len, "if-range"))
+        ctx->header = H_IF_RANGE;
     else if (slice_is(at, len, "range"))
         ctx->header = H_RANGE;
     else
         ctx->header = H_OTHER;
     return 0;
+}
+
+static bool is_unreserved_or_sub_delim(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("-._~!$&'()*+,;=", ch));
+}
+
+bool http_host_is_valid(const char *v, size_t len)
+{
+    size_t i = 0;
+    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t')) /* trailing OWS */
+        len--;
+    if (len > 0 && v[0] == '[') { /* IP-literal: IPv6address or IPvFuture, not resolved here */
+        for (i = 1; i < len && v[i] != ']'; i++)
+            if (!is_unreserved_or_sub_delim((unsigned char)v[i]) && v[i] != ':')
+                return false;
+        if (i == len || i == 1)
+            return false;
+        i++;
+    } else { /* reg-name, which IPv4address is a case of */
+        for (; i < len && v[i] != ':'; i++) {
+            if (v[i] == '%') {
+                if (i + 2 >= len || !isxdigit((unsigned char)v[i + 1]) ||
+                    !isxdigit((unsigned char)v[i + 2]))
+                    return false;
+                i += 2;
+            } else if (!is_unreserved_or_sub_delim((unsigned char)v[i])) {
+                return false;
+            }
+        }
+    }
+    if (i < len && v[i++] != ':')
+        return false;
+    for (; i < len; i++) /* port = *DIGIT */
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+    return true;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
@@ -70,6 +113,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     case H_HOST:
         if (req->host_count < UINT8_MAX) /* saturate: 256 Hosts must not wrap to "one" */
             req->host_count++;
+        if (!http_host_is_valid(at, len))
+            ctx->bad_host = true;
         break;
     case H_CONTENT_LENGTH:
         /* http-parser is lenient here; a smuggling-safe server is not. */
@@ -86,6 +131,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     case H_TRANSFER_ENCODING: ctx->transfer_encoding = true; break;
     case H_IF_NONE_MATCH: req->if_none_match = v; break;
     case H_IF_MODIFIED_SINCE: req->if_modified_since = v; break;
+    case H_IF_RANGE: req->if_range = v; break;
     case H_RANGE: req->range = v; break;
     case H_OTHER: break;
     }
@@ -115,28 +161,67 @@ static const http_parser_settings settings = {
     .on_headers_complete = on_headers_complete,
 };
 
+/* tchar of RFC 9110 5.6.2: what a method token is made of. */
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/*
+ * Whether the start of the request line already proves it invalid: a method
+ * byte that is not a tchar, or a method longer than any http-parser knows.
+ * Answering 400 now spares garbage the wait for the idle timeout.
+ */
+static bool method_is_invalid(const unsigned char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (buf[i] == '\r' || buf[i] == '\n')) /* empty lines before it are ignored */
+        i++;
+    size_t start = i;
+    for (; i < len && buf[i] != ' '; i++)
+        if (!is_tchar(buf[i]) || i - start >= HTTP_MAX_METHOD)
+            return true;
+    return i < len && i == start;
+}
+
 /*
  * Looks for the blank line that ends the header block, from *scan on.
  * Returns the block's length, 0 if it is not complete, or -400 for a byte
  * that has no place in a request head.
+ *
+ * Line ends: CRLF, or a lone LF (RFC 9112 2.2 lets a recipient accept one, and
+ * http-parser then agrees with us on where every line ends). A CR not followed
+ * by LF is rejected (RFC 9112 2.2): the lenient http-parser would take any byte
+ * after it as the LF and end the head early or swallow a header, which smuggles.
+ * A line that starts with SP or HTAB (obs-fold, or whitespace before the first
+ * header) is rejected too (RFC 9112 5.2, 2.2), so no header can hide in another.
  */
 static int find_header_end(const unsigned char *buf, size_t len, size_t *scan)
 {
     size_t i = *scan;
     for (; i < len; i++) {
         unsigned char ch = buf[i];
-        if (ch == '\n') {
+        if (ch == '\r') {
+            if (i + 1 >= len)
+                break;
+            if (buf[i + 1] != '\n')
+                return -400;
+        } else if (ch == '\n') {
             if (i + 1 >= len)
                 break;
             if (buf[i + 1] == '\n')
                 return (int)(i + 2);
+            if (buf[i + 1] == ' ' || buf[i + 1] == '\t')
+                return -400;
             if (buf[i + 1] == '\r') {
                 if (i + 2 >= len)
                     break;
                 if (buf[i + 2] == '\n')
                     return (int)(i + 3);
+                return -400;
             }
-        } else if ((ch < 0x20 && ch != '\r' && ch != '\t') || ch == 0x7f) {
+        } else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
             return -400;
         }
     }
@@ -173,6 +258,8 @@ int http_parse_request(const char *buf, size_t len, size_t *scan, struct http_re
     int end = find_header_end((const unsigned char *)buf, len, scan);
     if (end < 0)
         return end;
+    if (end == 0 && method_is_invalid((const unsigned char *)buf, len))
+        return -400;
     if (end == 0)
         return len >= HTTP_MAX_HEADER ? over_limit_status(buf, len) : HTTP_PARTIAL;
     if ((size_t)end > HTTP_MAX_HEADER)
@@ -201,7 +288,7 @@ int http_parse_request(const char *buf, size_t len, size_t *scan, struct http_re
         return -400;
     if (req->version_minor >= 1 && req->host_count != 1)
         return -400;
-    if (req->host_count > 1)
+    if (req->host_count > 1 || ctx.bad_host)
         return -400;
     return end;
 }

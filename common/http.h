@@ -15,6 +15,7 @@
 
 #define HTTP_MAX_HEADER 8192 /* whole header block, request line included: else 431 */
 #define HTTP_MAX_TARGET 4096 /* request target: else 414 */
+#define HTTP_MAX_METHOD 16   /* longer than any method http-parser knows: 400 at once */
 
 /* Results of http_parse_request() other than "n bytes consumed". */
 #define HTTP_PARTIAL 0 /* no complete header block yet: read more */
@@ -36,6 +37,7 @@ struct http_request {
     struct http_slice target; /* raw request target, still percent-encoded */
     struct http_slice if_none_match;
     struct http_slice if_modified_since;
+    struct http_slice if_range;
     struct http_slice range;
 };
 
@@ -46,5 +48,8 @@ struct http_request {
  * HTTP_PARTIAL, or -status.
  */
 int http_parse_request(const char *buf, size_t len, size_t *scan, struct http_request *req);
+
+/* Whether a Host field value is uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2). */
+bool http_host_is_valid(const char *v, size_t len);
 
 #endif

@@ -15,7 +15,7 @@
 struct loop_conn {
     struct conn conn;
     uint8_t interest; /* what the poller was last asked to watch for */
-    bool rx_drained;  /* the last read said EAGAIN and no input event came since */
+    bool rx_drained;  /* a read said EAGAIN and no input event came since */
 };
 
 static struct loop_conn *loop_conn(struct conn *c)

@@ -4,15 +4,27 @@
 # Starts bin/MODEL under `strace -f`, and on one keep-alive connection sends:
 #   GET /index.html     (warms the open-file cache; not shown)
 #   GET /trace-begin    (a marker: a 404 whose openat2 shows where the trace starts)
-#   GET /index.html     twice: the two requests the trace is about
+#   GET /index.html     twice: the two requests the trace is about; the client pauses
+#                       2 ms before the second, so the server's wait for it shows
 #   GET /trace-end      (the closing marker)
 # and prints the syscalls between the two markers' file lookups. The first
 # lines after the begin marker send its 404; the rest serve the two requests.
+# It also keeps the timed trace (strace -tt -T) in build/trace/MODEL.strace and draws
+# it as a swimlane, build/trace/MODEL.svg (scripts/swimlane.py), or at $TRACE_SVG.
+# MODEL=asyncio traces examples/asyncio_server.py, Python's asyncio on the same protocol.
 set -euo pipefail
 model=${1:?usage: scripts/trace.sh MODEL}
 cd "$(dirname "$0")/.."
-bin=bin/$model
-[[ -x $bin ]] || { echo "no $bin: run make first" >&2; exit 2; }
+if [[ $model == asyncio ]]; then
+    server=(python3 examples/asyncio_server.py)
+else
+    bin=bin/$model
+    [[ -x $bin ]] || { echo "no $bin: run make first" >&2; exit 2; }
+    server=("$bin")
+fi
+out=build/trace
+svg=${TRACE_SVG:-$out/$model.svg}
+mkdir -p "$out" "$(dirname "$svg")"
 command -v strace >/dev/null || { echo "strace is missing: make deps" >&2; exit 2; }
 
 tmp=$(mktemp -d)
@@ -21,14 +33,14 @@ trap 'pkill -P "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; rm
 mkdir -p "$tmp/www"
 head -c 4096 /dev/zero | tr '\0' 'x' >"$tmp/www/index.html"
 
-strace -f -qq -s 48 -o "$tmp/trace" "$bin" --port 0 --root "$tmp/www" --quiet 2>"$tmp/err" &
+strace -f -qq -tt -T -s 48 -o "$tmp/trace" "${server[@]}" --port 0 --root "$tmp/www" --quiet 2>"$tmp/err" &
 spid=$!
 for _ in $(seq 100); do grep -q '^listening on' "$tmp/err" && break; sleep 0.1; done
 port=$(sed -n 's/^listening on .*:\([0-9]*\) model=.*/\1/p' "$tmp/err")
 [[ -n $port ]] || { cat "$tmp/err" >&2; exit 1; }
 
 python3 - "$port" <<'PY'
-import socket, sys
+import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 def get(path):
     s.sendall(b"GET %s HTTP/1.1\r\nHost: trace\r\n\r\n" % path.encode())
@@ -39,15 +51,23 @@ def get(path):
     n = int([l.split(b":")[1] for l in h.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
     while len(body) < n:
         body += s.recv(65536)
-for p in ["/index.html", "/trace-begin", "/index.html", "/index.html", "/trace-end"]:
+for i, p in enumerate(["/index.html", "/trace-begin", "/index.html", "/index.html", "/trace-end"]):
+    if i == 3:
+        time.sleep(0.002)  # the server now waits for a request that is not there yet
     get(p)
 s.close()
 PY
 pkill -TERM -P "$spid" # the server, strace's child: strace ends with it
 wait "$spid" || true
 
-echo "# bin/$model: the syscalls of two keep-alive GET /index.html (4 KiB), from strace -f"
-awk '/"trace-begin"/ {on = 1; next} /"trace-end"/ {on = 0} on' "$tmp/trace" >"$tmp/cut"
+main_tid=$(awk 'NR == 1 {print $1}' "$tmp/trace")
+echo "# ${server[*]}: the syscalls of two keep-alive GET /index.html (4 KiB), from strace -f"
+awk '/"trace-begin"/ {on = 1; next} /"trace-end"/ {on = 0} on' "$tmp/trace" >"$out/$model.strace"
+# Drawn before printing, so that a reader that stops early (| head) does not lose it.
+scripts/swimlane.py --model "$model" --main-tid "$main_tid" "$out/$model.strace" "$svg"
+echo "# swimlane: $svg" >&2
+# The printed trace has no times: drop -tt's clock and -T's <duration>.
+sed -E 's/^([0-9]+ +)[0-9:.]+ /\1/; s/ <[0-9.]+>$//' "$out/$model.strace" >"$tmp/cut"
 # One thread served them: drop strace's thread-id column. Several (bin/blocking's
 # accept thread, glibc's aio threads): keep it, so each line says who made the call.
 if [[ $(awk '{print $1}' "$tmp/cut" | sort -u | wc -l) -gt 1 ]]; then

@@ -40,7 +40,7 @@
 /* A connection, in the table slot of its fd, owned by the loop it was posted to. */
 struct actor_conn {
     struct conn conn;
-    bool rx_drained; /* the last read said EAGAIN and no input event came since */
+    bool rx_drained; /* a read said EAGAIN and no input event came since */
 };
 
 /* A loop's mailbox: the acceptor appends, the loop takes everything at once. */

@@ -45,7 +45,7 @@ struct coro_conn {
     bool wait_read;  /* parked in a read until input comes */
     bool wait_write; /* parked in a write until there is room */
     bool cancelled;  /* timed out or shutting down: the parked call fails */
-    bool rx_drained; /* the last read came up short and no input event came since */
+    bool rx_drained; /* a read said EAGAIN and no input event came since */
 };
 
 static struct coro_conn *coro_conn(struct conn *c)
@@ -83,20 +83,32 @@ static int co_retry(struct coro_conn *cc, bool *wait)
  * a connection idle between requests then holds no buffer, only its stack. */
 static int co_wait_input(struct coro_conn *cc)
 {
-    while (cc->rx_drained) /* the last read was short, and no input event came since */
-        if (co_park(cc, &cc->wait_read) < 0)
+    for (;;) {
+        if (!cc->rx_drained) {
+            /* A one-byte peek, not a short read's hint: a FIN that came with the last
+             * request in one edge must be seen now, as no later event will report it. */
+            char probe;
+            if (recv(cc->conn.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) >= 0)
+                return 0; /* input, or end of stream: the read will say which */
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return 0; /* the read reports the error */
+            cc->rx_drained = true;
+        }
+        if (co_park(cc, &cc->wait_read) < 0) /* until an input event clears rx_drained */
             return -1;
-    return 0;
+    }
 }
 
 static ssize_t co_read(struct coro_conn *cc, void *buf, size_t n)
 {
     for (;;) {
         ssize_t r = recv(cc->conn.fd, buf, n, 0);
-        if (r >= 0) {
-            cc->rx_drained = (size_t)r < n; /* a short read emptied the socket */
+        /* A short read does not mark the socket drained: a FIN that came with the
+         * data in one edge shows only to the next read, and no event would wake us. */
+        if (r >= 0)
             return r;
-        }
         if (co_retry(cc, &cc->wait_read) < 0)
             return -1;
     }

@@ -366,8 +366,9 @@ class Server:
     """One server process: started with --port 0, stderr read until the listening line,
     then drained by a thread (kept in .lines) so the server never blocks on the pipe."""
 
-    def __init__(self, binary, root, extra_args=(), idle_timeout=2):
-        self.argv = [binary, "--addr", "127.0.0.1", "--port", "0", "--root", root,
+    def __init__(self, binary, root, extra_args=(), idle_timeout=2, run_as=()):
+        # run_as: a command prefix, e.g. setpriv to start the server as another user.
+        self.argv = [*run_as, binary, "--addr", "127.0.0.1", "--port", "0", "--root", root,
                      "--idle-timeout", str(idle_timeout), *extra_args]
         self.proc = None
         self.port = None

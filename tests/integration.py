@@ -20,12 +20,16 @@ what nginx would do is accepted too. Standard library only.
 import argparse
 import concurrent.futures
 import os
+import pwd
 import random
 import re
 import selectors
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -556,14 +560,6 @@ def symlink_inside(t):
     expect_file(get(t, "/inside.txt"), t, "small.txt")
 
 
-@case
-def no_permission(t):
-    """A file the server cannot read gives 403."""
-    if os.geteuid() == 0:
-        raise Skipped("running as root, file permissions are not enforced")
-    expect_status(get(t, "/secret.txt"), 403)
-
-
 # ---------------------------------------------------------------------------
 # Conditional requests
 
@@ -999,6 +995,298 @@ def cli_port_taken(t):
                            timeout=5)
     check(code == 1, f"port taken: {describe_exit(code)}, expected 1")
     expect_one_line(err, "port taken")
+
+
+# ---------------------------------------------------------------------------
+# Hostile input: request smuggling, half-closed clients, validators, odd mtimes
+
+LONG_IDLE = 30      # --idle-timeout of a separate server where a late close must stand out
+PROMPT = 3          # seconds within which "at once" must happen (a tenth of LONG_IDLE)
+
+SMUGGLED = b"GET /index.html?smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+malformed_case("bare_cr_smuggle",
+               "A bare CR that would end the head early (body run as a request) gives 400.",
+               b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\rContent-Length: "
+               + str(len(SMUGGLED)).encode() + b"\r\n\r\n" + SMUGGLED)
+malformed_case("bare_cr_swallow",
+               "A bare CR that would swallow the rest of the head gives 400.",
+               b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r" + SMUGGLED)
+malformed_case("bare_cr_in_value", "A bare CR inside a header value gives 400.",
+               req("/small.txt", headers=["X-Test: a\rb"]))
+malformed_case("bare_cr_in_request_line", "A bare CR inside the request line gives 400.",
+               b"GET /small.txt\rHTTP/1.1\r\nHost: localhost\r\n\r\n")
+malformed_case("lone_lf_fold",
+               "A header line after a lone LF that starts with a space (obs-fold) gives 400.",
+               b"GET /small.txt HTTP/1.1\nHost: localhost\n Content-Length: 5\n\nhello")
+
+
+@case
+def lone_lf_head(t):
+    """A head whose lines end in lone LFs is read line by line like CRLF (RFC 9112 2.2)."""
+    raw = b"GET /small.txt HTTP/1.1\nHost: localhost\nRange: bytes=0-4\n\n"
+    r = request(t.port, raw)[0]
+    expect_status(r, 206)
+    expect_body(r, t.files["small.txt"][:5])
+
+
+def start_long_idle(t, **kw):
+    server = Server(t.binary, t.root, idle_timeout=LONG_IDLE, **kw)
+    server.start()
+    return server
+
+
+@case(needs_server=False)
+def half_close(t):
+    """Request and FIN in one segment (8 tries): closed right after the answer, not when idle."""
+    server = start_long_idle(t)
+    try:
+        for i in range(8):
+            with Client(server.port) as c:
+                # Corked, the request and the FIN leave in one segment: one edge for both.
+                c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                c.send(req("/small.txt"))
+                c.sock.shutdown(socket.SHUT_WR)
+                expect_file(c.response(what=f"response {i + 1}"), t, "small.txt")
+                closed, data, _ = c.wait_closed(PROMPT)
+                check(not data, f"unexpected bytes after response {i + 1}: {data[:60]!r}")
+                check(closed, f"try {i + 1}: still open {PROMPT} s after answering a client that "
+                              f"had shut down its side (idle timeout {LONG_IDLE} s)")
+    finally:
+        server.kill()
+
+
+@case(needs_server=False)
+def garbage_without_newline(t):
+    """Bytes that cannot start a request line, no line end: 400 at once, not when idle."""
+    server = start_long_idle(t)
+    try:
+        for raw in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"G(T /small.txt HTTP/1.1",
+                    b"GETTINGVERYLONGMETHODNAME /"):
+            with Client(server.port) as c:
+                c.send(raw)
+                closed, data, took = c.wait_closed(PROMPT)
+                check(closed, f"{raw[:12]!r}...: still open after {took:.1f} s "
+                              f"(idle timeout {LONG_IDLE} s)")
+                check(not data or data.startswith(b"HTTP/1.1 400 "),
+                      f"{raw[:12]!r}...: answered {data[:40]!r}, expected 400")
+    finally:
+        server.kill()
+
+
+def server_side_established(server_port, client_port):
+    """Whether the server's end of the connection from client_port is still ESTABLISHED.
+
+    Read from /proc/net/tcp, since the client cannot see a FIN queued behind the data it
+    does not read.
+    """
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            if (int(local.split(":")[1], 16) == server_port and
+                    int(remote.split(":")[1], 16) == client_port):
+                return state == "01"
+    return False
+
+
+@case
+def stalled_reader(t):
+    """A client that never reads big.bin is dropped near the idle timeout, not kept for many."""
+    with Client(t.port) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.send(req("/big.bin"))
+        client_port = c.sock.getsockname()[1]
+        start = time.monotonic()
+        while server_side_established(t.port, client_port):
+            took = time.monotonic() - start
+            check(took < IDLE + GRACE, f"still sending {took:.1f} s after the client stopped "
+                                       f"reading (idle timeout {IDLE} s)")
+            time.sleep(0.2)
+
+
+def if_range(t, validator):
+    return get(t, "/small.txt", "Range: bytes=0-4", f"If-Range: {validator}")
+
+
+@case
+def if_range_stale_etag(t):
+    """Range with If-Range naming another ETag gives 200 and the whole file."""
+    expect_file(if_range(t, '"stale"'), t, "small.txt")
+
+
+@case
+def if_range_weak_etag(t):
+    """Range with If-Range naming the current ETag as weak gives 200 (strong comparison)."""
+    etag = get(t, "/small.txt").header("etag")
+    expect_file(if_range(t, "W/" + etag), t, "small.txt")
+
+
+@case
+def if_range_old_date(t):
+    """Range with If-Range dated before Last-Modified gives 200 and the whole file."""
+    expect_file(if_range(t, http_date(FIXED_MTIME - 1)), t, "small.txt")
+
+
+@case
+def if_range_newer_date(t):
+    """Range with If-Range dated after Last-Modified gives 200 (only an exact date matches)."""
+    expect_file(if_range(t, http_date(FIXED_MTIME + 86400)), t, "small.txt")
+
+
+@case
+def if_range_match(t):
+    """Range with If-Range naming the current ETag, or the exact Last-Modified, gives 206."""
+    etag = get(t, "/small.txt").header("etag")
+    for validator in (etag, http_date(FIXED_MTIME)):
+        r = if_range(t, validator)
+        expect_status(r, 206)
+        expect_body(r, t.files["small.txt"][:5], f"If-Range: {validator}")
+
+
+@case
+def cache_same_size_rewrite(t):
+    """A file rewritten in place, same size, old mtime restored, is served new within 3 s."""
+    path = os.path.join(t.root, "rewrite.txt")
+    old, new = b"old contents\n" * 8, b"NEW CONTENTS\n" * 8
+    with open(path, "wb") as f:
+        f.write(old)
+    os.utime(path, (FIXED_MTIME, FIXED_MTIME))
+    expect_body(get(t, "/rewrite.txt"), old, "rewrite.txt before")
+    etag = get(t, "/rewrite.txt").header("etag")
+    with open(path, "r+b") as f:
+        f.write(new)
+    os.utime(path, (FIXED_MTIME, FIXED_MTIME))      # as cp -p or touch -r would
+    end = time.monotonic() + 3                      # the cache revalidates once a second
+    while True:
+        r = get(t, "/rewrite.txt")
+        if r.body == new or time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    expect_body(r, new, "rewrite.txt 3 s after the rewrite")
+    check(r.header("etag") != etag, f"ETag {etag} unchanged after the contents changed")
+
+
+# mtimes a file system may hold but IMF-fixdate cannot say, or that lie in the future.
+ODD_MTIMES = {"far_future": 2 ** 62, "far_past": -2 ** 62, "year_10000": 253402300800,
+              "year_2100": 4102444800, "before_1970": -86400}
+ETAG_RE = re.compile(r'^(W/)?"[\x21\x23-\x7e]*"$')
+
+
+def odd_mtime_root():
+    """A root on tmpfs if there is one (it keeps any mtime), with one file per ODD_MTIMES."""
+    shm = "/dev/shm"
+    root = tempfile.mkdtemp(prefix="c10k-mtime-", dir=shm if os.path.isdir(shm) else None)
+    for name, mtime in ODD_MTIMES.items():
+        path = os.path.join(root, name + ".txt")
+        with open(path, "wb") as f:
+            f.write(name.encode() + b"\n")
+        try:
+            os.utime(path, ns=(mtime * 10 ** 9, mtime * 10 ** 9))
+        except (OSError, OverflowError):
+            os.utime(path, (mtime, mtime))      # beyond 64-bit nanoseconds: whole seconds
+    return root
+
+
+@case(needs_server=False)
+def odd_mtimes(t):
+    """Far-future or far-past mtimes: Last-Modified valid, 1970..Date; ETag well-formed."""
+    root = odd_mtime_root()
+    server = Server(t.binary, root)
+    try:
+        server.start()
+        for name in ODD_MTIMES:
+            r = request(server.port, req(f"/{name}.txt"))[0]
+            expect_status(r, 200)
+            expect_body(r, name.encode() + b"\n", name)
+            lm, date = r.header("last-modified", ""), r.header("date", "")
+            when, now = parse_http_date(lm), parse_http_date(date)
+            check(when is not None, f"{name}: Last-Modified {lm!r} is not an IMF-fixdate")
+            check(now is not None and when <= now,
+                  f"{name}: Last-Modified {lm!r} is later than Date {date!r}")
+            check(when >= 0, f"{name}: Last-Modified {lm!r} is before 1970")
+            etag = r.header("etag", "")
+            check(ETAG_RE.match(etag), f"{name}: ETag {etag!r} is not well-formed")
+    finally:
+        server.kill()
+        remove_root(root)
+
+
+@case
+def ims_invalid(t):
+    """An If-Modified-Since that is no valid HTTP-date is ignored: 200."""
+    for value in ("Sun, 99 Nov 2094 99:99:99 XYZ", "Xyz, 14 Nov 2099 22:13:20 GMT",
+                  "Sun, 14-Nov-2099 22:13:20 GMT", "Tue, 31 Feb 2099 22:13:20 GMT",
+                  "Tue, 14 Nov 2099 24:13:20 GMT", "Tue, 14 Nov 2099 22:13:20 UTC",
+                  "Tuesday, 14-Nov-99 22:13:20 XYZ", "Tue Nov 14 22:13:20 20x9"):
+        r = conditional(t, f"If-Modified-Since: {value}")
+        check(r.status == 200, f"If-Modified-Since: {value!r} gave {r.status}, expected 200")
+        expect_body(r, t.files["small.txt"], f"If-Modified-Since: {value!r}")
+
+
+@case
+def ims_obsolete_forms(t):
+    """If-Modified-Since in the two obsolete forms (RFC 850, asctime) is honoured: 304."""
+    for value in ("Sunday, 06-Nov-44 08:49:37 GMT", "Sun Nov  6 08:49:37 2044"):
+        expect_status(conditional(t, f"If-Modified-Since: {value}"), 304)
+
+
+malformed_case("host_space", "Host: a b gives 400.", req("/small.txt", host="a b"))
+malformed_case("host_slash", "Host: a/b gives 400.", req("/small.txt", host="a/b"))
+malformed_case("host_open_bracket", "Host: [::1 gives 400.", req("/small.txt", host="[::1"))
+malformed_case("host_bad_port", "Host: x:notaport gives 400.",
+               req("/small.txt", host="x:notaport"))
+malformed_case("host_tab", "Host: a<TAB>b gives 400.", req("/small.txt", host="a\tb"))
+
+
+@case
+def host_valid_forms(t):
+    """Host as a name, IPv4, IPv6 literal, with and without a port, or empty, is served."""
+    for host in ("example.com", "example.com:8080", "127.0.0.1:80", "[::1]", "[::1]:8080",
+                 "xn--bcher-kva.example", "a%41b", ""):
+        r = request(t.port, req("/small.txt", host=host))[0]
+        check(r.status == 200, f"Host: {host!r} gave {r.status}, expected 200")
+
+
+@case
+def range_int64(t):
+    """Range numbers at or beyond INT64_MAX are ignored on purpose: 200, whole file."""
+    for spec in ("9223372036854775807-", "9223372036854775808-", "0-9223372036854775808",
+                 "-9223372036854775808", "99999999999999999999999-1"):
+        expect_file(get(t, "/small.txt", f"Range: bytes={spec}"), t, "small.txt")
+
+
+def unprivileged():
+    """A command prefix that runs the server as nobody (needs setpriv), or None."""
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        return None
+    return [setpriv, f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"]
+
+
+@case(needs_server=False)
+def no_permission(t):
+    """A file the server cannot read gives 403 (as root, the server runs as nobody for this)."""
+    if os.geteuid() != 0:
+        expect_status(get(t, "/secret.txt"), 403)
+        return
+    run_as = unprivileged()
+    if run_as is None:
+        raise Skipped("running as root, and no setpriv or no user nobody to drop to")
+    mode = os.stat(t.root).st_mode
+    os.chmod(t.root, 0o755)         # mkdtemp's 0700 would keep nobody out of the whole root
+    server = Server(t.binary, t.root, run_as=run_as)
+    try:
+        server.start()
+        expect_file(request(server.port, req("/small.txt"))[0], t, "small.txt")
+        expect_status(request(server.port, req("/secret.txt"))[0], 403)
+    finally:
+        server.kill()
+        os.chmod(t.root, mode)
 
 
 # ---------------------------------------------------------------------------

@@ -74,6 +74,23 @@ static void parse_rejects_garbage_and_truncation(void)
         "Sun Nov  6 08:49:37 19x4",                              /* asctime year not digits */
         "Sun Nov  x 08:49:37 1994",                              /* asctime day not a digit */
         "Sun, 06 Nov 1994 08:49:37 GMT and then some more text", /* too long */
+        "Sun, 99 Nov 2094 99:99:99 XYZ",                         /* every field out of range */
+        "Xyz, 06 Nov 1994 08:49:37 GMT",                         /* no such weekday */
+        "Sun, 06-Nov-1994 08:49:37 GMT",                         /* dashes in IMF-fixdate */
+        "Sun, 06 Nov 1994 08:49:37 UTC",                         /* zone other than GMT */
+        "Sun, 00 Nov 1994 08:49:37 GMT",                         /* day 0 */
+        "Sun, 31 Nov 1994 08:49:37 GMT",                         /* day 31 of a 30-day month */
+        "Tue, 29 Feb 2100 08:49:37 GMT",                         /* not a leap year */
+        "Sun, 06 Nov 1994 24:00:00 GMT",                         /* hour 24 */
+        "Sun, 06 Nov 1994 08:60:00 GMT",                         /* minute 60 */
+        "Sun, 06 Nov 1994 08:49:61 GMT",                         /* second 61 */
+        "Sun,_06 Nov 1994 08:49:37 GMT",                         /* wrong separator */
+        "Sunday, 06-Nov-94 08:49:37 UTC",                        /* RFC 850, zone */
+        "Sonday, 06-Nov-94 08:49:37 GMT",                        /* RFC 850, weekday */
+        "Sunday, 06 Nov 94 08:49:37 GMT",                        /* RFC 850, spaces */
+        "Xyz Nov  6 08:49:37 1994",                              /* asctime, weekday */
+        "Sun Nov 31 08:49:37 1994",                              /* asctime, day */
+        "Sun Nov  6 08:49:37_1994",                              /* asctime, separator */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         time_t t = 12345;
@@ -82,6 +99,34 @@ static void parse_rejects_garbage_and_truncation(void)
             fprintf(stderr, "     input \"%s\"\n", bad[i]);
         CHECK_EQ_INT(t, 12345); /* a failed parse leaves *out alone */
     }
+}
+
+static void parse_accepts_edges_of_the_ranges(void)
+{
+    CHECK_EQ_INT(parsed("Thu, 29 Feb 2024 23:59:59 GMT"), 1709251199); /* leap day */
+    CHECK_EQ_INT(parsed("Sat, 31 Dec 2016 23:59:60 GMT"), 1483228800); /* leap second */
+    CHECK_EQ_INT(parsed("Tue, 29 Feb 2000 00:00:00 GMT"), 951782400);  /* century leap year */
+}
+
+static void format_clamps_what_imf_fixdate_cannot_say(void)
+{
+    /* Before 1970, and past year 9999 (where gmtime_r fails with EOVERFLOW for 2^62). */
+    format_is(-1, "Thu, 01 Jan 1970 00:00:00 GMT");
+    format_is(-((time_t)1 << 62), "Thu, 01 Jan 1970 00:00:00 GMT");
+    format_is(CLOCK_HTTP_DATE_MAX, "Fri, 31 Dec 9999 23:59:59 GMT");
+    format_is(CLOCK_HTTP_DATE_MAX + 1, "Fri, 31 Dec 9999 23:59:59 GMT");
+    format_is((time_t)1 << 62, "Fri, 31 Dec 9999 23:59:59 GMT");
+}
+
+static void last_modified_is_between_the_epoch_and_now(void)
+{
+    time_t now = 1700000000;
+    CHECK_EQ_INT(clock_last_modified(784111777, now), 784111777);
+    CHECK_EQ_INT(clock_last_modified(now, now), now);
+    CHECK_EQ_INT(clock_last_modified(now + 1, now), now); /* RFC 9110 8.8.2.1 */
+    CHECK_EQ_INT(clock_last_modified((time_t)1 << 62, now), now);
+    CHECK_EQ_INT(clock_last_modified(-1, now), 0);
+    CHECK_EQ_INT(clock_last_modified(-((time_t)1 << 62), now), 0);
 }
 
 static void format_then_parse_round_trips(void)
@@ -128,6 +173,9 @@ int main(void)
         CASE(parse_the_three_formats_of_rfc9110),
         CASE(parse_reads_only_len_bytes),
         CASE(parse_rejects_garbage_and_truncation),
+        CASE(parse_accepts_edges_of_the_ranges),
+        CASE(format_clamps_what_imf_fixdate_cannot_say),
+        CASE(last_modified_is_between_the_epoch_and_now),
         CASE(format_then_parse_round_trips),
         CASE(http_date_is_now),
         CASE(now_ms_is_monotonic),

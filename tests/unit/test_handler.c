@@ -508,41 +508,41 @@ static void range_overflowing_digits_are_ignored(void)
     range_is("bytes=18446744073709551616-", 10, 0, 0, 0);
 }
 
-/* ---- handler_mime_type ------------------------------------------------------------------- */
+/* ---- files_mime_type ------------------------------------------------------------------- */
 
 static void mime_type_for_every_spec_extension(void)
 {
-    CHECK_STR(handler_mime_type("a.html"), "text/html");
-    CHECK_STR(handler_mime_type("a.css"), "text/css");
-    CHECK_STR(handler_mime_type("a.js"), "text/javascript");
-    CHECK_STR(handler_mime_type("a.json"), "application/json");
-    CHECK_STR(handler_mime_type("a.txt"), "text/plain");
-    CHECK_STR(handler_mime_type("a.svg"), "image/svg+xml");
-    CHECK_STR(handler_mime_type("a.png"), "image/png");
-    CHECK_STR(handler_mime_type("a.jpg"), "image/jpeg");
-    CHECK_STR(handler_mime_type("a.gif"), "image/gif");
-    CHECK_STR(handler_mime_type("a.ico"), "image/x-icon");
-    CHECK_STR(handler_mime_type("a.wasm"), "application/wasm");
-    CHECK_STR(handler_mime_type("a.pdf"), "application/pdf");
-    CHECK_STR(handler_mime_type("a.woff2"), "font/woff2");
+    CHECK_STR(files_mime_type("a.html"), "text/html");
+    CHECK_STR(files_mime_type("a.css"), "text/css");
+    CHECK_STR(files_mime_type("a.js"), "text/javascript");
+    CHECK_STR(files_mime_type("a.json"), "application/json");
+    CHECK_STR(files_mime_type("a.txt"), "text/plain");
+    CHECK_STR(files_mime_type("a.svg"), "image/svg+xml");
+    CHECK_STR(files_mime_type("a.png"), "image/png");
+    CHECK_STR(files_mime_type("a.jpg"), "image/jpeg");
+    CHECK_STR(files_mime_type("a.gif"), "image/gif");
+    CHECK_STR(files_mime_type("a.ico"), "image/x-icon");
+    CHECK_STR(files_mime_type("a.wasm"), "application/wasm");
+    CHECK_STR(files_mime_type("a.pdf"), "application/pdf");
+    CHECK_STR(files_mime_type("a.woff2"), "font/woff2");
 }
 
 static void mime_type_unknown_or_missing_extension(void)
 {
-    CHECK_STR(handler_mime_type("a.bin"), "application/octet-stream");
-    CHECK_STR(handler_mime_type("Makefile"), "application/octet-stream");
-    CHECK_STR(handler_mime_type("a.html.gz"), "application/octet-stream");
-    CHECK_STR(handler_mime_type("dir.html/file"), "application/octet-stream");
-    CHECK_STR(handler_mime_type("a."), "application/octet-stream");
-    CHECK_STR(handler_mime_type("a.woff"), "application/octet-stream");
-    CHECK_STR(handler_mime_type("."), "application/octet-stream");
+    CHECK_STR(files_mime_type("a.bin"), "application/octet-stream");
+    CHECK_STR(files_mime_type("Makefile"), "application/octet-stream");
+    CHECK_STR(files_mime_type("a.html.gz"), "application/octet-stream");
+    CHECK_STR(files_mime_type("dir.html/file"), "application/octet-stream");
+    CHECK_STR(files_mime_type("a."), "application/octet-stream");
+    CHECK_STR(files_mime_type("a.woff"), "application/octet-stream");
+    CHECK_STR(files_mime_type("."), "application/octet-stream");
 }
 
 static void mime_type_ignores_case(void)
 {
-    CHECK_STR(handler_mime_type("INDEX.HTML"), "text/html");
-    CHECK_STR(handler_mime_type("d/App.Js"), "text/javascript");
-    CHECK_STR(handler_mime_type("photo.JPG"), "image/jpeg");
+    CHECK_STR(files_mime_type("INDEX.HTML"), "text/html");
+    CHECK_STR(files_mime_type("d/App.Js"), "text/javascript");
+    CHECK_STR(files_mime_type("photo.JPG"), "image/jpeg");
 }
 
 /* ---- handler_prepare_response: 200 ------------------------------------------------------- */
@@ -1041,6 +1041,67 @@ static void repeated_requests_leak_no_fd(void)
     CHECK_EQ_INT(after, warm);
 }
 
+/* ---- If-Range ----------------------------------------------------------------------------- */
+
+static bool if_range_is(const char *v, time_t now)
+{
+    static const char etag[] = "\"5f-10\"";
+    struct http_slice s = {v, (uint32_t)strlen(v)};
+    return handler_if_range_matches(s, etag, strlen(etag), FILE_MTIME, now);
+}
+
+static void if_range_compares_strongly(void)
+{
+    char date[HTTP_DATE_LEN + 1];
+    time_t later = FILE_MTIME + 60;
+    CHECK(if_range_is("\"5f-10\"", later));
+    CHECK(if_range_is("\"5f-10\"  ", later));  /* trailing whitespace is not the value */
+    CHECK(!if_range_is("W/\"5f-10\"", later)); /* weak never matches strongly */
+    CHECK(!if_range_is("\"stale\"", later));
+    CHECK(!if_range_is("\"5f-10\", \"x\"", later)); /* one entity tag, not a list */
+    clock_format_http_date(FILE_MTIME, date);
+    CHECK(if_range_is(date, later));
+    CHECK(!if_range_is(date, FILE_MTIME)); /* modified within the Date's second: weak */
+    clock_format_http_date(FILE_MTIME - 1, date);
+    CHECK(!if_range_is(date, later));
+    clock_format_http_date(FILE_MTIME + 1, date);
+    CHECK(!if_range_is(date, later)); /* only the exact date */
+    CHECK(!if_range_is("yesterday", later));
+    CHECK(!if_range_is("", later));
+}
+
+static void if_range_mismatch_serves_the_whole_file(void)
+{
+    CHECK_EQ_INT(ask("GET /small.txt HTTP/1.1\r\nHost: h\r\nRange: bytes=0-4\r\n"
+                     "If-Range: \"stale\""),
+                 200);
+    check_plan_body(SMALL_TEXT, strlen(SMALL_TEXT));
+    CHECK_EQ_INT(ask("GET /small.txt HTTP/1.1\r\nHost: h\r\nRange: bytes=0-4\r\n"
+                     "If-Range: Sat, 01 Jan 2000 00:00:00 GMT"),
+                 200);
+    check_plan_body(SMALL_TEXT, strlen(SMALL_TEXT));
+}
+
+/* ---- a head that does not fit ------------------------------------------------------------- */
+
+static void head_overflow_is_a_500_not_an_empty_head(void)
+{
+    static char small_out[200]; /* fits a 500, not a 200 with the file's headers */
+    struct http_request req;
+    static const char text[] = "GET /small.txt HTTP/1.1\r\nHost: h\r\n\r\n";
+    size_t scan = 0;
+    if (!CHECK_EQ_INT(http_parse_request(text, strlen(text), &scan, &req), strlen(text)))
+        return;
+    struct response r;
+    handler_prepare_response(root_fd, &req, small_out, sizeof small_out, &r);
+    CHECK_EQ_INT(r.status, 500);
+    CHECK(r.close);
+    CHECK(r.head_len > 0 && r.head_len <= sizeof small_out);
+    CHECK(!memcmp(small_out, "HTTP/1.1 500 ", 13));
+    CHECK(r.file_fd < 0 && !r.body);
+    handler_release(&r);
+}
+
 int main(void)
 {
     static bool fds_at_start[MAX_FDS], fds_at_end[MAX_FDS];
@@ -1102,6 +1163,9 @@ int main(void)
         CASE(each_root_serves_its_own_files),
         CASE(cache_notices_changes_after_a_second),
         CASE(repeated_requests_leak_no_fd),
+        CASE(if_range_compares_strongly),
+        CASE(if_range_mismatch_serves_the_whole_file),
+        CASE(head_overflow_is_a_500_not_an_empty_head),
 #undef CASE
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

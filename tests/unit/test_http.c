@@ -5,6 +5,7 @@
  * (picohttpparser's trick), so a read one byte past the end crashes the test
  * instead of passing by luck.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -489,6 +490,126 @@ static void conditional_and_range_headers_are_slices_of_the_input(void)
     CHECK(req.target.p == buf + 4);
 }
 
+/* ---- line ends: a bare CR is 400, a lone LF ends a line as CRLF would ---------------------- */
+
+static const char sweep_head[] = "GET /a HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\n"
+                                 "If-Range: \"e\"\r\n\r\n";
+
+static void bare_cr_anywhere_in_a_head_is_400(void)
+{
+    size_t len = strlen(sweep_head);
+    char buf[128];
+    struct http_request req;
+    for (size_t i = 0; i < len; i++) { /* a CR inserted before byte i */
+        memcpy(buf, sweep_head, i);
+        buf[i] = '\r';
+        memcpy(buf + i + 1, sweep_head + i, len - i);
+        if (!CHECK_EQ_INT(parse_bytes(buf, len + 1, &req), -400))
+            fprintf(stderr, "     CR inserted at %zu\n", i);
+    }
+    for (size_t i = 0; i < len; i++) { /* byte i replaced by a CR */
+        if (sweep_head[i] == '\r')
+            continue;
+        memcpy(buf, sweep_head, len);
+        buf[i] = '\r';
+        if (!CHECK_EQ_INT(parse_bytes(buf, len, &req), -400))
+            fprintf(stderr, "     byte %zu replaced by CR\n", i);
+    }
+}
+
+static bool slices_equal(struct http_slice a, struct http_slice b)
+{
+    return a.len == b.len && (a.len == 0 || !memcmp(a.p, b.p, a.len));
+}
+
+/* Whatever a lone LF does at any place, a CRLF there does the same: no header can hide. */
+static void lone_lf_anywhere_reads_as_crlf(void)
+{
+    size_t len = strlen(sweep_head);
+    char lf[128], crlf[128];
+    for (size_t i = 0; i <= len; i++) {
+        if (i > 0 && sweep_head[i - 1] == '\r' && sweep_head[i] == '\n')
+            continue; /* between CR and LF a CRLF would leave a bare CR */
+        memcpy(lf, sweep_head, i);
+        lf[i] = '\n';
+        memcpy(lf + i + 1, sweep_head + i, len - i);
+        memcpy(crlf, sweep_head, i);
+        memcpy(crlf + i, "\r\n", 2);
+        memcpy(crlf + i + 2, sweep_head + i, len - i);
+
+        struct http_request a, b;
+        char copy[128];
+        int ra = parse_bytes(lf, len + 1, &a);
+        memcpy(copy, arena_end - (len + 1), len + 1); /* keep a's slices valid */
+        int rb = parse_bytes(crlf, len + 2, &b);
+        bool same = ra > 0 && i < len ? rb == ra + 1 : rb == ra; /* at len: the next request */
+        if (ra > 0 && rb > 0) {
+            /* a's slices point into the arena, which b overwrote: rebase them on the copy. */
+            const char *base = arena_end - (len + 1);
+            struct http_slice *sa[] = {&a.target, &a.range, &a.if_range};
+            for (size_t k = 0; k < 3; k++)
+                if (sa[k]->p)
+                    sa[k]->p = copy + (sa[k]->p - base);
+            same = same && a.host_count == b.host_count && a.method == b.method &&
+                   slices_equal(a.target, b.target) && slices_equal(a.range, b.range) &&
+                   slices_equal(a.if_range, b.if_range);
+        }
+        if (!CHECK(same))
+            fprintf(stderr, "     LF at %zu: %d, CRLF: %d\n", i, ra, rb);
+    }
+}
+
+static void obs_fold_and_leading_whitespace_are_400(void)
+{
+    struct http_request req;
+    CHECK_EQ_INT(parse("GET / HTTP/1.1\r\nHost: h\r\n Content-Length: 5\r\n\r\n", &req), -400);
+    CHECK_EQ_INT(parse("GET / HTTP/1.1\nHost: h\n\tX: y\n\n", &req), -400);
+    CHECK_EQ_INT(parse("GET / HTTP/1.1\r\n Host: h\r\n\r\n", &req), -400);
+}
+
+static void invalid_method_bytes_are_400_before_the_line_ends(void)
+{
+    struct http_request req;
+    CHECK_EQ_INT(parse("G(T /", &req), -400);
+    CHECK_EQ_INT(parse("\x16\x03\x01", &req), -400);
+    CHECK_EQ_INT(parse("ABCDEFGHIJKLMNOPQRSTUVWXYZ", &req), -400); /* longer than any method */
+    CHECK_EQ_INT(parse(" GET / HTTP/1.1", &req), -400);
+    CHECK_EQ_INT(parse("GET /", &req), HTTP_PARTIAL);
+    CHECK_EQ_INT(parse("\r\nGE", &req), HTTP_PARTIAL);
+    CHECK_EQ_INT(parse("M-SEARCH * HT", &req), HTTP_PARTIAL);
+}
+
+/* ---- Host -------------------------------------------------------------------------------- */
+
+static void host_syntax(void)
+{
+    static const char *good[] = {"h",
+                                 "example.com",
+                                 "example.com:8080",
+                                 "127.0.0.1:80",
+                                 "[::1]",
+                                 "[::1]:8080",
+                                 "[v1.x]",
+                                 "a%41b",
+                                 "x:",
+                                 "",
+                                 "h ",
+                                 "a-b_c~d"};
+    static const char *bad[] = {"a b",     "a/b",     "[::1", "x:notaport", "a\tb", "[]",
+                                "a%4",     "a%zz",    "a@b",  "[::1]x",     "a?b",  "a#b",
+                                "[::1]:x", "h:80:80", "a\"b", "a<b>"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (!CHECK(http_host_is_valid(good[i], strlen(good[i]))))
+            fprintf(stderr, "     \"%s\" rejected\n", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (!CHECK(!http_host_is_valid(bad[i], strlen(bad[i]))))
+            fprintf(stderr, "     \"%s\" accepted\n", bad[i]);
+    struct http_request req;
+    CHECK_EQ_INT(parse("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", &req), -400);
+    CHECK_EQ_INT(parse("GET / HTTP/1.0\r\nHost: x:y\r\n\r\n", &req), -400);
+    CHECK(parse("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", &req) > 0);
+}
+
 int main(void)
 {
     guard_init();
@@ -527,6 +648,11 @@ int main(void)
         CASE(transfer_encoding_has_a_body),
         CASE(keep_alive_follows_version_and_connection),
         CASE(conditional_and_range_headers_are_slices_of_the_input),
+        CASE(bare_cr_anywhere_in_a_head_is_400),
+        CASE(lone_lf_anywhere_reads_as_crlf),
+        CASE(obs_fold_and_leading_whitespace_are_400),
+        CASE(invalid_method_bytes_are_400_before_the_line_ends),
+        CASE(host_syntax),
 #undef CASE
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
