@@ -4,6 +4,7 @@
 #   make test       install what is missing, build, run every test
 #   make bench      install what is missing, build, benchmark, plot (results/)
 #   make asan|ubsan sanitizer builds into bin-asan/ and bin-ubsan/
+#   make costs      what a process, a thread and a coroutine cost to create and switch
 
 VERSION := 0.1.0
 CC      ?= cc
@@ -35,8 +36,9 @@ OBJS_test_loop := loop.o pollset.o
 
 # Libraries that only one model needs.
 LIBS_uring := -luring
+LIBS_corouring := -luring
 
-.PHONY: all deps asan ubsan tsan test clean format fuzz trace trace-figures www
+.PHONY: all deps asan ubsan tsan test clean format fuzz trace trace-figures www costs
 all: $(SERVERS:%=$(BIN)/%)
 
 $(BUILD)/%.o: %.c
@@ -59,9 +61,9 @@ SAN_FLAGS_ubsan := -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-re
 SAN_FLAGS_tsan  := -fsanitize=thread
 asan ubsan:
 	$(MAKE) BUILD=build-$@ BIN=bin-$@ OPT="-O1 -g $(SAN_FLAGS_$@)" LDFLAGS="$(SAN_FLAGS_$@)" all
-# ThreadSanitizer, for bin/blocking. (bin/aio cannot run under it: glibc starts its aio
+# ThreadSanitizer, for the threaded models. (bin/aio cannot run under it: glibc starts its aio
 # threads with an internal pthread_create that TSan does not see, and TSan crashes.)
-TSAN_SERVERS := blocking
+TSAN_SERVERS := blocking actor
 tsan:
 	$(MAKE) BUILD=build-tsan BIN=bin-tsan OPT="-O1 -g $(SAN_FLAGS_tsan)" \
 	  LDFLAGS="$(SAN_FLAGS_tsan)" $(TSAN_SERVERS:%=bin-tsan/%)
@@ -99,6 +101,13 @@ build-fuzz/fuzz_request: $(FUZZ_SRC) $(wildcard common/*.h)
 fuzz: deps build-fuzz/fuzz_request
 	build-fuzz/fuzz_request -max_total_time=$(FUZZ_SECS) -print_final_stats=1 \
 	  -artifact_prefix=build-fuzz/ build-fuzz/corpus tests/fuzz/corpus
+
+# ---- teaching: what a process, a thread and a coroutine cost (bench/costs.c) ----
+$(BUILD)/bench/costs: bench/costs.c $(BUILD)/libc10k.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libc10k.a $(LDLIBS)
+costs: $(BUILD)/bench/costs
+	$<
 
 # ---- teaching: the syscalls one model makes for two keep-alive requests --------
 # make trace MODEL=x prints them and draws build/trace/x.svg; MODEL=asyncio traces

@@ -11,8 +11,9 @@ static void cli_usage(FILE *out, const char *model)
 {
     fprintf(out,
             "usage: %s [--addr 127.0.0.1] [--port 8080] [--root ./www] [--max-conns N]\n"
-            "       %*s [--idle-timeout SECONDS] [--quiet] [--help] [--version]\n"
-            "Serves the files under --root over HTTP/1.1 using the %s I/O model.\n",
+            "       %*s [--idle-timeout SECONDS] [--workers N] [--quiet] [--help] [--version]\n"
+            "Serves the files under --root over HTTP/1.1 using the %s I/O model;\n"
+            "--workers N runs N processes of it (default 1; bin/prefork: 4).\n",
             model, (int)strlen(model), "", model);
 }
 
@@ -37,6 +38,7 @@ enum cli_result cli_parse(int argc, char **argv, const char *model, struct confi
         .max_conns = 20000,
         .idle_timeout_s = 10,
         .quiet = false,
+        .workers = 0,
     };
 
     for (int i = 1; i < argc; i++) {
@@ -56,7 +58,8 @@ enum cli_result cli_parse(int argc, char **argv, const char *model, struct confi
         }
 
         if (strcmp(opt, "--addr") && strcmp(opt, "--port") && strcmp(opt, "--root") &&
-            strcmp(opt, "--max-conns") && strcmp(opt, "--idle-timeout")) {
+            strcmp(opt, "--max-conns") && strcmp(opt, "--idle-timeout") &&
+            strcmp(opt, "--workers")) {
             fprintf(stderr, "%s: unknown option '%s' (try --help)\n", model, opt);
             return CLI_USAGE;
         }
@@ -73,6 +76,8 @@ enum cli_result cli_parse(int argc, char **argv, const char *model, struct confi
             bad = cli_int(val, 0, 65535, &cfg->port);
         else if (!strcmp(opt, "--max-conns"))
             bad = cli_int(val, 1, INT_MAX, &cfg->max_conns);
+        else if (!strcmp(opt, "--workers"))
+            bad = cli_int(val, 1, WORKERS_MAX, &cfg->workers);
         else
             bad = cli_int(val, 1, 86400, &cfg->idle_timeout_s);
         if (bad) {

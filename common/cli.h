@@ -8,6 +8,9 @@
 #define C10K_VERSION "0.1.0"
 #endif
 
+/* --workers: more processes than this is a typo, not a plan. */
+#define WORKERS_MAX 256
+
 struct config {
     const char *addr;
     int port;
@@ -15,6 +18,7 @@ struct config {
     int max_conns;
     int idle_timeout_s;
     bool quiet;
+    int workers; /* --workers; 0 if not given: the model's default */
 };
 
 enum cli_result {

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 
 #include "conn.h"
+#include "drive.h"
 #include "server.h"
 
 /* Interest and readiness bits; READ and WRITE equal CONN_READ and CONN_WRITE. */
@@ -42,13 +43,5 @@ int poller_wait(struct poller *p, struct poller_event *fired, int max, int timeo
 /* The whole main() of a readiness server: server_main() with the shared event
  * loop over this binary's poller (common/loop.c): accept, dispatch, time out. */
 int loop_main(int argc, char **argv, const char *model);
-
-/*
- * The I/O of the readiness models (in loop.c): nonblocking recv/send/sendfile
- * until the socket would block; returns what the connection waits for.
- * *rx_drained: a read said EAGAIN and no input event came since, so another
- * would only say EAGAIN again; the loop clears it on an input event.
- */
-enum conn_want conn_drive(struct conn *c, bool *rx_drained);
 
 #endif

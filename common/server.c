@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "files.h"
+#include "workers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -73,8 +75,9 @@ static int raise_nofile(void)
     return rl.rlim_cur > 1048576 ? 1048576 : (int)rl.rlim_cur;
 }
 
-/* Binds and listens; returns the nonblocking fd and sets *port, or -1. */
-static int listen_on(const char *addr, int *port)
+/* Binds and listens; returns the nonblocking fd and sets *port, or -1. With reuseport,
+ * several sockets may listen on the same port (SO_REUSEPORT, Linux 3.9). */
+static int listen_on(const char *addr, int *port, bool reuseport)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -94,6 +97,7 @@ static int listen_on(const char *addr, int *port)
         goto fail;
     /* Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt each. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
         goto fail;
@@ -137,6 +141,11 @@ bool server_admit(struct server *s, int fd)
 {
     if (fd >= s->max_fds || atomic_load(&s->nconns) >= s->max_conns) {
         close(fd); /* over --max-conns: refused at once, the others carry on */
+        return false;
+    }
+    if (s->all_nconns && atomic_fetch_add(s->all_nconns, 1) >= s->max_conns) {
+        atomic_fetch_sub(s->all_nconns, 1); /* the other processes hold the rest */
+        close(fd);
         return false;
     }
     atomic_fetch_add(&s->nconns, 1);
@@ -229,16 +238,53 @@ void server_close_conn(struct server *s, struct conn *c)
         server_drain_input(fd);
     conn_close(c);
     close(fd);
+    server_conn_gone(s);
+}
+
+void server_conn_gone(struct server *s)
+{
     atomic_fetch_sub(&s->nconns, 1);
+    if (s->all_nconns)
+        atomic_fetch_sub(s->all_nconns, 1);
 }
 
 int server_main(int argc, char **argv, const char *model, size_t conn_size, server_run_fn run)
+{
+    return server_main_workers(argc, argv, model, conn_size, run, SERVER_WORKERS_REUSEPORT, 1);
+}
+
+/* The n listeners of --workers: one socket n times, or n sockets on one port. */
+static int listen_all(struct server *s, enum server_workers how, int *listeners, int n, int *port)
+{
+    bool own = how == SERVER_WORKERS_REUSEPORT && n > 1;
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && !own) {
+            listeners[i] = listeners[0];
+            continue;
+        }
+        listeners[i] = listen_on(s->cfg.addr, port, own); /* *port is 0 only the first time */
+        if (listeners[i] < 0) {
+            int err = errno;
+            while (i-- > 0)
+                close(listeners[i]);
+            errno = err;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int server_main_workers(int argc, char **argv, const char *model, size_t conn_size,
+                        server_run_fn run, enum server_workers how, int default_workers)
 {
     struct server s = {.model = model,
                        .listen_fd = -1,
                        .reserve_fd = -1,
                        .conn_size = conn_size,
-                       .env.root_fd = -1};
+                       .env.root_fd = -1,
+                       .worker = -1};
+    int listeners[WORKERS_MAX];
+    bool in_worker = false;
     int rc = 1;
 
     switch (cli_parse(argc, argv, model, &s.cfg)) {
@@ -246,7 +292,9 @@ int server_main(int argc, char **argv, const char *model, size_t conn_size, serv
     case CLI_USAGE: return 2;
     case CLI_RUN: break;
     }
-
+    if (!s.cfg.workers)
+        s.cfg.workers = default_workers;
+    int processes = how == SERVER_WORKERS_THREADS ? 1 : s.cfg.workers;
     if (install_signals() < 0) {
         fprintf(stderr, "%s: cannot install signal handlers: %s\n", model, strerror(errno));
         return 1;
@@ -277,22 +325,40 @@ int server_main(int argc, char **argv, const char *model, size_t conn_size, serv
         fprintf(stderr, "%s: cannot allocate the connection table: %s\n", model, strerror(errno));
         goto out;
     }
+    if (how == SERVER_WORKERS_SHARED && processes > 1) {
+        s.all_nconns = mmap(NULL, sizeof *s.all_nconns, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (s.all_nconns == MAP_FAILED) {
+            s.all_nconns = NULL;
+            fprintf(stderr, "%s: cannot share the connection count: %s\n", model, strerror(errno));
+            goto out;
+        }
+    }
     int port = s.cfg.port;
-    s.listen_fd = listen_on(s.cfg.addr, &port);
-    if (s.listen_fd < 0) {
+    if (listen_all(&s, how, listeners, processes, &port) < 0) {
         fprintf(stderr, "%s: cannot listen on %s:%d: %s\n", model, s.cfg.addr, s.cfg.port,
                 strerror(errno));
         goto out;
     }
+    s.listen_fd = listeners[0];
+    /* Printed once every listener listens: a connection made now is queued, whichever
+     * worker the kernel gives it to. */
     fprintf(stderr,
             strchr(s.cfg.addr, ':') ? "listening on [%s]:%d model=%s root=%s\n"
                                     : "listening on %s:%d model=%s root=%s\n",
             s.cfg.addr, port, model, s.cfg.root);
     fflush(stderr);
 
-    rc = run(&s) == 0 ? 0 : 1;
-    fprintf(stderr, "served %lu requests on %lu connections\n", atomic_load(&s.env.requests),
-            atomic_load(&s.connections));
+    if (processes == 1) {
+        rc = run(&s) == 0 ? 0 : 1;
+    } else {
+        rc = workers_run(&s, run, listeners, processes, &in_worker) == 0 ? 0 : 1;
+        if (!in_worker)
+            s.listen_fd = -1; /* closed once the workers had them */
+    }
+    if (!in_worker)
+        fprintf(stderr, "served %lu requests on %lu connections\n", atomic_load(&s.env.requests),
+                atomic_load(&s.connections));
 out:
     if (s.listen_fd >= 0)
         close(s.listen_fd);
@@ -300,6 +366,8 @@ out:
         close(s.env.root_fd);
     if (s.reserve_fd >= 0)
         close(s.reserve_fd);
+    if (s.all_nconns)
+        munmap(s.all_nconns, sizeof *s.all_nconns);
     free(s.conns);
     conn_pool_drain();
     return rc;

@@ -23,6 +23,9 @@ struct server {
     size_t conn_size;    /* the model's per-connection struct, which begins with a struct conn */
     struct conn_env env; /* root, idle timeout and deadlines, the answered-request count */
     atomic_int nconns;
+    atomic_int *all_nconns;   /* one listener, several processes (bin/prefork): the open
+                                 connections of them all, in shared memory; else NULL */
+    int worker;               /* this process's index under --workers N; -1 if alone */
     atomic_ulong connections; /* for the "served" line */
 };
 
@@ -30,7 +33,8 @@ struct server {
 typedef int (*server_run_fn)(struct server *s);
 
 /* The whole main() of a server binary: parse, start, listen, run, report.
- * conn_size is the model's per-connection struct, the stride of the table. */
+ * conn_size is the model's per-connection struct, the stride of the table. With
+ * --workers N, N processes each run() on a SO_REUSEPORT listener of their own. */
 int server_main(int argc, char **argv, const char *model, size_t conn_size, server_run_fn run);
 
 /* The table's slot for fd (0 <= fd < max_fds), open or not. */
@@ -41,6 +45,21 @@ static inline struct conn *server_conn(const struct server *s, int fd)
 
 /* Takes the slot for fd and starts its idle deadline; NULL if fd is out of range. */
 struct conn *server_open_conn(struct server *s, int fd);
+
+/* What --workers N means to a model. */
+enum server_workers {
+    SERVER_WORKERS_REUSEPORT, /* N processes, each its own SO_REUSEPORT listener: the
+                                 kernel spreads connections by hash (the default) */
+    SERVER_WORKERS_SHARED,    /* N processes in accept() on one listener (bin/prefork) */
+    SERVER_WORKERS_THREADS,   /* one process; the model runs N loops of its own and
+                                 reads the count from s->cfg.workers (bin/actor) */
+};
+
+/* server_main() with the model's meaning of --workers and its default count.
+ * --max-conns is per process with SERVER_WORKERS_REUSEPORT (as nginx's
+ * worker_connections), for all of them together otherwise. */
+int server_main_workers(int argc, char **argv, const char *model, size_t conn_size,
+                        server_run_fn run, enum server_workers how, int default_workers);
 
 /* True once SIGINT or SIGTERM arrived. */
 bool server_stopping(void);
@@ -64,6 +83,10 @@ bool server_admit(struct server *s, int fd);
 
 /* Closes a connection's socket and frees its slot (counts it out of nconns). */
 void server_close_conn(struct server *s, struct conn *c);
+
+/* Counts out a connection admitted by server_accept()/server_admit() whose socket
+ * the model closed itself. */
+void server_conn_gone(struct server *s);
 
 /* Reads and drops whatever input is pending, so close() sends FIN rather than RST. */
 void server_drain_input(int fd);

@@ -319,6 +319,29 @@ def request(port, raw, count=1, head=None, timeout=TIMEOUT):
 # ---------------------------------------------------------------------------
 # The server process
 
+def process_tree(pid):
+    """pid and every process under it (bin/fork's children, the workers of --workers and
+    bin/prefork), found through the parent pid in /proc/*/stat; [] if pid is gone."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue            # exited meanwhile
+        children.setdefault(ppid, []).append(int(name))
+    if not os.path.exists(f"/proc/{pid}"):
+        return []
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, ()))
+    return tree
+
+
 _running = set()
 
 
@@ -432,7 +455,12 @@ class Server:
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            # Its workers or children too: they would hold the port and fds after it.
+            for pid in reversed(process_tree(self.proc.pid)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
             self.proc.wait()
         self._finish()
 

@@ -34,7 +34,8 @@ import threading
 import time
 
 from fixtures import (FIXED_MTIME, SERVED_RE, Client, Failure, Server, Skipped, build_root,
-                      check, describe_exit, http_date, parse_http_date, remove_root, request)
+                      check, describe_exit, http_date, parse_http_date, process_tree,
+                      remove_root, request)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(REPO, "bin")
@@ -881,6 +882,65 @@ def sigint(t):
         check(code is not None, "still running 10 s after SIGINT")
         check(code == 0, f"{describe_exit(code)} after SIGINT, expected 0{server.stderr_tail()}")
         expect_served_line(server)
+    finally:
+        server.kill()
+
+
+ZOMBIE_CONNS = 20      # connections that close after one request, for no_zombies
+
+
+def zombies(pid):
+    """The processes under pid that have exited and not been waited for (state Z)."""
+    found = []
+    for p in process_tree(pid)[1:]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    found.append(p)
+        except OSError:
+            pass                # reaped meanwhile
+    return found
+
+
+@case
+def no_zombies(t):
+    """Connections that close after one request leave no zombie behind: a server that
+    forks (bin/fork: a child per connection) waits for each child that exits."""
+    for _ in range(ZOMBIE_CONNS):
+        expect_file(get(t, "/small.txt", "Connection: close"), t, "small.txt")
+    deadline = time.monotonic() + GRACE
+    while (left := zombies(t.server.proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)    # polling the kernel's process table, bounded
+    check(not left, f"{len(left)} zombie children {GRACE} s after {ZOMBIE_CONNS} connections "
+                    f"closed")
+
+
+WORKER_RE = re.compile(r"^worker (\d+): served (\d+) requests on (\d+) connections$")
+SPREAD_CONNS = 16       # new connections, one request each, for workers_spread
+
+
+@case(needs_server=False)
+def workers_spread(t):
+    """With --workers 2, new connections reach both processes: each worker's served line
+    counts some of them, and the two add up to the total line."""
+    server = Server(t.binary, t.root, ["--workers", "2"])
+    try:
+        server.start()
+        for _ in range(SPREAD_CONNS):
+            expect_file(request(server.port, req("/small.txt"))[0], t, "small.txt")
+        code = server.stop()
+        check(code == 0, f"{describe_exit(code)} after SIGTERM, expected 0{server.stderr_tail()}")
+        expect_served_line(server)
+        workers = [WORKER_RE.match(line) for line in server.lines]
+        workers = {int(m[1]): (int(m[2]), int(m[3])) for m in workers if m}
+        check(sorted(workers) == [0, 1],
+              f"expected the lines 'worker 0: served ...' and 'worker 1: ...', got {workers}")
+        conns = [c for _, c in workers.values()]
+        check(all(conns), f"{SPREAD_CONNS} connections, per worker: {conns}: one got none")
+        total = next(line for line in server.lines if SERVED_RE.match(line))
+        check(total == f"served {sum(r for r, _ in workers.values())} requests on "
+                       f"{sum(conns)} connections",
+              f"the workers' lines {workers} do not add up to {total!r}")
     finally:
         server.kill()
 

@@ -34,19 +34,24 @@ import threading
 import time
 import traceback
 
-from fixtures import Client, Failure, Server, build_root, describe_exit, remove_root
+from fixtures import (Client, Failure, Server, build_root, describe_exit, process_tree,
+                      remove_root)
 from stress_tools import (Failed, Swarm, Tool, WrkResult, expect, human, proc_cpu_seconds,
                           proc_fd_kinds, proc_fds, proc_rss_kib, proc_threads, run_wrk,
                           start_wrk, stop_tools, wait_until)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(REPO, "bin")
-MODEL_ORDER = ["blocking", "busypoll", "select", "poll", "epoll", "sigio", "uring", "aio", "coro"]
+MODEL_ORDER = ["blocking", "busypoll", "select", "poll", "epoll", "sigio", "uring", "aio", "coro",
+               "fork", "prefork", "actor", "corouring"]
 
 # ---- thresholds and sizes (docs/reliability.md says why) --------------------------
 IDLE = 5                 # --idle-timeout of the servers under test
 GRACE = 5                # how long after IDLE a closing or fd release may still come
-FD_SLACK = 2             # fds over the warmed-up start value still counted as "back"
+WARM_ROUNDS = 64         # at most, warm-up requests per path (see warm())
+WARM_STEADY = 8          # warm-up rounds that open no fd: every process has the files
+FD_SLACK = 2             # fds over the warmed-up start value still counted as "back",
+                         # per process (bin/prefork's each have an open-file cache)
                          # (the open-file cache may reopen a file it revalidated)
 PIPES_MAX = 256          # pipe fds a server may keep: bin/uring's pool of 128 pipes
 C10K_CONNS = 10000
@@ -184,25 +189,35 @@ def fds_held(pid):
 
 
 def warm(t, server, *paths):
-    """Request paths (default "/") once, so the open-file cache holds them; return the
-    count of fds_held() then: the value the server must come back to."""
-    for path in paths or ("/",):
-        try:
-            with Client(server.port) as c:
-                c.send(http_get(path, close=True))
-                r = c.response()
-        except (Failure, OSError) as e:
-            raise Failed("no answer", f"warm-up GET {path}: {e}") from None
-        expect(r.status == 200, "no answer", f"warm-up GET {path}: {r.status}")
-    return fds_held(server.proc.pid)
+    """Request paths (default "/") on fresh connections until the count of fds_held() has
+    not grown for WARM_STEADY rounds (every process of bin/prefork or --workers has its own
+    open-file cache, and the kernel picks which one takes a connection); return that count:
+    the value the server must come back to."""
+    held, steady = fds_held(server.proc.pid), 0
+    for _ in range(WARM_ROUNDS):
+        for path in paths or ("/",):
+            try:
+                with Client(server.port) as c:
+                    c.send(http_get(path, close=True))
+                    r = c.response()
+            except (Failure, OSError) as e:
+                raise Failed("no answer", f"warm-up GET {path}: {e}") from None
+            expect(r.status == 200, "no answer", f"warm-up GET {path}: {r.status}")
+        now = fds_held(server.proc.pid)
+        steady = steady + 1 if now == held else 0
+        held = now
+        if steady >= WARM_STEADY:
+            break
+    return held
 
 
 def expect_fds_back(t, server, base, when, within=IDLE + GRACE):
-    """Poll (bounded) until the server's fds_held() is back at base (+FD_SLACK), and check
-    that its pipes stay within PIPES_MAX. Returns (fds held, seconds it took)."""
+    """Poll (bounded) until the server's fds_held() is back at base (+FD_SLACK per process),
+    and check that its pipes stay within PIPES_MAX. Returns (fds held, seconds it took)."""
     pid = server.proc.pid
     start = time.monotonic()
-    n = wait_until(lambda: (lambda k: k if k is not None and k <= base + FD_SLACK else None)(
+    slack = FD_SLACK * max(1, len(process_tree(pid)))
+    n = wait_until(lambda: (lambda k: k if k is not None and k <= base + slack else None)(
         fds_held(pid)), within)
     if n is None:
         expect_alive(server, when)
@@ -551,8 +566,9 @@ def emfile(t):
     server = t.start(idle=2 * IDLE)
     base = warm(t, server)
     try:
-        subprocess.run(["prlimit", "--pid", str(server.proc.pid),
-                        f"--nofile={FD_LIMIT}:{FD_LIMIT}"], check=True, timeout=10)
+        for pid in process_tree(server.proc.pid):      # the workers that accept, too
+            subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={FD_LIMIT}:{FD_LIMIT}"],
+                           check=True, timeout=10)
     except (OSError, subprocess.SubprocessError) as e:
         raise Failed("harness", f"cannot lower the fd limit: {e}") from None
     swarm, served, refused = storm(t, server, busy_ok=True)

@@ -1,7 +1,8 @@
 """Helpers for tests/stress.py; standard library only.
 
 - Failed: a scenario did not hold; carries a short figure for the table and the detail.
-- proc_*(): what the kernel says about a server process (fds, RSS, CPU time).
+- proc_*(): what the kernel says about a server process (fds, RSS, CPU time), summed over
+  the processes under it (bin/fork's children, the workers of bin/prefork and --workers).
 - wait_until(): bounded polling, the only way the scenarios wait for each other.
 - Tool / run_wrk() / parse_wrk(): wrk and slowhttptest as child processes that are always
   reaped, also on Ctrl-C (stop_tools()).
@@ -19,6 +20,8 @@ import signal
 import socket
 import subprocess
 import time
+
+from fixtures import process_tree
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -50,55 +53,69 @@ def human(n):
 # The server process, as the kernel sees it
 
 def proc_fds(pid):
-    """Number of open fds of pid; None if it is gone."""
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
+    """Number of open fds of pid and the processes under it; None if it is gone."""
+    kinds = proc_fd_kinds(pid)
+    return None if kinds is None else sum(kinds.values())
 
 
 def proc_fd_kinds(pid):
-    """{"socket": n, "pipe": n, "anon": n, "file": n} over pid's open fds; None if it is gone."""
+    """{"socket": n, "pipe": n, "anon": n, "file": n} over the open fds of pid and the
+    processes under it; None if it is gone."""
     kinds = {"socket": 0, "pipe": 0, "anon": 0, "file": 0}
-    try:
-        names = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
+    tree = process_tree(pid)
+    if not tree:
         return None
-    for name in names:
+    for p in tree:
         try:
-            target = os.readlink(f"/proc/{pid}/fd/{name}")
+            names = os.listdir(f"/proc/{p}/fd")
         except OSError:
-            continue            # closed meanwhile
-        kind = target.split(":", 1)[0]
-        if kind == "anon_inode":
-            kind = "anon"
-        kinds[kind if kind in kinds else "file"] += 1
+            continue            # a child that exited meanwhile
+        for name in names:
+            try:
+                target = os.readlink(f"/proc/{p}/fd/{name}")
+            except OSError:
+                continue        # closed meanwhile
+            kind = target.split(":", 1)[0]
+            if kind == "anon_inode":
+                kind = "anon"
+            kinds[kind if kind in kinds else "file"] += 1
     return kinds
 
 
+def _status_sum(pid, field):
+    """The sum of /proc/P/status's field over pid and the processes under it; None if gone."""
+    total = None
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        total = (total or 0) + int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 def proc_rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+    return _status_sum(pid, "VmRSS")
 
 
 def proc_threads(pid):
-    try:
-        return len(os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return None
+    return _status_sum(pid, "Threads")
 
 
 def proc_cpu_seconds(pid):
-    """User + system CPU time of every thread of pid, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK    # utime, stime
+    """User + system CPU time of every thread of pid and of the processes under it, the
+    exited and reaped ones included (cutime, cstime), in seconds."""
+    ticks = 0
+    for p in process_tree(pid) or [pid]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(x) for x in fields[11:15])     # utime, stime, cutime, cstime
+    return ticks / CLK_TCK
 
 
 def wait_until(predicate, within, interval=0.05):

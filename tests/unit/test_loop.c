@@ -1,5 +1,5 @@
 /*
- * test_loop.c - conn_drive(), the readiness models' I/O (common/loop.c), on a
+ * test_loop.c - conn_drive(), the readiness models' I/O (common/drive.c), on a
  * real socketpair: it reads and writes until EAGAIN, and an idle connection
  * holds no buffer.
  *

@@ -1,0 +1,459 @@
+/*
+ * corouring.c - coroutines over a completion source: bin/coro's code shape,
+ * io_uring's events.
+ *
+ * serve_connection() is servers/coro.c's (and blocking.c's) loop: read, answer,
+ * send the head, send the body. But where coro.c tries a nonblocking call and
+ * parks on EAGAIN until epoll says "ready", each co_*() here submits the whole
+ * operation to io_uring (recv into this buffer, sendmsg these bytes, splice
+ * this file range) and parks until its completion says "done", with the
+ * result. The loop waits in io_uring_enter(2) for completions, as uring.c's
+ * does, and resumes whichever coroutine a completion belongs to: user_data is
+ * the coroutine's task, and a task has at most one operation in flight.
+ *
+ * The two axes are independent: readiness or completion is where the loop
+ * waits (epoll.c, coro.c | uring.c, this file); callbacks or coroutines is how
+ * a connection keeps its place (epoll.c, uring.c: a state machine in struct
+ * conn | coro.c, this file: the coroutine's stack). Two choices here: an idle
+ * connection waits for input in a POLL_ADD (a completion that says "readable")
+ * so that it holds no buffer (uring.c lends provided buffers instead), and a
+ * file body goes file -> pipe -> socket by SPLICE through common/pipepool.c,
+ * since io_uring has no sendfile. The acceptor is a coroutine too.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "coro.h"
+#include "pipepool.h"
+#include "server.h"
+
+#define RING_SQ_ENTRIES 4096
+#define RING_CQ_ENTRIES 65536 /* a completion per coroutine at most, and a few cancels */
+#define CQE_BATCH 256
+#define STACKS_KEPT 1024
+#define PIPE_SIZE (256 * 1024)
+#define STOP_MS 3000 /* how long a stop waits for cancelled operations */
+
+struct ring_server;
+
+/* What a suspended coroutine waits for: one operation's completion, or a pipe. */
+struct task {
+    struct ring_server *rs;
+    struct coro *co;
+    struct task *next_ready; /* on the ready list, to be resumed by the loop */
+    int res;                 /* the completion's result (or -errno), for the coroutine */
+    bool in_flight;          /* an operation is submitted, its completion not back yet */
+    bool wants_pipe;         /* on the pipe pool's waiting list */
+    bool cancelled;          /* timed out or stopping: its waits fail from now on */
+};
+
+/* A connection: the protocol's state, its coroutine, and its turn at a pipe. */
+struct ring_conn {
+    struct conn conn;
+    struct task task;
+    struct pipe_user pipe;
+};
+
+struct ring_server {
+    struct server *s;
+    struct io_uring ring;
+    struct coro_pool pool;
+    struct pipepool pipes;
+    struct task acceptor;
+    struct task *ready, **ready_tail;
+    int coroutines; /* alive: the acceptor and one per connection */
+};
+
+static struct ring_conn *ring_conn(struct conn *c)
+{
+    return container_of(c, struct ring_conn, conn);
+}
+
+/* ---- tasks: who runs when ------------------------------------------------------- */
+
+static void make_ready(struct ring_server *rs, struct task *t)
+{
+    t->next_ready = NULL;
+    *rs->ready_tail = t;
+    rs->ready_tail = &t->next_ready;
+}
+
+/* Runs t's coroutine until it parks again; frees it once it has finished. */
+static void run(struct task *t)
+{
+    struct ring_server *rs = t->rs;
+    if (coro_resume(t->co))
+        return;
+    if (coro_destroy(t->co) < 0)
+        server_warn(rs->s, "munmap: %s", strerror(errno));
+    t->co = NULL;
+    rs->coroutines--;
+}
+
+/* Resumes the ready tasks, in order, from the loop (never from a coroutine). */
+static void run_ready(struct ring_server *rs)
+{
+    struct task *t;
+    while ((t = rs->ready)) {
+        rs->ready = t->next_ready;
+        if (!rs->ready)
+            rs->ready_tail = &rs->ready;
+        run(t);
+    }
+}
+
+/* ---- the blocking-looking calls, run inside a coroutine ------------------------- */
+
+/* A submission entry for the running task, or NULL once it is cancelled. */
+static struct io_uring_sqe *co_sqe(struct task *t)
+{
+    if (t->cancelled)
+        return NULL;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&t->rs->ring);
+    if (!sqe) { /* the SQ is full: hand it to the kernel, then there is room */
+        io_uring_submit(&t->rs->ring);
+        sqe = io_uring_get_sqe(&t->rs->ring);
+    }
+    return sqe;
+}
+
+/* Parks the running task until sqe's completion; returns its result. */
+static int co_submit(struct task *t, struct io_uring_sqe *sqe)
+{
+    if (!sqe)
+        return t->cancelled ? -ECANCELED : -EBUSY;
+    io_uring_sqe_set_data(sqe, t);
+    t->in_flight = true;
+    coro_yield(); /* the loop resumes us with the completion's result in t->res */
+    return t->res;
+}
+
+static int co_poll(struct task *t, int fd, unsigned mask)
+{
+    struct io_uring_sqe *sqe = co_sqe(t);
+    if (sqe)
+        io_uring_prep_poll_add(sqe, fd, mask);
+    return co_submit(t, sqe);
+}
+
+static int co_recv(struct ring_conn *rc, void *buf, size_t n)
+{
+    struct io_uring_sqe *sqe = co_sqe(&rc->task);
+    if (sqe)
+        io_uring_prep_recv(sqe, rc->conn.fd, buf, n, 0);
+    return co_submit(&rc->task, sqe);
+}
+
+/* Sends buf, then buf2 (either may be empty), in one operation that the kernel
+ * finishes itself if the socket takes only part (MSG_WAITALL). */
+static int co_write(struct ring_conn *rc, const char *buf, size_t n, const char *buf2, size_t n2,
+                    bool more)
+{
+    /* On this stack: it stays put while the coroutine waits for the completion. */
+    struct iovec iov[2] = {{(void *)buf, n}, {(void *)buf2, n2}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n2 > 0 ? 2 : 1};
+    struct io_uring_sqe *sqe = co_sqe(&rc->task);
+    if (sqe)
+        io_uring_prep_sendmsg(sqe, rc->conn.fd, &msg,
+                              MSG_NOSIGNAL | MSG_WAITALL | (more ? MSG_MORE : 0));
+    return co_submit(&rc->task, sqe);
+}
+
+/* Borrows a pipe from the pool, waiting for a turn if none is free. */
+static int co_get_pipe(struct ring_conn *rc)
+{
+    struct ring_server *rs = rc->task.rs;
+    for (;;) {
+        if (rc->task.cancelled)
+            return -ECANCELED;
+        int r = pipepool_get(&rs->pipes, &rc->pipe);
+        if (r <= 0)
+            return r == 0 ? 0 : -errno;
+        rc->task.wants_pipe = true;
+        coro_yield(); /* pipe_ready() or a cancel makes us ready again */
+    }
+}
+
+/* Gives the pipe back: dirty if bytes are left in it (they are dropped with it). */
+static void put_pipe(struct ring_conn *rc)
+{
+    struct pipe_user *pu = &rc->pipe;
+    pipepool_leave(&rc->task.rs->pipes, pu);
+    if (pu->pipe)
+        pipepool_put(&rc->task.rs->pipes, pu, pu->in_pipe > 0);
+}
+
+/* Moves part of a file range to the socket: SPLICE file -> pipe, then SPLICE
+ * pipe -> socket. Returns the bytes that reached the socket (0: the file shrank),
+ * or -errno. The pipe is kept while bytes are in it; while the socket is full it
+ * is parked, and the pool may take it back for a waiter, dropping its bytes: they
+ * are spliced again from the file, whose offset counts only what reached the socket. */
+static ssize_t co_sendfile(struct ring_conn *rc, int file_fd, off_t off, size_t len)
+{
+    struct task *t = &rc->task;
+    struct pipe_user *pu = &rc->pipe;
+    struct io_uring_sqe *sqe;
+    int r;
+    for (;;) {
+        if (!pu->pipe && (r = co_get_pipe(rc)) < 0)
+            return r;
+        if (pu->in_pipe == 0) {
+            size_t n = len < pu->pipe->cap ? len : pu->pipe->cap;
+            if ((sqe = co_sqe(t)))
+                io_uring_prep_splice(sqe, file_fd, off, pu->pipe->wr, -1, (unsigned)n, 0);
+            if ((r = co_submit(t, sqe)) <= 0)
+                goto out;
+            pu->in_pipe = (uint32_t)r;
+        }
+        if ((sqe = co_sqe(t)))
+            io_uring_prep_splice(sqe, pu->pipe->rd, -1, rc->conn.fd, -1, pu->in_pipe, 0);
+        r = co_submit(t, sqe);
+        if (r > 0) {
+            pu->in_pipe -= (uint32_t)r;
+            if (pu->in_pipe == 0) /* given back between chunks, so that waiters get turns */
+                pipepool_put(&t->rs->pipes, pu, false);
+            return r;
+        }
+        if (r != -EAGAIN)
+            goto out;
+        /* The socket is full, and a splice cannot wait for room: wait for it here. */
+        pipepool_park(&t->rs->pipes, pu);
+        if ((r = co_poll(t, rc->conn.fd, POLLOUT)) < 0)
+            goto out;
+        pipepool_leave(&t->rs->pipes, pu); /* if it was taken, start over from the file */
+    }
+out:
+    put_pipe(rc);
+    return r == 0 ? 0 : (r < 0 ? r : -EIO);
+}
+
+/* ---- one connection: coro.c's serve_connection(), over completions --------------- */
+
+static void serve_connection(void *arg)
+{
+    struct ring_conn *rc = arg;
+    struct conn *c = &rc->conn;
+    struct server *s = rc->task.rs->s;
+    enum conn_want want = CONN_READ;
+    bool drained = true; /* nothing read yet: wait for input before taking a buffer */
+
+    while (want != CONN_CLOSE) {
+        int r;
+        if (want == CONN_READ) {
+            char *p;
+            size_t n;
+            if (drained) { /* idle: wait for input without holding a buffer */
+                conn_rx_idle(c);
+                if (co_poll(&rc->task, c->fd, POLLIN) < 0)
+                    break;
+            }
+            if (conn_rx_buf(c, &p, &n) < 0)
+                break;
+            r = co_recv(rc, p, n); /* parks until the bytes are in the buffer */
+            if (r < 0)
+                break;
+            drained = (size_t)r < n; /* a short read emptied the socket */
+            want = conn_on_input(c, (size_t)r);
+        } else {
+            struct conn_tx tx;
+            ssize_t sent;
+            conn_tx(c, &tx, true);
+            if (tx.len > 0) /* the head (and a small body from the file cache) */
+                sent = co_write(rc, tx.buf, tx.len, tx.buf2, tx.len2, tx.more);
+            else /* the file, through a pipe */
+                sent = co_sendfile(rc, tx.file_fd, tx.file_off, tx.file_len);
+            if (sent < 0)
+                break;
+            want = conn_on_output(c, (size_t)sent);
+        }
+    }
+    server_close_conn(s, c); /* no operation of ours is in flight: the fd may go */
+}
+
+/* ---- the acceptor: a coroutine as well ------------------------------------------ */
+
+static void spawn(struct ring_server *rs, int fd)
+{
+    struct conn *c = server_open_conn(rs->s, fd);
+    struct ring_conn *rc = ring_conn(c);
+    rc->task = (struct task){.rs = rs};
+    rc->pipe = (struct pipe_user){0};
+    if (!(rc->task.co = coro_create(&rs->pool, serve_connection, rc))) {
+        server_warn(rs->s, "cannot serve a connection: %s", strerror(errno));
+        server_close_conn(rs->s, c);
+        return;
+    }
+    rs->coroutines++;
+    make_ready(rs, &rc->task); /* started by the loop, not from inside this coroutine */
+}
+
+static void accept_main(void *arg)
+{
+    struct ring_server *rs = arg;
+    struct server *s = rs->s;
+    struct task *t = &rs->acceptor;
+    for (;;) {
+        struct io_uring_sqe *sqe = co_sqe(t);
+        if (sqe) /* nonblocking: a splice into a full socket must fail, not hold a worker */
+            io_uring_prep_accept(sqe, s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = co_submit(t, sqe);
+        if (fd >= 0) {
+            if (server_admit(s, fd)) /* server_accept()'s limits, for a kernel-accepted fd */
+                spawn(rs, fd);
+        } else if (fd == -EMFILE || fd == -ENFILE) {
+            /* Out of fds: server_accept() refuses what waits with the spare fd (or
+             * serves it, if fds came back); then wait for the next client. */
+            while ((fd = server_accept(s, true)) >= 0)
+                spawn(rs, fd);
+            if (co_poll(t, s->listen_fd, POLLIN) < 0)
+                break;
+        } else if (fd == -ECANCELED || t->cancelled) {
+            break;
+        } else if (fd != -ECONNABORTED && fd != -EINTR) {
+            server_warn(s, "accept: %s", strerror(-fd));
+        }
+    }
+}
+
+/* ---- the loop: io_uring underneath, resuming whoever a completion is for --------- */
+
+/* Makes t's waits fail: an operation in flight is cancelled (its completion then
+ * resumes it), a wait for a pipe ends at once. */
+static void cancel(struct ring_server *rs, struct task *t, struct pipe_user *pu)
+{
+    if (t->cancelled || !t->co)
+        return;
+    t->cancelled = true;
+    if (t->in_flight) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&rs->ring);
+        if (!sqe) {
+            io_uring_submit(&rs->ring);
+            sqe = io_uring_get_sqe(&rs->ring);
+        }
+        if (sqe) {
+            io_uring_prep_cancel(sqe, t, 0);
+            io_uring_sqe_set_data(sqe, NULL); /* its own completion is not a task's */
+        }
+    } else if (t->wants_pipe) {
+        pipepool_leave(&rs->pipes, pu);
+        t->wants_pipe = false;
+        make_ready(rs, t);
+    }
+}
+
+static void cancel_conn(struct ring_server *rs, struct conn *c)
+{
+    conn_forget_deadline(c); /* it closes itself once its coroutine unwinds */
+    cancel(rs, &ring_conn(c)->task, &ring_conn(c)->pipe);
+}
+
+static void pipe_ready(struct pipe_user *pu, void *arg)
+{
+    struct ring_conn *rc = container_of(pu, struct ring_conn, pipe);
+    rc->task.wants_pipe = false;
+    make_ready(arg, &rc->task);
+}
+
+static void reap_completions(struct ring_server *rs)
+{
+    struct io_uring_cqe *cqes[CQE_BATCH];
+    unsigned n;
+    while ((n = io_uring_peek_batch_cqe(&rs->ring, cqes, CQE_BATCH)) > 0) {
+        struct task *done[CQE_BATCH];
+        int res[CQE_BATCH];
+        for (unsigned i = 0; i < n; i++) {
+            done[i] = io_uring_cqe_get_data(cqes[i]);
+            res[i] = cqes[i]->res;
+        }
+        io_uring_cq_advance(&rs->ring, n); /* copied out: the kernel may reuse the entries */
+        for (unsigned i = 0; i < n; i++) {
+            if (!done[i]) /* a cancel's own completion */
+                continue;
+            done[i]->in_flight = false;
+            done[i]->res = res[i];
+            run(done[i]);
+            run_ready(rs);
+        }
+    }
+}
+
+static int corouring_run(struct server *s)
+{
+    struct ring_server *rs = calloc(1, sizeof *rs);
+    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
+                                .cq_entries = RING_CQ_ENTRIES};
+    uint64_t stop_by = 0;
+    int rc = -1;
+
+    if (!rs)
+        return -1;
+    *rs = (struct ring_server){.s = s};
+    rs->ready_tail = &rs->ready;
+    int r = io_uring_queue_init_params(RING_SQ_ENTRIES, &rs->ring, &p);
+    if (r < 0) {
+        server_warn(s, "io_uring_queue_init: %s", strerror(-r));
+        free(rs);
+        return -1;
+    }
+    coro_pool_init(&rs->pool, CORO_STACK_SIZE, STACKS_KEPT);
+    pipepool_init(&rs->pipes, PIPE_SIZE, pipe_ready, rs);
+    rs->acceptor = (struct task){.rs = rs};
+    if (!(rs->acceptor.co = coro_create(&rs->pool, accept_main, rs))) {
+        server_warn(s, "cannot start the acceptor: %s", strerror(errno));
+        goto out;
+    }
+    rs->coroutines = 1;
+    run(&rs->acceptor);
+
+    while (rs->coroutines > 0) {
+        uint64_t now = clock_now_ms();
+        if (server_stopping() && !stop_by) { /* every wait fails; each coroutine unwinds */
+            stop_by = now + STOP_MS;
+            cancel(rs, &rs->acceptor, NULL);
+            for (int fd = 0; fd < s->max_fds; fd++)
+                if (ring_conn(server_conn(s, fd))->task.co)
+                    cancel_conn(rs, server_conn(s, fd));
+            run_ready(rs);
+        }
+        if (stop_by && now > stop_by) {
+            server_warn(s, "%d coroutines still wait for cancelled operations", rs->coroutines);
+            break;
+        }
+        int timeout = deadline_ms_to_next(&s->env.idle, now, stop_by ? 100 : 1000);
+        struct __kernel_timespec ts = {.tv_sec = timeout / 1000,
+                                       .tv_nsec = (long long)(timeout % 1000) * 1000000};
+        struct io_uring_cqe *cqe;
+        r = io_uring_submit_and_wait_timeout(&rs->ring, &cqe, 1, &ts, NULL);
+        if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN) {
+            server_warn(s, "io_uring_enter: %s", strerror(-r));
+            break;
+        }
+        reap_completions(rs);
+        struct conn *c;
+        now = clock_now_ms();
+        while ((c = conn_next_expired(&s->env, now))) /* idle too long: unwinds and closes */
+            cancel_conn(rs, c);
+        run_ready(rs);
+    }
+    rc = rs->coroutines == 0 ? 0 : -1;
+out:
+    io_uring_queue_exit(&rs->ring);
+    if (rs->coroutines == 0) { /* else parked stacks still hold what the kernel may touch */
+        pipepool_destroy(&rs->pipes);
+        if (coro_pool_drain(&rs->pool) < 0)
+            server_warn(s, "munmap: %s", strerror(errno));
+    }
+    free(rs);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    return server_main(argc, argv, "corouring", sizeof(struct ring_conn), corouring_run);
+}

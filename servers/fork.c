@@ -1,0 +1,143 @@
+/*
+ * fork.c - a process per connection: the parent accepts, a child serves.
+ *
+ * The parent sleeps in accept(); for each connection it fork()s, and the child
+ * serves it with bin/blocking's code (serve_blocking(): blocking recv, send,
+ * sendfile, each sleeping until done) and exits. This is inetd's and early
+ * Apache's design (UNP section 30.5): the strongest isolation there is, since a
+ * child that crashes costs one client, paid for with a fork per connection
+ * (make costs) and a whole process, page tables and all, per open connection.
+ *
+ * What to look at: the parent's work besides accept. It reaps children
+ * (SIGCHLD interrupts accept, then waitpid(WNOHANG) takes every child that
+ * exited), so no zombie is left and --max-conns counts live children; on a stop
+ * it sends SIGTERM to every child and waits for them; and it adds up what they
+ * served: each child adds its count to a shared anonymous mapping as it exits.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "serve_blocking.h"
+
+struct forker {
+    struct server *s;
+    pid_t *kids;              /* the live children, in no order */
+    int nkids;                /* at most s->max_conns */
+    atomic_ulong *served_sum; /* shared with every child: requests they served */
+};
+
+static void on_child_exit(int sig)
+{
+    (void)sig; /* nothing to do here: the signal is there to interrupt accept() */
+}
+
+/* Takes every child that exited: its slot, and its place under --max-conns. */
+static void reap(struct forker *f)
+{
+    pid_t pid;
+    int status;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int i = 0; i < f->nkids; i++) {
+            if (f->kids[i] == pid) {
+                f->kids[i] = f->kids[--f->nkids];
+                server_conn_gone(f->s);
+                break;
+            }
+        }
+        if (WIFSIGNALED(status))
+            server_warn(f->s, "child %d killed by signal %d", (int)pid, WTERMSIG(status));
+    }
+}
+
+/* The child's whole life: one connection, then _exit(), not a return through
+ * main(), which would print the parent's "served" line and flush its stdio. */
+static void serve_child(struct forker *f, int fd)
+{
+    struct server *s = f->s;
+    struct conn c;
+    close(s->listen_fd);
+    conn_init(&c, &s->env, fd); /* off the deadline list: SO_RCVTIMEO instead */
+    serve_blocking(s, &c);
+    close(fd);
+    atomic_fetch_add(f->served_sum, atomic_load(&s->env.requests));
+    _exit(0);
+}
+
+/* On a stop: SIGTERM to every child, again each second (one that came just before
+ * a child's recv() would wait for its timeout), until all are reaped. */
+static void stop_children(struct forker *f)
+{
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    for (;;) {
+        reap(f);
+        if (f->nkids == 0)
+            break;
+        for (int i = 0; i < f->nkids; i++)
+            kill(f->kids[i], SIGTERM);
+        struct timespec second = {.tv_sec = 1};
+        sigtimedwait(&chld, NULL, &second);
+    }
+    sigprocmask(SIG_UNBLOCK, &chld, NULL);
+}
+
+static int fork_run(struct server *s)
+{
+    struct forker f = {.s = s};
+    struct sigaction sa = {.sa_handler = on_child_exit}; /* no SA_RESTART: accept fails EINTR */
+    int rc = -1;
+
+    f.kids = calloc((size_t)s->max_conns, sizeof *f.kids);
+    f.served_sum =
+        mmap(NULL, sizeof *f.served_sum, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    sigemptyset(&sa.sa_mask);
+    if (!f.kids || f.served_sum == MAP_FAILED || sigaction(SIGCHLD, &sa, NULL) < 0) {
+        server_warn(s, "cannot start: %s", strerror(errno));
+        goto out;
+    }
+    if (serve_listen_blocking(s) < 0) /* as bin/blocking: asleep in accept() */
+        goto out;
+
+    while (!server_stopping()) {
+        reap(&f);
+        int fd = server_accept(s, false); /* counts live children against --max-conns */
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                server_warn(s, "accept: %s", strerror(errno));
+            continue;
+        }
+        pid_t pid = fork();
+        if (pid == 0)
+            serve_child(&f, fd); /* does not return */
+        close(fd);               /* the child has its own copy */
+        if (pid < 0) {
+            server_warn(s, "fork: %s", strerror(errno));
+            server_conn_gone(s);
+            continue;
+        }
+        f.kids[f.nkids++] = pid;
+    }
+    rc = 0;
+    stop_children(&f);
+    atomic_fetch_add(&s->env.requests, atomic_load(f.served_sum));
+out:
+    if (f.served_sum != MAP_FAILED && f.served_sum)
+        munmap(f.served_sum, sizeof *f.served_sum);
+    free(f.kids);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    /* The parent's table is never used: a child's connection lives on its stack. */
+    return server_main(argc, argv, "fork", sizeof(struct conn), fork_run);
+}
