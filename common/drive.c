@@ -10,22 +10,20 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-enum conn_want conn_drive(struct conn *c, bool *rx_drained)
+enum conn_want conn_drive(struct conn *c, uint8_t *rx)
 {
     for (;;) {
         if (c->want == CONN_READ) {
             char *p;
             size_t n;
-            /* EAGAIN emptied the socket, and no event said more came since
-             * (the loop clears rx_drained on input readiness): skip the read. */
-            if (*rx_drained)
+            if (*rx == RX_DRAINED) /* the read could only say EAGAIN */
                 return CONN_READ;
             if (conn_rx_buf(c, &p, &n) < 0)
                 return c->want = CONN_CLOSE;
             ssize_t r = recv(c->fd, p, n, 0);
             if (r < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    *rx_drained = true;
+                    *rx = RX_DRAINED;
                     conn_rx_idle(c);
                     return CONN_READ;
                 }
@@ -33,8 +31,7 @@ enum conn_want conn_drive(struct conn *c, bool *rx_drained)
                     continue;
                 return c->want = CONN_CLOSE;
             }
-            /* A short read is not proof of "drained": a FIN that came in the same
-             * edge as the data is seen only by the next read, and no event follows. */
+            conn_rx_read(rx, (size_t)r, n);
             conn_on_input(c, (size_t)r);
         } else if (c->want == CONN_WRITE) {
             struct conn_tx tx;

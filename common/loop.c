@@ -15,7 +15,7 @@
 struct loop_conn {
     struct conn conn;
     uint8_t interest; /* what the poller was last asked to watch for */
-    bool rx_drained;  /* a read said EAGAIN and no input event came since */
+    uint8_t rx;       /* enum conn_rx: whether a read can find anything */
 };
 
 static struct loop_conn *loop_conn(struct conn *c)
@@ -45,13 +45,13 @@ static void loop_accept(struct server *s, struct poller *p)
             return;
         }
         lc->interest = CONN_READ;
-        lc->rx_drained = false;
+        lc->rx = RX_READY;
     }
 }
 
 static void loop_serve(struct server *s, struct poller *p, struct loop_conn *lc)
 {
-    enum conn_want want = conn_drive(&lc->conn, &lc->rx_drained);
+    enum conn_want want = conn_drive(&lc->conn, &lc->rx);
     if (want == CONN_CLOSE) {
         loop_close(s, p, &lc->conn);
         return;
@@ -100,8 +100,7 @@ static int loop_run(struct server *s)
             if (!lc->conn.open) /* closed earlier in this batch */
                 continue;
             /* Remember input readiness even while writing: an edge comes only once. */
-            if (fired[i].mask & (POLLER_READ | POLLER_ERROR))
-                lc->rx_drained = false;
+            conn_rx_event(&lc->rx, fired[i].mask & POLLER_READ, fired[i].mask & POLLER_ERROR);
             if (!(fired[i].mask & (lc->interest | POLLER_ERROR)))
                 continue;
             loop_serve(s, p, lc);

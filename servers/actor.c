@@ -40,7 +40,7 @@
 /* A connection, in the table slot of its fd, owned by the loop it was posted to. */
 struct actor_conn {
     struct conn conn;
-    bool rx_drained; /* a read said EAGAIN and no input event came since */
+    uint8_t rx; /* enum conn_rx: whether a read can find anything */
 };
 
 /* A loop's mailbox: the acceptor appends, the loop takes everything at once. */
@@ -145,7 +145,7 @@ static void loop_open(struct actor_loop *l, int fd)
     struct conn *c = server_conn(l->s, fd);
     conn_init(c, &l->env, fd);
     conn_start_deadline(c, clock_now_ms());
-    actor_conn(c)->rx_drained = false;
+    actor_conn(c)->rx = RX_READY;
     /* Both directions, edge-triggered, once: conn_drive() goes on until EAGAIN. */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.fd = fd};
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -194,9 +194,8 @@ static void *loop_main(void *arg)
                 continue;
             }
             struct actor_conn *ac = actor_conn(server_conn(s, fd));
-            if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
-                ac->rx_drained = false;
-            if (conn_drive(&ac->conn, &ac->rx_drained) == CONN_CLOSE)
+            conn_rx_event(&ac->rx, e & EPOLLIN, e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP));
+            if (conn_drive(&ac->conn, &ac->rx) == CONN_CLOSE)
                 loop_close(l, &ac->conn, i + 1, n);
         }
         uint64_t now = clock_now_ms();

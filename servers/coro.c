@@ -24,6 +24,7 @@
 
 #include "clock.h"
 #include "coro.h"
+#include "drive.h"
 #include "server.h"
 
 #define EPOLL_BATCH 1024
@@ -45,7 +46,7 @@ struct coro_conn {
     bool wait_read;  /* parked in a read until input comes */
     bool wait_write; /* parked in a write until there is room */
     bool cancelled;  /* timed out or shutting down: the parked call fails */
-    bool rx_drained; /* a read said EAGAIN and no input event came since */
+    uint8_t rx;      /* enum conn_rx: whether a read can find anything */
 };
 
 static struct coro_conn *coro_conn(struct conn *c)
@@ -83,32 +84,22 @@ static int co_retry(struct coro_conn *cc, bool *wait)
  * a connection idle between requests then holds no buffer, only its stack. */
 static int co_wait_input(struct coro_conn *cc)
 {
-    for (;;) {
-        if (!cc->rx_drained) {
-            /* A one-byte peek, not a short read's hint: a FIN that came with the last
-             * request in one edge must be seen now, as no later event will report it. */
-            char probe;
-            if (recv(cc->conn.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) >= 0)
-                return 0; /* input, or end of stream: the read will say which */
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return 0; /* the read reports the error */
-            cc->rx_drained = true;
-        }
-        if (co_park(cc, &cc->wait_read) < 0) /* until an input event clears rx_drained */
+    while (cc->rx == RX_DRAINED)
+        if (co_park(cc, &cc->wait_read) < 0) /* until an input event says otherwise */
             return -1;
-    }
+    return 0;
 }
 
 static ssize_t co_read(struct coro_conn *cc, void *buf, size_t n)
 {
     for (;;) {
         ssize_t r = recv(cc->conn.fd, buf, n, 0);
-        /* A short read does not mark the socket drained: a FIN that came with the
-         * data in one edge shows only to the next read, and no event would wake us. */
-        if (r >= 0)
+        if (r >= 0) {
+            conn_rx_read(&cc->rx, (size_t)r, n);
             return r;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            cc->rx = RX_DRAINED;
         if (co_retry(cc, &cc->wait_read) < 0)
             return -1;
     }
@@ -214,7 +205,7 @@ static void accept_all(struct coro_server *cs)
         }
         /* Like epoll.c, wait for the first event rather than try a read that would
          * say EAGAIN: EPOLL_CTL_ADD reports input that is already there. */
-        cc->rx_drained = true;
+        cc->rx = RX_DRAINED;
         wake(cc); /* runs until co_wait_input() parks it */
     }
 }
@@ -227,8 +218,7 @@ static void dispatch(struct coro_server *cs, const struct epoll_event *ev)
     if (!cc->conn.open || cc->gen != (uint32_t)(ev->data.u64 >> 32)) /* closed in this batch */
         return;
     /* Remember input readiness even while writing: an edge comes only once. */
-    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
-        cc->rx_drained = false;
+    conn_rx_event(&cc->rx, e & EPOLLIN, e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP));
     if ((cc->wait_read && (e & (EPOLLIN | EPOLLRDHUP))) || (cc->wait_write && (e & EPOLLOUT)) ||
         ((cc->wait_read || cc->wait_write) && (e & (EPOLLERR | EPOLLHUP))))
         wake(cc);

@@ -78,9 +78,11 @@ int poller_wait(struct poller *p, struct poller_event *fired, int max, int timeo
     for (int i = 0; i < n; i++) {
         uint32_t e = p->events[i].events;
         fired[i].fd = p->events[i].data.fd;
+        /* EPOLLRDHUP counts as a hang-up: after it a short read no longer
+         * proves the socket empty (the FIN may wait behind the data). */
         fired[i].mask = (e & (EPOLLIN | EPOLLRDHUP) ? POLLER_READ : 0) |
                         (e & EPOLLOUT ? POLLER_WRITE : 0) |
-                        (e & (EPOLLERR | EPOLLHUP) ? POLLER_ERROR : 0);
+                        (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP) ? POLLER_ERROR : 0);
     }
     return n;
 }

@@ -166,7 +166,11 @@ void poller_del(struct poller *p, int fd)
 static bool report(struct poller *p, struct poller_event *fired, int max, int *n, int fd, int mask)
 {
     if (p->slot[fd] > 0) {
-        fired[p->slot[fd] - 1].mask |= mask;
+        /* A second input signal in one batch may be the peer's FIN (its band is a
+         * plain POLL_IN): report it as a possible hang-up, so that a short read
+         * is not taken for an empty socket. */
+        int *seen = &fired[p->slot[fd] - 1].mask;
+        *seen |= mask | (*seen & mask & POLLER_READ ? POLLER_ERROR : 0);
         return true;
     }
     if (*n == max)
@@ -236,8 +240,10 @@ int poller_wait(struct poller *p, struct poller_event *fired, int max, int timeo
     while (p->nfresh > 0 && n < max) {
         int fd = p->fresh[--p->nfresh];
         p->is_fresh[fd] = 0;
+        /* It stands for all that came before O_ASYNC, a FIN perhaps too: a possible
+         * hang-up, so that its first short read is not taken for an empty socket. */
         if (fdarray_has(&p->watched, fd))
-            report(p, fired, max, &n, fd, POLLER_READ | POLLER_WRITE);
+            report(p, fired, max, &n, fd, POLLER_READ | POLLER_WRITE | POLLER_ERROR);
     }
 
     /* The wait: sleep only when there is nothing to report already. */
