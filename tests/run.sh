@@ -3,6 +3,8 @@
 #
 #   unit tests:        build/tests/test_*   (each prints "N passed, M failed")
 #                      tests/test_gate.py   (the judging rules of make bench-ci)
+#                      tests/test_detgate.py (its deterministic layer fails on injected
+#                                            regressions, passes without; ~1 min)
 #   integration suite: tests/integration.py against every bin/* server,
 #                      then again against the ASan+UBSan builds in bin-asan/
 #                      and the ThreadSanitizer builds of the threaded models in bin-tsan/;
@@ -40,6 +42,7 @@ for t in build/tests/test_*; do
     [[ -x $t ]] && run "unit $(basename "$t")" "$t"
 done
 run "unit test_gate.py (bench-ci's rules)" python3 tests/test_gate.py
+run "test_detgate.py (bench-ci sees injected regressions)" python3 tests/test_detgate.py
 run "integration (bin/)" python3 tests/integration.py bin/*
 for k in confine symlink_inside dir_; do
     run "integration -k $k (bin/, without openat2)" \
