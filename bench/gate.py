@@ -345,6 +345,26 @@ def compare(bench, cfg, figures, problems):
     return 0 if status == "PASS" else 1
 
 
+def report_idle(rows, cfg):
+    """bench-ci's idle sweep, a report: each server's req/s with the most idle connections
+    held over its req/s with none, beside nginx's (docs/bench.md, the idle sweep)."""
+    rps = {}
+    for r in rows:
+        rps.setdefault(r["server"], {})[r["idle"]] = r["rps"]
+    if not rps:
+        return
+    print("\nbench-ci: idle sweep (reported, not judged): req/s at c=100 with M idle "
+          "connections held, over req/s with none")
+    for s in cfg.servers + ["nginx"]:
+        by_m = rps.get(s, {})
+        most = max(by_m, default=0)
+        if by_m.get(0) and most:
+            print(f"  {s:<10} {by_m[0]:>9,.0f} req/s, with {most:,} idle {by_m[most]:>9,.0f}: "
+                  f"{by_m[most] / by_m[0]:.2f}")
+        else:
+            print(f"  {s:<10} not measured (see above)")
+
+
 def pressure_cell(fig, cfg):
     p = fig.get("pressure")
     if p is None:
