@@ -76,7 +76,8 @@ test: deps
 
 # ---- fuzzing (clang, libFuzzer): bytes -> parser glue -> handler -> response plan --------
 FUZZ_SECS ?= 60
-FUZZ_SRC  := tests/fuzz/fuzz_request.c common/http.c common/handler.c common/files.c common/clock.c
+FUZZ_SRC  := tests/fuzz/fuzz_request.c common/http.c common/handler.c common/files.c common/beneath.c \
+             common/clock.c
 build-fuzz/fuzz_request: $(FUZZ_SRC) $(wildcard common/*.h)
 	@mkdir -p build-fuzz/corpus
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Icommon -DC10K_VERSION=\"$(VERSION)\" \

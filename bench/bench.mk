@@ -29,12 +29,14 @@ $(BENCH_IDLERS): bench/idlers.c
 .PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers inject
 bench-idlers: $(BENCH_IDLERS)
 
-# LD_PRELOAD libraries that inject a regression into every server (tests/test_detgate.py).
-INJECT_LIBS := $(patsubst tests/inject/%.c,$(BUILD)/inject/%.so,$(wildcard tests/inject/*.c))
+# LD_PRELOAD libraries that inject a regression into every server (tests/test_detgate.py),
+# each linked with the wrappers of the response-sending calls in sends.c.
+INJECT_LIBS := $(patsubst tests/inject/%.c,$(BUILD)/inject/%.so,\
+                 $(filter-out tests/inject/sends.c,$(wildcard tests/inject/*.c)))
 inject: $(INJECT_LIBS)
-$(BUILD)/inject/%.so: tests/inject/%.c
+$(BUILD)/inject/%.so: tests/inject/%.c tests/inject/sends.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $< -ldl
+	$(CC) $(CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $^ -ldl
 
 # BUILD is passed on so the harness finds idlers in a non-default build directory.
 bench: $(BENCH_IDLERS)
