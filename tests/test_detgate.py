@@ -68,7 +68,7 @@ def main():
         print(f"{passed} passed, {failed} failed")
         return 1
     with open(PROFILE) as f:
-        insns = json.load(f)["instructions"][SERVER]["keep-alive"]
+        insns = json.load(f)["instructions"][SERVER]["keep-alive"]["per_request"]
 
     status, out = detgate("syscalls,instructions")
     check(status == 0 and "detgate: PASS" in out, f"unchanged bin/{SERVER} passes", out)
