@@ -25,10 +25,11 @@ cancel. The results are compared with results/profile.json: a syscall fails when
 per request moves by more than its stated tolerance (exact counts: TOL_EXACT; counts that
 depend on timing, such as epoll_wait's amortisation, TOL_WAIT or what the spread over
 repeated runs when the profile was written asks for), instructions when they move by more
-than TOL_INSNS (2%; in the churn workload TOL_INSNS_CHURN, 5%: a wakeup more or less per
-connection, which timing decides, costs sigio 4% there), or 3 x their spread over those
-runs where that is wider. Fewer counts as a change too: a drop often means a path not taken (a 404 instead of
-a 200); an intended change is committed with make bench-ci-update.
+than TOL_INSNS (2%; in the churn workload TOL_INSNS_CHURN, 10%: how often the server
+wakes per connection follows timing, and sigio's count there moved by 6% between a quiet
+and a loaded machine), or 3 x their spread over those runs where that is wider. Fewer
+counts as a change too: a drop often means a path not taken (a 404 instead of a 200); an
+intended change is committed with make bench-ci-update.
 
 The servers inherit this process's environment (an LD_PRELOAD given to make bench-ci
 reaches them: tests/test_detgate.py relies on that). A server in bin/ with no profile is
@@ -82,12 +83,15 @@ UNJUDGED = {"futex", "sched_yield"}
 def judged(workload, name):
     return name.split(":")[0] not in UNJUDGED and not (workload == "churn" and is_wait(name))
 TOL_INSNS = 0.02          # instructions per request, as a fraction (or 3 x the spread)
-TOL_INSNS_CHURN = 0.05    # the same in the churn workload, where wakeups follow timing
+TOL_INSNS_CHURN = 0.10    # the same in the churn workload, where wakeups follow timing
 UPDATE_RUNS = 3
 
 # Servers whose user-space instructions valgrind cannot count faithfully; they are judged
 # on their syscall profile only.
 VALGRIND_SKIP = {
+    "aio": "glibc runs each aio_read on a thread of its pool, and how many threads it starts "
+           "and wakes follows timing: its idle workload came out between 8,969 and 9,654 "
+           "instructions per request (7%) in identical runs",
     "uring": "under valgrind 3.19 it answers, but is still running 30 s after SIGTERM "
              "(measured), so valgrind never writes its counts",
     "busypoll": "it spins: its instructions grow with the time a request takes, not with "

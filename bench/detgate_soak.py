@@ -33,11 +33,17 @@ def main():
                 burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                            for _ in range(hogs)]
             t0 = time.monotonic()
-            done = subprocess.run([sys.executable, DETGATE, "check"], capture_output=True,
-                                  text=True)
-            ok = done.returncode == 0
+            gate = subprocess.Popen([sys.executable, DETGATE, "check"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            try:
+                out, _ = gate.communicate()
+            except KeyboardInterrupt:
+                gate.terminate()  # the gate stops the servers it started, then exits
+                gate.wait()
+                raise
+            ok = gate.returncode == 0
             passes += ok
-            fails = [line for line in done.stdout.splitlines() if "FAIL:" in line]
+            fails = [line for line in out.splitlines() if "FAIL:" in line]
             print(f"run {i + 1:2d}/{runs} ({len(burners)} hogs): {'pass' if ok else 'FAIL'} "
                   f"in {time.monotonic() - t0:.0f} s" + "".join(f"\n    {f}" for f in fails),
                   flush=True)
