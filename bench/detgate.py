@@ -36,10 +36,12 @@ reaches them: tests/test_detgate.py relies on that). A server in bin/ with no pr
 measured and reported ("no profile, run make bench-ci-update") but does not fail the gate:
 adding a server must not fail an unrelated change. Knobs: BENCH_SERVERS (a comma list),
 DETGATE_RUNS (update: repetitions measured to set the timing-dependent tolerances, 3),
-DETGATE_LAYERS (syscalls,instructions: either or both). Standard library only; needs perf and valgrind.
+DETGATE_LAYERS (syscalls,instructions: either or both). Standard library only; needs perf
+and valgrind.
 """
 
 import concurrent.futures
+import difflib
 import json
 import os
 import re
@@ -586,7 +588,10 @@ def main():
     print(f"detgate: {' '.join(names)}: {', '.join(WORKLOADS)} ({IDLE_CONNS} idle), "
           f"{SHORT} and {LONG} requests, syscalls under perf, instructions under valgrind",
           flush=True)
-    log = lambda m: print(m, flush=True)  # noqa: E731
+
+    def log(message):
+        print(message, flush=True)
+
     prof = load_profile()
 
     if mode == "update":
@@ -610,8 +615,7 @@ def main():
         for f in fails or ["nothing beyond the tolerances"]:
             print(f"  {f}")
         new_text = json.dumps(new, indent=1, sort_keys=True).splitlines()
-        import difflib
-        sys.stdout.writelines(l + "\n" for l in difflib.unified_diff(
+        sys.stdout.writelines(line + "\n" for line in difflib.unified_diff(
             old_text, new_text, "profile.json (before)", "profile.json (after)", lineterm="", n=1))
         return 0
 

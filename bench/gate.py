@@ -17,12 +17,15 @@ fails to start, dies, or answers with errors, and says WARN. Only with BENCH_STR
 quiet, dedicated machine) does that fail the run (exit 1). What decides pass or fail is the
 first layer, bench/detgate.py: counted work, which no neighbour on the machine can move;
 on a shared machine a failing wall-clock gate either blocks good changes or is loosened
-until it misses bad ones (docs/bench.md). Other work on the machine compresses the throughput ratio (wrk, on its own
-core, becomes the limit for every fast server while nginx stays CPU-bound), but hardly moves
-the efficiency figure; so a throughput figure measured while other tasks kept ours waiting
-for a CPU (Linux PSI, /proc/pressure/cpu, above BUSY_PRESSURE of the time, read while nginx
-ran beside the server) is shown and not judged, and the efficiency figure still is. A figure that looks low is measured CONFIRM_REPS more times first and judged
-on all its repetitions, so one burst of background load does not fail the gate.
+until it misses bad ones (docs/bench.md).
+
+Other work on the machine compresses the throughput ratio (wrk, on its own core, becomes
+the limit for every fast server while nginx stays CPU-bound), but hardly moves the
+efficiency figure; so a throughput figure measured while other tasks kept ours waiting for
+a CPU (Linux PSI, /proc/pressure/cpu, above BUSY_PRESSURE of the time, read while nginx ran
+beside the server) is shown and not judged, and the efficiency figure still is. A figure
+that looks low is measured CONFIRM_REPS more times first and judged on all its
+repetitions, so one burst of background load does not fail the gate.
 bench-baseline runs the same matrix (more repetitions) and rewrites results/baseline.csv.
 The tolerances come from measured run-to-run noise: docs/bench.md.
 """
