@@ -634,7 +634,7 @@ def main():
         print(f"detgate: FAIL ({len(fails)} changes; if intended, make bench-ci-update and "
               f"commit results/profile.json) in {took:.0f} s")
         return 1
-    print(f"detgate: PASS ({len(names)} servers x {len(WORKLOADS)} workloads match "
+    print(f"detgate: PASS ({len(names)} server(s) x {len(WORKLOADS)} workloads match "
           f"results/profile.json) in {took:.0f} s")
     return 0
 
