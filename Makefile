@@ -71,7 +71,7 @@ tsan:
 # ---- dependencies: Debian packages, installed when missing (as root) ----------
 PACKAGES := gcc make libc6-dev pkg-config libhttp-parser-dev liburing-dev \
             wrk nginx-light gnuplot-nox strace procps python3 clang libclang-rt-dev \
-            slowhttptest util-linux linux-perf
+            slowhttptest util-linux linux-perf valgrind linux-libc-dev
 deps:
 	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
@@ -88,12 +88,13 @@ deps:
 
 # ---- tests -----------------------------------------------------------------------
 test: deps
-	$(MAKE) all asan tsan $(UNIT_TESTS:%=$(BUILD)/tests/%)
+	$(MAKE) all asan tsan inject $(UNIT_TESTS:%=$(BUILD)/tests/%)
 	@tests/run.sh
 
 # ---- fuzzing (clang, libFuzzer): bytes -> parser glue -> handler -> response plan --------
 FUZZ_SECS ?= 60
-FUZZ_SRC  := tests/fuzz/fuzz_request.c common/http.c common/handler.c common/files.c common/clock.c
+FUZZ_SRC  := tests/fuzz/fuzz_request.c common/http.c common/handler.c common/files.c common/beneath.c \
+             common/clock.c
 build-fuzz/fuzz_request: $(FUZZ_SRC) $(wildcard common/*.h)
 	@mkdir -p build-fuzz/corpus
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Icommon -DC10K_VERSION=\"$(VERSION)\" \
@@ -127,11 +128,11 @@ clean:
 	rm -rf build build-asan build-ubsan build-tsan build-fuzz bin bin-asan bin-ubsan bin-tsan
 
 format:
-	clang-format -i common/*.[ch] servers/*.c tests/unit/*.[ch]
+	clang-format -i common/*.[ch] servers/*.c tests/unit/*.[ch] tests/inject/*.[ch]
 
-# make bench, bench-quick, bench-ci, bench-baseline; make stress.
+# make bench, bench-quick, bench-ci, bench-ci-det, bench-ci-update, bench-baseline; make stress.
 include bench/bench.mk tests/stress.mk
-bench bench-quick bench-ci bench-baseline stress: deps all
+bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline stress: deps all
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 .SECONDARY:

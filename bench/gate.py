@@ -11,14 +11,21 @@ the two nginx runs beside it:
     efficiency  nginx's CPU µs per request over the server's: the work a request costs,
                 far steadier under background load; a code regression shows here first
 
-bench-ci fails (exit 1), naming the server and the figures, when either falls more than its
-tolerance below results/baseline.csv, or when a server fails to start, dies, or answers
-with errors. Other work on the machine compresses the throughput ratio (wrk, on its own
-core, becomes the limit for every fast server while nginx stays CPU-bound), but hardly moves
-the efficiency figure; so a throughput figure measured while other tasks kept ours waiting
-for a CPU (Linux PSI, /proc/pressure/cpu, above BUSY_PRESSURE of the time, read while nginx
-ran beside the server) is shown and not judged, and the efficiency figure still is. A figure that looks low is measured CONFIRM_REPS more times first and judged
-on all its repetitions, so one burst of background load does not fail the gate.
+This is the second layer of make bench-ci, a report: it names the server and the figures
+when either falls more than its tolerance below results/baseline.csv, or when a server
+fails to start, dies, or answers with errors, and says WARN. Only with BENCH_STRICT=1 (a
+quiet, dedicated machine) does that fail the run (exit 1). What decides pass or fail is the
+first layer, bench/detgate.py: counted work, which no neighbour on the machine can move;
+on a shared machine a failing wall-clock gate either blocks good changes or is loosened
+until it misses bad ones (docs/bench.md).
+
+Other work on the machine compresses the throughput ratio (wrk, on its own core, becomes
+the limit for every fast server while nginx stays CPU-bound), but hardly moves the
+efficiency figure; so a throughput figure measured while other tasks kept ours waiting for
+a CPU (Linux PSI, /proc/pressure/cpu, above BUSY_PRESSURE of the time, read while nginx ran
+beside the server) is shown and not judged, and the efficiency figure still is. A figure
+that looks low is measured CONFIRM_REPS more times first and judged on all its
+repetitions, so one burst of background load does not fail the gate.
 bench-baseline runs the same matrix (more repetitions) and rewrites results/baseline.csv.
 The tolerances come from measured run-to-run noise: docs/bench.md.
 """
@@ -82,9 +89,28 @@ def busy(fig, cfg):
     return p is not None and p > cfg.busy_pressure
 
 
+def strict():
+    """BENCH_STRICT=1: the wall-clock verdict fails bench-ci, as it did before the
+    deterministic layer existed."""
+    return os.environ.get("BENCH_STRICT") == "1"
+
+
+def layer_status(cfg, status):
+    """The exit status bench-ci gets from this layer: a failure only when strict."""
+    if status == 0 or cfg.mode != "ci" or strict():
+        return status
+    print("bench-ci: wall clock: WARN only (BENCH_STRICT=1 makes this fail); the "
+          "deterministic layer decides", flush=True)
+    return 0
+
+
 def run(bench, cfg):
     """Runs the interleaved matrix (and, for bench-ci, a confirming round for any figure
-    that looks low); returns the process exit status."""
+    that looks low); returns the process exit status (see layer_status())."""
+    return layer_status(cfg, run_matrix(bench, cfg))
+
+
+def run_matrix(bench, cfg):
     servers = cfg.servers
     n_meas = cfg.reps * len(cfg.conns) * (2 * len(servers) + 1)
     per = bench.per_measurement_s(max(cfg.conns))
@@ -293,7 +319,7 @@ def compare(bench, cfg, figures, problems):
             cells.append(f"{fmt(bv):>{18 if key == 'ratio' else 16}} {fmt(fig[key]):>5} "
                          f"{'' if ch is None else f'{ch * 100:+.0f}%':>7}")
             if b is not None and is_low(fig, b, key, cfg):
-                verdict = "FAIL"
+                verdict = "FAIL" if strict() else "WARN"
                 fails.append(
                     f"{s} at c={conns}: {what} {fig[key]:.2f} x nginx (baseline {bv:.2f}, "
                     f"{ch * 100:+.0f}%, tolerance {tolerance(cfg, key) * 100:.0f}%); "
@@ -313,15 +339,33 @@ def compare(bench, cfg, figures, problems):
             notes.append(f"{s} is in the baseline but not in bin/")
     for n in notes:
         print(f"bench-ci: note: {n}")
-    status = "FAIL" if fails or problems else "PASS"
+    status = ("FAIL" if strict() else "WARN") if fails or problems else "PASS"
     write_ci_summary(bench, cfg, figures, base, fails + problems, status)
-    for f in fails:
-        print(f"bench-ci: FAIL: {f}")
-    for p in problems:
-        print(f"bench-ci: FAIL: {p}")
+    for f in fails + problems:
+        print(f"bench-ci: {status}: {f}")
     if status == "PASS":
         print(f"bench-ci: PASS ({len(figures)} servers x conns within tolerance)")
-    return 1 if status == "FAIL" else 0
+    return 0 if status == "PASS" else 1
+
+
+def report_idle(rows, cfg):
+    """bench-ci's idle sweep, a report: each server's req/s with the most idle connections
+    held over its req/s with none, beside nginx's (docs/bench.md, the idle sweep)."""
+    rps = {}
+    for r in rows:
+        rps.setdefault(r["server"], {})[r["idle"]] = r["rps"]
+    if not rps:
+        return
+    print("\nbench-ci: idle sweep (reported, not judged): req/s at c=100 with M idle "
+          "connections held, over req/s with none")
+    for s in cfg.servers + ["nginx"]:
+        by_m = rps.get(s, {})
+        most = max(by_m, default=0)
+        if by_m.get(0) and most:
+            print(f"  {s:<10} {by_m[0]:>9,.0f} req/s, with {most:,} idle {by_m[most]:>9,.0f}: "
+                  f"{by_m[most] / by_m[0]:.2f}")
+        else:
+            print(f"  {s:<10} not measured (see above)")
 
 
 def pressure_cell(fig, cfg):

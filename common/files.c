@@ -2,7 +2,8 @@
  * files.c - opening files safely beneath the root, and the open-file cache.
  *
  * Confinement: every open goes through openat2(RESOLVE_BENEATH), so the
- * kernel refuses ".." above the root and any symlink that leads out of it.
+ * kernel refuses ".." above the root and any symlink that leads out of it
+ * (or, without openat2, through the equally strict walk in beneath.c).
  *
  * The cache is a small direct-mapped table of reference-counted entries
  * behind one mutex (uncontended in the single-threaded models; bin/blocking's
@@ -13,7 +14,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,9 +21,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "clock.h"
 
 #define FILES_PATH_MAX 256 /* longer paths are served uncached */
@@ -60,12 +60,8 @@ static struct files_cache cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int open_beneath(int dir_fd, const char *path)
 {
-    struct open_how how = {
-        /* O_NONBLOCK: opening a FIFO must not hang the server. */
-        .flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-    };
-    return (int)syscall(SYS_openat2, dir_fd, path, &how, sizeof how);
+    /* O_NONBLOCK: opening a FIFO must not hang the server. */
+    return beneath_open(dir_fd, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 }
 
 static int errno_status(int err)

@@ -4,9 +4,13 @@
 #   unit tests:        build/tests/test_*   (each prints "N passed, M failed")
 #                      tests/test_gate.py   (the judging rules of make bench-ci)
 #                      scripts/check-doc-refs.py (the docs' path:LINE references)
+#                      tests/test_detgate.py (its deterministic layer fails on injected
+#                                            regressions, passes without; ~1 min)
 #   integration suite: tests/integration.py against every bin/* server,
 #                      then again against the ASan+UBSan builds in bin-asan/
-#                      and the ThreadSanitizer builds of the threaded models in bin-tsan/
+#                      and the ThreadSanitizer builds of the threaded models in bin-tsan/;
+#                      its confinement cases once more with openat2 replaced by the
+#                      component walk (C10K_FORCE_BENEATH_FALLBACK=1, common/beneath.c)
 set -u
 cd "$(dirname "$0")/.."
 
@@ -40,7 +44,12 @@ for t in build/tests/test_*; do
 done
 run "unit test_gate.py (bench-ci's rules)" python3 tests/test_gate.py
 run "unit check-doc-refs.py (docs cite existing code)" python3 scripts/check-doc-refs.py
+run "test_detgate.py (bench-ci sees injected regressions)" python3 tests/test_detgate.py
 run "integration (bin/)" python3 tests/integration.py bin/*
+for k in confine symlink_inside dir_; do
+    run "integration -k $k (bin/, without openat2)" \
+        env C10K_FORCE_BENEATH_FALLBACK=1 python3 tests/integration.py -k "$k" bin/*
+done
 if compgen -G "bin-asan/*" >/dev/null; then
     run "integration (bin-asan/, ASan+UBSan)" python3 tests/integration.py bin-asan/*
 fi

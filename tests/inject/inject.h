@@ -1,0 +1,22 @@
+/*
+ * inject.h - what the injected regressions share. Each library in tests/inject/ is an
+ * LD_PRELOAD that makes every server a little worse in one way, so that
+ * tests/test_detgate.py can show make bench-ci failing on it. Every library is linked
+ * with sends.c, whose wrappers of the response-sending calls run inject_before_send().
+ */
+#ifndef C10K_INJECT_H
+#define C10K_INJECT_H
+
+#include <dlfcn.h>
+
+/* The next definition of name after this library's own: libc's. */
+static inline void *inject_next(const char *name)
+{
+    return dlsym(RTLD_NEXT, name);
+}
+
+/* Runs before each send, sendto, sendmsg, writev and sendfile; sends.c's own does nothing,
+ * a library that defines it adds its regression there. */
+void inject_before_send(void);
+
+#endif

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""test_detgate.py - the deterministic layer of make bench-ci sees what it must.
+
+Runs bench/detgate.py check against bin/epoll (what make bench-ci runs first, for one
+server, to stay cheap) four times:
+
+    unchanged                                          passes
+    LD_PRELOAD extra_syscall.so  (one getppid per send) fails: "epoll, keep-alive: getppid +1.00"
+    LD_PRELOAD extra_insns.so    (~5% more instructions) fails: "user-space instructions +5%"
+    LD_PRELOAD idle_scan.so      (fcntl on every fd at each epoll_wait)
+                                                        fails: "epoll, idle: fcntl +100"
+
+The injected libraries are built by make (build/inject/*.so); the server inherits the
+LD_PRELOAD from the gate's environment, as it would from `LD_PRELOAD=... make bench-ci`.
+Each syscall case measures the syscall layer only, the instruction case the instruction
+layer only. Needs perf and valgrind; ends with "N passed, M failed".
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(REPO, os.environ.get("BUILD", "build"))
+DETGATE = os.path.join(REPO, "bench", "detgate.py")
+PROFILE = os.path.join(REPO, "results", "profile.json")
+SERVER = "epoll"
+INSNS_SHARE = 0.05  # the instruction regression: this share of a keep-alive request
+
+passed = failed = 0
+
+
+def check(cond, what, output=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print(f"ok   {what}")
+    else:
+        failed += 1
+        print(f"FAIL {what}")
+        for line in output.splitlines()[-15:]:
+            print(f"     | {line}")
+
+
+def detgate(layers, preload=None, **env):
+    e = dict(os.environ, BENCH_SERVERS=SERVER, DETGATE_LAYERS=layers, **env)
+    e.pop("LD_PRELOAD", None)
+    if preload:
+        e["LD_PRELOAD"] = os.path.join(BUILD, "inject", preload)
+    done = subprocess.run([sys.executable, DETGATE, "check"], env=e, capture_output=True,
+                          text=True, timeout=600)
+    return done.returncode, done.stdout + done.stderr
+
+
+def per_request(output, pattern):
+    """The signed change of the first FAIL line matching pattern, as a float."""
+    m = re.search(pattern, output)
+    return float(m.group(1)) if m else None
+
+
+def main():
+    libs = ["extra_syscall.so", "extra_insns.so", "idle_scan.so"]
+    missing = [lib for lib in libs if not os.path.exists(os.path.join(BUILD, "inject", lib))]
+    if missing or not os.path.exists(os.path.join(REPO, "bin", SERVER)):
+        check(False, f"built: bin/{SERVER} and {', '.join(libs)} (run make all inject)")
+        print(f"{passed} passed, {failed} failed")
+        return 1
+    with open(PROFILE) as f:
+        insns = json.load(f)["instructions"][SERVER]["keep-alive"]["per_request"]
+
+    status, out = detgate("syscalls,instructions")
+    check(status == 0 and "detgate: PASS" in out, f"unchanged bin/{SERVER} passes", out)
+
+    status, out = detgate("syscalls", "extra_syscall.so")
+    delta = per_request(out, rf"FAIL: {SERVER}, keep-alive: getppid \+([0-9.]+)/request")
+    check(status == 1 and delta is not None and abs(delta - 1) < 0.05,
+          "one more syscall per send fails, naming it (getppid +1.00/request)", out)
+
+    extra = round(insns * INSNS_SHARE)
+    status, out = detgate("instructions", "extra_insns.so", C10K_INJECT_INSNS=str(extra))
+    change = per_request(out, rf"FAIL: {SERVER}, keep-alive: user-space instructions "
+                              r"\+([0-9.]+)%/request")
+    check(status == 1 and change is not None and 4 <= change <= 7,
+          f"{extra} more instructions per send ({INSNS_SHARE:.0%}) fails "
+          f"(measured +{change}%)", out)
+
+    status, out = detgate("syscalls", "idle_scan.so")
+    delta = per_request(out, rf"FAIL: {SERVER}, idle: fcntl \+([0-9.]+)/request")
+    check(status == 1 and delta is not None and delta >= 100,
+          f"a scan of every connection at each wait fails, naming it (fcntl +{delta}/request "
+          "with 100 idle)", out)
+
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
