@@ -98,6 +98,10 @@ VALGRIND_SKIP = {
              "(measured), so valgrind never writes its counts",
     "busypoll": "it spins: its instructions grow with the time a request takes, not with "
                 "the work it does",
+    "fork": "its requests are served in child processes, which valgrind does not follow "
+            "unless told to, and then writes one count per child",
+    "prefork": "likewise: its requests are served in the processes it forks at start",
+    "corouring": "it drives io_uring, like bin/uring, which valgrind 3.19 cannot stop",
 }
 
 START_TIMEOUT = 30        # seconds for a listening line (valgrind starts slowly)

@@ -9,8 +9,9 @@
  * What to look at: each connection is registered once, edge-triggered, for
  * both directions (EPOLLIN | EPOLLOUT | EPOLLET). conn_drive() always reads
  * or writes until the kernel says EAGAIN (or a short read shows the socket
- * is empty), so no edge is lost and no epoll_ctl is needed per request:
- * poller_mod() has nothing to do.
+ * is empty, unless EPOLLRDHUP said a FIN may wait behind the data), so no
+ * edge is lost and no epoll_ctl is needed per request: poller_mod() has
+ * nothing to do.
  */
 #include <errno.h>
 #include <stdlib.h>
