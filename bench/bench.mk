@@ -14,19 +14,27 @@ bench_saved_goal := $(.DEFAULT_GOAL)
 
 BUILD ?= build
 BENCH_IDLERS := $(BUILD)/bench/idlers
+BENCH_LOADGEN := $(BUILD)/bench/loadgen
+BENCH_TOOLS := $(BENCH_IDLERS) $(BENCH_LOADGEN)
 BENCH_PY ?= python3
 
 $(BENCH_IDLERS): bench/idlers.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
-.PHONY: bench bench-quick bench-ci bench-baseline bench-idlers
+# The open-loop load generator (docs/loadgen.md).
+$(BENCH_LOADGEN): bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lm
+
+.PHONY: bench bench-quick bench-ci bench-baseline bench-idlers bench-loadgen
 bench-idlers: $(BENCH_IDLERS)
+bench-loadgen: $(BENCH_LOADGEN)
 
 # BUILD is passed on so the harness finds idlers in a non-default build directory.
-bench: $(BENCH_IDLERS)
+bench: $(BENCH_TOOLS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/bench.py full
-bench-quick: $(BENCH_IDLERS)
+bench-quick: $(BENCH_TOOLS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/bench.py quick
 bench-ci: $(BENCH_IDLERS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/bench.py ci
