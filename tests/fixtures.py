@@ -19,6 +19,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,8 +31,9 @@ STOP_DEADLINE = 10.0        # seconds to wait for the exit after a signal
 FIXED_MTIME = 1700000000    # Tue, 14 Nov 2023 22:13:20 GMT: makes Last-Modified predictable
 MAX_HEAD = 64 * 1024        # a response head larger than this is a server bug
 
-LISTENING_RE = re.compile(r"^listening on (\S+):(\d+) model=(\S+) root=(.+)$")
-SERVED_RE = re.compile(r"^served \d+ requests on \d+ connections$")
+# The readiness and exit lines, as the bench harness reads them too.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from c10kutil import LISTENING_RE, SERVED_RE  # noqa: E402
 STATUS_RE = re.compile(r"^HTTP/(1\.[01]) (\d{3})(?: (.*))?$")
 
 # Headers that a response must never carry twice.

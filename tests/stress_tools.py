@@ -18,9 +18,13 @@ import selectors
 import signal
 import socket
 import subprocess
+import sys
 import time
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+# What the kernel says about a server process: the readers the bench harness uses.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from c10kutil import (cpu_seconds, proc_fd_kinds, proc_fds, proc_rss_kib,  # noqa: E402,F401
+                      proc_threads)
 
 
 class Failed(Exception):
@@ -49,56 +53,9 @@ def human(n):
 # ---------------------------------------------------------------------------
 # The server process, as the kernel sees it
 
-def proc_fds(pid):
-    """Number of open fds of pid; None if it is gone."""
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
-
-
-def proc_fd_kinds(pid):
-    """{"socket": n, "pipe": n, "anon": n, "file": n} over pid's open fds; None if it is gone."""
-    kinds = {"socket": 0, "pipe": 0, "anon": 0, "file": 0}
-    try:
-        names = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return None
-    for name in names:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{name}")
-        except OSError:
-            continue            # closed meanwhile
-        kind = target.split(":", 1)[0]
-        if kind == "anon_inode":
-            kind = "anon"
-        kinds[kind if kind in kinds else "file"] += 1
-    return kinds
-
-
-def proc_rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def proc_threads(pid):
-    try:
-        return len(os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return None
-
-
 def proc_cpu_seconds(pid):
     """User + system CPU time of every thread of pid, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK    # utime, stime
+    return cpu_seconds(pid)
 
 
 def wait_until(predicate, within, interval=0.05):
