@@ -26,7 +26,7 @@ import threading
 import time
 
 from c10kutil import (CLK_TCK, cpu_stat, cpu_stat_delta, cpu_ticks, ctxsw_by_thread, psi_some_us,
-                      read_status)
+                      read_status, run_ns)
 from procs import spawn, stop
 WRK_TIMEOUT = "8s"  # TechEmpower's: a slow server shows up as latency before it shows as errors
 
@@ -148,19 +148,28 @@ class MeasureError(Exception):
 
 class Snapshot:
     """What the kernel says at one edge of a measured window: the server's CPU time (all
-    its threads, exited ones too), per-CPU softirq and steal time, CPU pressure (PSI)."""
+    its threads), per-CPU softirq and steal time, CPU pressure (PSI)."""
 
     def __init__(self, pid):
         self.t = time.monotonic()
+        self.run = run_ns(pid)
         self.ticks = cpu_ticks(pid)
         self.stat = cpu_stat()
         self.psi = psi_some_us()
+
+    def cpu_s(self, after):
+        """The server's CPU seconds from self to after: nanoseconds from schedstat when the
+        same threads were alive at both edges, else clock ticks (every thread, exited
+        ones included, but in 10 ms steps)."""
+        if self.run and after.run and self.run[1] == after.run[1]:
+            return (after.run[0] - self.run[0]) / 1e9
+        return (after.ticks - self.ticks) / CLK_TCK
 
     def figures(self, after, cores, requests):
         """{server CPU, softirq and steal on the server cores, pressure} over the window
         from self to after, per request where that is what it means."""
         window = max(after.t - self.t, 1e-9)
-        cpu = (after.ticks - self.ticks) / CLK_TCK
+        cpu = self.cpu_s(after)
         softirq = cpu_stat_delta(self.stat, after.stat, cores, "softirq")
         steal = cpu_stat_delta(self.stat, after.stat, cores, "steal")
         pressure = (after.psi - self.psi) / 1e6 / window \

@@ -47,6 +47,10 @@ def load(run_dir, name):
 
 # ---- open loop -----------------------------------------------------------------------------
 
+def fixed_rate(rows):
+    return next((r["offered_rps"] for r in rows if r.get("fixed") and not r["close"]), None)
+
+
 def open_figures(rows):
     """{(server, conns, close): (capacity, next miss)} and {server: (cpu, spread)}."""
     caps, cpus = {}, {}
@@ -83,9 +87,10 @@ def compare_open(a_rows, b_rows):
         (a_lo, a_hi), (b_lo, b_hi) = ca[key], cb[key]
         label = "churn" if key[2] else f"{key[1]:,}"
         if a_lo is None and b_lo is None:
-            verdict, ch = "agree (no capacity in either)", ""
-            ok = True
-        elif a_lo is None or b_lo is None:
+            print(f"{key[0]:<10} {label:>7}  no capacity in either run (refused, failed or "
+                  "client-bound): not compared")
+            continue
+        if a_lo is None or b_lo is None:
             verdict, ch, ok = "DIFFER (one run has no capacity)", "", False
         else:
             ch = f"{b_lo / a_lo - 1:+.0%}"
@@ -97,6 +102,11 @@ def compare_open(a_rows, b_rows):
         agree += ok
         print(f"{key[0]:<10} {label:>7}  {k(a_lo):>6} {'[' + k(a_lo) + '..' + k(a_hi) + ']':>15}"
               f"  {k(b_lo):>6} {'[' + k(b_lo) + '..' + k(b_hi) + ']':>15}  {ch:>7}  {verdict}")
+    ra, rb = fixed_rate(a_rows), fixed_rate(b_rows)
+    if ra != rb:
+        print(f"\nopen loop: the fixed loads differ ({ra} and {rb} req/s): CPU per request "
+              "not compared")
+        pa, pb = {}, {}
     print(f"\nopen loop: CPU µs per request at the fixed load, {many:,} connections "
           f"(each run's two measurements: mean ±half their spread)")
     if band is not None:
