@@ -1,13 +1,15 @@
 # bench/bench.mk - the benchmark targets; the top Makefile includes this file.
 #
-#   make bench           the full matrix: every bin/* and nginx x conns 10..10000 x 3 files
-#                        x 3 reps, plus the idle-connection sweep (about 15 minutes)
-#   make bench-quick     every server at c=1000 on index.html, 1 rep, small idle sweep (~2 min)
+#   make bench           every bin/* and the peers (tuned nginx, h2o, lighttpd): the open-loop
+#                        sweep at 100 and 10,000 connections and churn, wrk's closed-loop peak,
+#                        the idle-connection sweep (20-25 minutes, BENCH_BUDGET)
+#   make bench-quick     every server and peer: wrk at c=1000, a short open-loop ladder at
+#                        10,000 connections (< 3 min)
 #   make bench-ci        regression gate: ratios to nginx vs results/baseline.csv (< 5 min)
 #   make bench-baseline  rewrites results/baseline.csv (commit it)
 #
-# Each writes results/RUN_ID/. Environment knobs (BENCH_SERVERS, BENCH_CONNS, BENCH_FILES,
-# BENCH_REPS, BENCH_SECS, BENCH_IDLE, ...) are described in docs/bench.md.
+# Each writes results/RUN_ID/. Environment knobs (BENCH_SERVERS, BENCH_PEERS, BENCH_OPEN_CONNS,
+# BENCH_CONNS, BENCH_SECS, BENCH_IDLE, BENCH_BUDGET, ...) are described in docs/bench.md.
 
 # Including this file must not change the top Makefile's default goal.
 bench_saved_goal := $(.DEFAULT_GOAL)
