@@ -21,15 +21,12 @@ import c10kutil  # noqa: E402
 import openloop  # noqa: E402
 import report  # noqa: E402
 
-passed = failed = 0
+results = {"passed": 0, "failed": 0}
 
 
 def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
+    results["passed" if cond else "failed"] += 1
+    if not cond:
         print(f"FAIL {what}")
 
 
@@ -210,9 +207,17 @@ def test_compare_agreement():
         devnull.close()
 
 
-if __name__ == "__main__":
-    for name, fn in list(globals().items()):
-        if name.startswith("test_") and callable(fn):
+def main():
+    """Runs every test_*; one that raises counts as a failure and the others still run."""
+    tests = [fn for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
+    for fn in tests:
+        try:
             fn()
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+        except Exception as e:  # noqa: BLE001 - a crash is a failed test, not a stopped suite
+            check(False, f"{fn.__name__} raised {type(e).__name__}: {e}")
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
