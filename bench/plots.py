@@ -238,6 +238,7 @@ def multiples(run_dir, name, title, xlabel, ylabel, series, panels, refs, server
         "set tics font ',8'",
         "set logscale x" if logx else "unset logscale x",
         "set logscale y" if logy else "unset logscale y",
+        "set format x '%.0s%c'" if logx and xmax >= 10000 else "set format x '%g'",
         f"set xrange [{xmin / 1.4:g}:{xmax * 1.4:g}]" if logx else
         f"set xrange [{xmin - 0.05 * (xmax - xmin + 1):g}:{xmax + 0.05 * (xmax - xmin + 1):g}]",
     ]
@@ -358,6 +359,7 @@ def cluster_bars(run_dir, name, title, ylabel, groups, servers, cells, note=None
     labels = []
     vals = [v for (v, _) in cells.values() if v]
     top = max(vals) if vals else 1
+    bottom = min(vals) / 2 if logy and vals else 0
     for i, s in enumerate(names):
         for gi, g in enumerate(groups):
             v, text = cells.get((s, g), (None, ""))
@@ -374,14 +376,14 @@ def cluster_bars(run_dir, name, title, ylabel, groups, servers, cells, note=None
         "set style fill solid 0.85 border -1", f"set boxwidth {width * 0.9:.3f}",
         f"set xrange [-0.7:{len(names) - 0.3}]",
         "set logscale y" if logy else "unset logscale y",
-        f"set yrange [{'1' if logy else '0'}:{top * (3 if logy else 1.2):g}]",
+        f"set yrange [{bottom:g}:{top * (3 if logy else 1.2):g}]",
         "set xtics (" + ", ".join(f'"{s}" {i}' for i, s in enumerate(names)) +
         ") noenhanced rotate by -30",
         "set key inside right top",
     ]
     for li, (x, v, text) in enumerate(labels):
         y = v * (1.15 if logy else 1) + (0 if logy else top * 0.02) if v else \
-            (1.3 if logy else top * 0.03)
+            (bottom * 1.3 if logy else top * 0.03)
         setup.append(f"set label {li + 1} {gp_str(text)} at {x:.4f},{y:g} "
                      f"rotate by 90 left font ',8' noenhanced")
     if note:
@@ -390,6 +392,8 @@ def cluster_bars(run_dir, name, title, ylabel, groups, servers, cells, note=None
                   "noenhanced"]
     parts = [f"$bars using 1:($4 == {gi} ? $2 : 1/0) with boxes lc rgb '{palette[gi % 4]}' "
              f"title {gp_str(g)}" for gi, g in enumerate(groups)]
+    if not logy:
+        setup.append("set format y '%.0s%c'")
     write_and_run(run_dir, name, {"data": data, "setup": setup,
                                   "plot": "plot " + ", \\\n     ".join(parts)})
 
@@ -420,6 +424,11 @@ def make_open(run_dir, cfg, open_rows, targets):
                          and r["close"] == close), key=lambda r: r["offered_rps"])
             d[s] = [(r["offered_rps"], r["p50_ms"], r["p99_ms"], point_kind(r["status"]))
                     for r in rs]
+        refused = [s for s in targets if any(r["server"] == s and r["conns"] == conns and
+                                             r["close"] == close and r["status"] == "refused"
+                                             for r in open_rows)]
+        if refused:
+            ptitle += f" (refused: {', '.join(refused)})"
         panels.append((ptitle, d))
     slo = "10"
     panels_plot(run_dir, "latency_vs_load", "Latency against offered load (open loop)",
@@ -443,6 +452,8 @@ def make_open(run_dir, cfg, open_rows, targets):
               series, cfg.servers, [p for p in cfg.peers], targets, logx=True, logy=True,
               note=note, flagged=flagged)
 
+    note = (f"bench/loadgen, open loop, {cfg.open_secs:g} s windows; {cap}; labels: the figure "
+            "(≥: a client-bound point above it), or why there is none")
     fig = open_figures(open_rows, targets, cfg)
     groups = [f"{c:,} conns" for c in cfg.open_conns] + (["churn"] if cfg.churn_conns else [])
     keys = list(cfg.open_conns) + (["churn"] if cfg.churn_conns else [])
@@ -457,6 +468,8 @@ def make_open(run_dir, cfg, open_rows, targets):
     cells = {}
     for s in targets:
         v, text = cpu_cell(fig[s][("fixed", many)])
+        if v is None and text == "–":
+            text = fig[s][("cap", many)][1]  # refused, or why the ladder had no figure
         cells[(s, "CPU")] = (v, text)
         soft = softirq_mean(fig[s][("fixed", many)])
         if soft and v:

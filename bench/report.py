@@ -148,7 +148,10 @@ def headline_section(cfg, open_rows, targets, cap_desc):
     fig = open_figures(open_rows, targets, cfg)
     many = max(cfg.open_conns)
     peers = [p for p in RATIO_PEERS if p in targets]
-    quota = cfg.quota if cfg.quota > 0 and cap_desc else None
+    quotas = {r["cpu_quota"] for r in open_rows if r.get("capped") and r.get("cpu_quota")}
+    quota = max(quotas) if quotas else None
+    if quota and not cap_desc:  # a replot: the CSV says what the cap was
+        cap_desc = f"{quota:.0%} of a core (a cgroup CPU quota)"
     lines = [f"## Capacity at SLO and CPU per request, open loop", "",
              f"bench/loadgen offers a fixed rate over N established keep-alive connections "
              f"(opened before the window; each sends at rate ÷ N), {cfg.open_secs:g} s measured "
@@ -171,7 +174,7 @@ def headline_section(cfg, open_rows, targets, cap_desc):
     head = ["server"] + [f"capacity @ {c:,}" for c in cfg.open_conns]
     if quota:
         head.append(f"per CPU-s @ {many:,}")
-    head += [f"× {p}" for p in peers]
+    head += [f"capacity × {p}" for p in peers]
     if cfg.churn_conns:
         head.append("churn capacity")
     head += [f"CPU µs/req @ {many:,}", "softirq µs/req"] + [f"CPU × {p}" for p in peers]
