@@ -619,6 +619,9 @@ def replot(run_dir):
     with open(os.path.join(run_dir, "logs", "config.json")) as f:
         saved = json.load(f)
     cfg = Config.__new__(Config)
+    # Runs made before the open loop and the peers existed lack these settings.
+    cfg.__dict__.update(dict(OPEN_DEFAULTS, peers=["nginx"], nginx_tuned=False, open_conns=[],
+                             idle_secs=saved.get("secs", 1), budget_min=0, sysctl=False))
     cfg.__dict__.update(saved)
 
     def load(name):

@@ -522,20 +522,20 @@ def make_closed(run_dir, cfg, rows, targets, peers):
 
     # (name, key, y label, title, scale, log y)
     plots = [
-        ("rps_vs_conns", "rps", "thousand requests/s", "Throughput vs connections", 1e-3,
+        ("rps_vs_conns", "rps", "k requests/s", "Throughput vs connections", 1e-3,
          False),
-        ("p99_vs_conns", "p99_ms", "p99 latency (ms, log scale)",
+        ("p99_vs_conns", "p99_ms", "p99 ms (log scale)",
          "p99 latency vs connections (closed loop: understated under overload)", 1, True),
-        ("cpu_per_req", "cpu_us_per_req", "server CPU µs per request (log scale)",
+        ("cpu_per_req", "cpu_us_per_req", "CPU µs/request (log scale)",
          "Server CPU time per request over wrk's window", 1, True),
-        ("syscalls_per_req", "syscalls_per_req", "system calls per request",
+        ("syscalls_per_req", "syscalls_per_req", "syscalls/request",
          "System calls per request (perf raw_syscalls:sys_enter)", 1, False),
     ]
     for file in cfg.files:
         if file == main_file:
             todo = plots
         elif file == "1m.bin":
-            todo = [("mbps_vs_conns", "mbps", "MB/s of responses (1 MB = 10^6 B)",
+            todo = [("mbps_vs_conns", "mbps", "MB/s (10^6 B)",
                      "Throughput vs connections", 1, False)]
         else:
             todo = [plots[0]]
@@ -569,9 +569,9 @@ def make_idle(run_dir, cfg, idle_rows, targets, peers):
     tics = sorted({m for (srv, m) in imed if srv != "select"}) or steps
     xt = "set xtics (" + ", ".join(f'"{m:,}" {m}' for m in tics) + ")"
     for name, key, ylabel, title, scale, logy in (
-            ("rps_vs_idle", "rps", "thousand requests/s",
+            ("rps_vs_idle", "rps", "k requests/s",
              "Throughput of 100 busy connections vs idle connections held", 1e-3, False),
-            ("cpu_vs_idle", "cpu_us_per_req", "server CPU µs per request (log scale)",
+            ("cpu_vs_idle", "cpu_us_per_req", "CPU µs/request (log scale)",
              "CPU per request of 100 busy connections vs idle connections held", 1, True)):
         s = {}
         for srv in targets:
