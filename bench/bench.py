@@ -104,7 +104,10 @@ class Config:
         d = MODES[mode]
         env = os.environ
         self.mode = mode
-        self.conns = sorted(int(c) for c in env.get("BENCH_CONNS", d["conns"]).split(","))
+        # BENCH_CONNS= (empty): no closed-loop runs (bench-ci needs them).
+        self.conns = sorted(int(c) for c in env.get("BENCH_CONNS", d["conns"]).split(",") if c)
+        if not self.conns and mode in ("ci", "baseline"):
+            sys.exit("bench: bench-ci and bench-baseline need BENCH_CONNS")
         self.files = [f for f in env.get("BENCH_FILES", d["files"]).split(",") if f]
         self.reps = int(env.get("BENCH_REPS", d["reps"]))
         self.secs = float(env.get("BENCH_SECS", d["secs"]))

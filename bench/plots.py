@@ -358,6 +358,9 @@ def cluster_bars(run_dir, name, title, ylabel, groups, servers, cells, note=None
     data = ["$bars << EOD"]
     labels = []
     vals = [v for (v, _) in cells.values() if v]
+    if not vals:
+        logy = False  # only labels to draw (every ladder refused or client-bound)
+        data.append("-1 1 0 0")
     top = max(vals) if vals else 1
     bottom = min(vals) / 2 if logy and vals else 0
     for i, s in enumerate(names):
