@@ -457,8 +457,10 @@ class Bench:
             try:
                 self.cap = procs.CpuCap(f"c10k-bench-{os.getpid()}", cfg.quota)
             except OSError as e:
-                self.fail("CPU cap", f"{e}: the open loop runs uncapped; points where the "
-                          "client could not keep up are flagged client_bound")
+                # Not a failure: every point still says whether the client kept up.
+                self.notes.append(f"no CPU cap ({e}): the open loop ran uncapped, so fast "
+                                  "servers may outrun the client (their points say so)")
+                print(f"bench: {self.notes[-1]}", flush=True)
         self.loadgen_log = open(os.path.join(self.logs, "loadgen.log"), "a")
         for name in self.targets:
             started = self.start(name)
