@@ -29,6 +29,13 @@ $(BENCH_LOADGEN): bench/loadgen.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lm
 
+# make test runs tests/test_loadgen.py, which also runs an ASan+UBSan build of it.
+BENCH_LOADGEN_ASAN := build-asan/bench/loadgen
+$(BENCH_LOADGEN_ASAN): bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O1 $(SAN_FLAGS_asan) -o $@ $< -lm
+test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN)
+
 .PHONY: bench bench-quick bench-ci bench-baseline bench-idlers bench-loadgen
 bench-idlers: $(BENCH_IDLERS)
 bench-loadgen: $(BENCH_LOADGEN)

@@ -96,6 +96,7 @@ struct hist {
     uint64_t count[HIST_BUCKETS];
     uint64_t total;
     uint64_t max_ns;
+    uint64_t sum_ns; /* for the mean */
 };
 
 /* Values below 2 * HIST_SUB map to themselves; above, 128 buckets per power of two. */
@@ -122,6 +123,7 @@ static void hist_record(struct hist *h, uint64_t v)
 {
     h->count[hist_index(v)]++;
     h->total++;
+    h->sum_ns += v;
     if (v > h->max_ns)
         h->max_ns = v;
 }
@@ -150,7 +152,8 @@ static uint64_t hist_percentile(const struct hist *h, double pct)
 /* ---- results: everything one run (or a merge of runs) reports ---------------------------- */
 
 enum counter {
-    C_REQUESTS, /* measured answers received, any status */
+    C_REQUESTS,       /* answers, any status, to the requests due inside the window */
+    C_WINDOW_ANSWERS, /* answers that arrived inside the window, whenever due */
     C_SENT,
     C_UNSENT,
     C_LATE,
@@ -175,25 +178,16 @@ enum counter {
 
 /* Names in the JSON line and the histogram file, in enum order. */
 static const char *const counter_name[C_COUNT] = {
-    "requests",
-    "sent",
-    "unsent",
-    "late_sends",
-    "conn_waits",
-    "reconnects",
-    "idle_closed",
-    "1xx",
-    "2xx",
-    "3xx",
-    "4xx",
-    "5xx",
-    "connect",
-    "read",
-    "write",
-    "timeout",
-    "closed",
-    "parse",
-    "setup_connect_failed",
+    "requests",     "window_answers",
+    "sent",         "unsent",
+    "late_sends",   "conn_waits",
+    "reconnects",   "idle_closed",
+    "1xx",          "2xx",
+    "3xx",          "4xx",
+    "5xx",          "connect",
+    "read",         "write",
+    "timeout",      "closed",
+    "parse",        "setup_connect_failed",
     "setup_closed",
 };
 
@@ -226,15 +220,16 @@ static void print_json(const struct results *r)
 {
     const struct hist *h = &r->hist;
     double sent = (double)r->n[C_SENT];
-    printf("{\"offered_rps\":%.1f,\"achieved_rps\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,"
-           "\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%" PRIu64 ","
-           "\"behind_ms\":%.3f,\"client_cpu\":%.3f,\"client_bound\":%s,\"conns\":%" PRIu64 ","
-           "\"duration_s\":%.3f,\"late_fraction\":%.5f,\"instances\":%" PRIu64,
-           r->offered_rps, (double)r->n[C_REQUESTS] / r->duration_s, ms(hist_percentile(h, 50)),
-           ms(hist_percentile(h, 90)), ms(hist_percentile(h, 99)), ms(hist_percentile(h, 99.9)),
-           ms(h->max_ns), errors_total(r), ms((uint64_t)r->max_lag_ns), r->client_cpu,
-           r->client_bound ? "true" : "false", r->conns, r->duration_s,
-           sent > 0 ? (double)r->n[C_LATE] / sent : 0.0, r->instances);
+    printf(
+        "{\"offered_rps\":%.1f,\"achieved_rps\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,"
+        "\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,\"mean_ms\":%.3f,\"errors\":%" PRIu64 ","
+        "\"behind_ms\":%.3f,\"client_cpu\":%.3f,\"client_bound\":%s,\"conns\":%" PRIu64 ","
+        "\"duration_s\":%.3f,\"late_fraction\":%.5f,\"instances\":%" PRIu64,
+        r->offered_rps, (double)r->n[C_WINDOW_ANSWERS] / r->duration_s, ms(hist_percentile(h, 50)),
+        ms(hist_percentile(h, 90)), ms(hist_percentile(h, 99)), ms(hist_percentile(h, 99.9)),
+        ms(h->max_ns), h->total ? ms(h->sum_ns / h->total) : 0.0, errors_total(r),
+        ms((uint64_t)r->max_lag_ns), r->client_cpu, r->client_bound ? "true" : "false", r->conns,
+        r->duration_s, sent > 0 ? (double)r->n[C_LATE] / sent : 0.0, r->instances);
     for (int i = C_REQUESTS; i <= C_IDLE_CLOSED; i++)
         printf(",\"%s\":%" PRIu64, counter_name[i], r->n[i]);
     printf(",\"setup_connect_failed\":%" PRIu64 ",\"setup_closed\":%" PRIu64 ",\"statuses\":{",
@@ -252,7 +247,7 @@ static void print_summary(const struct results *r)
     const struct hist *h = &r->hist;
     printf("loadgen: %.0f req/s offered, %.0f achieved over %.2f s on %" PRIu64
            " connections; %" PRIu64 " errors, %" PRIu64 " unsent\n",
-           r->offered_rps, (double)r->n[C_REQUESTS] / r->duration_s, r->duration_s, r->conns,
+           r->offered_rps, (double)r->n[C_WINDOW_ANSWERS] / r->duration_s, r->duration_s, r->conns,
            errors_total(r), r->n[C_UNSENT]);
     printf("latency ms (from scheduled time): p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  "
            "max %.3f\n",
@@ -275,6 +270,7 @@ static int results_write(const struct results *r, const char *path)
             r->offered_rps, r->duration_s, r->client_cpu, r->max_lag_ns);
     fprintf(f, "conns %" PRIu64 "\ninstances %" PRIu64 "\nclient_bound %d\nmax_ns %" PRIu64 "\n",
             r->conns, r->instances, r->client_bound, r->hist.max_ns);
+    fprintf(f, "sum_ns %" PRIu64 "\n", r->hist.sum_ns);
     for (int i = 0; i < C_COUNT; i++)
         fprintf(f, "%s %" PRIu64 "\n", counter_name[i], r->n[i]);
     for (unsigned i = 0; i < HIST_BUCKETS; i++)
@@ -304,9 +300,11 @@ static int results_merge_file(struct results *sum, const char *path)
             sum->hist.total += u;
             continue;
         }
-        if (fscanf(f, "%lf", &v) != 1)
+        char value[64];
+        if (fscanf(f, "%63s", value) != 1)
             goto out;
-        u = (uint64_t)v;
+        v = strtod(value, NULL);
+        u = strtoull(value, NULL, 10); /* counts stay exact past 2^53 */
         if (!strcmp(key, "offered_rps"))
             sum->offered_rps += v;
         else if (!strcmp(key, "duration_s"))
@@ -321,6 +319,8 @@ static int results_merge_file(struct results *sum, const char *path)
             sum->instances += u;
         else if (!strcmp(key, "client_bound"))
             sum->client_bound = sum->client_bound || u;
+        else if (!strcmp(key, "sum_ns"))
+            sum->hist.sum_ns += u;
         else if (!strcmp(key, "max_ns"))
             sum->hist.max_ns = sum->hist.max_ns > u ? sum->hist.max_ns : u;
         else
@@ -624,16 +624,18 @@ static void slot_connected(struct loadgen *lg, uint32_t slot, int64_t now)
 
 static void record_answer(struct loadgen *lg, struct conn *c)
 {
+    /* A fresh clock: the batch's time can be a few hundred microseconds old by now. */
+    int64_t now = now_ns();
     lg->in_flight--;
     c->has_request = false;
+    lg->r.n[C_WINDOW_ANSWERS] += now >= lg->t_measure && now < lg->t_end;
     if (!c->measured)
         return;
     lg->r.n[C_REQUESTS]++;
     unsigned cls = c->resp.status / 100;
     if (cls >= 1 && cls <= 5)
         lg->r.n[C_S1XX + cls - 1]++;
-    /* A fresh clock: the batch's time can be a few hundred microseconds old by now. */
-    hist_record(&lg->r.hist, (uint64_t)(now_ns() - c->sched_ns));
+    hist_record(&lg->r.hist, (uint64_t)(now - c->sched_ns));
 }
 
 static void slot_readable(struct loadgen *lg, uint32_t slot, int64_t now)
@@ -816,16 +818,22 @@ static int run(struct loadgen *lg)
     lg->t_measure = now + (int64_t)(lg->o.warmup_s * 1e9);
     lg->t_end = lg->t_measure + (int64_t)(lg->o.duration_s * 1e9);
     int64_t next_sweep = now + SWEEP_NS, cpu_at = 0;
+    int64_t drain_end = lg->t_end + (int64_t)(lg->o.timeout_s * 1e9);
     double cpu_start = 0, cpu_end = 0;
-    bool measuring = false;
-    while (now < lg->t_end ||
-           (lg->in_flight > 0 && now < lg->t_end + (int64_t)(lg->o.timeout_s * 1e9))) {
+    bool measuring = false, issuing = true;
+    for (;;) {
         if (!measuring && now >= lg->t_measure) {
             measuring = true;
             cpu_start = cpu_seconds();
             cpu_at = now;
         }
-        issue_due(lg, now);
+        /* One last pass after the end, for requests due just before it. */
+        if (issuing) {
+            issue_due(lg, now);
+            issuing = now < lg->t_end;
+        }
+        if (!issuing && (lg->in_flight == 0 || now >= drain_end))
+            break;
         reopen_due(lg, now);
         if (now >= next_sweep) {
             sweep_timeouts(lg, now);
@@ -833,7 +841,7 @@ static int run(struct loadgen *lg)
         }
         /* Sleep until the next request is due, unless nothing could carry it anyway. */
         int64_t deadline = next_sweep;
-        if (lg->t_next < lg->t_end && lg->ready.count > 0 && lg->t_next < deadline)
+        if (issuing && lg->ready.count > 0 && lg->t_next < deadline)
             deadline = lg->t_next;
         if (measuring && lg->t_end < deadline && now < lg->t_end)
             deadline = lg->t_end;

@@ -3,6 +3,7 @@
 #
 #   unit tests:        build/tests/test_*   (each prints "N passed, M failed")
 #                      tests/test_gate.py   (the judging rules of make bench-ci)
+#                      tests/test_loadgen.py (build/bench/loadgen against bin/epoll and httperf)
 #                      tests/test_bench.py  (the bench harness's rules: SLO, ladder, CSV types)
 #   integration suite: tests/integration.py against every bin/* server,
 #                      then again against the ASan+UBSan builds in bin-asan/
@@ -39,6 +40,7 @@ for t in build/tests/test_*; do
     [[ -x $t ]] && run "unit $(basename "$t")" "$t"
 done
 run "unit test_gate.py (bench-ci's rules)" python3 tests/test_gate.py
+run "bench/loadgen (open-loop load generator)" python3 tests/test_loadgen.py
 run "unit test_bench.py (the bench harness's rules)" python3 tests/test_bench.py
 run "integration (bin/)" python3 tests/integration.py bin/*
 if compgen -G "bin-asan/*" >/dev/null; then
