@@ -17,7 +17,8 @@ A full run, per server, in three phases:
 Knobs (environment): BENCH_SERVERS, BENCH_PEERS, BENCH_CONNS, BENCH_FILES, BENCH_REPS,
 BENCH_SECS, BENCH_WARMUP, BENCH_IDLE, BENCH_IDLE_REPS, BENCH_IDLE_SECS, BENCH_OPEN_CONNS,
 BENCH_OPEN_SECS, BENCH_OPEN_START, BENCH_OPEN_STEP, BENCH_OPEN_REFINE, BENCH_OPEN_MAX,
-BENCH_CHURN_CONNS, BENCH_FIXED_RPS, BENCH_CPU_QUOTA, BENCH_BUDGET, BENCH_SYSCTL, BENCH_TRIM,
+BENCH_CHURN_CONNS, BENCH_FIXED_RPS, BENCH_CPU_QUOTA, BENCH_BUDGET, BENCH_SYSCTL, BENCH_CLIENT_RT,
+BENCH_TRIM,
 BENCH_PERF, BENCH_SLOW, BENCH_TOLERANCE, BENCH_CPU_TOLERANCE, BENCH_BUSY, BENCH_NGINX,
 BENCH_LOADGEN. docs/bench.md says what each does and how to read the output.
 
@@ -153,6 +154,9 @@ class Config:
         self.quota = float(env.get("BENCH_CPU_QUOTA", o["quota"]))
         self.budget_min = float(env.get("BENCH_BUDGET", d["budget"]))
         self.sysctl = env.get("BENCH_SYSCTL", "1") != "0" and bool(self.open_conns)
+        # loadgen under SCHED_FIFO (as root): other work on the client core then cannot make
+        # it late, so a busy machine costs client-bound points far more rarely.
+        self.client_rt = env.get("BENCH_CLIENT_RT", "1") != "0" and os.geteuid() == 0
         unknown = [f for f in self.files if f not in www.FILES]
         if unknown:
             sys.exit(f"bench: unknown file(s) {unknown}; choose from {list(www.FILES)}")

@@ -43,6 +43,9 @@ SLO_ACHIEVED = 0.99
 # once), above which a point is "refused": the server cannot hold N connections (select's
 # FD_SETSIZE, a peer's connection limit). Fewer failures still miss the SLO.
 REFUSED_SHARE = 0.05
+# SCHED_FIFO priority of loadgen (BENCH_CLIENT_RT): above every ordinary task on its core;
+# it sleeps between sends, and the kernel's RT throttling keeps 5% for the others anyway.
+CLIENT_RT_PRIORITY = 50
 # loadgen at this share of its core or more was saturated: no higher rate can be measured.
 # Below it, a client-bound point means something else held the client core up.
 CLIENT_SATURATED = 0.8
@@ -118,6 +121,8 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
            "--timeout", f"{cfg.open_timeout:g}"]
     if close:
         cmd.append("--close")
+    if getattr(cfg, "client_rt", False):
+        cmd = ["chrt", "-f", str(CLIENT_RT_PRIORITY)] + cmd
     pid = target.pid()
     settle(target)
     p = spawn(cmd, cores=cfg.client_cores, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

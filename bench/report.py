@@ -520,6 +520,8 @@ def write_env(path, cfg, rid, syscalls, repo, sysctls_raised=None, targets=()):
                        f"churn at {cfg.churn_conns or 'none'}; CPU quota "
                        f"{cfg.quota:g} of a core; fixed load {cfg.fixed_rps:g} req/s")
          if getattr(cfg, "open_conns", None) else "none"),
+        ("loadgen scheduling", "SCHED_FIFO priority 50 (chrt; BENCH_CLIENT_RT)"
+         if getattr(cfg, "client_rt", False) else "ordinary (SCHED_OTHER)"),
         ("CPU pressure per point", "column cpu_pressure of results.csv, idle.csv and "
                                    "openloop.csv (PSI 'some', share of the window)"),
         ("BENCH_SLOW", ",".join(k if v is None else f"{k}:{v}" for k, v in cfg.slow.items())
