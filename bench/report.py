@@ -279,7 +279,10 @@ def closed_section(cfg, rows, targets, sizes):
                 errs = "0" if not (m["errors"] or m["non2xx"]) else f"{m['errors']}/{m['non2xx']}"
                 wrk = n_auto(m["wrk_cpu"]) + (" *wrk-bound*" if m["wrk_bound"] else "")
                 cells = [f"{conns:,}", name, f"{n(m['rps'])}{rng}"]
-                cells += [ratio(m["rps"], (med.get((p, conns, file)) or {}).get("rps"))
+                # A req/s that measured wrk is no server's figure: no ratio from it.
+                ref_bound = {p: (med.get((p, conns, file)) or {}).get("wrk_bound") for p in peers}
+                cells += ["wrk-bound" if m["wrk_bound"] or ref_bound[p] else
+                          ratio(m["rps"], (med.get((p, conns, file)) or {}).get("rps"))
                           for p in peers]
                 cells += [n(m["mbps"]), n_auto(m["p99_ms"]), n_auto(m["cpu_us_per_req"]),
                           n_auto(m["softirq_us_per_req"]), n_auto(m["server_util"]),
