@@ -344,10 +344,12 @@ class Bench:
             left = cfg.budget_min * 60 - closed
             per_server = max(min(natural, left / max(len(targets), 1)),
                              len(self.ladders()) * 2 * self.per_open_point_s(100))
-            if per_server < natural:
+            if per_server < self.open_natural_s():
                 self.notes.append(
                     f"time budget ({cfg.budget_min:g} min, `BENCH_BUDGET`): each server's "
-                    f"open-loop ladders got {per_server:.0f} s instead of {natural:.0f} s")
+                    f"open-loop ladders got {per_server:.0f} s, less than a typical "
+                    f"{self.open_natural_s():.0f} s: some ladders may stop before their "
+                    "refinements")
         est = closed + per_server * len(targets)
         return targets, points, main, idle, est, per_server
 
