@@ -20,14 +20,19 @@
  * How it runs, in one thread around one epoll set, with no allocation per request:
  *   1. Opens N keep-alive connections, at most W connects in flight (a full listen queue drops
  *      SYNs, and a dropped SYN costs a 1 s retransmit). Connect failures are reported, not
- *      retried. None of this is measured.
+ *      retried. None of this is measured. RLIMIT_NOFILE is raised to N + 8, past the hard
+ *      limit if it may (as root with CAP_SYS_RESOURCE, up to fs.nr_open).
  *   2. Issues requests at rate R for warmup + duration seconds. A due request goes to the
  *      connection that has been idle longest (FIFO, so the load spreads over all N); if none is
  *      idle, it waits, and its wait counts in its latency ("conn_waits" counts these). Requests
  *      scheduled in the warm-up are sent and read but not recorded. A connection the server
  *      closes (idle timeout, error) is reopened 10 ms later.
- *   3. Stops issuing at the end of the window (requests due but never sent are "unsent") and
- *      waits up to --timeout for the answers still in flight.
+ *   3. Stops issuing at the end of the window (requests due but never sent are "unsent"),
+ *      waits up to --timeout for the answers still in flight, and resets the connections
+ *      (no TIME_WAIT left on the client's ports).
+ * The latency sample ("requests") is the answers to requests due inside the window, wherever
+ * they arrive; achieved_rps is the answers that arrive inside the window / its length, so a
+ * backlog answered after the window does not count as throughput.
  * --close: churn. Each request opens its own connection at its scheduled time (so its latency
  * includes the connect), sends "Connection: close", and the socket is closed after the server's
  * FIN (the server closes first, so TIME_WAIT stays on its side). At most N are open at once.
