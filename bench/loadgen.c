@@ -468,6 +468,7 @@ struct loadgen {
     uint32_t connecting; /* connects in flight */
     uint32_t in_flight;  /* requests sent or being connected, not yet answered */
     bool setting_up;
+    bool issuing; /* from the schedule's start to one last pass after the window's end */
     char request[2048];
     uint32_t request_len;
     int64_t t_start, t_measure, t_end; /* schedule start, window start, window end */
@@ -643,6 +644,8 @@ static void record_answer(struct loadgen *lg, struct conn *c)
     hist_record(&lg->r.hist, (uint64_t)(now - c->sched_ns));
 }
 
+static void issue_due(struct loadgen *lg, int64_t now);
+
 static void slot_readable(struct loadgen *lg, uint32_t slot, int64_t now)
 {
     struct conn *c = &lg->conns[slot];
@@ -678,6 +681,9 @@ static void slot_readable(struct loadgen *lg, uint32_t slot, int64_t now)
             }
             c->state = SLOT_IDLE;
             slot_make_ready(lg, c, slot, now);
+            /* A backlog waiting for a free connection goes now, not after the whole batch. */
+            if (lg->issuing && lg->t_next <= now)
+                issue_due(lg, now);
             return;
         }
     }
@@ -825,7 +831,8 @@ static int run(struct loadgen *lg)
     int64_t next_sweep = now + SWEEP_NS, cpu_at = 0;
     int64_t drain_end = lg->t_end + (int64_t)(lg->o.timeout_s * 1e9);
     double cpu_start = 0, cpu_end = 0;
-    bool measuring = false, issuing = true;
+    bool measuring = false;
+    lg->issuing = true;
     for (;;) {
         if (!measuring && now >= lg->t_measure) {
             measuring = true;
@@ -833,11 +840,11 @@ static int run(struct loadgen *lg)
             cpu_at = now;
         }
         /* One last pass after the end, for requests due just before it. */
-        if (issuing) {
+        if (lg->issuing) {
             issue_due(lg, now);
-            issuing = now < lg->t_end;
+            lg->issuing = now < lg->t_end;
         }
-        if (!issuing && (lg->in_flight == 0 || now >= drain_end))
+        if (!lg->issuing && (lg->in_flight == 0 || now >= drain_end))
             break;
         reopen_due(lg, now);
         if (now >= next_sweep) {
@@ -846,7 +853,7 @@ static int run(struct loadgen *lg)
         }
         /* Sleep until the next request is due, unless nothing could carry it anyway. */
         int64_t deadline = next_sweep;
-        if (issuing && lg->ready.count > 0 && lg->t_next < deadline)
+        if (lg->issuing && lg->ready.count > 0 && lg->t_next < deadline)
             deadline = lg->t_next;
         if (measuring && lg->t_end < deadline && now < lg->t_end)
             deadline = lg->t_end;

@@ -6,18 +6,18 @@
   keep-alive, --close and Poisson runs; a refused connect is reported and exits 1;
 - --merge of two histogram files gives the percentiles of the union of their buckets;
 - against httperf (Debian, written elsewhere), both opening one connection per request at
-  1,000 req/s against bin/epoll: achieved rates within 2%, p50 within 1.5 ms, p99 within
-  25 ms. Loose on purpose: httperf's latencies come in 1 ms bins and leave out its own
-  lateness, and on this shared machine either tool's p99 under light load is scheduling noise
-  (3.8-19 ms over 10 interleaved rounds, differing by up to 12.7 ms; docs/loadgen.md);
+  1,000 req/s against bin/epoll: achieved rates within 2%, p50 within 1.5 ms, and loadgen's
+  p99 not above httperf's + 25 ms. Loose on purpose: httperf's latencies come in 1 ms bins,
+  and on this shared machine a p99 under light load is scheduling noise: over 13 interleaved
+  rounds loadgen's was 3.8-19.3 ms, httperf's 4.5-99.5 ms (docs/loadgen.md);
 - coordinated omission: bin/epoll is stopped for 200 ms every second (SIGSTOP/SIGCONT). At
   1,000 req/s over 10 connections, the requests due during a stall wait up to 200 ms, so
   counted from their due time p90 is about 100 ms and p99 about 190 ms. A client that timed
   from the actual send would see only the 10 requests in flight per stall, 1% of them, and a
   p90 near 0.1 ms: the p90 bound catches that. Under the same stalls httperf (open loop too,
   with a new connection per request) and loadgen --close agree closely, the sharp check:
-  p90 within 30% and p99 within 25% (over 7 rounds they differed by at most 13 ms, 12%, and
-  42 ms, 18%, that one while make test ran beside it). wrk's figures are printed for comparison, not judged.
+  p90 within 30% and p99 within 25% (over 10 rounds they differed by at most 16 ms, 13.5%,
+  and 42 ms, 18%, that one while make test ran beside it). wrk's figures are printed for comparison, not judged.
 Ends with "N passed, M failed". Benchmarks are not tests: the bounds are wide on purpose.
 """
 
@@ -276,7 +276,8 @@ def test_httperf(port):
     check(abs(lg["achieved_rps"] - hp["rps"]) <= 0.02 * rate,
           "httperf agreement: achieved rates within 2%")
     check(abs(lg["p50_ms"] - hp["p50"]) <= 1.5, "httperf agreement: p50 within 1.5 ms")
-    check(abs(lg["p99_ms"] - hp["p99"]) <= 25, "httperf agreement: p99 within 25 ms")
+    # One-sided: httperf's own hiccups raise its p99 (once to 99.5 ms at this light load).
+    check(lg["p99_ms"] <= hp["p99"] + 25, "httperf agreement: p99 not above httperf's + 25 ms")
 
 
 class Staller:
