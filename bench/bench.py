@@ -664,6 +664,8 @@ def main():
     finally:
         procs.reap_all()
         bench.wrk_log.close()
+        if bench.loadgen_log:
+            bench.loadgen_log.close()
 
 
 if __name__ == "__main__":
