@@ -357,18 +357,20 @@ def cluster_bars(run_dir, name, title, ylabel, groups, servers, cells, note=None
     width = 0.8 / len(groups)
     data = ["$bars << EOD"]
     labels = []
-    vals = [v for (v, _) in cells.values() if v]
+    vals = [c[0] for c in cells.values() if c[0]]
     if not vals:
         logy = False  # only labels to draw (every ladder refused or client-bound)
-        data.append("-1 1 0 0")
+        data.append("-1 1 0 0 1 1")
     top = max(vals) if vals else 1
     bottom = min(vals) / 2 if logy and vals else 0
     for i, s in enumerate(names):
         for gi, g in enumerate(groups):
-            v, text = cells.get((s, g), (None, ""))
+            v, text, *span = cells.get((s, g), (None, ""))
+            lo, hi = span if span else (v, v)
             x = i - 0.4 + width * (gi + 0.5)
             if v:
-                data.append(f"{x:.4f} {v:.6g} {int(palette[gi % 4][1:], 16)} {gi}")
+                data.append(f"{x:.4f} {v:.6g} {int(palette[gi % 4][1:], 16)} {gi} "
+                            f"{lo or v:.6g} {hi or v:.6g}")
                 labels.append((x, v, text))
             elif text and text != "–":
                 labels.append((x, None, text))
@@ -379,7 +381,7 @@ def cluster_bars(run_dir, name, title, ylabel, groups, servers, cells, note=None
         "set style fill solid 0.85 border -1", f"set boxwidth {width * 0.9:.3f}",
         f"set xrange [-0.7:{len(names) - 0.3}]",
         "set logscale y" if logy else "unset logscale y",
-        f"set yrange [{bottom:g}:{top * (3 if logy else 1.2):g}]",
+        f"set yrange [{bottom:g}:{top * (6 if logy else 1.25):g}]",
         "set xtics (" + ", ".join(f'"{s}" {i}' for i, s in enumerate(names)) +
         ") noenhanced rotate by -30",
         "set key inside right top",
@@ -395,6 +397,8 @@ def cluster_bars(run_dir, name, title, ylabel, groups, servers, cells, note=None
                   "noenhanced"]
     parts = [f"$bars using 1:($4 == {gi} ? $2 : 1/0) with boxes lc rgb '{palette[gi % 4]}' "
              f"title {gp_str(g)}" for gi, g in enumerate(groups)]
+    # Min–max of a figure's measurements, where it has several.
+    parts.append("$bars using 1:2:5:6 with yerrorbars lc rgb '#333333' pt 0 lw 1.2 notitle")
     if not logy:
         setup.append("set format y '%.0s%c'")
     write_and_run(run_dir, name, {"data": data, "setup": setup,
@@ -473,13 +477,16 @@ def make_open(run_dir, cfg, open_rows, targets):
         v, text = cpu_cell(fig[s][("fixed", many)])
         if v is None and text == "–":
             text = fig[s][("cap", many)][1]  # refused, or why the ladder had no figure
-        cells[(s, "CPU")] = (v, text)
+        each = [r["cpu_us_per_req"] for r in fig[s][("fixed", many)]
+                if r["status"] in ("ok", "over") and r.get("cpu_us_per_req")]
+        cells[(s, "CPU")] = (v, text, min(each), max(each)) if each else (v, text)
         soft = softirq_mean(fig[s][("fixed", many)])
         if soft and v:
             cells[(s, "softirq")] = (soft, f"{soft:.1f}")
     cluster_bars(run_dir, "cpu_at_fixed_load",
                  f"Server CPU per request at {cfg.fixed_rps:,.0f} req/s over {many:,} "
-                 "connections (log scale)", "µs per request (log scale)",
+                 "connections (log scale; bars: its two measurements)",
+                 "µs per request (log scale)",
                  ["CPU", "softirq"], targets, cells, note=note, logy=True)
 
 
