@@ -25,15 +25,16 @@ $(BENCH_IDLERS): bench/idlers.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 # The open-loop load generator (docs/loadgen.md).
-$(BENCH_LOADGEN): bench/loadgen.c
+LOADGEN_SRC := bench/loadgen.c bench/loadgen_results.c
+$(BENCH_LOADGEN): $(LOADGEN_SRC) bench/loadgen_results.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lm
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $(LOADGEN_SRC) -lm
 
 # make test runs tests/test_loadgen.py, which also runs an ASan+UBSan build of it.
 BENCH_LOADGEN_ASAN := build-asan/bench/loadgen
-$(BENCH_LOADGEN_ASAN): bench/loadgen.c
+$(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/loadgen_results.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -O1 $(SAN_FLAGS_asan) -o $@ $< -lm
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -O1 $(SAN_FLAGS_asan) -o $@ $(LOADGEN_SRC) -lm
 test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN)
 
 .PHONY: bench bench-quick bench-ci bench-baseline bench-idlers bench-loadgen
