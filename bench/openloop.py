@@ -49,15 +49,18 @@ CLIENT_RT_PRIORITY = 50
 # loadgen at this share of its core or more was saturated: no higher rate can be measured.
 # Below it, a client-bound point means something else held the client core up.
 CLIENT_SATURATED = 0.8
+# Errors and fewer answers than this share of the offered rate: the server failed the
+# load (whatever the client's timing), rather than merely missing the SLO.
+FAILED_SHARE = 0.1
 OPEN_LINE = re.compile(r"^loadgen: (\d+) connections open in ([\d.]+) s")
 
 
 def judge(row, conns, close):
     """The point's status: ok (met the SLO), over (missed it), client_bound, refused (did
-    not hold the connections), failed (held them, answered nothing)."""
+    not hold the connections), failed (held them, answered almost nothing but errors)."""
     if not close and (row.get("setup_failed") or 0) > REFUSED_SHARE * conns:
         return "refused"
-    if row["requests"] == 0 and row["errors"]:
+    if row["errors"] and row["achieved_rps"] < FAILED_SHARE * row["offered_rps"]:
         return "failed"
     if row["client_bound"]:
         return "client_bound"
@@ -207,6 +210,7 @@ class Ladder:
         self.start, self.step, self.top, self.refine = start, step, top, refine
         self.extra_left = extra
         self.tried = []
+        self.unknown = set()  # rates measured without a figure (client-bound)
         self.passed = self.missed = None
         self.misses = self.refines = 0
 
@@ -217,6 +221,7 @@ class Ladder:
         """A point that measured nothing (the client fell behind while far from busy: other
         work on its core): climbing goes on past it; any other phase ends."""
         self.tried.append(rate)
+        self.unknown.add(rate)
         if self.missed is None:
             nxt = rate * self.step
             return nxt if nxt <= self.top else None
@@ -237,8 +242,10 @@ class Ladder:
             nxt = rate * self.step
             return nxt if nxt <= self.top else None
         if self.passed is None:
-            nxt = min(self.tried) / self.step
-            return nxt if len(self.tried) < 3 and nxt >= 100 else None
+            known = [r for r in self.tried if r not in self.unknown]
+            nxt = min(known) / self.step
+            ok_to_try = len(known) < 3 and nxt >= 100 and nxt not in self.tried
+            return nxt if ok_to_try else None
         if self.refines < self.refine:
             nxt = float(f"{math.sqrt(self.passed * self.missed):.2g}")
             if self.passed < nxt < self.missed and nxt not in self.tried:

@@ -59,6 +59,8 @@ def test_judge():
           "judge: churn has no set-up, so no refusal from it")
     check(point(8000, achieved=0, requests=0, errors=16000)["status"] == "failed",
           "judge: connections held, nothing answered: failed")
+    check(point(1000, achieved=0, requests=103, errors=897, client_bound=1)["status"] ==
+          "failed", "judge: errors for nearly every request fail the server, late client or not")
 
 
 def ladder(cap, start=2000, step=2, top=256000, refine=2, extra=True):
@@ -85,6 +87,10 @@ def test_ladder():
     check(seq == [4000, 16000, 64000], f"ladder: bench-quick's three points: {seq}")
     lad = openloop.Ladder(2000, 2, 256000, 2, True)
     check(lad.skip(2000) == 4000, "ladder: a point without a figure is climbed past")
+    lad = openloop.Ladder(4000, 4, 64000, 0, False)
+    lad.skip(4000)
+    check(lad.next(16000, False) is None,
+          "ladder: no stepping down onto a rate already measured without a figure")
 
 
 def test_capacity():
