@@ -524,6 +524,12 @@ class Bench:
             print(report.open_progress_line(row), flush=True)
             if row["status"] == "refused":
                 break  # the server cannot hold the connections; no rate changes that
+            if row["status"] == "client_bound" and openloop.overloaded(row):
+                # The server fell well behind too: past its knee, whatever the client's
+                # timing. Go on as after a miss (it never counts as a pass).
+                unsure = 0
+                rate = lad.next(rate, False)
+                continue
             if row["status"] == "client_bound":
                 if (row.get("client_cpu") or 0) >= openloop.CLIENT_SATURATED or unsure >= 3:
                     break  # the client's own limit: nothing above it can be measured

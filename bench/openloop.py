@@ -49,6 +49,8 @@ CLIENT_RT_PRIORITY = 50
 # loadgen at this share of its core or more was saturated: no higher rate can be measured.
 # Below it, a client-bound point means something else held the client core up.
 CLIENT_SATURATED = 0.8
+# Answers for less than this share of the offered rate: the server was overloaded.
+OVERLOADED = 0.95
 # Errors and fewer answers than this share of the offered rate: the server failed the
 # load (whatever the client's timing), rather than merely missing the SLO.
 FAILED_SHARE = 0.1
@@ -258,13 +260,19 @@ class Ladder:
         return None
 
 
+def overloaded(row):
+    """A point whose answers fell well short of the offered rate: the server was past its
+    knee there, whether or not the client also fell behind (a late client still sends)."""
+    return row["achieved_rps"] < OVERLOADED * row["offered_rps"]
+
+
 def capacity(rows):
     """(highest offered rate that met the SLO or None, True if a client-bound point above
-    it means the figure is only a lower bound)."""
+    it, where the server kept up, means the figure is only a lower bound)."""
     ok = [r["offered_rps"] for r in rows if r["status"] == "ok"]
     best = max(ok) if ok else None
-    bound = any(r["status"] == "client_bound" and (best is None or r["offered_rps"] > best)
-                for r in rows)
+    bound = any(r["status"] == "client_bound" and not overloaded(r)
+                and (best is None or r["offered_rps"] > best) for r in rows)
     return best, bound
 
 
@@ -272,8 +280,8 @@ def bracket(rows):
     """(capacity, lowest rate above it that missed the SLO): the true knee lies between,
     so their ratio is the ladder's resolution at this server, or None."""
     best, _ = capacity(rows)
-    above = [r["offered_rps"] for r in rows if r["status"] == "over"
-             and (best is None or r["offered_rps"] > best)]
+    above = [r["offered_rps"] for r in rows if (r["status"] == "over" or r["status"] ==
+             "client_bound" and overloaded(r)) and (best is None or r["offered_rps"] > best)]
     return best, (min(above) if above else None)
 
 

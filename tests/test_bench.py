@@ -102,6 +102,9 @@ def test_capacity():
           "capacity: a client-bound point above makes it a lower bound, never a figure")
     rows = [point(2000, client_bound=1), point(4000, client_bound=1)]
     check(openloop.capacity(rows)[0] is None, "capacity: all client-bound: no figure")
+    rows = [point(8000), point(16000, achieved=12000, client_bound=1)]
+    check(openloop.capacity(rows) == (8000, False) and openloop.bracket(rows) == (8000, 16000),
+          "capacity: a client-bound point where the server fell far behind is past the knee")
     cell = report.cap_cell([point(2000, setup_failed=9000)])
     check(cell == (None, "refused"), f"capacity cell: refused is said, not drawn: {cell}")
 
