@@ -89,7 +89,7 @@ SERVER_START_S = 0.2
 IDLERS_PER_KCONN_S = 0.1
 # An open-loop point: loadgen's start and exit, waiting for the last answers, and its
 # connects (paced, outside the window). Points per ladder: what the ladders took here.
-OPEN_OVERHEAD_S = 0.6
+OPEN_OVERHEAD_S = 0.4
 OPEN_PER_KCONN_S = 0.05
 OPEN_POINTS_PER_LADDER = 8
 # Share of a server's open-loop budget per ladder (the rest carries over to the next).
@@ -350,7 +350,7 @@ class Bench:
                     f"open-loop ladders got {per_server:.0f} s, less than a typical "
                     f"{self.open_natural_s():.0f} s: some ladders may stop before their "
                     "refinements")
-        est = closed + per_server * len(targets)
+        est = closed + min(per_server, self.open_natural_s()) * len(targets)
         return targets, points, main, idle, est, per_server
 
     # -- closed loop: wrk -----------------------------------------------------------------
@@ -500,7 +500,7 @@ class Bench:
                               cfg.open_extra)
         what = f"{name} {'churn' if close else 'open'} c={conns}"
         rate = lad.first()
-        retried, unsure = set(), 0
+        retried, confirmed, unsure = set(), set(), 0
         while rate is not None:
             if time.monotonic() + self.per_open_point_s(conns) > deadline and lad.tried:
                 self.notes.append(f"{what}: ladder stopped at its time budget after "
@@ -542,6 +542,11 @@ class Bench:
                 rate = lad.skip(rate)
                 continue
             unsure = 0
+            if row["status"] != "ok" and lad.missed is None and rate not in confirmed:
+                # A ladder's first miss decides where it bisects, and one burst of someone
+                # else's work can make it: measure it once more, and go by the second.
+                confirmed.add(rate)
+                continue
             rate = lad.next(rate, row["status"] == "ok")
         return started
 

@@ -246,8 +246,9 @@ class Ladder:
         if self.passed is None:
             known = [r for r in self.tried if r not in self.unknown]
             nxt = min(known) / self.step
-            ok_to_try = len(known) < 3 and nxt >= 100 and nxt not in self.tried
-            return nxt if ok_to_try else None
+            while nxt in self.tried:  # measured before without a figure: one step lower
+                nxt /= self.step
+            return nxt if len(known) < 3 and nxt >= 100 else None
         if self.refines < self.refine:
             nxt = float(f"{math.sqrt(self.passed * self.missed):.2g}")
             if self.passed < nxt < self.missed and nxt not in self.tried:

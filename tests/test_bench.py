@@ -87,10 +87,10 @@ def test_ladder():
     check(seq == [4000, 16000, 64000], f"ladder: bench-quick's three points: {seq}")
     lad = openloop.Ladder(2000, 2, 256000, 2, True)
     check(lad.skip(2000) == 4000, "ladder: a point without a figure is climbed past")
-    lad = openloop.Ladder(4000, 4, 64000, 0, False)
-    lad.skip(4000)
-    check(lad.next(16000, False) is None,
-          "ladder: no stepping down onto a rate already measured without a figure")
+    lad = openloop.Ladder(2000, 2, 64000, 2, True)
+    lad.skip(2000)
+    check(lad.next(4000, False) == 1000,
+          "ladder: stepping down skips a rate already measured without a figure")
 
 
 def test_capacity():
