@@ -174,8 +174,10 @@ def test_kernel_cmdline():
 def test_idle_lesson():
     cfg = SimpleNamespace(open_conns=[100, 10000])
 
-    def fig(c100, c10k):
-        return {("cap", 100): (c100, report.k(c100)), ("cap", 10000): (c10k, report.k(c10k))}
+    def fig(c100, c10k, low=2000):
+        return {("cap", 100): (c100, report.k(c100)), ("low", 100): low,
+                ("cap", 10000): (c10k, report.k(c10k) if c10k else f"< {report.k(low)}"),
+                ("low", 10000): low}
 
     text = " ".join(report.idle_lesson({"epoll": fig(50000, 45000), "poll": fig(40000, 6000),
                                         "busypoll": fig(30000, 3000)}, 10000, cfg))
@@ -184,6 +186,10 @@ def test_idle_lesson():
     text = " ".join(report.idle_lesson({"epoll": fig(50000, 45000), "poll": fig(40000, 40000)},
                                        10000, cfg))
     check("do not fall far" in text, f"idle lesson: said as well when it does not hold: {text}")
+    text = " ".join(report.idle_lesson({"epoll": fig(50000, 23000),
+                                        "poll": fig(32000, None, low=500)}, 10000, cfg))
+    check("no rate tried" in text and "fall far below epoll" in text,
+          f"idle lesson: no rate met at 10,000 connections is far below epoll: {text}")
 
 
 def compare_module():
