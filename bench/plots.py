@@ -12,6 +12,7 @@ open black circle, failed or refused as a black cross. With a single connection 
 
 import math
 import os
+import statistics
 import subprocess
 
 from report import closed_medians, idle_slopes
@@ -307,17 +308,26 @@ def panels_plot(run_dir, name, title, panels, servers, ylabel, xlabel, note=None
         f"set multiplot layout 1,{len(panels)} title {gp_str(title)} font ',14' noenhanced",
     ]
     for pi, (ptitle, d) in enumerate(panels):
-        parts = []
+        parts, titled = [], set()
         for s in servers:
             pts = d.get(s) or []
             good = [(x, p50, p99) for x, p50, p99, kind in pts if kind == "ok"
                     and p99 is not None]
             if good:
-                b = block_name(f"p{pi}", s)
+                # The line joins the median at each rate (a rate measured twice: a confirmed
+                # miss, the fixed-load repeat); every measurement is drawn as a point.
+                b, bm = block_name(f"p{pi}", s), block_name(f"m{pi}", s)
                 data += data_block(b, [(x, p50, p99, None) for x, p50, p99 in good])
+                xs_s = sorted({x for x, _, _ in good})
+                med = [(x, statistics.median(p for xx, p, _ in good if xx == x),
+                        statistics.median(q for xx, _, q in good if xx == x), None)
+                       for x in xs_s]
+                data += data_block(bm, med)
                 st = style(s, servers)
-                parts.append(f"{b} using 1:3 with linespoints {st} title {gp_str(s)}")
-                parts.append(f"{b} using 1:2 with lines lc rgb '{colour(s, servers)}' dt 3 "
+                parts.append(f"{bm} using 1:3 with linespoints {st} title {gp_str(s)}")
+                parts.append(f"{b} using 1:3 with points {st} notitle")
+                titled.add(s)
+                parts.append(f"{bm} using 1:2 with lines lc rgb '{colour(s, servers)}' dt 3 "
                              f"lw 1 notitle")
             for kind, pt in (("client", 6), ("failed", 2)):
                 fl = [(x, p99) for x, _, p99, k in pts if k == kind and p99]
@@ -326,6 +336,13 @@ def panels_plot(run_dir, name, title, panels, servers, ylabel, xlabel, note=None
                     data += data_block(b, [(x, y, None, None) for x, y in fl])
                     parts.append(f"{b} using 1:2 with points lc rgb '{colour(s, servers)}' "
                                  f"pt {pt} ps 1.6 lw 2 notitle")
+        if pi == len(panels) - 1:
+            # The key is drawn once, beside the last panel: it names every server drawn in
+            # any panel (select may be in the first and refused in the last).
+            shown = {s for _, d2 in panels for s, pts in d2.items() if any(
+                k == "ok" and q is not None for _, _, q, k in pts)}
+            parts += [f"keyentry with linespoints {style(s, servers)} title {gp_str(s)}"
+                      for s in servers if s in shown and s not in titled]
         if slo:
             parts.append(f"{slo} with lines lc rgb '#cc0000' dt 4 lw 1 title 'SLO p99'")
         if not parts:
