@@ -503,8 +503,9 @@ class Bench:
         retried, confirmed, unsure = set(), set(), 0
         while rate is not None:
             if time.monotonic() + self.per_open_point_s(conns) > deadline and lad.tried:
-                self.notes.append(f"{what}: ladder stopped at its time budget after "
-                                  f"{len(lad.tried)} points")
+                n = len(lad.tried)
+                self.notes.append(f"{what}: ladder stopped at its time budget after {n} "
+                                  f"point{'s' if n != 1 else ''}")
                 break
             if not started[0].alive():
                 self.fail(what, "server exited; restarted")
