@@ -188,8 +188,10 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
         "cpu_quota": cap.fraction if cap else None, "capped": int(cap is not None),
     }
     if len(edges) == 2:
-        row.update(edges[0].figures(edges[1], cfg.server_cores, requests))
-        # Only the window's requests are counted, so CPU per request is over the same span.
+        # The server's CPU in the window served the answers that arrived in it (under
+        # overload fewer than the requests due in it): per request is per such answer.
+        answers = j.get("window_answers", requests)
+        row.update(edges[0].figures(edges[1], cfg.server_cores, answers))
     row["status"] = judge(row, conns, close)
     return row
 
