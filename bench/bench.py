@@ -1,21 +1,34 @@
 #!/usr/bin/env python3
-"""bench.py - the c10k benchmark harness: every bin/* server and nginx, measured with wrk.
+"""bench.py - the c10k benchmark harness: every bin/* server and three peers (nginx tuned for
+static files, h2o, lighttpd), measured open-loop with bench/loadgen and closed-loop with wrk.
 
-    python3 bench/bench.py full       make bench           the whole matrix (~15 min)
-    python3 bench/bench.py quick      make bench-quick     c=1000, index.html, 1 rep (~2 min)
+    python3 bench/bench.py full       make bench           the whole run (~20-25 min)
+    python3 bench/bench.py quick      make bench-quick     a short version (< 3 min)
     python3 bench/bench.py ci         make bench-ci        wall-clock layer: ratios vs results/baseline.csv
     python3 bench/bench.py baseline   make bench-baseline  rewrites results/baseline.csv
 
-Knobs (environment): BENCH_SERVERS, BENCH_CONNS, BENCH_FILES, BENCH_REPS, BENCH_SECS,
-BENCH_WARMUP, BENCH_IDLE, BENCH_IDLE_REPS, BENCH_TRIM, BENCH_PERF, BENCH_SLOW,
-BENCH_TOLERANCE, BENCH_CPU_TOLERANCE, BENCH_BUSY, BENCH_NGINX. docs/bench.md says what each does and
-how to read the output.
+A full run, per server, in three phases:
+    closed loop   wrk at BENCH_CONNS connections: the peak a closed-loop client sees
+    idle sweep    100 busy wrk connections while M idle ones are held (bench/idlers)
+    open loop     bench/loadgen at 100 and 10,000 established connections, the offered rate
+                  climbing to past saturation (openloop.py), the server's CPU capped by a
+                  cgroup quota so that one client core outruns it; then churn (--close)
 
-Standard library only. Writes results/RUN_ID/: results.csv, idle.csv, summary.md, env.txt,
-plots (PNG and SVG), and logs/ with every server's stderr and wrk's raw reports.
+Knobs (environment): BENCH_SERVERS, BENCH_PEERS, BENCH_CONNS, BENCH_FILES, BENCH_REPS,
+BENCH_SECS, BENCH_WARMUP, BENCH_IDLE, BENCH_IDLE_REPS, BENCH_IDLE_SECS, BENCH_OPEN_CONNS,
+BENCH_OPEN_SECS, BENCH_OPEN_START, BENCH_OPEN_STEP, BENCH_OPEN_REFINE, BENCH_OPEN_MAX,
+BENCH_CHURN_CONNS, BENCH_FIXED_RPS, BENCH_CPU_QUOTA, BENCH_BUDGET, BENCH_SYSCTL, BENCH_CLIENT_RT,
+BENCH_TRIM,
+BENCH_PERF, BENCH_SLOW, BENCH_TOLERANCE, BENCH_CPU_TOLERANCE, BENCH_BUSY, BENCH_NGINX,
+BENCH_LOADGEN. docs/bench.md says what each does and how to read the output.
+
+Standard library only. Writes results/RUN_ID/: results.csv, idle.csv, openloop.csv,
+summary.md, env.txt, plots (PNG and SVG), and logs/ with every server's stderr and the raw
+reports of wrk and loadgen.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,32 +36,50 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import c10kutil  # noqa: E402
 import gate  # noqa: E402
 import measure  # noqa: E402
+import openloop  # noqa: E402
 import plots  # noqa: E402
 import procs  # noqa: E402
 import report  # noqa: E402
 import www  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IDLERS = os.path.join(REPO, os.environ.get("BUILD", "build"), "bench", "idlers")
+BUILD_DIR = os.path.join(REPO, os.environ.get("BUILD", "build"))
+IDLERS = os.path.join(BUILD_DIR, "bench", "idlers")
+LOADGEN = os.environ.get("BENCH_LOADGEN", os.path.join(BUILD_DIR, "bench", "loadgen"))
 
 # bin/select cannot hold an fd >= FD_SETSIZE (1024): its idle sweep stops below that, with
 # room for wrk's 100 connections and the server's own fds.
 SELECT_IDLE_MAX = 900
 SELECT_IDLE_STEPS = (500, 900)
 
-# Per mode: the matrix and timing unless the environment says otherwise.
+# Per mode: the matrix and timing unless the environment says otherwise. open_conns empty:
+# no open-loop sweep (bench-ci and bench-baseline keep their plain-nginx protocol).
 MODES = {
-    "full": dict(conns="10,100,1000,10000", files="small.txt,index.html,1m.bin", reps=3,
-                 secs=1.25, warm=0.25, idle="0,1000,5000,9000", idle_reps=1, perf=True),
-    "quick": dict(conns="1000", files="index.html", reps=1, secs=2, warm=0.3, idle="0,2000",
-                  idle_reps=1, perf=True),
+    "full": dict(conns="100,1000,10000", files="index.html,1m.bin", reps=1, secs=5, warm=0.5,
+                 idle="0,3000,9000", idle_reps=1, idle_secs=2, perf=True,
+                 peers="nginx,h2o,lighttpd", open_conns="100,10000", open_secs=2,
+                 open_warm=0.5, open_start=2000, open_step=2, open_refine=2,
+                 open_max=256000, open_extra=True, churn_conns=1000, churn_start=2000,
+                 fixed_rps=8000, churn_fixed_rps=2000, quota=0.4, budget=25),
+    "quick": dict(conns="1000", files="index.html", reps=1, secs=2, warm=0.3, idle="",
+                  idle_reps=1, idle_secs=2, perf=True, peers="nginx,h2o,lighttpd",
+                  open_conns="10000", open_secs=1, open_warm=0.3, open_start=4000,
+                  open_step=4, open_refine=0, open_max=64000, open_extra=False,
+                  churn_conns=0, churn_start=2000, fixed_rps=4000, churn_fixed_rps=2000,
+                  quota=0.4, budget=2.6),
     "ci": dict(conns="100,1000", files="index.html", reps=3, secs=1.5, warm=0.3, idle="0,2000",
-               idle_reps=1, perf=False),
+               idle_reps=1, idle_secs=1.5, perf=False, peers="nginx", open_conns="",
+               budget=0),
     "baseline": dict(conns="100,1000", files="index.html", reps=5, secs=1.5, warm=0.3,
-                     idle="", idle_reps=0, perf=False),
+                     idle="", idle_reps=0, idle_secs=1.5, perf=False, peers="nginx",
+                     open_conns="", budget=0),
 }
+OPEN_DEFAULTS = dict(open_secs=2, open_warm=0.5, open_start=2000, open_step=2, open_refine=2,
+                     open_max=256000, open_extra=True, churn_conns=0, churn_start=2000,
+                     fixed_rps=8000, churn_fixed_rps=2000, quota=0.4)
 
 # Seconds a measurement costs beyond warm-up + run (wrk start, perf attach, /proc reads),
 # and per 1,000 connections (connecting them, twice: warm-up and run). For the estimate.
@@ -56,6 +87,15 @@ OVERHEAD_S = 0.4
 OVERHEAD_PER_KCONN_S = 0.1
 SERVER_START_S = 0.2
 IDLERS_PER_KCONN_S = 0.1
+# An open-loop point: loadgen's start and exit, waiting for the last answers, and its
+# connects (paced, outside the window). Points per ladder: what the ladders took here.
+OPEN_OVERHEAD_S = 0.4
+OPEN_PER_KCONN_S = 0.05
+OPEN_POINTS_PER_LADDER = 8
+# Share of a server's open-loop budget per ladder (the rest carries over to the next).
+LADDER_WEIGHT = {"open": 0.35, "open_many": 0.4, "churn": 0.25}
+# The longest any one server's open-loop phase may take, whatever the budget.
+OPEN_MAX_PER_SERVER_S = 150
 
 
 class Config:
@@ -65,7 +105,10 @@ class Config:
         d = MODES[mode]
         env = os.environ
         self.mode = mode
-        self.conns = sorted(int(c) for c in env.get("BENCH_CONNS", d["conns"]).split(","))
+        # BENCH_CONNS= (empty): no closed-loop runs (bench-ci needs them).
+        self.conns = sorted(int(c) for c in env.get("BENCH_CONNS", d["conns"]).split(",") if c)
+        if not self.conns and mode in ("ci", "baseline"):
+            sys.exit("bench: bench-ci and bench-baseline need BENCH_CONNS")
         self.files = [f for f in env.get("BENCH_FILES", d["files"]).split(",") if f]
         self.reps = int(env.get("BENCH_REPS", d["reps"]))
         self.secs = float(env.get("BENCH_SECS", d["secs"]))
@@ -81,6 +124,39 @@ class Config:
         self.slow = parse_slow(env.get("BENCH_SLOW", ""))
         self.nginx = env.get("BENCH_NGINX", "/usr/sbin/nginx")
         self.servers = pick_servers(env.get("BENCH_SERVERS", ""))
+        self.peers = [p for p in env.get("BENCH_PEERS", d["peers"]).split(",") if p]
+        if mode in ("ci", "baseline") and self.peers != ["nginx"]:
+            sys.exit("bench: bench-ci and bench-baseline compare with nginx only")
+        bad = [p for p in self.peers if p not in procs.PEERS]
+        if bad:
+            sys.exit(f"bench: unknown peer(s) {bad}; choose from {list(procs.PEERS)}")
+        # The peers as their documentation advises; bench-ci keeps the plain nginx its
+        # committed baseline was measured against.
+        self.nginx_tuned = mode not in ("ci", "baseline")
+        self.idle_secs = float(env.get("BENCH_IDLE_SECS", d["idle_secs"]))
+        o = dict(OPEN_DEFAULTS, **d)
+        self.open_conns = sorted(int(c) for c in
+                                 env.get("BENCH_OPEN_CONNS", d["open_conns"]).split(",") if c)
+        self.open_secs = float(env.get("BENCH_OPEN_SECS", o["open_secs"]))
+        self.open_warm = float(env.get("BENCH_OPEN_WARMUP", o["open_warm"]))
+        self.open_start = float(env.get("BENCH_OPEN_START", o["open_start"]))
+        self.open_step = float(env.get("BENCH_OPEN_STEP", o["open_step"]))
+        self.open_refine = int(env.get("BENCH_OPEN_REFINE", o["open_refine"]))
+        self.open_max = float(env.get("BENCH_OPEN_MAX", o["open_max"]))
+        self.open_extra = bool(o["open_extra"])
+        self.open_timeout = 2.0  # loadgen waits this long for answers after its window
+        self.open_connect_timeout = 60.0
+        self.churn_conns = int(env.get("BENCH_CHURN_CONNS", o["churn_conns"])) \
+            if self.open_conns else 0
+        self.churn_start = float(o["churn_start"])
+        self.fixed_rps = float(env.get("BENCH_FIXED_RPS", o["fixed_rps"]))
+        self.churn_fixed_rps = float(o["churn_fixed_rps"])
+        self.quota = float(env.get("BENCH_CPU_QUOTA", o["quota"]))
+        self.budget_min = float(env.get("BENCH_BUDGET", d["budget"]))
+        self.sysctl = env.get("BENCH_SYSCTL", "1") != "0" and bool(self.open_conns)
+        # loadgen under SCHED_FIFO (as root): other work on the client core then cannot make
+        # it late, so a busy machine costs client-bound points far more rarely.
+        self.client_rt = env.get("BENCH_CLIENT_RT", "1") != "0" and os.geteuid() == 0
         unknown = [f for f in self.files if f not in www.FILES]
         if unknown:
             sys.exit(f"bench: unknown file(s) {unknown}; choose from {list(www.FILES)}")
@@ -117,13 +193,14 @@ def parse_slow(text):
 
 def pick_servers(wanted):
     """Our servers: every bin/* (or those named in BENCH_SERVERS), in a stable order."""
-    order = ["blocking", "busypoll", "select", "poll", "epoll", "sigio", "uring", "aio", "coro"]
+    order = ["blocking", "fork", "prefork", "busypoll", "select", "poll", "epoll", "sigio",
+             "uring", "aio", "coro", "corouring", "actor"]
     bin_dir = os.path.join(REPO, "bin")
     have = sorted((f for f in os.listdir(bin_dir) if os.access(os.path.join(bin_dir, f), os.X_OK))
                   if os.path.isdir(bin_dir) else [],
                   key=lambda s: (order.index(s) if s in order else len(order), s))
     if wanted:
-        names = [n for n in wanted.split(",") if n and n != "nginx"]
+        names = [n for n in wanted.split(",") if n and n not in procs.PEERS]
         missing = [n for n in names if n not in have]
         if missing:
             sys.exit(f"bench: no bin/{missing[0]} (have: {' '.join(have) or 'nothing'}; run make)")
@@ -158,16 +235,29 @@ class Bench:
         os.makedirs(self.logs)
         self.www = os.path.join(REPO, "www")
         self.wrk_log = open(os.path.join(self.logs, "wrk.log"), "a")
+        self.loadgen_log = None
         self.failures = []  # (what, why): shown at the end and in summary.md
+        self.notes = []     # what the run decided on its own (budget cuts), for summary.md
         self.done = 0
         self.total = 0
         self.syscalls = "none"
+        self.cap = None
+        self.sysctls = procs.Sysctls()
+
+    @property
+    def targets(self):
+        return self.cfg.servers + self.cfg.peers
 
     # -- targets ------------------------------------------------------------------------
 
     def make_target(self, name):
-        if name == "nginx":
-            return procs.Nginx(self.cfg.nginx, self.www, self.cfg.server_cores, self.dir)
+        if name in procs.PEERS:
+            cls, default = procs.PEERS[name]
+            binary = self.cfg.nginx if name == "nginx" else default
+            if name == "nginx":
+                return cls(binary, self.www, self.cfg.server_cores, self.dir,
+                           tuned=self.cfg.nginx_tuned)
+            return cls(binary, self.www, self.cfg.server_cores, self.dir)
         # BENCH_SLOW=NAME: every syscall of the server stops for strace, which writes nothing.
         wrapper = ["strace", "-f", "-qq", "-o", "/dev/null"] \
             if name in self.cfg.slow and self.cfg.slow[name] is None else []
@@ -198,54 +288,80 @@ class Bench:
         self.failures.append((what, why))
         print(f"bench: {what}: {why}", flush=True)
 
-    def one(self, started, conns, file, label):
+    def one(self, started, conns, file, label, secs=None):
         """One measurement, or None (recorded as a failure) if it could not be made."""
         t = started[0]
         try:
-            return measure.measure(t, conns, file, self.cfg.secs, self.cfg.warm,
+            return measure.measure(t, conns, file, secs or self.cfg.secs, self.cfg.warm,
                                    self.cfg.client_cores, self.syscalls, self.logs,
-                                   self.wrk_log, label)
+                                   self.wrk_log, label, self.cfg.server_cores)
         except (measure.MeasureError, OSError) as e:
             self.fail(f"{t.name} c={conns} {file}", str(e))
             return None
 
-    # -- the matrix -----------------------------------------------------------------------
+    # -- the estimate ---------------------------------------------------------------------
 
-    def per_measurement_s(self, conns=0):
+    def per_measurement_s(self, conns=0, secs=None):
         """The estimate of one measurement's wall time, warm-up and overheads included."""
-        return (self.cfg.warm + self.cfg.secs + OVERHEAD_S
+        return (self.cfg.warm + (secs or self.cfg.secs) + OVERHEAD_S
                 + OVERHEAD_PER_KCONN_S * conns / 1000)
+
+    def per_open_point_s(self, conns):
+        cfg = self.cfg
+        return cfg.open_warm + cfg.open_secs + OPEN_OVERHEAD_S + OPEN_PER_KCONN_S * conns / 1000
+
+    def ladders(self):
+        """(kind, conns, close) of every open-loop ladder a server gets."""
+        cfg = self.cfg
+        out = [("open_many" if c >= 1000 else "open", c, False) for c in cfg.open_conns]
+        if cfg.churn_conns:
+            out.append(("churn", cfg.churn_conns, True))
+        return out
+
+    def open_natural_s(self):
+        """What one server's ladders take when nothing cuts them short."""
+        cfg = self.cfg
+        pts = OPEN_POINTS_PER_LADDER if cfg.open_refine else \
+            max(1, int(round(math.log(cfg.open_max / cfg.open_start, cfg.open_step))) + 1)
+        return sum(pts * self.per_open_point_s(c) for _, c, _ in self.ladders())
 
     def plan(self):
         cfg = self.cfg
-        targets = cfg.servers + ["nginx"]
+        targets = self.targets
         points = [(c, f) for c in cfg.conns for f in cfg.files if not cfg.skip(c, f)]
         main = len(targets) * len(points) * cfg.reps
         idle = sum(len(cfg.idle_steps(s)) for s in targets) * cfg.idle_reps
-        est = sum(self.per_measurement_s(c) for c, _ in points) * len(targets) * cfg.reps
-        est += sum(self.per_measurement_s(100) + IDLERS_PER_KCONN_S * m / 1000
-                   for s in targets for m in cfg.idle_steps(s)) * cfg.idle_reps
-        est += SERVER_START_S * len(targets) * (cfg.reps + cfg.idle_reps)
-        return targets, points, main, idle, est
+        closed = sum(self.per_measurement_s(c) for c, _ in points) * len(targets) * cfg.reps
+        closed += sum(self.per_measurement_s(100, cfg.idle_secs) + IDLERS_PER_KCONN_S * m / 1000
+                      for s in targets for m in cfg.idle_steps(s)) * cfg.idle_reps
+        closed += SERVER_START_S * len(targets) * (cfg.reps + cfg.idle_reps + 1)
+        # The ladders' own length varies with where each server saturates: half again as
+        # much as the typical ladder before a budget cuts one short.
+        natural = min(1.5 * self.open_natural_s(), OPEN_MAX_PER_SERVER_S) \
+            if cfg.open_conns else 0
+        per_server = natural
+        if cfg.budget_min and natural:
+            left = cfg.budget_min * 60 - closed
+            per_server = max(min(natural, left / max(len(targets), 1)),
+                             len(self.ladders()) * 2 * self.per_open_point_s(100))
+            if per_server < self.open_natural_s():
+                self.notes.append(
+                    f"time budget ({cfg.budget_min:g} min, `BENCH_BUDGET`): each server's "
+                    f"open-loop ladders got {per_server:.0f} s, less than a typical "
+                    f"{self.open_natural_s():.0f} s: some ladders may stop before their "
+                    "refinements")
+        est = closed + min(per_server, self.open_natural_s()) * len(targets)
+        return targets, points, main, idle, est, per_server
 
-    def run_matrix(self):
+    # -- closed loop: wrk -----------------------------------------------------------------
+
+    def run_matrix(self, points):
         cfg = self.cfg
-        targets, points, main, idle, est = self.plan()
-        self.total = main + idle
-        trimmed = [f"{f} at c={c}" for c in cfg.conns for f in cfg.files if cfg.skip(c, f)]
-        print(f"bench: {self.rid}: {len(targets)} servers ({' '.join(targets)}) x "
-              f"conns {','.join(map(str, cfg.conns))} x {','.join(cfg.files)} x {cfg.reps} reps"
-              f" = {main} measurements" + (f" (skipping {', '.join(trimmed)})" if trimmed else "")
-              + (f" + {idle} idle-sweep points" if idle else ""))
-        print(f"bench: {cfg.secs:g} s each after a {cfg.warm:g} s warm-up; server on CPU "
-              f"{cfg.server_cores}, wrk on CPU {cfg.client_cores}; syscalls: {self.syscalls}; "
-              f"estimated {report.fmt_duration(est)}", flush=True)
-
         rows = []
         # Repetitions outermost: each server's reps are spread over the run, so a burst of
         # background load hits one rep of everyone rather than every rep of one server.
         for rep in range(1, cfg.reps + 1):
-            for name in targets:
+            for name in self.targets:
                 started = self.start(name)
                 if not started:
                     self.done += len(points)
@@ -281,9 +397,8 @@ class Bench:
         if not os.access(IDLERS, os.X_OK):
             self.fail("idle sweep", f"no {IDLERS} (make {os.path.relpath(IDLERS, REPO)})")
             return rows
-        targets = cfg.servers + ["nginx"]
         for rep in range(1, cfg.idle_reps + 1):
-            for name in targets:
+            for name in self.targets:
                 started = self.start(name)
                 if not started:
                     self.done += len(cfg.idle_steps(name))
@@ -322,7 +437,8 @@ class Bench:
                           flush=True)
             else:
                 opened = 0
-            row = self.one(started, 100, "index.html", f"{t.name} idle={m} rep {rep}")
+            row = self.one(started, 100, "index.html", f"{t.name} idle={m} rep {rep}",
+                           secs=self.cfg.idle_secs)
         except procs.StartError as e:
             self.fail(f"{t.name} idle={m}", str(e))
             row = None
@@ -331,6 +447,136 @@ class Bench:
         if row:
             row.update(idle=m, idle_open=opened, idle_kept=kept, rep=rep)
         return row
+
+    # -- open loop: loadgen -----------------------------------------------------------------
+
+    def run_open(self, per_server_s):
+        """Every server's open-loop ladders, its CPU capped; returns openloop.csv's rows."""
+        cfg = self.cfg
+        rows = []
+        if not cfg.open_conns:
+            return rows
+        if not os.access(LOADGEN, os.X_OK):
+            self.fail("open loop", f"no {LOADGEN} (make {os.path.relpath(LOADGEN, REPO)})")
+            return rows
+        if cfg.quota > 0 and self.cap is None:
+            try:
+                self.cap = procs.CpuCap(f"c10k-bench-{os.getpid()}", cfg.quota)
+            except OSError as e:
+                # Not a failure: every point still says whether the client kept up.
+                self.notes.append(f"no CPU cap ({e}): the open loop ran uncapped, so fast "
+                                  "servers may outrun the client (their points say so)")
+                print(f"bench: {self.notes[-1]}", flush=True)
+        self.loadgen_log = open(os.path.join(self.logs, "loadgen.log"), "a")
+        for name in self.targets:
+            started = self.start(name)
+            if not started:
+                continue
+            if self.cap:
+                self.cap.add_session(started[0].proc.pid)
+            # Each ladder gets its share of the server's budget, plus what the earlier
+            # ladders left unused.
+            weights = [LADDER_WEIGHT[kind] for kind, _, _ in self.ladders()]
+            deadline = time.monotonic()
+            try:
+                for (kind, conns, close), w in zip(self.ladders(), weights):
+                    deadline += per_server_s * w / sum(weights)
+                    started = self.ladder(started, name, conns, close, deadline, rows)
+                    if not started:
+                        break
+                if started:
+                    self.repeat_fixed(started, name, rows)
+            finally:
+                if started:
+                    self.stop(started)
+        return rows
+
+    def ladder(self, started, name, conns, close, deadline, rows):
+        """One server's ladder at one connection count; returns the (maybe restarted) target."""
+        cfg = self.cfg
+        start = cfg.churn_start if close else cfg.open_start
+        fixed = cfg.churn_fixed_rps if close else cfg.fixed_rps
+        lad = openloop.Ladder(start, cfg.open_step, cfg.open_max, cfg.open_refine,
+                              cfg.open_extra)
+        what = f"{name} {'churn' if close else 'open'} c={conns}"
+        rate = lad.first()
+        retried, confirmed, unsure = set(), set(), 0
+        while rate is not None:
+            if time.monotonic() + self.per_open_point_s(conns) > deadline and lad.tried:
+                n = len(lad.tried)
+                self.notes.append(f"{what}: ladder stopped at its time budget after {n} "
+                                  f"point{'s' if n != 1 else ''}")
+                break
+            if not started[0].alive():
+                self.fail(what, "server exited; restarted")
+                self.stop(started)
+                started = self.start(name)
+                if not started:
+                    return None
+                if self.cap:
+                    self.cap.add_session(started[0].proc.pid)
+            row = self.open_point(started, conns, rate, close, f"{what} rate={rate:g}")
+            if row is None:
+                break
+            row["fixed"] = int(rate == fixed)
+            rows.append(row)
+            c10kutil.append_csv(os.path.join(self.dir, "openloop.csv"),
+                                openloop.OPEN_HEADER, row)
+            print(report.open_progress_line(row), flush=True)
+            if row["status"] == "refused":
+                break  # the server cannot hold the connections; no rate changes that
+            if row["status"] == "client_bound" and openloop.overloaded(row):
+                # The server fell well behind too: past its knee, whatever the client's
+                # timing. Go on as after a miss (it never counts as a pass).
+                unsure = 0
+                rate = lad.next(rate, False)
+                continue
+            if row["status"] == "client_bound":
+                if (row.get("client_cpu") or 0) >= openloop.CLIENT_SATURATED or unsure >= 3:
+                    break  # the client's own limit: nothing above it can be measured
+                # The client fell behind with CPU to spare: someone else's work on its
+                # core. Measure the rate once more, then go on without a figure for it.
+                unsure += 1
+                if rate not in retried:
+                    retried.add(rate)
+                    continue
+                rate = lad.skip(rate)
+                continue
+            unsure = 0
+            if row["status"] != "ok" and lad.missed is None and rate not in confirmed:
+                # A ladder's first miss decides where it bisects, and one burst of someone
+                # else's work can make it: measure it once more, and go by the second.
+                confirmed.add(rate)
+                continue
+            rate = lad.next(rate, row["status"] == "ok")
+        return started
+
+    def repeat_fixed(self, started, name, rows):
+        """Measures the fixed-load point at the most connections once more, after the
+        ladders: two figures a few seconds apart are the run's own estimate of its noise."""
+        cfg = self.cfg
+        many = max(cfg.open_conns)
+        first = [r for r in rows if r["server"] == name and r["conns"] == many
+                 and not r["close"] and r.get("fixed") == 1 and r["status"] in ("ok", "over")]
+        if not first or not started[0].alive():
+            return
+        row = self.open_point(started, many, cfg.fixed_rps, False,
+                              f"{name} open c={many} rate={cfg.fixed_rps:g} (repeat)")
+        if row:
+            row["fixed"] = 2
+            rows.append(row)
+            c10kutil.append_csv(os.path.join(self.dir, "openloop.csv"),
+                                openloop.OPEN_HEADER, row)
+            print(report.open_progress_line(row) + " (repeat)", flush=True)
+
+    def open_point(self, started, conns, rate, close, label):
+        t = started[0]
+        try:
+            return openloop.run_point(LOADGEN, t, conns, rate, close, self.cfg,
+                                      self.loadgen_log, label, self.cap)
+        except (measure.MeasureError, OSError) as e:
+            self.fail(label, str(e))
+            return None
 
     # -- the whole run --------------------------------------------------------------------
 
@@ -342,26 +588,56 @@ class Bench:
         if cfg.perf:
             check = os.path.join(self.logs, "perf-check.out")
             self.syscalls = "perf" if measure.perf_works(check) else "strace"
-        report.write_env(os.path.join(self.dir, "env.txt"), cfg, self.rid, self.syscalls, REPO)
+        raised = self.sysctls.raise_all() if cfg.sysctl and os.geteuid() == 0 else {}
+        report.write_env(os.path.join(self.dir, "env.txt"), cfg, self.rid, self.syscalls, REPO,
+                         raised, self.targets)
         with open(os.path.join(self.logs, "config.json"), "w") as f:
             json.dump(dict(vars(cfg), syscalls=self.syscalls), f, indent=1)  # for `replot`
         t0 = time.monotonic()
-        if cfg.mode in ("ci", "baseline"):
-            result = gate.run(self, cfg)
-            if cfg.mode == "ci" and cfg.idle_reps:  # reported, never judged
-                self.total += sum(len(cfg.idle_steps(s)) for s in cfg.servers + ["nginx"])
-                gate.report_idle(self.run_idle_sweep(), cfg)
-        else:
-            rows = self.run_matrix()
-            idle_rows = self.run_idle_sweep()
-            report.write_summary(os.path.join(self.dir, "summary.md"), cfg, self.rid, rows,
-                                 idle_rows, sizes, self.syscalls, self.failures,
-                                 time.monotonic() - t0)
-            plots.make_all(self.dir, cfg, rows, idle_rows)
-            result = 1 if self.failures else 0
+        try:
+            if cfg.mode in ("ci", "baseline"):
+                result = gate.run(self, cfg)
+                if cfg.mode == "ci" and cfg.idle_reps:  # reported, never judged
+                    self.total += sum(len(cfg.idle_steps(s)) for s in cfg.servers + ["nginx"])
+                    gate.report_idle(self.run_idle_sweep(), cfg)
+            else:
+                result = self.run_all(sizes, t0)
+        finally:
+            self.sysctls.restore()
+            if self.cap:
+                self.cap.remove()
         print(f"bench: done in {report.fmt_duration(time.monotonic() - t0)}; results in "
               f"{os.path.relpath(self.dir, os.getcwd())}/", flush=True)
         return result
+
+    def run_all(self, sizes, t0):
+        cfg = self.cfg
+        targets, points, main, idle, est, per_server = self.plan()
+        self.total = main + idle
+        trimmed = [f"{f} at c={c}" for c in cfg.conns for f in cfg.files if cfg.skip(c, f)]
+        print(f"bench: {self.rid}: {len(targets)} servers ({' '.join(targets)})", flush=True)
+        print(f"bench: closed loop (wrk): conns {','.join(map(str, cfg.conns))} x "
+              f"{','.join(cfg.files)} x {cfg.reps} reps x {cfg.secs:g} s = {main} measurements"
+              + (f" (skipping {', '.join(trimmed)})" if trimmed else "")
+              + (f" + {idle} idle-sweep points" if idle else ""), flush=True)
+        if cfg.open_conns:
+            cap = f"CPU capped at {cfg.quota:.0%} of a core" if cfg.quota > 0 else "uncapped"
+            print(f"bench: open loop (loadgen): conns {','.join(map(str, cfg.open_conns))}"
+                  + (f" + churn at {cfg.churn_conns}" if cfg.churn_conns else "")
+                  + f", rates from {cfg.open_start:g} x{cfg.open_step:g} to past saturation, "
+                  f"{cfg.open_secs:g} s windows, {cap}; up to {per_server:.0f} s per server",
+                  flush=True)
+        print(f"bench: server on CPU {cfg.server_cores}, clients on CPU {cfg.client_cores}; "
+              f"syscalls: {self.syscalls}; estimated {report.fmt_duration(est)}", flush=True)
+        rows = self.run_matrix(points)
+        idle_rows = self.run_idle_sweep()
+        open_rows = self.run_open(per_server)
+        report.write_summary(os.path.join(self.dir, "summary.md"), cfg, self.rid, rows,
+                             idle_rows, open_rows, sizes, self.syscalls, self.failures,
+                             self.notes, time.monotonic() - t0,
+                             self.cap.describe() if self.cap else None)
+        plots.make_all(self.dir, cfg, rows, idle_rows, open_rows)
+        return 1 if self.failures else 0
 
 
 def replot(run_dir):
@@ -369,14 +645,20 @@ def replot(run_dir):
     with open(os.path.join(run_dir, "logs", "config.json")) as f:
         saved = json.load(f)
     cfg = Config.__new__(Config)
+    # Runs made before the open loop and the peers existed lack these settings.
+    cfg.__dict__.update(dict(OPEN_DEFAULTS, peers=["nginx"], nginx_tuned=False, open_conns=[],
+                             idle_secs=saved.get("secs", 1), budget_min=0, sysctl=False))
     cfg.__dict__.update(saved)
-    rows = report.read_csv(os.path.join(run_dir, "results.csv"))
-    idle_path = os.path.join(run_dir, "idle.csv")
-    idle_rows = report.read_csv(idle_path) if os.path.exists(idle_path) else []
+
+    def load(name):
+        path = os.path.join(run_dir, name)
+        return c10kutil.read_csv(path) if os.path.exists(path) else []
+
     sizes = {name: len(make()) for name, make in www.FILES.items()}
     report.write_summary(os.path.join(run_dir, "summary.md"), cfg, os.path.basename(
-        os.path.normpath(run_dir)), rows, idle_rows, sizes, saved["syscalls"], [], None)
-    plots.make_all(run_dir, cfg, rows, idle_rows)
+        os.path.normpath(run_dir)), load("results.csv"), load("idle.csv"), load("openloop.csv"),
+        sizes, saved["syscalls"], [], [], None, saved.get("cap_desc"))
+    plots.make_all(run_dir, cfg, load("results.csv"), load("idle.csv"), load("openloop.csv"))
     return 0
 
 
@@ -397,6 +679,8 @@ def main():
     finally:
         procs.reap_all()
         bench.wrk_log.close()
+        if bench.loadgen_log:
+            bench.loadgen_log.close()
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import statistics
 import time
 
 import report
+from c10kutil import psi_some_us as cpu_stall_us  # µs some task waited for a CPU (PSI)
 
 # Measured: docs/bench.md, "Noise and the tolerances". Fractions of the baseline figure.
 DEFAULT_TOLERANCE = 0.40      # throughput ratio (BENCH_TOLERANCE)
@@ -47,7 +48,6 @@ CONFIRM_REPS = 3
 # Share of a measurement during which some task waited for a CPU (PSI "some"), above which
 # its throughput ratio measures the machine's load rather than the server (BENCH_BUSY).
 DEFAULT_BUSY_PRESSURE = 0.30
-PRESSURE_PATH = "/proc/pressure/cpu"
 
 CI_HEADER = ["server", "conns", "rep", "rps", "nginx_rps", "ratio", "cpu_us", "nginx_cpu_us",
              "cpu_ratio", "cpu_pressure"]
@@ -70,18 +70,6 @@ def read_baseline(path):
     except FileNotFoundError:
         pass
     return out
-
-
-def cpu_stall_us():
-    """Total µs during which some task waited for a CPU (PSI), or None without PSI."""
-    try:
-        with open(PRESSURE_PATH) as f:
-            for line in f:
-                if line.startswith("some "):
-                    return int(line.rsplit("total=", 1)[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def busy(fig, cfg):

@@ -1,15 +1,20 @@
-"""measure.py - one measurement: a wrk run against a server, the server's cost read from the kernel.
+"""measure.py - one closed-loop measurement: a wrk run against a server, the server's cost
+read from the kernel. (The open-loop sweep with bench/loadgen is openloop.py.)
 
     warm-up    a short wrk run at the same connection count, thrown away
-    before     /proc/PID/stat (utime+stime, every thread, dead ones included) and
+    before     right before wrk starts: /proc/PID/stat (utime+stime, every thread, dead
+               ones included), /proc/stat (softirq and steal per CPU), /proc/pressure/cpu,
                /proc/PID/task/*/status (context switches per thread)
     run        wrk -t<client cores> -c<conns> --latency, pinned to the client cores, stopped
                with SIGINT after BENCH_SECS (wrk's own -d takes whole seconds only);
                meanwhile VmRSS and Threads are sampled every 100 ms, and perf counts
                raw_syscalls:sys_enter of the server, enabled only while wrk runs
-    after      the same /proc reads; deltas divided by the requests wrk completed
+    after      the same reads right before wrk is stopped, and wrk's own CPU time; deltas
+               divided by the requests wrk completed
 
-Per-request figures therefore include connection set-up and teardown, as a server pays them.
+wrk opens its connections when it starts, so per-request figures include connection set-up
+(not teardown, which comes after the window), as a server pays it. A run in which wrk kept
+its own core busy (wrk_cpu >= 0.9) measured wrk: such rows are flagged wrk_bound.
 """
 
 import math
@@ -20,9 +25,9 @@ import subprocess
 import threading
 import time
 
+from c10kutil import (CLK_TCK, cpu_stat, cpu_stat_delta, cpu_ticks, ctxsw_by_thread, psi_some_us,
+                      read_status, run_ns)
 from procs import spawn, stop
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 WRK_TIMEOUT = "8s"  # TechEmpower's: a slow server shows up as latency before it shows as errors
 
 TIME_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -77,15 +82,29 @@ def parse_wrk(out):
     return r
 
 
-def run_wrk(url, conns, secs, cores, log=None, label=""):
-    """Runs wrk for secs seconds (fractions allowed) and returns its parsed report."""
+def run_wrk(url, conns, secs, cores, log=None, label="", edge=None):
+    """Runs wrk for secs seconds (fractions allowed) and returns its parsed report, with
+    wrk's own CPU time as a share of its threads ("wrk_cpu", 1.0 = every thread busy).
+    edge, if given, is called right before wrk starts and right before it is stopped: the
+    edges of the window wrk's request count covers."""
     threads = max(1, min(len(cores), conns))
     cmd = ["wrk", "-t", str(threads), "-c", str(conns),
            "-d", f"{math.ceil(secs) + 5}s",  # a backstop only: SIGINT ends the run
            "--timeout", WRK_TIMEOUT, "--latency", url]
+    if edge:
+        edge()
+    t0 = time.monotonic()
     p = spawn(cmd, cores=cores, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     reader = _Reader(p.stdout)
     time.sleep(secs)
+    wrk_cpu = None
+    try:
+        # setpriv and taskset exec wrk, so p.pid is wrk itself.
+        wrk_cpu = cpu_ticks(p.pid) / CLK_TCK / (time.monotonic() - t0) / threads
+    except (OSError, IndexError, ValueError):
+        pass
+    if edge:
+        edge()
     try:
         p.send_signal(signal.SIGINT)  # wrk stops and prints its report, as on Ctrl-C
         p.wait(timeout=15)
@@ -97,9 +116,11 @@ def run_wrk(url, conns, secs, cores, log=None, label=""):
         log.write(f"==== {label} {' '.join(cmd)}\n{out}\n")
         log.flush()
     try:
-        return parse_wrk(out)
+        r = parse_wrk(out)
     except ValueError as e:
         raise MeasureError(f"wrk: {e}: {out.strip()[-300:]}")
+    r["wrk_cpu"] = wrk_cpu
+    return r
 
 
 class _Reader(threading.Thread):
@@ -123,40 +144,44 @@ class MeasureError(Exception):
     pass
 
 
-# ---- /proc ---------------------------------------------------------------------------------
+# ---- /proc: the edges of a measured window ------------------------------------------------
 
-def cpu_ticks(pid):
-    """utime+stime of the whole process (all threads, exited ones too), in clock ticks."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+class Snapshot:
+    """What the kernel says at one edge of a measured window: the server's CPU time (all
+    its threads), per-CPU softirq and steal time, CPU pressure (PSI)."""
 
+    def __init__(self, pid):
+        self.t = time.monotonic()
+        self.run = run_ns(pid)
+        self.ticks = cpu_ticks(pid)
+        self.stat = cpu_stat()
+        self.psi = psi_some_us()
 
-def read_status(path, keys):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in keys:
-                out[k] = int(v.split()[0])
-    return out
+    def cpu_s(self, after):
+        """The server's CPU seconds from self to after: nanoseconds from schedstat when the
+        same threads were alive at both edges, else clock ticks (every thread, exited
+        ones included, but in 10 ms steps)."""
+        if self.run and after.run and self.run[1] == after.run[1]:
+            return (after.run[0] - self.run[0]) / 1e9
+        return (after.ticks - self.ticks) / CLK_TCK
 
-
-def ctxsw_by_thread(pid):
-    """{tid: voluntary + nonvoluntary context switches} for every live thread."""
-    out = {}
-    keys = ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            s = read_status(f"/proc/{pid}/task/{tid}/status", keys)
-        except OSError:
-            continue  # the thread ended between listdir and open
-        out[tid] = sum(s.values())
-    return out
+    def figures(self, after, cores, requests):
+        """{server CPU, softirq and steal on the server cores, pressure} over the window
+        from self to after, per request where that is what it means."""
+        window = max(after.t - self.t, 1e-9)
+        cpu = self.cpu_s(after)
+        softirq = cpu_stat_delta(self.stat, after.stat, cores, "softirq")
+        steal = cpu_stat_delta(self.stat, after.stat, cores, "steal")
+        pressure = (after.psi - self.psi) / 1e6 / window \
+            if self.psi is not None and after.psi is not None else None
+        return {
+            "window_s": window,
+            "cpu_us_per_req": cpu * 1e6 / requests if requests else None,
+            "server_util": cpu / window,
+            "softirq_us_per_req": softirq * 1e6 / requests if requests else None,
+            "steal": steal / window / max(len(cores), 1),
+            "cpu_pressure": pressure,
+        }
 
 
 class Sampler(threading.Thread):
@@ -290,10 +315,18 @@ def strace_syscalls(pid, url, conns, secs, cores, tmp_path, log):
 
 # ---- one measurement -----------------------------------------------------------------------
 
-def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, log, label):
+# wrk busier than this share of its threads' time was the limit, not the server.
+WRK_BOUND = 0.9
+
+
+def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, log, label,
+            server_cores=()):
     """Warm-up, then one measured wrk run against target; returns a results.csv row (dict).
 
-    syscalls: "perf" (counted during the run), "strace" (separate run) or "none"."""
+    syscalls: "perf" (counted during the run), "strace" (separate run) or "none".
+    The server's CPU, softirq and pressure are read at the edges of the window wrk's
+    request count covers: from right before wrk starts (its connects are in the window:
+    wrk cannot open them earlier) to right before it is stopped."""
     url = f"http://127.0.0.1:{target.port}/{file}"
     if warm > 0:
         run_wrk(url, conns, warm, client_cores, log, label + " warm-up")
@@ -303,11 +336,12 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
     if syscalls == "perf":
         counter = SyscallCounter(pid, os.path.join(tmp_dir, "perf.out"))
         counter.enable()
-    ticks0 = cpu_ticks(pid)
     ctx0 = ctxsw_by_thread(pid)
     sampler = Sampler(pid, secs)
+    edges = []
     try:
-        w = run_wrk(url, conns, secs, client_cores, log, label)
+        w = run_wrk(url, conns, secs, client_cores, log, label,
+                    edge=lambda: edges.append(Snapshot(pid)))
     finally:
         sampler.finish()
         if counter:
@@ -315,9 +349,8 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
                 counter.disable()
             finally:
                 n_sys = counter.finish()
-    if not target.alive():
+    if not target.alive() or len(edges) < 2:
         raise MeasureError(f"{target.name} died during the run")
-    ticks1 = cpu_ticks(pid)
     ctx1 = ctxsw_by_thread(pid)
 
     # A thread's last sighting is the later of the near-end sample and the final read;
@@ -335,14 +368,17 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
         per_req_sys = None
 
     req = w["requests"]
-    return {
+    row = {
         "server": target.name, "model": target.model, "conns": conns, "file": file,
         "requests": req, "rps": w["rps"],
         "mbps": w["bytes"] / w["duration_s"] / 1e6 if w["duration_s"] else 0,
         "p50_ms": w["p50_ms"], "p90_ms": w["p90_ms"], "p99_ms": w["p99_ms"],
         "max_ms": w["max_ms"], "errors": w["errors"], "non2xx": w["non2xx"],
-        "cpu_us_per_req": (ticks1 - ticks0) * 1e6 / CLK_TCK / req if req else None,
         "syscalls_per_req": per_req_sys,
         "ctxsw_per_req": ctxsw / req if req else None,
         "rss_kib": sampler.rss_kib, "threads": sampler.threads,
+        "wrk_cpu": w["wrk_cpu"],
+        "wrk_bound": int(w["wrk_cpu"] is not None and w["wrk_cpu"] >= WRK_BOUND),
     }
+    row.update(edges[0].figures(edges[1], server_cores, req))
+    return row

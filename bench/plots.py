@@ -2,18 +2,26 @@
 
 Each plot is a self-contained gnuplot script in results/RUN_ID/plots/ (data inline), so a
 reader can re-run or restyle it: `cd results/RUN_ID && gnuplot plots/rps_vs_conns.gp`.
-Every server keeps its colour and point shape in every plot; nginx is always black, dashed.
-With a single connection count (bench-quick) the per-connection plots become bar charts.
+Every server keeps its colour and point shape in every plot; the peers are drawn dashed
+(nginx black, h2o and lighttpd greys) and appear in every plot as reference lines. Plots of
+many servers are small multiples: one panel per server, the peers in each. Points that are
+not the server's figure are drawn as such: client-bound (the client was the limit) as an
+open black circle, failed or refused as a black cross. With a single connection count
+(bench-quick) the per-connection plots become bar charts.
 """
 
+import math
 import os
+import statistics
 import subprocess
 
-from report import medians
+from report import closed_medians, idle_slopes
 
 # Stable styles: colour (and point type, for readers without colour) per server.
 STYLE = {
     "nginx": ("#000000", 6),
+    "h2o": ("#555555", 8),
+    "lighttpd": ("#999999", 10),
     "blocking": ("#8c564b", 5),
     "busypoll": ("#e377c2", 9),
     "select": ("#ff7f0e", 11),
@@ -24,7 +32,8 @@ STYLE = {
     "aio": ("#2ca02c", 1),
     "coro": ("#17becf", 4),
 }
-SPARE_COLOURS = ["#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a"]
+SPARE_COLOURS = ["#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#f7b6d2"]
+PEER_NAMES = ("nginx", "h2o", "lighttpd")
 
 FILE_LABEL = {"index.html": "index.html (4 KiB)", "small.txt": "small.txt (100 B)",
               "1m.bin": "1m.bin (1 MiB)"}
@@ -42,19 +51,26 @@ def style(server, servers):
     else:
         extra = [s for s in servers if s not in STYLE]
         colour, pt = SPARE_COLOURS[extra.index(server) % len(SPARE_COLOURS)], 4
-    dash = "dt 2 lw 2.5" if server == "nginx" else "dt 1 lw 2"
+    dash = "dt 2 lw 2.5" if server in PEER_NAMES else "dt 1 lw 2"
     return f'lc rgb "{colour}" {dash} pt {pt} ps 1.3'
 
 
 def gp_str(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def wrap(text, width=170):
+    """A long footnote as lines of at most width characters."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
 
 
 def conn_tics(xs):
     return "set xtics (" + ", ".join(f'"{x:,}" {x}' for x in xs) + ")"
 
 
-def write_and_run(run_dir, name, body):
+def write_and_run(run_dir, name, body, size=None):
     """Writes plots/NAME.gp (PNG then SVG of the same plot) and runs gnuplot on it."""
     plot_dir = os.path.join(run_dir, "plots")
     os.makedirs(plot_dir, exist_ok=True)
@@ -63,6 +79,8 @@ def write_and_run(run_dir, name, body):
              "set encoding utf8"]
     parts += body["data"]
     for ext, term in TERMINALS:
+        if size:
+            term = term.replace("size 1100,680", f"size {size[0]},{size[1]}")
         parts += [term, f'set output "{name}.{ext}"'] + body["setup"] + [body["plot"]]
     parts.append("unset output")
     with open(script, "w") as f:
@@ -126,8 +144,9 @@ def line_plot(run_dir, name, title, xlabel, ylabel, series, servers, logx=True, 
     if yformat:
         setup.append(f'set format y "{yformat}"')
     if note:
-        setup += ["set bmargin 6",
-                  f"set label 1 {gp_str(note)} at screen 0.01, screen 0.02 font ',9' noenhanced"]
+        setup += ["set bmargin 7",
+                  f"set label 1 {gp_str(wrap(note))} at screen 0.01, screen 0.05 font ',9' "
+                  "noenhanced"]
     write_and_run(run_dir, name, {"data": data, "setup": setup,
                                   "plot": "plot " + ", \\\n     ".join(plots)})
 
@@ -156,101 +175,447 @@ def bar_plot(run_dir, name, title, ylabel, values, servers, yformat=None, note=N
     if yformat:
         setup.append(f'set format y "{yformat}"')
     if note:
-        setup += ["set bmargin 5",
-                  f"set label 1 {gp_str(note)} at screen 0.01, screen 0.02 font ',9' noenhanced"]
+        setup += ["set bmargin 7",
+                  f"set label 1 {gp_str(wrap(note))} at screen 0.01, screen 0.05 font ',9' "
+                  "noenhanced"]
     # Labels: "63.1k" above 1,000, else three significant digits.
     plot = ("plot $bars using 1:2:3 with boxes lc rgb variable, "
             + ("$bars using 1:2:4:5 with yerrorbars lc rgb '#444444' pt 0 lw 1.5, "
                if any(values[s][1] != values[s][2] for s in names) else "")
-            + "$bars using 1:2:($2 >= 1000 ? gprintf('%.1s%c', $2) : gprintf('%.3g', $2)) "
+            + "$bars using 1:2:($2 >= 1000 ? gprintf('%.3g', $2 / 1000) . 'k' : gprintf('%.3g', $2)) "
               "with labels offset 0,1.2 font ',10'")
     write_and_run(run_dir, name, {"data": data, "setup": setup, "plot": plot})
 
 
-def make_all(run_dir, cfg, rows, idle_rows):
-    servers = cfg.servers + ["nginx"]
-    med = medians(rows, ("server", "conns", "file"))
+def block_name(prefix, s):
+    return "$" + prefix + "_" + "".join(c if c.isalnum() else "_" for c in str(s))
+
+
+def data_block(name, pts):
+    """A gnuplot datablock of (x, y, lo, hi) rows ('?' where missing)."""
+    out = [f"{name} << EOD"]
+    out += [" ".join("?" if v is None else f"{v:.6g}" for v in p[:4]) for p in pts]
+    out.append("EOD")
+    return out
+
+
+def colour(s, servers):
+    return style(s, servers).split('"')[1]
+
+
+def multiples(run_dir, name, title, xlabel, ylabel, series, panels, refs, servers, logx=True,
+              logy=False, xtics=None, note=None, errorbars=False, flagged=None):
+    """Small multiples: one panel per server in `panels`, each with that server's line (and
+    min–max bars), the reference servers `refs` (the peers) as thin dashed lines, and its
+    flagged points. series: {server: [(x, y, lo, hi)]}; flagged: {server: [(x, y, kind)]}
+    with kind "client" (open circle) or "failed" (cross)."""
+    panels = [p for p in panels if series.get(p) or (flagged or {}).get(p)]
+    refs = [r for r in refs if series.get(r)]
+    if not panels:
+        return
+    cols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / cols)
+    height = 160 + 310 * nrows
+    data = []
+    for s in set(panels) | set(refs):
+        pts = [p for p in series.get(s, []) if p[1] is not None and (not logy or p[1] > 0)]
+        data += data_block(block_name("d", s), pts)
+        fl = [(x, y) for x, y, kind in (flagged or {}).get(s, []) if y is not None
+              and (not logy or y > 0)]
+        for kind, pt in (("client", 6), ("failed", 2)):
+            fl = [(x, y) for x, y, k in (flagged or {}).get(s, []) if k == kind and
+                  y is not None and (not logy or y > 0)]
+            if fl:
+                data += data_block(block_name(f"f{kind}", s), [(x, y, None, None) for x, y in fl])
+    xs = [p[0] for s in panels + refs for p in series.get(s, [])] + \
+         [x for s in panels for x, _, _ in (flagged or {}).get(s, [])]
+    ys = [p[1] for s in panels + refs for p in series.get(s, []) if p[1] is not None] + \
+         [p[3] for s in panels + refs for p in series.get(s, []) if p[3] is not None]
+    xmin, xmax = (min(xs), max(xs)) if xs else (1, 10)
+    setup = COMMON_SETUP + [
+        "set key inside left top font ',8' spacing 1.0 noenhanced samplen 2",
+        f"set xlabel {gp_str(xlabel)} font ',9' noenhanced",
+        f"set ylabel {gp_str(ylabel)} font ',9' noenhanced",
+        "set tics font ',8'",
+        "set logscale x" if logx else "unset logscale x",
+        "set logscale y" if logy else "unset logscale y",
+        "set format x '%.0s%c'" if logx and xmax >= 10000 else "set format x '%g'",
+        f"set xrange [{xmin / 1.4:g}:{xmax * 1.4:g}]" if logx else
+        f"set xrange [{xmin - 0.05 * (xmax - xmin + 1):g}:{xmax + 0.05 * (xmax - xmin + 1):g}]",
+    ]
+    if ys and not logy:
+        setup.append(f"set yrange [0:{max(ys) * 1.1:g}]")
+    elif ys:
+        setup.append(f"set yrange [{max(min(y for y in ys if y > 0), 1e-3) / 1.5:g}:"
+                     f"{max(ys) * 1.5:g}]")
+    if xtics:
+        setup.append(xtics)
+    foot = f"set label 99 {gp_str(wrap(note))} at screen 0.01, screen {36 / height:.3f} " \
+        "font ',9' noenhanced" if note else ""
+    setup += [f"set multiplot layout {nrows},{cols} title {gp_str(title)} font ',14' "
+              f"noenhanced margins 0.07,0.98,{100 / height:.3f},{1 - 70 / height:.3f} "
+              f"spacing 0.06,{110 / height:.3f}"]
+    plot_cmds = []
+    for i, s in enumerate(panels):
+        parts = []
+        for r in refs:
+            if r == s:
+                continue
+            parts.append(f"{block_name('d', r)} using 1:2 with lines lc rgb "
+                         f"'{colour(r, servers)}' dt 2 lw 1.5 title {gp_str(r)}")
+        if series.get(s):
+            if errorbars:
+                parts.append(f"{block_name('d', s)} using 1:2:3:4 with yerrorbars lc rgb "
+                             f"'{colour(s, servers)}' pt 0 lw 1 notitle")
+            parts.append(f"{block_name('d', s)} using 1:2 with linespoints "
+                         f"{style(s, servers)} title {gp_str(s)}")
+        for kind, pt, what in (("client", 6, "client-bound"), ("failed", 2, "failed/refused")):
+            if any(k == kind for _, y, k in (flagged or {}).get(s, []) if y is not None):
+                parts.append(f"{block_name('f' + kind, s)} using 1:2 with points lc rgb "
+                             f"'#000000' pt {pt} ps 1.8 lw 1.5 title '{what}'")
+        if not parts:
+            continue
+        cmd = [f"set title {gp_str(s)} font ',11' noenhanced"]
+        if i == 0 and foot:
+            cmd.append(foot)
+        elif foot:
+            cmd.append("unset label 99")
+        plot_cmds.append("\n".join(cmd) + "\nplot " + ", \\\n     ".join(parts))
+    plot_cmds.append("unset multiplot")
+    write_and_run(run_dir, name, {"data": data, "setup": setup, "plot": "\n".join(plot_cmds)},
+                  size=(1100, height))
+
+
+def panels_plot(run_dir, name, title, panels, servers, ylabel, xlabel, note=None, slo=None):
+    """One panel per connection count (side by side): every server's p99 (thick) and p50
+    (thin, dotted) against offered load, log-log; peers dashed; flagged points as such.
+    panels: [(panel title, {server: [(x, p50, p99, kind)]})], kind ok|client|failed."""
+    panels = [(t, d) for t, d in panels if any(d.values())]
+    if not panels:
+        return
+    data, plot_cmds = [], []
+    ys = [v for _, d in panels for pts in d.values() for p in pts for v in p[1:3]
+          if v is not None and v > 0]
+    xs = [p[0] for _, d in panels for pts in d.values() for p in pts]
+    if not ys or not xs:
+        return
+    setup = COMMON_SETUP + [
+        "set key outside right top vertical font ',9' spacing 1.1 noenhanced samplen 2",
+        f"set xlabel {gp_str(xlabel)} noenhanced", f"set ylabel {gp_str(ylabel)} noenhanced",
+        "set logscale xy", "set format x '%.0s%c'", "set bmargin 8",
+        f"set xrange [{min(xs) / 1.4:g}:{max(xs) * 1.4:g}]",
+        f"set yrange [{max(min(ys), 0.005) / 1.5:g}:{max(ys) * 2:g}]",
+        f"set multiplot layout 1,{len(panels)} title {gp_str(title)} font ',14' noenhanced",
+    ]
+    for pi, (ptitle, d) in enumerate(panels):
+        parts, titled = [], set()
+        for s in servers:
+            pts = d.get(s) or []
+            good = [(x, p50, p99) for x, p50, p99, kind in pts if kind == "ok"
+                    and p99 is not None]
+            if good:
+                # The line joins the median at each rate (a rate measured twice: a confirmed
+                # miss, the fixed-load repeat); every measurement is drawn as a point.
+                b, bm = block_name(f"p{pi}", s), block_name(f"m{pi}", s)
+                data += data_block(b, [(x, p50, p99, None) for x, p50, p99 in good])
+                xs_s = sorted({x for x, _, _ in good})
+                med = [(x, statistics.median(p for xx, p, _ in good if xx == x),
+                        statistics.median(q for xx, _, q in good if xx == x), None)
+                       for x in xs_s]
+                data += data_block(bm, med)
+                st = style(s, servers)
+                parts.append(f"{bm} using 1:3 with linespoints {st} title {gp_str(s)}")
+                parts.append(f"{b} using 1:3 with points {st} notitle")
+                titled.add(s)
+                parts.append(f"{bm} using 1:2 with lines lc rgb '{colour(s, servers)}' dt 3 "
+                             f"lw 1 notitle")
+            for kind, pt in (("client", 6), ("failed", 2)):
+                fl = [(x, p99) for x, _, p99, k in pts if k == kind and p99]
+                if fl:
+                    b = block_name(f"q{pi}{kind}", s)
+                    data += data_block(b, [(x, y, None, None) for x, y in fl])
+                    parts.append(f"{b} using 1:2 with points lc rgb '{colour(s, servers)}' "
+                                 f"pt {pt} ps 1.6 lw 2 notitle")
+        if pi == len(panels) - 1:
+            # The key is drawn once, beside the last panel: it names every server drawn in
+            # any panel (select may be in the first and refused in the last).
+            shown = {s for _, d2 in panels for s, pts in d2.items() if any(
+                k == "ok" and q is not None for _, _, q, k in pts)}
+            parts += [f"keyentry with linespoints {style(s, servers)} title {gp_str(s)}"
+                      for s in servers if s in shown and s not in titled]
+        if slo:
+            parts.append(f"{slo} with lines lc rgb '#cc0000' dt 4 lw 1 title 'SLO p99'")
+        if not parts:
+            continue
+        cmd = [f"set title {gp_str(ptitle)} font ',12' noenhanced"]
+        if pi < len(panels) - 1:
+            cmd.append("set key off")
+        else:
+            cmd.append("set key on")
+        if note and pi == 0:
+            cmd.append(f"set label 99 {gp_str(wrap(note, 200))} at screen 0.01, screen 0.06 "
+                       "font ',9' noenhanced")
+        elif note:
+            cmd.append("unset label 99")
+        plot_cmds.append("\n".join(cmd) + "\nplot " + ", \\\n     ".join(parts))
+    plot_cmds.append("unset multiplot")
+    write_and_run(run_dir, name, {"data": data, "setup": setup, "plot": "\n".join(plot_cmds)},
+                  size=(700 * len(panels) + 160, 680))
+
+
+def cluster_bars(run_dir, name, title, ylabel, groups, servers, cells, note=None, logy=False):
+    """Clustered bars: one cluster per server, one bar per group. cells: {(server, group):
+    (value or None, label)}; a missing value is drawn as its label (refused, client-bound)
+    at the foot of the cluster."""
+    names = [s for s in servers if any((s, g) in cells for g in groups)]
+    if not names:
+        return
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    width = 0.8 / len(groups)
+    data = ["$bars << EOD"]
+    labels = []
+    vals = [c[0] for c in cells.values() if c[0]]
+    if not vals:
+        logy = False  # only labels to draw (every ladder refused or client-bound)
+        data.append("-1 1 0 0 1 1")
+    top = max(vals) if vals else 1
+    bottom = min(vals) / 2 if logy and vals else 0
+    for i, s in enumerate(names):
+        for gi, g in enumerate(groups):
+            v, text, *span = cells.get((s, g), (None, ""))
+            lo, hi = span if span else (v, v)
+            x = i - 0.4 + width * (gi + 0.5)
+            if v:
+                data.append(f"{x:.4f} {v:.6g} {int(palette[gi % 4][1:], 16)} {gi} "
+                            f"{lo or v:.6g} {hi or v:.6g}")
+                labels.append((x, v, text))
+            elif text and text != "–":
+                labels.append((x, None, text))
+    data.append("EOD")
+    setup = COMMON_SETUP + [
+        f"set title {gp_str(title)} font ',14' noenhanced",
+        f"set ylabel {gp_str(ylabel)} noenhanced", "unset xlabel",
+        "set style fill solid 0.85 border -1", f"set boxwidth {width * 0.9:.3f}",
+        f"set xrange [-0.7:{len(names) - 0.3}]",
+        "set logscale y" if logy else "unset logscale y",
+        f"set yrange [{bottom:g}:{top * (6 if logy else 1.25):g}]",
+        "set xtics (" + ", ".join(f'"{s}" {i}' for i, s in enumerate(names)) +
+        ") noenhanced rotate by -30",
+        "set key inside right top",
+    ]
+    for li, (x, v, text) in enumerate(labels):
+        y = v * (1.15 if logy else 1) + (0 if logy else top * 0.02) if v else \
+            (bottom * 1.3 if logy else top * 0.03)
+        setup.append(f"set label {li + 1} {gp_str(text)} at {x:.4f},{y:g} "
+                     f"rotate by 90 left font ',8' noenhanced")
+    if note:
+        setup += ["set bmargin 9",
+                  f"set label 999 {gp_str(wrap(note))} at screen 0.01, screen 0.05 font ',9' "
+                  "noenhanced"]
+    parts = [f"$bars using 1:($4 == {gi} ? $2 : 1/0) with boxes lc rgb '{palette[gi % 4]}' "
+             f"title {gp_str(g)}" for gi, g in enumerate(groups)]
+    # Min–max of a figure's measurements, where it has several.
+    parts.append("$bars using 1:2:5:6 with yerrorbars lc rgb '#333333' pt 0 lw 1.2 notitle")
+    if not logy:
+        setup.append("set format y '%.0s%c'")
+    write_and_run(run_dir, name, {"data": data, "setup": setup,
+                                  "plot": "plot " + ", \\\n     ".join(parts)})
+
+
+def point_kind(status):
+    return {"ok": "ok", "over": "ok", "client_bound": "client"}.get(status, "failed")
+
+
+def make_open(run_dir, cfg, open_rows, targets):
+    from report import cpu_cell, open_figures, softirq_mean
+
+    if not open_rows:
+        return
+    cap = f"server CPU capped at {cfg.quota:.0%} of a core" if cfg.quota > 0 else "uncapped"
+    note = (f"bench/loadgen, open loop: latency from each request's scheduled time; "
+            f"{cfg.open_secs:g} s windows; {cap}; server on CPU "
+            f"{','.join(map(str, cfg.server_cores))}, loadgen on CPU "
+            f"{','.join(map(str, cfg.client_cores))}. Thick: p99, dotted: p50; open circles: "
+            "client-bound; crosses: failed. Dashed red: the 10 ms SLO.")
+    kinds = [(f"{c:,} established connections", c, 0) for c in cfg.open_conns]
+    if cfg.churn_conns:
+        kinds.append(("churn: a new connection per request", cfg.churn_conns, 1))
+    panels = []
+    for ptitle, conns, close in kinds:
+        d = {}
+        for s in targets:
+            rs = sorted((r for r in open_rows if r["server"] == s and r["conns"] == conns
+                         and r["close"] == close), key=lambda r: r["offered_rps"])
+            d[s] = [(r["offered_rps"], r["p50_ms"], r["p99_ms"], point_kind(r["status"]))
+                    for r in rs]
+        refused = [s for s in targets if any(r["server"] == s and r["conns"] == conns and
+                                             r["close"] == close and r["status"] == "refused"
+                                             for r in open_rows)]
+        if refused:
+            ptitle += f" (refused: {', '.join(refused)})"
+        panels.append((ptitle, d))
+    slo = "10"
+    panels_plot(run_dir, "latency_vs_load", "Latency against offered load (open loop)",
+                panels, targets, "latency (ms, log scale)", "offered requests/s (log scale)",
+                note=note, slo=slo)
+
+    # Small multiples: each server alone, its p99 at every connection count, peers' p99 at
+    # the largest count as reference lines.
+    many = max(cfg.open_conns)
+    series, flagged = {}, {}
+    for s in targets:
+        rs = sorted((r for r in open_rows if r["server"] == s and r["conns"] == many
+                     and not r["close"]), key=lambda r: r["offered_rps"])
+        series[s] = [(r["offered_rps"], r["p99_ms"], None, None) for r in rs
+                     if r["status"] in ("ok", "over") and r["p99_ms"]]
+        flagged[s] = [(r["offered_rps"], r["p99_ms"] or 0.01, point_kind(r["status"]))
+                      for r in rs if r["status"] not in ("ok", "over")]
+    multiples(run_dir, "latency_vs_load_by_server",
+              f"p99 latency against offered load at {many:,} connections, one panel per "
+              "server (peers dashed in each)", "offered requests/s", "p99 ms",
+              series, cfg.servers, [p for p in cfg.peers], targets, logx=True, logy=True,
+              note=note, flagged=flagged)
+
+    note = (f"bench/loadgen, open loop, {cfg.open_secs:g} s windows; {cap}; labels: the figure "
+            "(≥: a client-bound point above it), or why there is none")
+    fig = open_figures(open_rows, targets, cfg)
+    groups = [f"{c:,} conns" for c in cfg.open_conns] + (["churn"] if cfg.churn_conns else [])
+    keys = list(cfg.open_conns) + (["churn"] if cfg.churn_conns else [])
+    cells = {}
+    for s in targets:
+        for g, key in zip(groups, keys):
+            v, text = fig[s][("cap", key)]
+            cells[(s, g)] = (v, text)
+    cluster_bars(run_dir, "capacity_at_slo",
+                 f"Capacity at SLO (p99 ≤ 10 ms, achieved ≥ 99% of offered), {cap}",
+                 "offered requests/s", groups, targets, cells, note=note)
+    cells = {}
+    for s in targets:
+        v, text = cpu_cell(fig[s][("fixed", many)])
+        if v is None and text == "–":
+            text = fig[s][("cap", many)][1]  # refused, or why the ladder had no figure
+        each = [r["cpu_us_per_req"] for r in fig[s][("fixed", many)]
+                if r["status"] in ("ok", "over") and r.get("cpu_us_per_req")]
+        cells[(s, "CPU")] = (v, text, min(each), max(each)) if each else (v, text)
+        soft = softirq_mean(fig[s][("fixed", many)])
+        if soft and v:
+            cells[(s, "softirq")] = (soft, f"{soft:.1f}")
+    cluster_bars(run_dir, "cpu_at_fixed_load",
+                 f"Server CPU per request at {cfg.fixed_rps:,.0f} req/s over {many:,} "
+                 "connections (log scale; bars: its two measurements)",
+                 "µs per request (log scale)",
+                 ["CPU", "softirq"], targets, cells, note=note, logy=True)
+
+
+def make_all(run_dir, cfg, rows, idle_rows, open_rows=()):
+    targets = cfg.servers + list(getattr(cfg, "peers", ["nginx"]))
+    peers = [p for p in targets if p in PEER_NAMES]
+    make_open(run_dir, cfg, list(open_rows), targets)
+    if rows:
+        make_closed(run_dir, cfg, rows, targets, peers)
+    if idle_rows:
+        make_idle(run_dir, cfg, idle_rows, targets, peers)
+
+
+def make_closed(run_dir, cfg, rows, targets, peers):
+    med = closed_medians(rows, ("server", "conns", "file"))
     conns = cfg.conns
     main_file = "index.html" if "index.html" in cfg.files else cfg.files[0]
     bars = cfg.reps > 1  # min–max error bars only mean something with several repetitions
-    desc = f"{{n}} rep(s) × {cfg.secs:g} s; server on CPU " \
-           f"{','.join(map(str, cfg.server_cores))}, wrk on CPU " \
-           f"{','.join(map(str, cfg.client_cores))}; keep-alive"
+    desc = (f"wrk, closed loop: {{n}} rep(s) × {cfg.secs:g} s; server uncapped on CPU "
+            f"{','.join(map(str, cfg.server_cores))}, wrk on CPU "
+            f"{','.join(map(str, cfg.client_cores))}; keep-alive"
+            + ("; bars: min–max over reps" if bars else "")
+            + "; circles: wrk-bound (wrk's limit, not the server's); crosses: errors")
 
-    def series(file, key, per_conn=False, bars=False):
-        out = {}
-        for s in servers:
-            pts = []
+    def series(file, key, scale=1.0):
+        out, flagged = {}, {}
+        for s in targets:
+            pts, fl = [], []
             for c in conns:
                 m = med.get((s, c, file))
                 if not m or m[key] is None:
                     continue
-                y = m[key] / c if per_conn else m[key]
-                lo, hi = (m["rps_min"], m["rps_max"]) if bars else (None, None)
+                y = m[key] * scale
+                lo = m[key + "_min"] * scale if bars and m[key + "_min"] is not None else None
+                hi = m[key + "_max"] * scale if bars and m[key + "_max"] is not None else None
                 pts.append((c, y, lo, hi))
-            out[s] = pts
-        return out
+                if m["errors"] or m["non2xx"]:
+                    fl.append((c, y, "failed"))
+                elif m["wrk_bound"]:
+                    fl.append((c, y, "client"))
+            out[s], flagged[s] = pts, fl
+        return out, flagged
 
-    # What each per-connection-count plot shows: (name, key, y label, title, options).
+    # (name, key, y label, title, scale, log y)
     plots = [
-        ("rps_vs_conns", "rps", "requests/s (median; bars: min–max)" if bars else "requests/s",
-         "Throughput vs connections", dict(yformat="%.0s%c", errorbars=bars)),
-        ("p99_vs_conns", "p99_ms", "p99 latency (ms, log scale)",
-         "p99 latency vs connections", dict(logy=True)),
-        ("cpu_per_req", "cpu_us_per_req", "server CPU per request (µs)",
-         "Server CPU time per request (utime+stime / requests)", {}),
-        ("syscalls_per_req", "syscalls_per_req", "system calls per request",
-         "System calls per request (perf raw_syscalls:sys_enter)", {}),
-        ("rss_per_conn", "rss_kib", "peak RSS / connections (KiB, log scale)",
-         "Server memory per connection (peak RSS ÷ connections)",
-         dict(logy=True, per_conn=True)),
+        ("rps_vs_conns", "rps", "k requests/s", "Throughput vs connections", 1e-3,
+         False),
+        ("p99_vs_conns", "p99_ms", "p99 ms (log scale)",
+         "p99 latency vs connections (closed loop: understated under overload)", 1, True),
+        ("cpu_per_req", "cpu_us_per_req", "CPU µs/request (log scale)",
+         "Server CPU time per request over wrk's window", 1, True),
+        ("syscalls_per_req", "syscalls_per_req", "syscalls/request",
+         "System calls per request (perf raw_syscalls:sys_enter)", 1, False),
     ]
     for file in cfg.files:
-        extra = [] if file == main_file else [
-            ("mbps_vs_conns" if file == "1m.bin" else "rps_vs_conns",
-             "mbps" if file == "1m.bin" else "rps",
-             "MB/s of responses (median; 1 MB = 10^6 B)" if file == "1m.bin"
-             else "requests/s (median; bars: min–max)" if bars else "requests/s",
-             "Throughput vs connections",
-             dict(yformat="%.0s%c", errorbars=bars and file != "1m.bin"))]
-        for name, key, ylabel, title, opt in (plots if file == main_file else extra):
-            opt = dict(opt)
-            per_conn = opt.pop("per_conn", False)
+        if file == main_file:
+            todo = plots
+        elif file == "1m.bin":
+            todo = [("mbps_vs_conns", "mbps", "MB/s (10^6 B)",
+                     "Throughput vs connections", 1, False)]
+        else:
+            todo = [plots[0]]
+        for name, key, ylabel, title, scale, logy in todo:
             full_name = name if file == main_file else f"{name}_{file}"
             full_title = f"{title}: {FILE_LABEL.get(file, file)}"
-            s = series(file, key, per_conn=per_conn, bars=opt.get("errorbars", False))
+            s, flagged = series(file, key, scale)
             if len(conns) == 1:
                 c = conns[0]
                 values = {k: (v[0][1], v[0][2], v[0][3]) for k, v in s.items() if v}
-                bar_title = full_title.replace(" vs connections", "")
-                bar_plot(run_dir, full_name, f"{bar_title}, {c:,} connections",
-                         ylabel.replace(" (ms, log scale)", " (ms)")
-                         .replace(", log scale", ""),
-                         values, servers, yformat=opt.get("yformat"), note=desc.format(n=cfg.reps))
+                bar_plot(run_dir, full_name, f"{full_title.replace(' vs connections', '')}, "
+                         f"{c:,} connections", ylabel.replace(" (log scale)", "")
+                         .replace(", log scale", ""), values, targets,
+                         note=desc.format(n=cfg.reps))
             else:
-                line_plot(run_dir, full_name, full_title, "concurrent connections (log scale)",
-                          ylabel, s, servers, logx=True, logy=opt.get("logy", False),
-                          xtics=conn_tics(conns), yformat=opt.get("yformat"),
-                          errorbars=opt.get("errorbars", False), note=desc.format(n=cfg.reps))
+                multiples(run_dir, full_name, full_title, "connections", ylabel, s,
+                          cfg.servers, peers, targets, logx=True, logy=logy,
+                          xtics=conn_tics(conns), note=desc.format(n=cfg.reps),
+                          errorbars=bars, flagged=flagged)
 
-    if idle_rows:
-        imed = medians(idle_rows, ("server", "idle"))
-        steps = sorted({r["idle"] for r in idle_rows})
-        s = {srv: [(m, imed[(srv, m)]["rps"], imed[(srv, m)]["rps_min"],
-                    imed[(srv, m)]["rps_max"]) for m in steps if (srv, m) in imed]
-             for srv in servers}
-        select_max = max((m for m in steps if ("select", m) in imed), default=None)
-        # Tics at the common steps only: select's own (500, 900) would crowd 0 and 1,000.
-        tics = sorted({m for (srv, m) in imed if srv != "select"}) or steps
-        titles = {}
-        note = desc.format(n=cfg.idle_reps) + "; 100 busy connections on index.html"
-        if select_max is not None and select_max < max(steps):
-            titles["select"] = f"select (≤ {select_max:,})"
-            note += f"; select swept only to {select_max:,} idle connections (FD_SETSIZE)"
-        line_plot(run_dir, "rps_vs_idle",
-                  "Throughput of 100 busy connections vs idle connections held",
-                  "idle keep-alive connections held open (bench/idlers)",
-                  "requests/s (median; bars: min–max)" if cfg.idle_reps > 1 else "requests/s",
-                  s, servers, logx=False,
-                  xtics="set xtics (" + ", ".join(f'"{m:,}" {m}' for m in tics) + ")",
-                  yformat="%.0s%c", errorbars=cfg.idle_reps > 1, note=note, key_titles=titles)
+
+def make_idle(run_dir, cfg, idle_rows, targets, peers):
+    imed = closed_medians(idle_rows, ("server", "idle"))
+    steps = sorted({r["idle"] for r in idle_rows})
+    bars = cfg.idle_reps > 1
+    note = (f"wrk, closed loop: {cfg.idle_reps} rep(s) × {cfg.idle_secs:g} s; 100 busy "
+            "connections on index.html while bench/idlers holds M idle ones")
+    select_max = max((m for m in steps if ("select", m) in imed), default=None)
+    if select_max is not None and select_max < max(steps):
+        note += f"; select swept only to {select_max:,} idle connections (FD_SETSIZE)"
+    tics = sorted({m for (srv, m) in imed if srv != "select"}) or steps
+    xt = "set xtics (" + ", ".join(f'"{m:,}" {m}' for m in tics) + ")"
+    for name, key, ylabel, title, scale, logy in (
+            ("rps_vs_idle", "rps", "k requests/s",
+             "Throughput of 100 busy connections vs idle connections held", 1e-3, False),
+            ("cpu_vs_idle", "cpu_us_per_req", "CPU µs/request (log scale)",
+             "CPU per request of 100 busy connections vs idle connections held", 1, True)):
+        s = {}
+        for srv in targets:
+            pts = []
+            for m in steps:
+                x = imed.get((srv, m))
+                if not x or x[key] is None:
+                    continue
+                lo = x[key + "_min"] * scale if bars else None
+                hi = x[key + "_max"] * scale if bars else None
+                pts.append((m, x[key] * scale, lo, hi))
+            s[srv] = pts
+        multiples(run_dir, name, title, "idle keep-alive connections held", ylabel, s,
+                  cfg.servers, peers, targets, logx=False, logy=logy, xtics=xt, note=note,
+                  errorbars=bars)
+    slopes = idle_slopes(idle_rows, targets)
+    values = {s: (v, None, None) for s, v in slopes.items() if v is not None and v > 0}
+    bar_plot(run_dir, "rss_per_idle_conn",
+             "Memory per idle connection: slope of RSS over connections held", "KiB per "
+             "connection", values, targets, note=note + "; least-squares slope over the steps")

@@ -12,7 +12,6 @@ records what was measured and the tolerances chosen. Runs made before the effici
 existed are recomputed from their results.csv.
 """
 
-import csv
 import os
 import statistics
 import subprocess
@@ -20,6 +19,9 @@ import sys
 from collections import defaultdict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "bench"))
+
+from c10kutil import median, read_csv  # noqa: E402
 
 
 def run_ci(n):
@@ -40,29 +42,27 @@ def figures(run_dir, key):
     """{(server, conns): median of key} from a bench-ci run's ci.csv (the efficiency figure
     is recomputed from results.csv for runs whose ci.csv lacks it)."""
     by = defaultdict(list)
-    with open(os.path.join(run_dir, "ci.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(os.path.join(run_dir, "ci.csv"))
     if key == "cpu_ratio" and rows and "cpu_ratio" not in rows[0]:
         rows = cpu_ratios(run_dir)
     for r in rows:
         if r.get(key):
-            by[(r["server"], int(r["conns"]))].append(float(r[key]))
-    return {k: statistics.median(v) for k, v in by.items()}
+            by[(r["server"], r["conns"])].append(float(r[key]))
+    return {k: median(v) for k, v in by.items()}
 
 
 def cpu_ratios(run_dir):
     """Per server run: mean CPU/req of the nginx runs beside it over its own."""
-    with open(os.path.join(run_dir, "results.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(os.path.join(run_dir, "results.csv"))
     out = []
     for i, r in enumerate(rows):
         if r["server"] == "nginx" or not r["cpu_us_per_req"]:
             continue
-        ref = [float(x["cpu_us_per_req"]) for x in rows[i - 1:i + 2:2]
+        ref = [x["cpu_us_per_req"] for x in rows[i - 1:i + 2:2]
                if x["server"] == "nginx" and x["cpu_us_per_req"]]
         if ref:
             out.append({"server": r["server"], "conns": r["conns"],
-                        "cpu_ratio": statistics.mean(ref) / float(r["cpu_us_per_req"])})
+                        "cpu_ratio": statistics.mean(ref) / r["cpu_us_per_req"]})
     return out
 
 

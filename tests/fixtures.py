@@ -19,6 +19,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,8 +31,9 @@ STOP_DEADLINE = 10.0        # seconds to wait for the exit after a signal
 FIXED_MTIME = 1700000000    # Tue, 14 Nov 2023 22:13:20 GMT: makes Last-Modified predictable
 MAX_HEAD = 64 * 1024        # a response head larger than this is a server bug
 
-LISTENING_RE = re.compile(r"^listening on (\S+):(\d+) model=(\S+) root=(.+)$")
-SERVED_RE = re.compile(r"^served \d+ requests on \d+ connections$")
+# The readiness and exit lines, as the bench harness reads them too.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from c10kutil import LISTENING_RE, SERVED_RE, process_tree  # noqa: E402,F401
 STATUS_RE = re.compile(r"^HTTP/(1\.[01]) (\d{3})(?: (.*))?$")
 
 # Headers that a response must never carry twice.
@@ -318,29 +320,6 @@ def request(port, raw, count=1, head=None, timeout=TIMEOUT):
 
 # ---------------------------------------------------------------------------
 # The server process
-
-def process_tree(pid):
-    """pid and every process under it (bin/fork's children, the workers of --workers and
-    bin/prefork), found through the parent pid in /proc/*/stat; [] if pid is gone."""
-    children = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue            # exited meanwhile
-        children.setdefault(ppid, []).append(int(name))
-    if not os.path.exists(f"/proc/{pid}"):
-        return []
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo.extend(children.get(p, ()))
-    return tree
-
 
 _running = set()
 

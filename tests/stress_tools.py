@@ -19,11 +19,13 @@ import selectors
 import signal
 import socket
 import subprocess
+import sys
 import time
 
-from fixtures import process_tree
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+# What the kernel says about a server process: the readers the bench harness uses.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from c10kutil import (cpu_seconds, proc_fd_kinds, proc_fds, proc_rss_kib,  # noqa: E402,F401
+                      proc_threads)
 
 
 class Failed(Exception):
@@ -52,70 +54,9 @@ def human(n):
 # ---------------------------------------------------------------------------
 # The server process, as the kernel sees it
 
-def proc_fds(pid):
-    """Number of open fds of pid and the processes under it; None if it is gone."""
-    kinds = proc_fd_kinds(pid)
-    return None if kinds is None else sum(kinds.values())
-
-
-def proc_fd_kinds(pid):
-    """{"socket": n, "pipe": n, "anon": n, "file": n} over the open fds of pid and the
-    processes under it; None if it is gone."""
-    kinds = {"socket": 0, "pipe": 0, "anon": 0, "file": 0}
-    tree = process_tree(pid)
-    if not tree:
-        return None
-    for p in tree:
-        try:
-            names = os.listdir(f"/proc/{p}/fd")
-        except OSError:
-            continue            # a child that exited meanwhile
-        for name in names:
-            try:
-                target = os.readlink(f"/proc/{p}/fd/{name}")
-            except OSError:
-                continue        # closed meanwhile
-            kind = target.split(":", 1)[0]
-            if kind == "anon_inode":
-                kind = "anon"
-            kinds[kind if kind in kinds else "file"] += 1
-    return kinds
-
-
-def _status_sum(pid, field):
-    """The sum of /proc/P/status's field over pid and the processes under it; None if gone."""
-    total = None
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith(field + ":"):
-                        total = (total or 0) + int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
-def proc_rss_kib(pid):
-    return _status_sum(pid, "VmRSS")
-
-
-def proc_threads(pid):
-    return _status_sum(pid, "Threads")
-
-
 def proc_cpu_seconds(pid):
-    """User + system CPU time of every thread of pid and of the processes under it, the
-    exited and reaped ones included (cutime, cstime), in seconds."""
-    ticks = 0
-    for p in process_tree(pid) or [pid]:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += sum(int(x) for x in fields[11:15])     # utime, stime, cutime, cstime
-    return ticks / CLK_TCK
+    """User + system CPU time of every thread of pid, in seconds."""
+    return cpu_seconds(pid)
 
 
 def wait_until(predicate, within, interval=0.05):

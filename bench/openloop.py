@@ -1,0 +1,301 @@
+"""openloop.py - the open-loop sweep: bench/loadgen offers a fixed request rate, the server's
+cost is read from the kernel over exactly loadgen's measured window.
+
+    point      one loadgen run: N connections opened first (outside the window), then R
+               requests/s for warm-up + window seconds, latency from each request's scheduled
+               time (docs/loadgen.md). The server's CPU (/proc/PID/stat, every thread), the
+               softirq and steal time of its cores (/proc/stat) and CPU pressure are read at
+               the window's edges: loadgen starts its schedule right after it prints
+               "N connections open", so the window is [that line + warm-up, + window].
+    ladder     offered rates start, start x step, ... until a point misses the SLO, then
+               `refine` geometric bisections between the last pass and the first miss, and
+               one more point past saturation if none of those missed: the hockey stick and
+               its knee at a bounded cost. A ladder also stops at a refused, failed or
+               client-bound point, and when the server's time budget is spent.
+    capacity   the highest offered rate whose point met the SLO: achieved >= 99% of offered,
+               p99 <= 10 ms, no errors, no non-2xx, and the client kept up.
+
+A point where loadgen fell behind its schedule (client_bound) measured the client: it is kept
+in openloop.csv with status client_bound and never counted as the server's figure.
+"""
+
+import json
+import math
+import os
+import re
+import subprocess
+import threading
+import time
+
+from c10kutil import proc_fds
+from measure import MeasureError, Snapshot, _Reader
+from procs import spawn, stop
+
+OPEN_HEADER = ["server", "model", "conns", "close", "offered_rps", "achieved_rps", "p50_ms",
+               "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors", "non2xx", "cpu_us_per_req",
+               "softirq_us_per_req", "server_util", "cpu_quota", "capped", "client_cpu",
+               "client_bound", "behind_ms", "late_sends", "cpu_pressure", "steal", "window_s",
+               "requests", "setup_failed", "fixed", "status"]
+
+SLO_P99_MS = 10.0
+SLO_ACHIEVED = 0.99
+# Connections the server failed to hold at set-up (not accepted in time, or closed at
+# once), above which a point is "refused": the server cannot hold N connections (select's
+# FD_SETSIZE, a peer's connection limit). Fewer failures still miss the SLO.
+REFUSED_SHARE = 0.05
+# SCHED_FIFO priority of loadgen (BENCH_CLIENT_RT): above every ordinary task on its core;
+# it sleeps between sends, and the kernel's RT throttling keeps 5% for the others anyway.
+CLIENT_RT_PRIORITY = 50
+# loadgen at this share of its core or more was saturated: no higher rate can be measured.
+# Below it, a client-bound point means something else held the client core up.
+CLIENT_SATURATED = 0.8
+# Answers for less than this share of the offered rate: the server was overloaded.
+OVERLOADED = 0.95
+# Errors and fewer answers than this share of the offered rate: the server failed the
+# load (whatever the client's timing), rather than merely missing the SLO.
+FAILED_SHARE = 0.1
+OPEN_LINE = re.compile(r"^loadgen: (\d+) connections open in ([\d.]+) s")
+
+
+def judge(row, conns, close):
+    """The point's status: ok (met the SLO), over (missed it), client_bound, refused (did
+    not hold the connections), failed (held them, answered almost nothing but errors)."""
+    if not close and (row.get("setup_failed") or 0) > REFUSED_SHARE * conns:
+        return "refused"
+    if row["errors"] and row["achieved_rps"] < FAILED_SHARE * row["offered_rps"]:
+        return "failed"
+    if row["client_bound"]:
+        return "client_bound"
+    if (row["achieved_rps"] >= SLO_ACHIEVED * row["offered_rps"]
+            and row["p99_ms"] is not None and row["p99_ms"] <= SLO_P99_MS
+            and not row["errors"] and not row["non2xx"] and not row.get("setup_failed")):
+        return "ok"
+    return "over"
+
+
+class _Lines(threading.Thread):
+    """Reads a child's stderr line by line, into a log, noting when loadgen's set-up ended."""
+
+    def __init__(self, pipe, log):
+        super().__init__(daemon=True)
+        self.pipe, self.log = pipe, log
+        self.opened = threading.Event()
+        self.open_at = None
+        self.open_match = None
+        self.lines = []
+        self.start()
+
+    def run(self):
+        for raw in iter(self.pipe.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
+            m = OPEN_LINE.match(line)
+            if m and not self.opened.is_set():
+                self.open_at = time.monotonic()
+                self.open_match = m
+                self.opened.set()
+            self.lines.append(line)
+        self.opened.set()  # loadgen exited: nobody waits for a line that will not come
+
+
+def sleep_until(t):
+    dt = t - time.monotonic()
+    if dt > 0:
+        time.sleep(dt)
+
+
+def settle(target, timeout=10.0):
+    """Waits until the server has closed the previous point's connections (its fd count
+    is back to what it was at its first point): a thread-per-connection server still
+    tearing down 10,000 threads would make the next point's connects time out."""
+    pid = target.pid()
+    if not hasattr(target, "idle_fds"):
+        target.idle_fds = proc_fds(pid) or 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = proc_fds(pid)
+        if n is None or n <= target.idle_fds + 16:
+            return
+        time.sleep(0.05)
+
+
+def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
+    """One loadgen run at `rate` against target; returns an openloop.csv row (dict)."""
+    cmd = [loadgen, "--host", "127.0.0.1", "--port", str(target.port), "--conns", str(conns),
+           "--rate", f"{rate:g}", "--duration", f"{cfg.open_secs:g}",
+           "--warmup", f"{cfg.open_warm:g}", "--path", "/index.html",
+           "--timeout", f"{cfg.open_timeout:g}"]
+    if close:
+        cmd.append("--close")
+    if getattr(cfg, "client_rt", False):
+        cmd = ["chrt", "-f", str(CLIENT_RT_PRIORITY)] + cmd
+    pid = target.pid()
+    settle(target)
+    p = spawn(cmd, cores=cfg.client_cores, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t_spawn = time.monotonic()
+    out = _Reader(p.stdout)
+    err = _Lines(p.stderr, log)
+    edges = []
+    try:
+        if close:
+            # Churn has no set-up phase: the schedule starts as soon as loadgen runs.
+            t0 = t_spawn + 0.01
+        else:
+            err.opened.wait(cfg.open_connect_timeout)
+            t0 = err.open_at
+        if t0 is not None and p.poll() is None:
+            sleep_until(t0 + cfg.open_warm)
+            edges.append(Snapshot(pid))
+            sleep_until(t0 + cfg.open_warm + cfg.open_secs)
+            edges.append(Snapshot(pid))
+        p.wait(timeout=cfg.open_connect_timeout + cfg.open_warm + cfg.open_secs
+               + cfg.open_timeout + 10)
+    except subprocess.TimeoutExpired:
+        pass
+    except OSError:
+        pass  # the server exited: /proc/PID is gone; reported below
+    finally:
+        stop(p)
+    text = out.text()
+    err.join(timeout=5)
+    log.write(f"==== {label}: {' '.join(cmd)}\n" + "\n".join(err.lines) + "\n" + text + "\n")
+    log.flush()
+    if not target.alive():
+        raise MeasureError(f"{target.name} died during the run")
+    last = text.strip().splitlines()[-1] if text.strip() else ""
+    try:
+        j = json.loads(last)
+    except ValueError:
+        j = None
+    if j is None:
+        if not close and err.open_match is None and any("no connection" in l for l in err.lines):
+            return refused_row(target, conns, close, rate, cap)
+        tail = (err.lines[-1] if err.lines else "no output")
+        raise MeasureError(f"loadgen gave no result (exit {p.returncode}): {tail}")
+
+    statuses = j.get("statuses", {})
+    requests = j.get("requests", 0)
+    row = {
+        "server": target.name, "model": target.model, "conns": conns, "close": int(close),
+        "offered_rps": j["offered_rps"], "achieved_rps": j["achieved_rps"],
+        "p50_ms": j.get("p50_ms"), "p90_ms": j.get("p90_ms"), "p99_ms": j.get("p99_ms"),
+        "p999_ms": j.get("p999_ms"), "max_ms": j.get("max_ms"),
+        "errors": j.get("errors", 0),
+        "non2xx": sum(v for k, v in statuses.items() if not k.startswith("2")),
+        "client_cpu": j.get("client_cpu"), "client_bound": int(bool(j.get("client_bound"))),
+        "behind_ms": j.get("behind_ms"), "late_sends": j.get("late_sends"),
+        "requests": requests,
+        "setup_failed": j.get("setup_connect_failed", 0) + j.get("setup_closed", 0),
+        "cpu_quota": cap.fraction if cap else None, "capped": int(cap is not None),
+    }
+    if len(edges) == 2:
+        # The server's CPU in the window served the answers that arrived in it (under
+        # overload fewer than the requests due in it): per request is per such answer.
+        answers = j.get("window_answers", requests)
+        row.update(edges[0].figures(edges[1], cfg.server_cores, answers))
+    row["status"] = judge(row, conns, close)
+    return row
+
+
+def refused_row(target, conns, close, rate, cap):
+    return {"server": target.name, "model": target.model, "conns": conns, "close": int(close),
+            "offered_rps": rate, "achieved_rps": 0.0, "errors": conns, "requests": 0,
+            "client_bound": 0, "cpu_quota": cap.fraction if cap else None,
+            "capped": int(cap is not None), "status": "refused"}
+
+
+class Ladder:
+    """The offered rates of one ladder: climb by `step` from `start` until a point misses
+    the SLO (or `top` is passed); if even the first misses, step down (twice at most) for a
+    light-load figure; then `refine` geometric bisections between the highest pass and the
+    lowest miss (rates rounded to two significant figures); then, if `extra` and fewer than
+    two points missed, one more point a step past the first miss (the stick)."""
+
+    def __init__(self, start, step, top, refine, extra):
+        self.start, self.step, self.top, self.refine = start, step, top, refine
+        self.extra_left = extra
+        self.tried = []
+        self.unknown = set()  # rates measured without a figure (client-bound)
+        self.passed = self.missed = None
+        self.misses = self.refines = 0
+
+    def first(self):
+        return self.start
+
+    def skip(self, rate):
+        """A point that measured nothing (the client fell behind while far from busy: other
+        work on its core): climbing goes on past it; any other phase ends."""
+        self.tried.append(rate)
+        self.unknown.add(rate)
+        if self.missed is None:
+            nxt = rate * self.step
+            return nxt if nxt <= self.top else None
+        return None
+
+    def next(self, rate, ok):
+        """Records the result at rate; returns the next rate to try, or None."""
+        refining = self.passed is not None and self.missed is not None
+        self.tried.append(rate)
+        if ok:
+            self.passed = max(self.passed or 0, rate)
+        else:
+            self.missed = min(self.missed or float("inf"), rate)
+            self.misses += 1
+        if refining:
+            self.refines += 1
+        if self.missed is None:
+            nxt = rate * self.step
+            return nxt if nxt <= self.top else None
+        if self.passed is None:
+            known = [r for r in self.tried if r not in self.unknown]
+            nxt = min(known) / self.step
+            while nxt in self.tried:  # measured before without a figure: one step lower
+                nxt /= self.step
+            return nxt if len(known) < 3 and nxt >= 100 else None
+        if self.refines < self.refine:
+            nxt = float(f"{math.sqrt(self.passed * self.missed):.2g}")
+            if self.passed < nxt < self.missed and nxt not in self.tried:
+                return nxt
+        if self.extra_left and self.misses < 2:
+            self.extra_left = False
+            nxt = self.missed * self.step
+            if nxt <= self.top and nxt not in self.tried:
+                return nxt
+        return None
+
+
+def overloaded(row):
+    """A point whose answers fell well short of the offered rate: the server was past its
+    knee there, whether or not the client also fell behind (a late client still sends)."""
+    return row["achieved_rps"] < OVERLOADED * row["offered_rps"]
+
+
+def capacity(rows):
+    """(highest offered rate that met the SLO or None, True if a client-bound point above
+    it, where the server kept up, means the figure is only a lower bound)."""
+    ok = [r["offered_rps"] for r in rows if r["status"] == "ok"]
+    best = max(ok) if ok else None
+    bound = any(r["status"] == "client_bound" and not overloaded(r)
+                and (best is None or r["offered_rps"] > best) for r in rows)
+    return best, bound
+
+
+def bracket(rows):
+    """(capacity, lowest rate above it that missed the SLO): the true knee lies between,
+    so their ratio is the ladder's resolution at this server, or None."""
+    best, _ = capacity(rows)
+    above = [r["offered_rps"] for r in rows if (r["status"] == "over" or r["status"] ==
+             "client_bound" and overloaded(r)) and (best is None or r["offered_rps"] > best)]
+    return best, (min(above) if above else None)
+
+
+def fixed_cpu(rows):
+    """(mean CPU µs per request at the fixed load over its measurements, their relative
+    spread |a - b| / mean or None): the point is measured twice, in the ladder and once
+    more after it, so each run carries its own estimate of its noise."""
+    vals = [r["cpu_us_per_req"] for r in rows if r.get("fixed") and
+            r["status"] in ("ok", "over") and r.get("cpu_us_per_req")]
+    if not vals:
+        return None, None
+    mean = sum(vals) / len(vals)
+    spread = (max(vals) - min(vals)) / mean if len(vals) > 1 else None
+    return mean, spread

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""test_bench.py - the bench harness's rules, on made-up figures.
+
+No server, no load: it checks what the harness decides from loadgen's results and the
+kernel's figures: which open-loop point counts as the server's (a client-bound one never
+does), the ladder of offered rates, capacity at SLO and its bracket, the CPU-per-request
+noise estimate, memory per connection as a slope, the CSV's declared column types, the
+readiness line, and when scripts/bench-compare.py says two runs agree.
+Ends with "N passed, M failed".
+"""
+
+import importlib.util
+import os
+import sys
+import tempfile
+from types import SimpleNamespace
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "bench"))
+import c10kutil  # noqa: E402
+import openloop  # noqa: E402
+import report  # noqa: E402
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(cond, what):
+    results["passed" if cond else "failed"] += 1
+    if not cond:
+        print(f"FAIL {what}")
+
+
+def point(rate, achieved=None, p99=1.0, errors=0, non2xx=0, client_bound=0, setup_failed=0,
+          requests=None, server="epoll", conns=10000, close=0, fixed=0, cpu=10.0):
+    achieved = rate if achieved is None else achieved
+    row = {"server": server, "conns": conns, "close": close, "offered_rps": float(rate),
+           "achieved_rps": float(achieved), "p99_ms": p99, "errors": errors, "non2xx": non2xx,
+           "client_bound": client_bound, "setup_failed": setup_failed, "fixed": fixed,
+           "requests": int(achieved * 2) if requests is None else requests,
+           "cpu_us_per_req": cpu, "softirq_us_per_req": 1.0}
+    row["status"] = openloop.judge(row, conns, close)
+    return row
+
+
+def test_judge():
+    check(point(8000)["status"] == "ok", "judge: kept up, p99 1 ms: ok")
+    check(point(8000, client_bound=1)["status"] == "client_bound",
+          "judge: a client-bound point is never the server's, however good it looks")
+    check(point(8000, p99=10.5)["status"] == "over", "judge: p99 over 10 ms misses the SLO")
+    check(point(8000, achieved=7900)["status"] == "over", "judge: achieved < 99% misses")
+    check(point(8000, achieved=7930)["status"] == "ok", "judge: achieved 99.1% meets it")
+    check(point(8000, errors=1)["status"] == "over", "judge: an error misses the SLO")
+    check(point(8000, non2xx=3)["status"] == "over", "judge: a non-2xx misses the SLO")
+    check(point(8000, setup_failed=9000)["status"] == "refused",
+          "judge: 9,000 of 10,000 connections not held (select's FD_SETSIZE): refused")
+    check(point(8000, setup_failed=12)["status"] == "over",
+          "judge: a few connections not held: missed, not refused")
+    check(point(8000, setup_failed=9000, close=1, conns=1000)["status"] == "over",
+          "judge: churn has no set-up, so no refusal from it")
+    check(point(8000, achieved=0, requests=0, errors=16000)["status"] == "failed",
+          "judge: connections held, nothing answered: failed")
+    check(point(1000, achieved=0, requests=103, errors=897, client_bound=1)["status"] ==
+          "failed", "judge: errors for nearly every request fail the server, late client or not")
+
+
+def ladder(cap, start=2000, step=2, top=256000, refine=2, extra=True):
+    lad = openloop.Ladder(start, step, top, refine, extra)
+    rate, seq = lad.first(), []
+    while rate is not None:
+        seq.append(rate)
+        rate = lad.next(rate, rate <= cap)
+    return seq
+
+
+def test_ladder():
+    seq = ladder(57000)
+    check(seq[:6] == [2000, 4000, 8000, 16000, 32000, 64000], f"ladder: doubles: {seq}")
+    check(seq[6:8] == [45000, 54000], f"ladder: two bisections, 2 significant figures: {seq}")
+    check(seq[-1] == 128000, f"ladder: one more point past saturation: {seq}")
+    seq = ladder(5000)
+    check(seq == [2000, 4000, 8000, 5700, 4800], f"ladder: two misses, no extra point: {seq}")
+    seq = ladder(1500)
+    check(seq[:2] == [2000, 1000], f"ladder: steps down when the first rate misses: {seq}")
+    seq = ladder(10 ** 9, top=64000)
+    check(seq[-1] == 64000 and len(seq) == 6, f"ladder: stops at its top: {seq}")
+    seq = ladder(20000, start=4000, step=4, top=64000, refine=0, extra=False)
+    check(seq == [4000, 16000, 64000], f"ladder: bench-quick's three points: {seq}")
+    lad = openloop.Ladder(2000, 2, 256000, 2, True)
+    check(lad.skip(2000) == 4000, "ladder: a point without a figure is climbed past")
+    lad = openloop.Ladder(2000, 2, 64000, 2, True)
+    lad.skip(2000)
+    check(lad.next(4000, False) == 1000,
+          "ladder: stepping down skips a rate already measured without a figure")
+
+
+def test_capacity():
+    rows = [point(2000), point(4000), point(8000), point(16000, p99=30)]
+    check(openloop.capacity(rows) == (8000, False), "capacity: the highest rate that met it")
+    check(openloop.bracket(rows) == (8000, 16000), "bracket: highest pass, lowest miss above")
+    rows = [point(2000), point(4000), point(8000, client_bound=1)]
+    check(openloop.capacity(rows) == (4000, True),
+          "capacity: a client-bound point above makes it a lower bound, never a figure")
+    rows = [point(2000, client_bound=1), point(4000, client_bound=1)]
+    check(openloop.capacity(rows)[0] is None, "capacity: all client-bound: no figure")
+    rows = [point(8000), point(16000, achieved=12000, client_bound=1)]
+    check(openloop.capacity(rows) == (8000, False) and openloop.bracket(rows) == (8000, 16000),
+          "capacity: a client-bound point where the server fell far behind is past the knee")
+    cell = report.cap_cell([point(2000, setup_failed=9000)])
+    check(cell == (None, "refused"), f"capacity cell: refused is said, not drawn: {cell}")
+
+
+def test_fixed_cpu():
+    rows = [point(8000, fixed=1, cpu=10.0), point(8000, fixed=2, cpu=11.0),
+            point(16000, cpu=50.0)]
+    mean, spread = openloop.fixed_cpu(rows)
+    check(abs(mean - 10.5) < 1e-9 and abs(spread - 1 / 10.5) < 1e-9,
+          f"fixed load: mean of the point and its repeat, and their spread: {mean}, {spread}")
+    rows = [point(8000, fixed=1, cpu=10.0, client_bound=1)]
+    check(openloop.fixed_cpu(rows) == (None, None), "fixed load: client-bound: no figure")
+
+
+def test_rss_slope():
+    # 12 MiB fixed plus 2 KiB per held connection: peak / N would say 14 KiB at 1,000.
+    pts = [(0, 12288), (1000, 14336), (5000, 22528), (9000, 30720)]
+    slope = report.rss_slope(pts)
+    check(abs(slope - 2.048) < 1e-6, f"RSS per connection is the slope, not peak / N: {slope}")
+    check(report.rss_slope([(0, 100)]) is None, "RSS slope: one step, no slope")
+
+
+def test_csv_types():
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "x.csv")
+        row = {"server": "epoll", "conns": 100, "rps": 57000, "p99_ms": None, "status": "ok"}
+        c10kutil.append_csv(path, ["server", "conns", "rps", "p99_ms", "status"], row)
+        with open(path) as f:
+            f.readline()
+            raw = f.readline().strip()
+        back = c10kutil.read_csv(path)[0]
+        check(raw == "epoll,100,57000.0,,ok", f"CSV: written as declared: {raw}")
+        with open(path, "w") as f:
+            f.write("server,conns,rps,p99_ms,status\nepoll,100,57000,,ok\n")
+        back = c10kutil.read_csv(path)[0]
+        check(isinstance(back["rps"], float) and back["rps"] == 57000.0,
+              f"CSV: a rate without a decimal point is still a float: {back['rps']!r}")
+        check(isinstance(back["conns"], int) and back["p99_ms"] is None
+              and back["server"] == "epoll" and back["status"] == "ok",
+              f"CSV: int, empty and text columns: {back}")
+
+
+def test_readiness_line():
+    got = c10kutil.parse_listening("listening on 127.0.0.1:8080 model=epoll root=/srv/www")
+    check(got == ("127.0.0.1", 8080, "epoll", "/srv/www"), f"readiness line: {got}")
+    got = c10kutil.parse_listening("listening on [::1]:8080 model=uring root=www")
+    check(got == ("::1", 8080, "uring", "www"), f"readiness line, IPv6: {got}")
+    check(c10kutil.parse_listening("served 3 requests on 1 connections") is None,
+          "readiness line: another line is not one")
+    sys.path.insert(0, HERE)
+    import fixtures
+    import procs
+    check(fixtures.LISTENING_RE is c10kutil.LISTENING_RE is procs.LISTENING_RE,
+          "readiness line: the tests and the bench read it with the same expression")
+
+
+def test_kernel_cmdline():
+    saved = report._read
+    report._read = lambda path: "quiet psi=1 rdinit=/init -- --init-arg 1"
+    try:
+        check(report.kernel_cmdline() == "quiet psi=1 rdinit=/init",
+              "env.txt: the kernel's parameters, not init's arguments")
+    finally:
+        report._read = saved
+
+
+def test_idle_lesson():
+    cfg = SimpleNamespace(open_conns=[100, 10000])
+
+    def fig(c100, c10k, low=2000):
+        return {("cap", 100): (c100, report.k(c100)), ("low", 100): low,
+                ("cap", 10000): (c10k, report.k(c10k) if c10k else f"< {report.k(low)}"),
+                ("low", 10000): low}
+
+    text = " ".join(report.idle_lesson({"epoll": fig(50000, 45000), "poll": fig(40000, 6000),
+                                        "busypoll": fig(30000, 3000)}, 10000, cfg))
+    check("fall far below epoll" in text and "0.13× epoll" in text,
+          f"idle lesson: poll at 0.13 of epoll is stated as the papers found: {text}")
+    text = " ".join(report.idle_lesson({"epoll": fig(50000, 45000), "poll": fig(40000, 40000)},
+                                       10000, cfg))
+    check("do not fall far" in text, f"idle lesson: said as well when it does not hold: {text}")
+    text = " ".join(report.idle_lesson({"epoll": fig(50000, 23000),
+                                        "poll": fig(32000, None, low=500)}, 10000, cfg))
+    check("no rate tried" in text and "fall far below epoll" in text,
+          f"idle lesson: no rate met at 10,000 connections is far below epoll: {text}")
+
+
+def compare_module():
+    path = os.path.join(HERE, "..", "scripts", "bench-compare.py")
+    spec = importlib.util.spec_from_file_location("bench_compare", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_compare_agreement():
+    bc = compare_module()
+    devnull = open(os.devnull, "w")
+    stdout, sys.stdout = sys.stdout, devnull
+    try:
+        a = [point(16000), point(32000), point(64000, p99=40), point(45000), point(54000, p99=20),
+             point(8000, fixed=1, cpu=10.0), point(8000, fixed=2, cpu=10.4)]
+        b = [point(16000), point(32000), point(64000, p99=40), point(45000, p99=20),
+             point(38000), point(8000, fixed=1, cpu=10.6), point(8000, fixed=2, cpu=10.2)]
+        ok, n = bc.compare_open(a, b)
+        check((ok, n) == (2, 2), f"compare: touching brackets and CPU inside the band agree: "
+                                 f"{ok} of {n}")
+        c = [point(8000), point(16000, p99=40), point(11000), point(13000, p99=20),
+             point(8000, fixed=1, cpu=20.0), point(8000, fixed=2, cpu=20.2)]
+        ok, n = bc.compare_open(a, c)
+        check((ok, n) == (0, 2), f"compare: disjoint brackets and doubled CPU differ: "
+                                 f"{ok} of {n}")
+    finally:
+        sys.stdout = stdout
+        devnull.close()
+
+
+def main():
+    """Runs every test_*; one that raises counts as a failure and the others still run."""
+    tests = [fn for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
+    for fn in tests:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - a crash is a failed test, not a stopped suite
+            check(False, f"{fn.__name__} raised {type(e).__name__}: {e}")
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
