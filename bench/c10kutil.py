@@ -210,6 +210,17 @@ def proc_rss_kib(pid):
     return _status_sum(pid, "VmRSS")
 
 
+def proc_pss_kib(pid):
+    """Pss summed over pid's tree: shared pages (fork's copy-on-write ones) counted once."""
+    total = None
+    for p in process_tree(pid):
+        try:
+            total = (total or 0) + read_status(f"/proc/{p}/smaps_rollup", ("Pss",)).get("Pss", 0)
+        except OSError:
+            pass  # exited meanwhile
+    return total
+
+
 def proc_threads(pid):
     return _status_sum(pid, "Threads")
 

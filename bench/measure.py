@@ -25,8 +25,8 @@ import subprocess
 import threading
 import time
 
-from c10kutil import (CLK_TCK, cpu_stat, cpu_stat_delta, cpu_ticks, ctxsw_by_thread, psi_some_us,
-                      read_status, run_ns)
+from c10kutil import (CLK_TCK, cpu_stat, cpu_stat_delta, cpu_ticks, ctxsw_by_thread,
+                      process_tree, proc_pss_kib, proc_threads, psi_some_us, read_status, run_ns)
 from procs import spawn, stop
 WRK_TIMEOUT = "8s"  # TechEmpower's: a slow server shows up as latency before it shows as errors
 
@@ -187,7 +187,8 @@ class Snapshot:
 class Sampler(threading.Thread):
     """Samples the server's VmRSS and thread count every 100 ms while wrk runs, and its
     per-thread context switches once near the end (threads of the blocking model end
-    with their connections, taking their counters with them)."""
+    with their connections, taking their counters with them); for a server of several
+    processes, its tree's Pss and threads once near the end too."""
 
     def __init__(self, pid, secs):
         super().__init__(daemon=True)
@@ -210,6 +211,12 @@ class Sampler(threading.Thread):
             if not late and time.monotonic() - t0 > self.secs - 0.3:
                 late = True
                 self.ctxsw = ctxsw_by_thread(self.pid)
+                # A server of several processes (bin/fork, bin/prefork): once, its whole
+                # tree, each page counted once (Pss), and every process's threads.
+                tree = process_tree(self.pid)
+                if len(tree) > 1:
+                    self.rss_kib = max(self.rss_kib, proc_pss_kib(self.pid) or 0)
+                    self.threads = max(self.threads, proc_threads(self.pid) or 0)
             self.done.wait(0.1)
 
     def finish(self):
@@ -229,7 +236,8 @@ class SyscallCounter:
         self.ack_r, ack_w = os.pipe()
         self.proc = subprocess.Popen(
             ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-D", "-1",
-             "--control", f"fd:{ctl_r},{ack_w}", "-p", str(pid), "-o", out_path],
+             "--control", f"fd:{ctl_r},{ack_w}",
+             "-p", ",".join(str(p) for p in process_tree(pid) or [pid]), "-o", out_path],
             pass_fds=(ctl_r, ack_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
         os.close(ctl_r)
