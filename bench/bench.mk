@@ -36,11 +36,14 @@ $(BENCH_LOADGEN): $(LOADGEN_SRC) bench/loadgen_results.h
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $(LOADGEN_SRC) -lm
 
-# make test runs tests/test_loadgen.py, which also runs an ASan+UBSan build of it.
+# make test runs tests/test_loadgen.py, which also runs an ASan+UBSan build of it. (The
+# sanitizer sub-make, BUILD=build-asan, already has that path as its BENCH_LOADGEN.)
 BENCH_LOADGEN_ASAN := build-asan/bench/loadgen
+ifneq ($(BENCH_LOADGEN),$(BENCH_LOADGEN_ASAN))
 $(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/loadgen_results.h
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -O1 $(SAN_FLAGS_asan) -o $@ $(LOADGEN_SRC) -lm
+endif
 test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN)
 
 .PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen inject
