@@ -343,7 +343,13 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
     counter = None
     if syscalls == "perf":
         counter = SyscallCounter(pid, os.path.join(tmp_dir, "perf.out"))
-        counter.enable()
+        try:
+            counter.enable()
+        except (OSError, MeasureError):
+            # perf could not attach: a process of the tree (bin/fork's child of an
+            # earlier connection) exited under it. This point goes without syscalls.
+            counter.finish()
+            counter = None
     ctx0 = ctxsw_by_thread(pid)
     sampler = Sampler(pid, secs)
     edges = []
@@ -355,6 +361,8 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
         if counter:
             try:
                 counter.disable()
+            except (OSError, MeasureError):
+                pass  # perf is gone: finish() finds no count
             finally:
                 n_sys = counter.finish()
     if not target.alive() or len(edges) < 2:
