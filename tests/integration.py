@@ -857,6 +857,11 @@ def max_conns(t):
     try:
         server.start()
         held = [Client(server.port) for _ in range(4)]
+        # Each answered once, so all four are admitted before the fifth connects: processes
+        # that accept from one queue (bin/prefork) may admit them out of order otherwise.
+        for i, c in enumerate(held, 1):
+            c.send(req("/small.txt"))
+            expect_file(c.response(what=f"first response on held connection {i}"), t, "small.txt")
         with Client(server.port) as fifth:
             closed, _, took = fifth.wait_closed(3)
             check(closed, "a 5th connection is still open after 3 s with --max-conns 4")
