@@ -195,12 +195,12 @@ def read_status(path, keys):
     return out
 
 
-def _status_sum(pid, field):
-    """The sum of /proc/P/status's field over pid's tree; None if pid is gone."""
+def _status_sum(pid, field, name="status"):
+    """The sum of /proc/P/<name>'s field over pid's tree; None if pid is gone."""
     total = None
     for p in process_tree(pid):
         try:
-            total = (total or 0) + read_status(f"/proc/{p}/status", (field,)).get(field, 0)
+            total = (total or 0) + read_status(f"/proc/{p}/{name}", (field,)).get(field, 0)
         except OSError:
             pass  # exited meanwhile
     return total
@@ -212,13 +212,7 @@ def proc_rss_kib(pid):
 
 def proc_pss_kib(pid):
     """Pss summed over pid's tree: shared pages (fork's copy-on-write ones) counted once."""
-    total = None
-    for p in process_tree(pid):
-        try:
-            total = (total or 0) + read_status(f"/proc/{p}/smaps_rollup", ("Pss",)).get("Pss", 0)
-        except OSError:
-            pass  # exited meanwhile
-    return total
+    return _status_sum(pid, "Pss", "smaps_rollup")
 
 
 def proc_threads(pid):
