@@ -24,12 +24,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define BENEATH_DEPTH_MAX 64 /* directories below the root; deeper is ENAMETOOLONG */
 #define BENEATH_LINKS_MAX 40 /* the kernel's MAXSYMLINKS */
+#define WALK_DIRS_INLINE 64  /* directories held without allocating; deeper grows dirs */
 
+/* No depth limit of its own, as openat2 has none: PATH_MAX bounds each path and
+ * each symlink's target, BENEATH_LINKS_MAX how many are spliced in. */
 struct walk {
-    int dirs[BENEATH_DEPTH_MAX + 1]; /* dirs[0] is the caller's root, never closed here */
+    int *dirs; /* dirs[0] is the caller's root, never closed here */
     int depth;
+    int cap; /* entries in dirs */
+    int inline_dirs[WALK_DIRS_INLINE];
     char rest[PATH_MAX]; /* what is left to resolve */
 };
 
@@ -43,12 +47,29 @@ static void mode_init(void)
         atomic_store(&use_walk, true);
 }
 
+static void walk_init(struct walk *w, int root_fd)
+{
+    w->dirs = w->inline_dirs;
+    w->cap = WALK_DIRS_INLINE;
+    w->depth = 0;
+    w->dirs[0] = root_fd;
+}
+
 static int walk_push(struct walk *w, int fd)
 {
-    if (w->depth == BENEATH_DEPTH_MAX) {
-        close(fd);
-        errno = ENAMETOOLONG;
-        return -1;
+    if (w->depth + 1 == w->cap) { /* only paths deeper than WALK_DIRS_INLINE get here */
+        int cap = w->cap * 2;
+        int *dirs = w->dirs == w->inline_dirs ? malloc(sizeof *dirs * (size_t)cap)
+                                              : realloc(w->dirs, sizeof *dirs * (size_t)cap);
+        if (!dirs) {
+            close(fd);
+            errno = ENOMEM;
+            return -1;
+        }
+        if (w->dirs == w->inline_dirs)
+            memcpy(dirs, w->inline_dirs, sizeof w->inline_dirs);
+        w->dirs = dirs;
+        w->cap = cap;
     }
     w->dirs[++w->depth] = fd;
     return 0;
@@ -59,6 +80,8 @@ static void walk_release(struct walk *w)
     int err = errno;
     for (; w->depth > 0; w->depth--)
         close(w->dirs[w->depth]);
+    if (w->dirs != w->inline_dirs)
+        free(w->dirs);
     errno = err;
 }
 
@@ -84,6 +107,19 @@ static int walk_splice(struct walk *w, const char *link, ssize_t link_len, const
     return 0;
 }
 
+/* Reads the symlink name at at_fd into link and splices it into rest: 1, or -1. */
+static int walk_follow(struct walk *w, int at_fd, const char *name, const char *tail, char *link)
+{
+    ssize_t n = readlinkat(at_fd, name, link, PATH_MAX);
+    if (n < 0)
+        return -1;
+    if (n == PATH_MAX) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return walk_splice(w, link, n, tail) < 0 ? -1 : 1;
+}
+
 /* Steps into the directory or symlink called name below the current directory.
  * Returns 1 if it was a symlink (spliced into rest), 0 for a directory, -1. */
 static int walk_through(struct walk *w, const char *name, const char *tail, char *link)
@@ -100,23 +136,37 @@ static int walk_through(struct walk *w, const char *name, const char *tail, char
         errno = ENOTDIR;
         goto fail;
     }
-    ssize_t n = readlinkat(fd, "", link, PATH_MAX);
-    if (n < 0)
-        goto fail;
+    int r = walk_follow(w, fd, "", tail, link);
     close(fd);
-    if (n == PATH_MAX) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    return walk_splice(w, link, n, tail) < 0 ? -1 : 1;
+    return r;
 fail:
     close(fd);
     return -1;
 }
 
+/* Opens the last component, called name, with the caller's flags, not following
+ * it. Returns 0 with *fd open, 1 if it was a symlink (spliced into rest), -1. */
+static int walk_last(struct walk *w, const char *name, int flags, char *link, int *fd)
+{
+    int dir_fd = w->dirs[w->depth];
+    *fd = openat(dir_fd, name, flags | O_NOFOLLOW | O_CLOEXEC);
+    if (*fd < 0) /* ELOOP under O_NOFOLLOW: it is a symlink */
+        return errno == ELOOP ? walk_follow(w, dir_fd, name, "", link) : -1;
+    if (!(flags & O_PATH))
+        return 0;
+    /* O_PATH | O_NOFOLLOW opens a symlink itself rather than failing. */
+    struct stat st;
+    int r = fstat(*fd, &st) < 0 ? -1 : S_ISLNK(st.st_mode) ? walk_follow(w, *fd, "", "", link) : 0;
+    if (r != 0) {
+        close(*fd);
+        *fd = -1;
+    }
+    return r;
+}
+
 int beneath_open_walk(int root_fd, const char *path, int flags)
 {
-    struct walk w = {.dirs = {root_fd}, .depth = 0};
+    struct walk w;
     char link[PATH_MAX];
     char name[NAME_MAX + 1];
     int links = 0, fd = -1;
@@ -133,6 +183,7 @@ int beneath_open_walk(int root_fd, const char *path, int flags)
         errno = ENAMETOOLONG;
         return -1;
     }
+    walk_init(&w, root_fd);
     strcpy(w.rest, path);
     const char *p = w.rest;
     for (;;) {
@@ -165,18 +216,9 @@ int beneath_open_walk(int root_fd, const char *path, int flags)
         }
         int r;
         if (*end == '\0') { /* the last component, with the caller's flags */
-            fd = openat(w.dirs[w.depth], name, flags | O_NOFOLLOW | O_CLOEXEC);
-            if (fd >= 0 || errno != ELOOP)
+            r = walk_last(&w, name, flags, link, &fd);
+            if (r == 0)
                 break;
-            /* ELOOP under O_NOFOLLOW: it is a symlink. */
-            ssize_t n = readlinkat(w.dirs[w.depth], name, link, sizeof link);
-            if (n < 0)
-                break;
-            if (n == (ssize_t)sizeof link) {
-                errno = ENAMETOOLONG;
-                break;
-            }
-            r = walk_splice(&w, link, n, end) < 0 ? -1 : 1;
         } else {
             r = walk_through(&w, name, end, link);
         }

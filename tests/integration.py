@@ -1295,6 +1295,21 @@ def no_permission(t):
 
 
 # ---------------------------------------------------------------------------
+# round three: files and paths
+
+@case
+def dir_deep_71(t):
+    """A file 71 directories below the root is served, with openat2 or without (the walk
+    has no depth limit of its own: PATH_MAX bounds the path)."""
+    rel = "/".join(["deep71"] + ["d"] * 70 + ["file.txt"])
+    path = os.path.join(t.root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"seventy-one directories down\n")
+    expect_body(get(t, "/" + rel), b"seventy-one directories down\n", rel)
+
+
+# ---------------------------------------------------------------------------
 # Shutdown: always the last case, always run.
 
 @case(always=True)

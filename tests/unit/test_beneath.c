@@ -104,15 +104,15 @@ static bool same_file(int fd, int root_fd, const char *target)
            got.st_dev == want.st_dev && got.st_ino == want.st_ino;
 }
 
-/* Checks one way of opening against the table. */
-static void check_case_with(int (*open_fn)(int, const char *, int), const char *how, int root_fd,
-                            const struct path_case *c)
+/* Checks one way of opening, with flags, against the table. */
+static void check_case_with(int (*open_fn)(int, const char *, int), const char *how, int flags,
+                            int root_fd, const struct path_case *c)
 {
     char name[128];
-    snprintf(name, sizeof name, "%s \"%s\"", how, c->path);
+    snprintf(name, sizeof name, "%s%s \"%s\"", how, flags & O_PATH ? " O_PATH" : "", c->path);
     check_case(name);
     errno = 0;
-    int fd = open_fn(root_fd, c->path, FLAGS);
+    int fd = open_fn(root_fd, c->path, flags);
     int err = fd < 0 ? errno : 0;
     CHECK_EQ_INT(err, c->err);
     if (fd >= 0) {
@@ -128,11 +128,12 @@ static int kernel_openat2(int root_fd, const char *path, int flags)
     return (int)syscall(SYS_openat2, root_fd, path, &how, sizeof how);
 }
 
-/* A path 66 directories deep: openat2 opens it, the walk refuses (ENAMETOOLONG). */
+/* A path DEEP directories deep: past the walk's inline stack of 64, which must grow. */
+#define DEEP 100
 static int make_deep(int root_fd, char *path, size_t cap)
 {
     size_t n = 0;
-    for (int i = 0; i < 66; i++) {
+    for (int i = 0; i < DEEP; i++) {
         if (n + 3 >= cap)
             return -1;
         memcpy(path + n, i ? "/d" : "d", i ? 3 : 2);
@@ -146,7 +147,7 @@ static int make_deep(int root_fd, char *path, size_t cap)
 int main(void)
 {
     char base[] = "/tmp/test_beneath.XXXXXX";
-    char deep[256];
+    char deep[2 * DEEP + 1];
     check_case("setup");
     if (!CHECK(make_tree(base) == 0))
         return check_report();
@@ -155,25 +156,43 @@ int main(void)
         return check_report();
 
     bool have_openat2 = !(kernel_openat2(root_fd, ".", FLAGS) < 0 && errno == ENOSYS);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        check_case_with(beneath_open_walk, "walk", root_fd, &cases[i]);
-        if (have_openat2)
-            check_case_with(kernel_openat2, "openat2", root_fd, &cases[i]);
-    }
+    /* O_PATH too: files.c opens with it first, and O_PATH | O_NOFOLLOW opens a
+     * symlink itself instead of failing with ELOOP. */
+    static const int flag_sets[] = {FLAGS, O_PATH};
+    for (size_t f = 0; f < sizeof flag_sets / sizeof flag_sets[0]; f++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            check_case_with(beneath_open_walk, "walk", flag_sets[f], root_fd, &cases[i]);
+            if (have_openat2)
+                check_case_with(kernel_openat2, "openat2", flag_sets[f], root_fd, &cases[i]);
+        }
     if (!have_openat2)
         printf("note: no openat2 here, the table alone checks the walk\n");
 
-    /* The environment variable makes beneath_open() walk: the 66-deep path tells. */
-    check_case("C10K_FORCE_BENEATH_FALLBACK=1");
-    setenv("C10K_FORCE_BENEATH_FALLBACK", "1", 1);
-    errno = 0;
-    CHECK(beneath_open(root_fd, deep, FLAGS) < 0 && errno == ENAMETOOLONG);
+    /* The walk has no depth limit of its own, as openat2 has none. */
+    check_case("walk and openat2 100 directories deep");
+    int fd = beneath_open_walk(root_fd, deep, FLAGS);
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        close(fd);
     if (have_openat2) {
-        int fd = kernel_openat2(root_fd, deep, FLAGS);
+        fd = kernel_openat2(root_fd, deep, FLAGS);
         CHECK(fd >= 0);
         if (fd >= 0)
             close(fd);
     }
+
+    /* The environment variable makes beneath_open() walk: the walk holds sub's fd
+     * while it opens file.txt, so the file gets the second lowest free fd number,
+     * where openat2 would give the lowest. */
+    check_case("C10K_FORCE_BENEATH_FALLBACK=1");
+    setenv("C10K_FORCE_BENEATH_FALLBACK", "1", 1);
+    int lowest = dup(0);
+    if (CHECK(lowest >= 0))
+        close(lowest);
+    fd = beneath_open(root_fd, "sub/file.txt", FLAGS);
+    CHECK_EQ_INT(fd, lowest + 1);
+    if (fd >= 0)
+        close(fd);
     close(root_fd);
 
     char cmd[64];
