@@ -13,6 +13,7 @@
 #include "files.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -76,34 +77,58 @@ static int errno_status(int err)
     }
 }
 
-/* Opens path beneath the root, a directory meaning its index.html: fd or -status. */
+/* Names a directory's index.html: path (relative, "." for the root) and "/index.html". */
+static int index_path(const char *path, char *out, size_t cap)
+{
+    size_t len = strlen(path);
+    bool slash = len > 0 && path[len - 1] == '/';
+    int n = strcmp(path, ".") == 0 ? snprintf(out, cap, "index.html")
+                                   : snprintf(out, cap, "%s%sindex.html", path, slash ? "" : "/");
+    if (n < 0 || (size_t)n >= cap) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Opens path beneath the root, a directory meaning its index.html: fd or -status.
+ * It looks first with O_PATH, which needs no permission on the file itself and
+ * opens nothing (no FIFO, no device), so a directory that may be searched but not
+ * read (mode 0711) still leads to its index. The index is resolved beneath the
+ * root, not beneath the directory, so a symlink in it that stays inside the root
+ * is followed (sub/index.html -> ../page.html), as for any other file.
+ */
 static int open_regular(int root_fd, const char *path, struct stat *st, bool *is_index)
 {
-    int fd = open_beneath(root_fd, path);
+    char index[PATH_MAX];
+    int fd = beneath_open(root_fd, path, O_PATH);
     if (fd < 0)
         return errno_status(errno);
-    if (fstat(fd, st) < 0)
-        goto fail;
-    *is_index = false;
-    if (S_ISDIR(st->st_mode)) {
-        int index_fd = open_beneath(fd, "index.html");
-        int err = errno;
-        close(fd);
-        if (index_fd < 0)
-            return errno_status(err);
-        fd = index_fd;
-        *is_index = true;
-        if (fstat(fd, st) < 0)
-            goto fail;
+    int r = fstat(fd, st);
+    close(fd);
+    if (r < 0)
+        return -500;
+    *is_index = S_ISDIR(st->st_mode);
+    if (*is_index) {
+        if (index_path(path, index, sizeof index) < 0)
+            return -404;
+        path = index;
+    } else if (!S_ISREG(st->st_mode)) {
+        return -404;
     }
-    if (!S_ISREG(st->st_mode)) {
+    fd = open_beneath(root_fd, path);
+    if (fd < 0)
+        return errno_status(errno);
+    if (fstat(fd, st) < 0) {
+        close(fd);
+        return -500;
+    }
+    if (!S_ISREG(st->st_mode)) { /* an index that is not a file, or a path swapped since */
         close(fd);
         return -404;
     }
     return fd;
-fail:
-    close(fd);
-    return -500;
 }
 
 static uint64_t path_hash(const char *p)

@@ -1298,6 +1298,17 @@ def no_permission(t):
 # round three: files and paths
 
 @case
+def symlink_inside_index(t):
+    """A directory whose index.html is a symlink that stays inside the root (sub2/index.html
+    -> ../small.txt) serves it, as nginx does."""
+    os.makedirs(os.path.join(t.root, "sub2"), exist_ok=True)
+    link = os.path.join(t.root, "sub2", "index.html")
+    if not os.path.islink(link):
+        os.symlink("../small.txt", link)
+    expect_body(get(t, "/sub2/"), t.files["small.txt"], "/sub2/")
+
+
+@case
 def dir_deep_71(t):
     """A file 71 directories below the root is served, with openat2 or without (the walk
     has no depth limit of its own: PATH_MAX bounds the path)."""
@@ -1307,6 +1318,33 @@ def dir_deep_71(t):
     with open(path, "wb") as f:
         f.write(b"seventy-one directories down\n")
     expect_body(get(t, "/" + rel), b"seventy-one directories down\n", rel)
+
+
+@case(needs_server=False)
+def dir_index_execute_only(t):
+    """A mode-0711 directory's index.html is served by a server that may not list the
+    directory (as root, the server runs as nobody for this), as nginx's workers do."""
+    priv = os.path.join(t.root, "priv")
+    os.makedirs(priv, exist_ok=True)
+    with open(os.path.join(priv, "index.html"), "wb") as f:
+        f.write(t.files["sub/index.html"])
+    os.chmod(priv, 0o711)
+    if os.geteuid() != 0:
+        expect_file(get(t, "/priv/"), t, "sub/index.html")
+        return
+    run_as = unprivileged()
+    if run_as is None:
+        raise Skipped("running as root, and no setpriv or no user nobody to drop to")
+    mode = os.stat(t.root).st_mode
+    os.chmod(t.root, 0o755)         # mkdtemp's 0700 would keep nobody out of the whole root
+    server = Server(t.binary, t.root, run_as=run_as)
+    try:
+        server.start()
+        expect_file(request(server.port, req("/priv/index.html"))[0], t, "sub/index.html")
+        expect_file(request(server.port, req("/priv/"))[0], t, "sub/index.html")
+    finally:
+        server.kill()
+        os.chmod(t.root, mode)
 
 
 # ---------------------------------------------------------------------------
