@@ -193,12 +193,18 @@ int handler_normalize_path(const char *t, size_t len, char *out, size_t cap)
         dec[n++] = ch;
     }
 
-    /* Walk the segments: skip "" and ".", let ".." drop the last one kept. */
+    /* Walk the segments: skip "" and ".", let ".." drop the last one kept. A path
+     * that ends in "/", "/." or "/.." names a directory: it keeps a trailing "/",
+     * so that opening a file through it fails (ENOTDIR), as in nginx and open(2). */
+    bool dir_only = n > 0 && dec[n - 1] == '/';
     for (size_t s = 0; s < n;) {
         size_t e = s;
         while (e < n && dec[e] != '/')
             e++;
         size_t seg = e - s;
+        if (e == n)
+            dir_only = dir_only || (seg == 1 && dec[s] == '.') ||
+                       (seg == 2 && dec[s] == '.' && dec[s + 1] == '.');
         if (seg == 2 && dec[s] == '.' && dec[s + 1] == '.') {
             if (o == 0)
                 return -400;
@@ -216,8 +222,13 @@ int handler_normalize_path(const char *t, size_t len, char *out, size_t cap)
         }
         s = e + 1;
     }
-    if (o == 0)
+    if (o == 0) {
         out[o++] = '.';
+    } else if (dir_only) {
+        if (o + 2 > cap)
+            return -400;
+        out[o++] = '/';
+    }
     out[o] = '\0';
     return 0;
 }

@@ -1309,6 +1309,16 @@ def symlink_inside_index(t):
 
 
 @case
+def dir_trailing_slash_file(t):
+    """A trailing slash names a directory: /small.txt/ (or via a symlink, or /small.txt/.)
+    gives 404, as nginx and open(2) say; /sub/ still serves its index."""
+    for path in ("/small.txt/", "/inside.txt/", "/small.txt/.", "/sub/deeper/file.txt/"):
+        expect_status(get(t, path), 404)
+    expect_file(get(t, "/sub/"), t, "sub/index.html")
+    expect_file(get(t, "/sub/deeper/.."), t, "sub/index.html")
+
+
+@case
 def dir_deep_71(t):
     """A file 71 directories below the root is served, with openat2 or without (the walk
     has no depth limit of its own: PATH_MAX bounds the path)."""

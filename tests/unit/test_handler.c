@@ -375,10 +375,28 @@ static void normalize_merges_slashes_and_dots(void)
     normalizes_to("/.", ".");
     normalizes_to("/./", ".");
     normalizes_to("/a/./b/../c", "a/c");
-    normalizes_to("/a/b/..", "a");
+    normalizes_to("/a/b/..", "a/");
     normalizes_to("/a/b/../..", ".");
-    normalizes_to("/a//b///c/", "a/b/c");
+    normalizes_to("/a//b///c/", "a/b/c/");
     normalizes_to("/..a/b..", "..a/b..");
+}
+
+/* A path ending in "/", "/." or "/.." names a directory: the slash stays, so that
+ * opening a file through it fails (/small.txt/ is 404, as in nginx). */
+static void normalize_keeps_a_trailing_slash(void)
+{
+    normalizes_to("/small.txt/", "small.txt/");
+    normalizes_to("/small.txt//", "small.txt/");
+    normalizes_to("/small.txt/.", "small.txt/");
+    normalizes_to("/a/b/.", "a/b/");
+    normalizes_to("/a/b/c/..", "a/b/");
+    normalizes_to("/a/b/../", "a/");
+    normalizes_to("/a/.b", "a/.b");
+    normalizes_to("/a/..b", "a/..b");
+    normalizes_to("/a/?q=/", "a/");
+    normalizes_to("/a?q=/", "a");
+    normalizes_to("/a%2F", "a/");
+    normalizes_to("http://host/a/", "a/");
 }
 
 static void normalize_refuses_to_climb_above_the_root(void)
@@ -444,6 +462,10 @@ static void normalize_respects_the_output_size(void)
     CHECK_EQ_INT(handler_normalize_path("/abcdefghij", 11, path, sizeof path), -400);
     CHECK_EQ_INT(handler_normalize_path("/abcdef", 7, path, sizeof path), 0);
     CHECK_STR(path, "abcdef");
+    /* The trailing slash needs its byte too. */
+    CHECK_EQ_INT(handler_normalize_path("/a/abcde/", 9, path, sizeof path), -400);
+    CHECK_EQ_INT(handler_normalize_path("/a/abcd/", 8, path, sizeof path), 0);
+    CHECK_STR(path, "a/abcd/");
 }
 
 /* ---- handler_parse_range ----------------------------------------------------------------- */
@@ -1115,6 +1137,7 @@ int main(void)
     } cases[] = {
 #define CASE(fn) {#fn, fn}
         CASE(normalize_merges_slashes_and_dots),
+        CASE(normalize_keeps_a_trailing_slash),
         CASE(normalize_refuses_to_climb_above_the_root),
         CASE(normalize_rejects_bad_escapes),
         CASE(normalize_decodes_once),
