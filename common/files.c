@@ -262,6 +262,37 @@ static void describe_uncached(int fd, const struct stat *st, bool is_index, cons
     describe(fi, st, is_index, path, headers, etag);
 }
 
+/*
+ * The fast path: the entry for path, resolved this second, if its file is still
+ * what the entry describes. The path is resolved again once a second, but the
+ * open fd is checked on every hit (one fstat): a file rewritten in place keeps
+ * its inode, and its new bytes must not go out under the old ETag and length
+ * (RFC 9110 8.8.3, 13.1.5) for the rest of the second.
+ */
+static bool cached_unchanged(uint64_t hash, int root_fd, const char *path, time_t now,
+                             struct file_info *fi)
+{
+    struct file_entry **slot = &cache.slots[hash % FILES_CACHE_SLOTS];
+    pthread_mutex_lock(&cache.lock);
+    struct file_entry *e = *slot;
+    if (!entry_is(e, hash, root_fd, path) || e->checked != now) {
+        pthread_mutex_unlock(&cache.lock);
+        return false;
+    }
+    e->refs++; /* held across the fstat, which is not made under the lock */
+    pthread_mutex_unlock(&cache.lock);
+
+    struct stat st;
+    if (fstat(e->info.fd, &st) == 0 && same_file(e, &st)) {
+        *fi = e->info;
+        return true;
+    }
+    pthread_mutex_lock(&cache.lock);
+    entry_put(e);
+    pthread_mutex_unlock(&cache.lock);
+    return false;
+}
+
 int files_open(int root_fd, const char *path, struct file_info *fi)
 {
     struct stat st;
@@ -271,20 +302,11 @@ int files_open(int root_fd, const char *path, struct file_info *fi)
     time_t now = time(NULL);
     bool cacheable = strlen(path) < FILES_PATH_MAX;
 
-    if (cacheable) {
-        pthread_mutex_lock(&cache.lock);
-        struct file_entry *e = *slot;
-        if (entry_is(e, hash, root_fd, path) && e->checked == now) {
-            e->refs++;
-            *fi = e->info;
-            pthread_mutex_unlock(&cache.lock);
-            return 0;
-        }
-        pthread_mutex_unlock(&cache.lock);
-    }
+    if (cacheable && cached_unchanged(hash, root_fd, path, now, fi))
+        return 0;
 
-    /* A miss, or a second has passed: resolve the path again, beneath the root,
-     * so a replaced file or a symlink swapped to point outside is noticed. */
+    /* A miss, a change, or a second has passed: resolve the path again, beneath the
+     * root, so a replaced file or a symlink swapped to point outside is noticed. */
     int fd = open_regular(root_fd, path, &st, &is_index);
     if (fd < 0)
         return fd;

@@ -1297,6 +1297,36 @@ def no_permission(t):
 # ---------------------------------------------------------------------------
 # round three: files and paths
 
+def ask(c, path, *headers, method="GET"):
+    """One request on the open connection c; returns its response."""
+    c.send(req(path, method, headers))
+    return c.response(head=method == "HEAD", what=f"response to {method} {path}")
+
+
+@case
+def cache_inplace_if_range(t):
+    """A file rewritten in place (same inode, same size) within the second the cache last
+    checked it is not served under its old ETag: If-Range with that ETag gives 200 and the
+    new bytes, never a 206 of new bytes (RFC 9110 8.8.3, 13.1.5)."""
+    path = os.path.join(t.root, "inplace.bin")
+    size = 256 * 1024
+    with Client(t.port) as c:       # one connection: one process of bin/fork or bin/prefork
+        for attempt in range(3):
+            old = random.Random(10 + attempt).randbytes(size)
+            new = random.Random(20 + attempt).randbytes(size)
+            with open(path, "wb") as f:
+                f.write(old)
+            etag = ask(c, "/inplace.bin", method="HEAD").header("etag")
+            with open(path, "r+b") as f:
+                f.write(new)
+            r = ask(c, "/inplace.bin", "Range: bytes=0-15", f"If-Range: {etag}")
+            check(r.status != 206, f"attempt {attempt}: 206 to If-Range: {etag} after the "
+                                   f"file changed ({'new' if r.body == new[:16] else 'old'} bytes)")
+            expect_status(r, 200)
+            expect_body(r, new, "inplace.bin after the rewrite")
+            check(r.header("etag") != etag, f"attempt {attempt}: ETag {etag} kept for new bytes")
+
+
 @case
 def symlink_inside_index(t):
     """A directory whose index.html is a symlink that stays inside the root (sub2/index.html
