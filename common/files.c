@@ -293,6 +293,17 @@ static bool cached_unchanged(uint64_t hash, int root_fd, const char *path, time_
     return false;
 }
 
+/* Drops path's entry from its slot; a response still using it keeps it until released. */
+static void evict(struct file_entry **slot, uint64_t hash, int root_fd, const char *path)
+{
+    pthread_mutex_lock(&cache.lock);
+    if (entry_is(*slot, hash, root_fd, path)) {
+        entry_put(*slot);
+        *slot = NULL;
+    }
+    pthread_mutex_unlock(&cache.lock);
+}
+
 int files_open(int root_fd, const char *path, struct file_info *fi)
 {
     struct stat st;
@@ -308,8 +319,11 @@ int files_open(int root_fd, const char *path, struct file_info *fi)
     /* A miss, a change, or a second has passed: resolve the path again, beneath the
      * root, so a replaced file or a symlink swapped to point outside is noticed. */
     int fd = open_regular(root_fd, path, &st, &is_index);
-    if (fd < 0)
+    if (fd < 0) {
+        if (cacheable) /* gone or refused: its entry must not keep the file open */
+            evict(slot, hash, root_fd, path);
         return fd;
+    }
     if (!cacheable) {
         describe_uncached(fd, &st, is_index, path, fi);
         return 0;

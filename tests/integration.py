@@ -1327,6 +1327,41 @@ def cache_inplace_if_range(t):
             check(r.header("etag") != etag, f"attempt {attempt}: ETag {etag} kept for new bytes")
 
 
+def open_fds_to(pids, path):
+    """The /proc/PID/fd entries of pids that point to path (deleted or not)."""
+    found = []
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link in (path, path + " (deleted)"):
+                found.append(f"{pid}/fd/{fd} -> {link}")
+    return found
+
+
+@case
+def cache_deleted_closed(t):
+    """A file served, then deleted, gives 404, and no server process keeps it open after."""
+    path = os.path.join(t.root, "gone.bin")
+    with open(path, "wb") as f:
+        f.write(random.Random(4).randbytes(1 << 20))
+    with Client(t.port) as c:       # one connection: the process that opened it answers
+        expect_status(ask(c, "/gone.bin", method="HEAD"), 200)
+        os.unlink(path)
+        end = time.monotonic() + 3  # the cache may keep serving it for the rest of a second
+        while (r := ask(c, "/gone.bin", method="HEAD")).status != 404:
+            check(time.monotonic() < end, f"still {r.status} 3 s after the file was deleted")
+            time.sleep(0.2)
+        held = open_fds_to(process_tree(t.server.proc.pid), path)
+        check(not held, f"the deleted file is still open after its 404: {', '.join(held)}")
+
+
 @case
 def symlink_inside_index(t):
     """A directory whose index.html is a symlink that stays inside the root (sub2/index.html
