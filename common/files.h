@@ -4,8 +4,10 @@
  * A hot static file is opened, checked and described once, not per request:
  * the cache keeps its fd, its size and mtime, the header lines that depend
  * only on the file (Content-Type, Last-Modified, ETag), and for a small file
- * its whole contents, so that head and body leave in one send. An entry is
- * revalidated (reopened beneath the root and compared) at most once a second.
+ * its whole contents, so that head and body leave in one send. Every hit
+ * fstats the cached fd and compares it (a file rewritten in place keeps its
+ * inode); the path itself is resolved again beneath the root at most once a
+ * second, and an entry whose path no longer opens is dropped (its fd closed).
  */
 #ifndef C10K_FILES_H
 #define C10K_FILES_H
