@@ -19,6 +19,7 @@ what nginx would do is accepted too. Standard library only.
 
 import argparse
 import concurrent.futures
+import contextlib
 import os
 import pwd
 import random
@@ -1273,11 +1274,12 @@ def unprivileged():
     return [setpriv, f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"]
 
 
-@case(needs_server=False)
-def no_permission(t):
-    """A file the server cannot read gives 403 (as root, the server runs as nobody for this)."""
+@contextlib.contextmanager
+def unprivileged_port(t):
+    """The port of a server on t.root that permissions apply to: t's own when not root,
+    else a second one started as nobody for the duration."""
     if os.geteuid() != 0:
-        expect_status(get(t, "/secret.txt"), 403)
+        yield t.port
         return
     run_as = unprivileged()
     if run_as is None:
@@ -1287,11 +1289,18 @@ def no_permission(t):
     server = Server(t.binary, t.root, run_as=run_as)
     try:
         server.start()
-        expect_file(request(server.port, req("/small.txt"))[0], t, "small.txt")
-        expect_status(request(server.port, req("/secret.txt"))[0], 403)
+        yield server.port
     finally:
         server.kill()
         os.chmod(t.root, mode)
+
+
+@case(needs_server=False)
+def no_permission(t):
+    """A file the server cannot read gives 403 (as root, the server runs as nobody for this)."""
+    with unprivileged_port(t) as port:
+        expect_file(request(port, req("/small.txt"))[0], t, "small.txt")
+        expect_status(request(port, req("/secret.txt"))[0], 403)
 
 
 # ---------------------------------------------------------------------------
@@ -1404,22 +1413,9 @@ def dir_index_execute_only(t):
     with open(os.path.join(priv, "index.html"), "wb") as f:
         f.write(t.files["sub/index.html"])
     os.chmod(priv, 0o711)
-    if os.geteuid() != 0:
-        expect_file(get(t, "/priv/"), t, "sub/index.html")
-        return
-    run_as = unprivileged()
-    if run_as is None:
-        raise Skipped("running as root, and no setpriv or no user nobody to drop to")
-    mode = os.stat(t.root).st_mode
-    os.chmod(t.root, 0o755)         # mkdtemp's 0700 would keep nobody out of the whole root
-    server = Server(t.binary, t.root, run_as=run_as)
-    try:
-        server.start()
-        expect_file(request(server.port, req("/priv/index.html"))[0], t, "sub/index.html")
-        expect_file(request(server.port, req("/priv/"))[0], t, "sub/index.html")
-    finally:
-        server.kill()
-        os.chmod(t.root, mode)
+    with unprivileged_port(t) as port:
+        expect_file(request(port, req("/priv/index.html"))[0], t, "sub/index.html")
+        expect_file(request(port, req("/priv/"))[0], t, "sub/index.html")
 
 
 # ---------------------------------------------------------------------------
