@@ -126,6 +126,7 @@ class GateError(Exception):
 
 def make_root():
     root = tempfile.mkdtemp(prefix="c10k-detgate-")
+    os.chmod(root, 0o755)   # not mkdtemp's 0700: a server started as root serves as nobody
     line = b"<p>c10k deterministic gate: the same 4096 bytes in every run.</p>\n"
     body = (line * (FILE_SIZE // len(line) + 1))[:FILE_SIZE - 1] + b"\n"
     with open(os.path.join(root, FILE_NAME), "wb") as f:

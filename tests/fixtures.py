@@ -76,6 +76,8 @@ def parse_http_date(text):
 def build_root():
     """Create a fresh document root; return (root, files), files = {relative path: bytes}."""
     root = tempfile.mkdtemp(prefix="c10k-root-")
+    # mkdtemp's 0700 would keep out a server started as root, which serves as nobody.
+    os.chmod(root, 0o755)
     files = {
         "index.html": _html("c10k test page", 4096),
         "small.txt": b"small.txt: a hundred bytes of plain text for the c10k integration suite."
