@@ -55,9 +55,12 @@ void server_warn(const struct server *s, const char *fmt, ...)
 static int install_signals(void)
 {
     struct sigaction sa = {.sa_handler = on_stop_signal};
-    /* No SA_RESTART: a blocked accept/epoll_wait must return EINTR and see the flag. */
+    /* No SA_RESTART: a blocked accept/epoll_wait must return EINTR and see the flag.
+     * SIGHUP stops too: there is no configuration to reload (nginx's use of it), and a
+     * hangup must not kill a --workers parent outright and leave its workers serving. */
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
+        sigaction(SIGHUP, &sa, NULL) < 0)
         return -1;
     sa.sa_handler = SIG_IGN; /* a peer that vanished mid-write must cost only that write */
     return sigaction(SIGPIPE, &sa, NULL);
