@@ -1433,7 +1433,10 @@ def root_serves_as_nobody(t):
             expect_file(request(server.port, req("/small.txt"))[0], t, "small.txt")
             expect_status(request(server.port, req("/secret.txt"))[0], 403)
             for pid in process_tree(server.proc.pid):
-                uids, gids, groups = process_ids(pid)
+                try:
+                    uids, gids, groups = process_ids(pid)
+                except OSError:
+                    continue        # exited meanwhile (one of bin/fork's children)
                 check(uids == [pw.pw_uid] * 3 and gids == [pw.pw_gid] * 3 and
                       groups in ([], [pw.pw_gid]),
                       f"{extra}: process {pid} runs with uids {uids}, gids {gids}, groups "
