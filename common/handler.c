@@ -54,8 +54,8 @@ static const char *status_text(int status)
     case 403: return "403 Forbidden";
     case 404: return "404 Not Found";
     case 405: return "405 Method Not Allowed";
-    case 413: return "413 Content Too Large";
     case 412: return "412 Precondition Failed";
+    case 413: return "413 Content Too Large";
     case 414: return "414 URI Too Long";
     case 416: return "416 Range Not Satisfiable";
     case 431: return "431 Request Header Fields Too Large";
