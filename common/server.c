@@ -7,10 +7,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,9 +55,12 @@ void server_warn(const struct server *s, const char *fmt, ...)
 static int install_signals(void)
 {
     struct sigaction sa = {.sa_handler = on_stop_signal};
-    /* No SA_RESTART: a blocked accept/epoll_wait must return EINTR and see the flag. */
+    /* No SA_RESTART: a blocked accept/epoll_wait must return EINTR and see the flag.
+     * SIGHUP stops too: there is no configuration to reload (nginx's use of it), and a
+     * hangup must not kill a --workers parent outright and leave its workers serving. */
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
+        sigaction(SIGHUP, &sa, NULL) < 0)
         return -1;
     sa.sa_handler = SIG_IGN; /* a peer that vanished mid-write must cost only that write */
     return sigaction(SIGPIPE, &sa, NULL);
@@ -73,6 +78,50 @@ static int raise_nofile(void)
     }
     /* The table is indexed by fd; past a million the limit is not a real plan. */
     return rl.rlim_cur > 1048576 ? 1048576 : (int)rl.rlim_cur;
+}
+
+/*
+ * Started as root, serve as --user (default nobody), as nginx's workers do: a
+ * file that only root may read must give 403, not its contents. Called once the
+ * listeners are bound (a port below 1024 needs root), RLIMIT_NOFILE raised and
+ * the root opened, before any request or fork, so every process and thread of
+ * the server runs as that user. --user root keeps root, on purpose. Not root,
+ * --user may only name the user it already is. Returns 0, or -1 with the reason
+ * printed on one line.
+ */
+static int drop_privileges(const struct server *s)
+{
+    const char *name = s->cfg.user ? s->cfg.user : "nobody";
+    uid_t euid = geteuid();
+    if (euid != 0 && !s->cfg.user)
+        return 0;
+    errno = 0;
+    struct passwd *pw = getpwnam(name); /* single-threaded here: the static result is safe */
+    if (!pw) {
+        bool missing = errno == 0 || errno == ENOENT || errno == ESRCH;
+        fprintf(stderr, "%s: cannot serve as user %s: %s\n", s->model, name,
+                missing ? "no such user" : strerror(errno));
+        return -1;
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    if (euid != 0 || uid == 0) {
+        if (uid == euid)
+            return 0;
+        fprintf(stderr, "%s: cannot serve as user %s: only root can change users\n", s->model,
+                name);
+        return -1;
+    }
+    /* Groups first: once the uid is dropped, they can no longer be changed. */
+    if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+        fprintf(stderr, "%s: cannot serve as user %s: %s\n", s->model, name, strerror(errno));
+        return -1;
+    }
+    if (setuid(0) == 0 || getuid() != uid || geteuid() != uid || getegid() != gid) {
+        fprintf(stderr, "%s: cannot serve as user %s: root could be regained\n", s->model, name);
+        return -1;
+    }
+    return 0;
 }
 
 /* Binds and listens; returns the nonblocking fd and sets *port, or -1. With reuseport,
@@ -341,6 +390,12 @@ int server_main_workers(int argc, char **argv, const char *model, size_t conn_si
         goto out;
     }
     s.listen_fd = listeners[0];
+    if (drop_privileges(&s) < 0) {
+        for (int i = 1; i < processes; i++)
+            if (listeners[i] != listeners[0])
+                close(listeners[i]);
+        goto out;
+    }
     /* Printed once every listener listens: a connection made now is queued, whichever
      * worker the kernel gives it to. */
     fprintf(stderr,

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,17 +85,25 @@ int workers_run(struct server *s, server_run_fn run, const int *listeners, int n
         return -1;
     }
     /* Blocked before the first fork, so no stop or exit can slip between a check and
-     * the wait: the parent takes these three with sigwaitinfo(), never in a handler.
-     * (A blocked SIGCHLD stays pending even though its default action is to ignore.) */
+     * the wait: the parent takes these four with sigwaitinfo(), never in a handler.
+     * (A blocked SIGCHLD stays pending even though its default action is to ignore.)
+     * SIGHUP stops like SIGTERM: see install_signals() in server.c. */
     sigemptyset(&waited);
     sigaddset(&waited, SIGINT);
     sigaddset(&waited, SIGTERM);
+    sigaddset(&waited, SIGHUP);
     sigaddset(&waited, SIGCHLD);
     sigprocmask(SIG_BLOCK, &waited, &old);
 
+    pid_t parent = getpid();
     for (int i = 0; i < n; i++) {
         pid_t pid = fork();
         if (pid == 0) {
+            /* A parent that dies without stopping us (SIGKILL, a crash) must not leave
+             * us serving the port with nobody to stop or reap us: its death stops us as
+             * SIGTERM would. It may have died before the prctl: then getppid() tells. */
+            if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+                _exit(1);
             sigprocmask(SIG_SETMASK, &old, NULL);
             for (int j = 0; j < n; j++)
                 if (listeners[j] != listeners[i]) /* the others' (none when shared) */
@@ -130,7 +139,7 @@ int workers_run(struct server *s, server_run_fn run, const int *listeners, int n
          * before a worker's blocking call would otherwise wait for its timeout. */
         struct timespec second = {.tv_sec = 1};
         int sig = stopping ? sigtimedwait(&waited, NULL, &second) : sigwaitinfo(&waited, NULL);
-        if (sig == SIGINT || sig == SIGTERM || (sig < 0 && errno == EAGAIN)) {
+        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || (sig < 0 && errno == EAGAIN)) {
             stopping = true;
             signal_workers(w, n);
         } else if (sig == SIGCHLD) {
