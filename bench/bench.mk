@@ -14,7 +14,7 @@
 #   make bench-ci-update rewrites results/profile.json and prints what changed (commit it)
 #   make bench-baseline  rewrites results/baseline.csv (commit it)
 #   make demo-idle       for a class: poll against epoll with 0 and 5,000 idle connections
-#                        (bench/demo_idle.py: idlers + loadgen, no peers, no root, ~30 s)
+#                        (bench/demo_idle.py: idlers + loadgen, no peers, no root, ~25 s)
 #
 # Each writes results/RUN_ID/. Environment knobs (BENCH_SERVERS, BENCH_PEERS, BENCH_OPEN_CONNS,
 # BENCH_CONNS, BENCH_SECS, BENCH_IDLE, BENCH_BUDGET, ...) are described in docs/bench.md.

@@ -15,7 +15,7 @@ is CPU per request (and latency), not req/s. No root, no peers (nginx, h2o, ligh
 run), nothing written under results/: the logs go to a temporary directory, kept and named
 only when something failed.
 
-Knobs (environment): DEMO_IDLE (default 5000), DEMO_RATE (2000), DEMO_SECS (3).
+Knobs (environment): DEMO_IDLE (default 5000), DEMO_RATE (2000), DEMO_SECS (5).
 """
 
 import os
@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import openloop  # noqa: E402
 import procs  # noqa: E402
 import www  # noqa: E402
+from c10kutil import proc_fds  # noqa: E402
 from measure import MeasureError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +45,7 @@ def config():
     return types.SimpleNamespace(
         idle=int(os.environ.get("DEMO_IDLE", "5000")),
         rate=float(os.environ.get("DEMO_RATE", "2000")),
-        open_secs=float(os.environ.get("DEMO_SECS", "3")), open_warm=0.5,
+        open_secs=float(os.environ.get("DEMO_SECS", "5")), open_warm=0.5,
         open_timeout=2.0, open_connect_timeout=30.0, client_rt=False,
         server_cores=cpus[:half], client_cores=cpus[half:] or cpus)
 
@@ -58,6 +59,9 @@ def point(server, m, cfg, logs, log):
                                   os.path.join(logs, "idlers.log"))
             if idlers.start() < m:
                 raise MeasureError(f"only {idlers.open} of {m} idle connections opened")
+        # run_point first waits for the server's fd count to fall back to what it was at
+        # its first point (settle); the idle connections are meant to stay: count them in.
+        server.idle_fds = proc_fds(server.pid()) or 0
         return openloop.run_point(LOADGEN, server, BUSY_CONNS, cfg.rate, False, cfg, log,
                                   f"{server.name} idle={m}", None)
     finally:
