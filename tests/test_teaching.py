@@ -6,6 +6,8 @@
     demo_idle   make demo-idle's script (bench/demo_idle.py), shortened: both servers, both
                 idle steps, a ratio line each
     trace       scripts/trace.sh epoll prints the two requests' calls and draws the swimlane
+    upper_*     examples/upper_{callbacks,yieldfrom,async}.py: the same line protocol three
+                ways, each serving three interleaved clients (a line split in two, quit)
 
 Needs make, make bench-idlers bench-loadgen. Ends with "N passed, M failed". No timings
 are judged: the figures a run prints are the lecture's, not the test's.
@@ -13,6 +15,7 @@ are judged: the figures a run prints are the lecture's, not the test's.
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -51,6 +54,51 @@ def trace():
     assert rc == 0, f"exit {rc}:\n{out}"
     assert "No such file" not in out, out
     assert out.count("recvfrom(") >= 2 and "epoll_wait(" in out, out
+
+
+def upper_example(name):
+    p = subprocess.Popen([sys.executable, f"examples/upper_{name}.py", "--port", "0"], cwd=REPO,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        m = re.match(r"listening on 127.0.0.1:(\d+)", p.stdout.readline())
+        assert m, f"upper_{name}.py printed no listening line"
+        port = int(m.group(1))
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+        a, b, c = clients
+        b.sendall(b"wor")  # half a line: the server must keep it and serve the others
+        a.sendall(b"hello\n")
+        c.sendall(b"one\ntwo\n")
+        b.sendall(b"ld\n")
+
+        def lines(sock, n):
+            data = b""
+            while data.count(b"\n") < n:
+                chunk = sock.recv(4096)
+                assert chunk, "server closed early"
+                data += chunk
+            return data
+
+        assert lines(a, 1) == b"HELLO\n"
+        assert lines(b, 1) == b"WORLD\n"
+        assert lines(c, 2) == b"ONE\nTWO\n"
+        for s in clients:
+            s.sendall(b"quit\n")
+            assert s.recv(10) == b"", "quit did not close the connection"
+            s.close()
+    finally:
+        p.terminate()
+        p.wait(timeout=5)
+
+
+def upper_case(name):
+    def fn():
+        upper_example(name)
+    fn.__name__ = f"upper_{name}"
+    return fn
+
+
+for _name in ("callbacks", "yieldfrom", "async"):
+    CASES.append(upper_case(_name))
 
 
 def main():
