@@ -6,6 +6,9 @@
     demo_idle   make demo-idle's script (bench/demo_idle.py), shortened: both servers, both
                 idle steps, a ratio line each
     trace       scripts/trace.sh epoll prints the two requests' calls and draws the swimlane
+    slides      make slides builds one HTML file: at least 18 slides, figures inside, no
+                outside resource, no font under 24 px; with chromium installed, a headless
+                screenshot of the first slide (its path printed), else a line saying so
     upper_*     examples/upper_{callbacks,yieldfrom,async}.py: the same line protocol three
                 ways, each serving three interleaved clients (a line split in two, quit)
 
@@ -54,6 +57,34 @@ def trace():
     assert rc == 0, f"exit {rc}:\n{out}"
     assert "No such file" not in out, out
     assert out.count("recvfrom(") >= 2 and "epoll_wait(" in out, out
+
+
+@case
+def slides():
+    rc, out = run(["make", "slides"])
+    assert rc == 0, f"make slides: exit {rc}:\n{out}"
+    path = os.path.join(REPO, "build", "slides", "index.html")
+    html = open(path, encoding="utf-8").read()
+    assert html.count("<section") >= 18, f"{html.count('<section')} slides"
+    assert "data:image/svg+xml" in html, "figures not embedded"
+    # Offline: nothing fetched from elsewhere (a link the reader may click is not a fetch).
+    fetched = re.findall(r'<(?:script|img|link)[^>]*(?:src|href)="(https?:[^"]*)"', html)
+    assert not fetched, f"outside resources: {fetched}"
+    sizes = [int(px) for px in re.findall(r"font-size:\s*(\d+)px", html)]
+    assert sizes and min(sizes) >= 24, f"font sizes {sorted(set(sizes))}"
+    chromium = next((c for c in ("chromium", "chromium-browser")
+                     if subprocess.run(["sh", "-c", f"command -v {c}"],
+                                       stdout=subprocess.DEVNULL).returncode == 0), None)
+    if not chromium:
+        print("     slides: no chromium here, so no screenshot (apt-get install chromium)")
+        return
+    png = os.path.join(REPO, "build", "slides", "slide-1.png")
+    if os.path.exists(png):
+        os.unlink(png)
+    run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,960",
+         f"--screenshot={png}", f"file://{path}#1"], timeout=120)
+    assert os.path.exists(png) and os.path.getsize(png) > 10000, "no screenshot written"
+    print(f"     slides: first slide rendered by {chromium} --headless: {png}")
 
 
 def upper_example(name):
