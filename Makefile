@@ -138,6 +138,18 @@ $(SLIDES): docs/slides.md docs/slides-style.html docs/figures/five-models.svg do
 	  --resource-path=docs -o $@ docs/slides.md
 	@echo "slides: $@ (open it in a browser; arrow keys move)"
 
+# ---- teaching: the lab "write a poller" (docs/lab.md) ---------------------------------
+# make grade LAB=DIR links DIR/poller.c with the shared event loop into build/grade/ltepoll
+# and grades it (labs/grade.py): the integration suite and the counted profile.
+LAB ?= labs/poller
+GRADE_BIN := $(BUILD)/grade/ltepoll
+.PHONY: grade
+grade: $(BUILD)/common/loop.o $(BUILD)/libc10k.a
+	@mkdir -p $(dir $(GRADE_BIN))
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $(GRADE_BIN) $(LAB)/poller.c \
+	  $(BUILD)/common/loop.o $(BUILD)/libc10k.a $(LDLIBS)
+	@python3 labs/grade.py $(GRADE_BIN)
+
 clean:
 	rm -rf build build-asan build-ubsan build-tsan build-fuzz bin bin-asan bin-ubsan bin-tsan
 
