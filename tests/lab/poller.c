@@ -34,17 +34,16 @@ static uint32_t epoll_bits(int mask)
 
 struct poller *poller_create(struct server *s)
 {
-    (void)s;
+    (void)s; /* the listener is level-triggered like every other fd here */
     struct poller *p = malloc(sizeof *p);
-    if (!p)
-        return NULL;
-    p->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (p->epfd < 0) {
+    int epfd = p ? epoll_create1(EPOLL_CLOEXEC) : -1;
+    if (epfd < 0) {
         int saved = errno;
         free(p);
         errno = saved;
         return NULL;
     }
+    p->epfd = epfd;
     return p;
 }
 
@@ -72,18 +71,26 @@ void poller_del(struct poller *p, int fd)
     (void)p, (void)fd;
 }
 
+/* What the loop is told: readable (EPOLLRDHUP too: read on to see the end),
+ * writable, and error or hang-up, which the next I/O call will name. */
+static int poller_mask(uint32_t e)
+{
+    int mask = 0;
+    if (e & (EPOLLIN | EPOLLRDHUP))
+        mask |= POLLER_READ;
+    if (e & EPOLLOUT)
+        mask |= POLLER_WRITE;
+    if (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+        mask |= POLLER_ERROR;
+    return mask;
+}
+
 int poller_wait(struct poller *p, struct poller_event *fired, int max, int timeout_ms)
 {
-    if (max > EPOLL_BATCH)
-        max = EPOLL_BATCH;
-    int n = epoll_wait(p->epfd, p->events, max, timeout_ms);
-    for (int i = 0; i < n; i++) {
-        uint32_t e = p->events[i].events;
-        fired[i].fd = p->events[i].data.fd;
-        fired[i].mask = (e & (EPOLLIN | EPOLLRDHUP) ? POLLER_READ : 0) |
-                        (e & EPOLLOUT ? POLLER_WRITE : 0) |
-                        (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP) ? POLLER_ERROR : 0);
-    }
+    int n = epoll_wait(p->epfd, p->events, max < EPOLL_BATCH ? max : EPOLL_BATCH, timeout_ms);
+    for (int i = 0; i < n; i++)
+        fired[i] = (struct poller_event){.fd = p->events[i].data.fd,
+                                         .mask = poller_mask(p->events[i].events)};
     return n;
 }
 
