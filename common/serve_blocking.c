@@ -202,8 +202,7 @@ int serve_threads(struct server *s)
     while (!server_stopping()) {
         int fd = server_accept(s, false);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                server_warn(s, "accept: %s", strerror(errno));
+            server_accept_failed(s, errno);
             continue;
         }
         pthread_sigmask(SIG_BLOCK, &stop_signals, &old);

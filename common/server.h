@@ -72,6 +72,11 @@ bool server_stopping(void);
  */
 int server_accept(struct server *s, bool nonblock);
 
+/* After an accept failed with err (server_accept()'s errno, or an io_uring accept's
+ * -res): warns, unless err only means "nothing to accept now" or belongs to the one
+ * connection that failed. server.c says why each errno is which. */
+void server_accept_failed(const struct server *s, int err);
+
 /* For the loops that accept until EAGAIN: the next queued connection, accepted
  * nonblocking and opened, or NULL once the backlog is empty (a lasting error is
  * reported here). */

@@ -264,8 +264,7 @@ static int actor_run(struct server *s)
     while (!server_stopping()) {
         int fd = server_accept(s, true); /* the connection nonblocking, for its loop */
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                server_warn(s, "accept: %s", strerror(errno));
+            server_accept_failed(s, errno);
             continue;
         }
         if (mailbox_post(&loops[next].box, fd) < 0) {

@@ -111,8 +111,7 @@ static int fork_run(struct server *s)
         reap(&f);
         int fd = server_accept(s, false); /* counts live children against --max-conns */
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                server_warn(s, "accept: %s", strerror(errno));
+            server_accept_failed(s, errno);
             continue;
         }
         pid_t pid = fork();
