@@ -53,6 +53,7 @@ int serve_listen_blocking(struct server *s)
     if (flags < 0 || fcntl(s->listen_fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
         return -1;
     serve_set_timeout(s->listen_fd, SO_RCVTIMEO, 1000);
+    s->listen_blocking = true; /* server_accept() then waits a while for a client to refuse */
     return 0;
 }
 

@@ -256,9 +256,7 @@ int server_accept(struct server *s, bool nonblock)
             struct pollfd pfd = {.fd = s->listen_fd, .events = POLLIN};
             if (!waited) {
                 waited = true;
-                int fl = fcntl(s->listen_fd, F_GETFL);
-                bool blocking_listener = fl >= 0 && !(fl & O_NONBLOCK); /* bin/blocking's */
-                if (poll(&pfd, 1, blocking_listener ? 1000 : 0) <= 0) {
+                if (poll(&pfd, 1, s->listen_blocking ? 1000 : 0) <= 0) {
                     errno = EAGAIN;
                     return -1;
                 }
