@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "server.h"
 
 #define THREAD_STACK_SIZE (128 * 1024)
 #define SENDFILE_CHUNK (64 * 1024) /* one splice's worth: one wait for room per call */

@@ -6,6 +6,7 @@
 #include "workers.h"
 
 #include "children.h"
+#include "server.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -59,7 +60,8 @@ void workers_report(int worker, unsigned long requests, unsigned long connection
             connections);
 }
 
-int workers_run(struct server *s, server_run_fn run, const int *listeners, int n, bool *in_worker)
+int workers_run(struct server *s, int (*run)(struct server *s), const int *listeners, int n,
+                bool *in_worker)
 {
     struct worker_procs w = {.s = s};
     struct worker_tally *tally;

@@ -31,6 +31,7 @@
 #include "clock.h"
 #include "drive.h"
 #include "serve_blocking.h"
+#include "server.h"
 #include "workers.h"
 
 #define ACTOR_LOOPS 2 /* --workers default: one per core of the machine this was measured on */

@@ -26,6 +26,7 @@
 
 #include "children.h"
 #include "serve_blocking.h"
+#include "server.h"
 
 struct forker {
     struct server *s;
