@@ -1,4 +1,4 @@
-# c10k - five Unix I/O models as eight HTTP servers, and the bench that compares them.
+# c10k - five Unix I/O models as thirteen HTTP servers, and the bench that compares them.
 #
 #   make            build bin/*
 #   make test       install what is missing, build, run every test
