@@ -122,7 +122,7 @@ int workers_run(struct server *s, int (*run)(struct server *s), const int *liste
         if (i == 0 || listeners[i] != listeners[0])
             close(listeners[i]);
 
-    /* Serving until a stop signal, or until one worker is gone: the port is then half
+    /* Serving until a stop signal, or until a worker fails: the port is then half
      * served, so the others are stopped too. */
     while (!w.failed && w.kids.n > 0) {
         int sig = sigwaitinfo(&waited, NULL);
