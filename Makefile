@@ -1,4 +1,4 @@
-# c10k - five Unix I/O models as eight HTTP servers, and the bench that compares them.
+# c10k - five Unix I/O models as thirteen HTTP servers, and the bench that compares them.
 #
 #   make            build bin/*
 #   make test       install what is missing, build, run every test
@@ -11,7 +11,13 @@
 VERSION := 0.1.0
 CC      ?= cc
 OPT     ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Icommon \
+# Beyond -Wall -Wextra: a local that hides another, a function with no prototype in
+# scope (it should be static or in a header), () meaning "any arguments", a format
+# that is not a literal, #if on an undefined name, a variable-length array on the
+# stack, a switch case that falls through without saying so.
+WARNINGS := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \
+            -Wundef -Wvla -Wimplicit-fallthrough
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARNINGS) -Werror -Icommon \
            -DC10K_VERSION=\"$(VERSION)\" -MMD -MP
 LDLIBS  += -lhttp_parser -lpthread
 

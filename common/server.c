@@ -168,12 +168,38 @@ fail:;
     return -1;
 }
 
-static bool accept_error_is_transient(int err)
+/* What an accept error tells the server to do. Every errno's reason is given here, once:
+ * server_accept() acts on it, and server_accept_failed() keeps quiet about all but the last. */
+enum accept_error {
+    ACCEPT_LATER,   /* nothing to take now: back to the model's wait */
+    ACCEPT_NO_FDS,  /* out of fds: refuse the waiting client with the spare fd */
+    ACCEPT_NEXT,    /* that one connection failed, not the listener: accept the next */
+    ACCEPT_LASTING, /* the listener itself is in trouble: worth a warning */
+};
+
+static enum accept_error accept_error_kind(int err)
 {
-    /* accept(2): these belong to the one connection that failed, not to the listener. */
     switch (err) {
+    /* The backlog is empty (a nonblocking listener, or the 1 s SO_RCVTIMEO of a blocking
+     * one), or a signal came: the stop, or bin/fork's SIGCHLD. */
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+    case EINTR:
+    /* io_uring's answer for an accept the server cancelled itself, which it does on a stop. */
+    case ECANCELED: return ACCEPT_LATER;
+    /* Linux says EMFILE before it checks the queue: it does not mean a client waits, so
+     * server_accept() checks first, and stops at EAGAIN once nobody waits (libuv b3ab332),
+     * or it would spend and reopen the spare fd forever. */
+    case EMFILE:
+    case ENFILE: return ACCEPT_NO_FDS;
+    /* The client reset the connection while it sat in the backlog. */
     case ECONNABORTED:
+    /* A protocol error on that one connection (accept(2): retry as for EAGAIN). */
     case EPROTO:
+    /* Network errors already pending on the new socket, which Linux passes on from accept():
+     * accept(2) lists these for TCP/IP and says to treat them as EAGAIN. */
     case ENETDOWN:
     case ENOPROTOOPT:
     case EHOSTDOWN:
@@ -181,9 +207,16 @@ static bool accept_error_is_transient(int err)
     case EHOSTUNREACH:
     case EOPNOTSUPP:
     case ENETUNREACH:
-    case EPERM: return true;
-    default: return false;
+    /* A firewall rule refused that connection. */
+    case EPERM: return ACCEPT_NEXT;
+    default: return ACCEPT_LASTING;
     }
+}
+
+void server_accept_failed(const struct server *s, int err)
+{
+    if (accept_error_kind(err) == ACCEPT_LASTING)
+        server_warn(s, "accept: %s", strerror(err));
 }
 
 bool server_admit(struct server *s, int fd)
@@ -213,7 +246,8 @@ int server_accept(struct server *s, bool nonblock)
                 return fd;
             continue;
         }
-        if (errno == EMFILE || errno == ENFILE) {
+        enum accept_error kind = accept_error_kind(errno);
+        if (kind == ACCEPT_NO_FDS) {
             /* Out of fds: spend the spare one to take the connection off the queue and
              * close it, so the client hears "no" instead of waiting. Linux says EMFILE
              * before it checks the queue, so first make sure a client is queued (a
@@ -222,9 +256,7 @@ int server_accept(struct server *s, bool nonblock)
             struct pollfd pfd = {.fd = s->listen_fd, .events = POLLIN};
             if (!waited) {
                 waited = true;
-                int fl = fcntl(s->listen_fd, F_GETFL);
-                bool blocking_listener = fl >= 0 && !(fl & O_NONBLOCK); /* bin/blocking's */
-                if (poll(&pfd, 1, blocking_listener ? 1000 : 0) <= 0) {
+                if (poll(&pfd, 1, s->listen_blocking ? 1000 : 0) <= 0) {
                     errno = EAGAIN;
                     return -1;
                 }
@@ -239,14 +271,14 @@ int server_accept(struct server *s, bool nonblock)
             s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
             if (fd < 0) {
                 errno = err;
-                if (err == EMFILE || err == ENFILE)
+                if (accept_error_kind(err) == ACCEPT_NO_FDS)
                     errno = EAGAIN; /* the spare is gone for now: try on the next event */
                 return -1;
             }
             waited = false; /* refused one; check the queue again before the next */
             continue;
         }
-        if (!accept_error_is_transient(errno))
+        if (kind != ACCEPT_NEXT)
             return -1;
     }
 }
@@ -255,8 +287,7 @@ struct conn *server_accept_next(struct server *s)
 {
     int fd = server_accept(s, true);
     if (fd < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            server_warn(s, "accept: %s", strerror(errno));
+        server_accept_failed(s, errno);
         return NULL;
     }
     return server_open_conn(s, fd);

@@ -5,6 +5,9 @@
  */
 #include "workers.h"
 
+#include "children.h"
+#include "server.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,7 +15,6 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 /* One per worker, in a shared anonymous mapping: the worker writes its counts as it
@@ -21,17 +23,14 @@ struct worker_tally {
     unsigned long requests, connections;
 };
 
-struct worker_proc {
-    pid_t pid; /* 0 once reaped */
-    int status;
+/* The parent's view of its workers. */
+struct worker_procs {
+    struct server *s;
+    pid_t pid_of[WORKERS_MAX];    /* worker i's pid, for the messages */
+    pid_t kids_room[WORKERS_MAX]; /* kids.pids */
+    struct children kids;         /* the workers not yet reaped */
+    int failed;                   /* workers that exited with an error or a signal */
 };
-
-static void signal_workers(struct worker_proc *w, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (w[i].pid > 0)
-            kill(w[i].pid, SIGTERM);
-}
 
 static void describe_status(int status, char *out, size_t size)
 {
@@ -41,26 +40,18 @@ static void describe_status(int status, char *out, size_t size)
         snprintf(out, size, "exit status %d", WEXITSTATUS(status));
 }
 
-/* Reaps the workers that exited; returns how many of them failed. */
-static int reap(struct server *s, struct worker_proc *w, int n, int *live)
+static void worker_gone(void *arg, pid_t pid, int status)
 {
-    int failed = 0, status;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (int i = 0; i < n; i++) {
-            if (w[i].pid != pid)
-                continue;
-            w[i] = (struct worker_proc){.pid = 0, .status = status};
-            (*live)--;
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                char why[48];
-                describe_status(status, why, sizeof why);
-                server_warn(s, "worker %d (pid %d): %s", i, (int)pid, why);
-                failed++;
-            }
-        }
-    }
-    return failed;
+    struct worker_procs *w = arg;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return;
+    int i = 0;
+    while (i < WORKERS_MAX - 1 && w->pid_of[i] != pid)
+        i++;
+    char why[48];
+    describe_status(status, why, sizeof why);
+    server_warn(w->s, "worker %d (pid %d): %s", i, (int)pid, why);
+    w->failed++;
 }
 
 void workers_report(int worker, unsigned long requests, unsigned long connections)
@@ -69,14 +60,14 @@ void workers_report(int worker, unsigned long requests, unsigned long connection
             connections);
 }
 
-int workers_run(struct server *s, server_run_fn run, const int *listeners, int n, bool *in_worker)
+int workers_run(struct server *s, int (*run)(struct server *s), const int *listeners, int n,
+                bool *in_worker)
 {
-    struct worker_proc w[WORKERS_MAX] = {{0}};
+    struct worker_procs w = {.s = s};
     struct worker_tally *tally;
     sigset_t waited, old;
-    int live = 0, failed = 0;
-    bool stopping = false;
 
+    w.kids.pids = w.kids_room;
     *in_worker = false;
     tally = mmap(NULL, (size_t)n * sizeof *tally, PROT_READ | PROT_WRITE,
                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -119,38 +110,28 @@ int workers_run(struct server *s, server_run_fn run, const int *listeners, int n
         }
         if (pid < 0) {
             server_warn(s, "cannot start worker %d: %s", i, strerror(errno));
-            failed++;
+            w.failed++;
             break;
         }
-        w[i].pid = pid;
-        live++;
+        w.pid_of[i] = pid;
+        children_add(&w.kids, pid);
     }
     /* The parent serves nothing. Were it to keep a listener, a worker that died would
      * leave its share of the connections queued on a socket nobody accepts from. */
     for (int i = 0; i < n; i++)
         if (i == 0 || listeners[i] != listeners[0])
             close(listeners[i]);
-    if (failed)
-        signal_workers(w, n);
-    stopping = failed > 0;
 
-    while (live > 0) {
-        /* Once stopping, the signal is sent again every second: one that came just
-         * before a worker's blocking call would otherwise wait for its timeout. */
-        struct timespec second = {.tv_sec = 1};
-        int sig = stopping ? sigtimedwait(&waited, NULL, &second) : sigwaitinfo(&waited, NULL);
-        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || (sig < 0 && errno == EAGAIN)) {
-            stopping = true;
-            signal_workers(w, n);
-        } else if (sig == SIGCHLD) {
-            int died = reap(s, w, n, &live);
-            failed += died;
-            if (died && !stopping) { /* one worker gone: the port is half served; stop */
-                stopping = true;
-                signal_workers(w, n);
-            }
-        }
+    /* Serving until a stop signal, or until a worker fails: the port is then half
+     * served, so the others are stopped too. */
+    while (!w.failed && w.kids.n > 0) {
+        int sig = sigwaitinfo(&waited, NULL);
+        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP)
+            break;
+        if (sig == SIGCHLD)
+            children_reap(&w.kids, worker_gone, &w);
     }
+    children_stop(&w.kids, &waited, worker_gone, &w);
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     for (int i = 0; i < n; i++) {
@@ -159,5 +140,5 @@ int workers_run(struct server *s, server_run_fn run, const int *listeners, int n
         atomic_fetch_add(&s->connections, tally[i].connections);
     }
     munmap(tally, (size_t)n * sizeof *tally);
-    return failed ? -1 : 0;
+    return w.failed ? -1 : 0;
 }

@@ -25,6 +25,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "loop.h"
 #include "poller.h"
 
 struct poller {

@@ -16,6 +16,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "loop.h"
 #include "poller.h"
 
 #define EPOLL_BATCH 1024
