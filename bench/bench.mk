@@ -13,7 +13,8 @@
 #   make bench-ci-det    the deterministic layer alone
 #   make bench-ci-update rewrites results/profile.json and prints what changed (commit it)
 #   make bench-baseline  rewrites results/baseline.csv (commit it)
-#   make demo-idle       for a class: poll against epoll with 0 and 5,000 idle connections
+#   make demo-idle       for a class: poll against epoll with 0 and 5,000 idle connections,
+#                        printed and drawn into build/demo-idle/demo-idle.png
 #                        (bench/demo_idle.py: idlers + loadgen, no peers, no root, ~25 s)
 #
 # Each writes results/RUN_ID/. Environment knobs (BENCH_SERVERS, BENCH_PEERS, BENCH_OPEN_CONNS,

@@ -4,7 +4,7 @@
     python3 tests/test_teaching.py [-k NAME]
 
     demo_idle   make demo-idle's script (bench/demo_idle.py), shortened: both servers, both
-                idle steps, a ratio line each
+                idle steps, a ratio line each, the points and (with gnuplot) the plot
     trace       scripts/trace.sh epoll prints the two requests' calls and draws the swimlane
     slides      make slides builds one HTML file: at least 18 slides, figures inside, no
                 outside resource, no font under 24 px; with chromium installed, a headless
@@ -40,9 +40,23 @@ def run(cmd, env=None, timeout=300):
 
 @case
 def demo_idle():
+    plot_dir = os.path.join(REPO, "build", "test-demo-idle")
+    png = os.path.join(plot_dir, "demo-idle.png")
+    if os.path.exists(png):
+        os.unlink(png)
     rc, out = run([sys.executable, "bench/demo_idle.py"],
-                  env={"DEMO_IDLE": "300", "DEMO_SECS": "0.5", "DEMO_RATE": "500"})
+                  env={"DEMO_IDLE": "300", "DEMO_SECS": "0.5", "DEMO_RATE": "500",
+                       "DEMO_OUT": plot_dir})
     assert rc == 0, f"exit {rc}:\n{out}"
+    csv = os.path.join(plot_dir, "points.csv")
+    assert os.path.exists(csv), f"no {csv}:\n{out}"
+    points = open(csv).read().splitlines()
+    assert len(points) == 5 and points[0] == "server,idle,p99_ms,cpu_us_per_req", points
+    if subprocess.run(["sh", "-c", "command -v gnuplot"], stdout=subprocess.DEVNULL).returncode:
+        print("     demo_idle: no gnuplot here, so no plot")
+    else:
+        assert os.path.getsize(png) > 10000 and "demo-idle: plot" in out, out
+        print(f"     demo_idle: plot drawn: {png}")
     for server in ("poll", "epoll"):
         for m in (0, 300):
             assert re.search(rf"^{server}\s+{m}\s+\d+", out, re.M), f"no {server} idle={m}:\n{out}"
