@@ -5,6 +5,8 @@
 
     demo_idle   make demo-idle's script (bench/demo_idle.py), shortened: both servers, both
                 idle steps, a ratio line each, the points and (with gnuplot) the plot
+    demo_rpc    make demo-rpc's script (bench/demo_rpc.py), shortened: loadgen and the
+                thread-per-call client at the same load, each seen with its thread count
     trace       scripts/trace.sh epoll prints the two requests' calls and draws the swimlane
     slides      make slides builds one HTML file: at least 18 slides, figures inside, no
                 outside resource, no font under 24 px; with chromium installed, a headless
@@ -12,8 +14,8 @@
     upper_*     examples/upper_{callbacks,yieldfrom,async}.py: the same line protocol three
                 ways, each serving three interleaved clients (a line split in two, quit)
 
-Needs make, make bench-idlers bench-loadgen. Ends with "N passed, M failed". No timings
-are judged: the figures a run prints are the lecture's, not the test's.
+Needs make, make bench-idlers bench-loadgen build/bench/rpc_threads. Ends with "N passed,
+M failed". No timings are judged: the figures a run prints are the lecture's, not the test's.
 """
 
 import os
@@ -62,6 +64,19 @@ def demo_idle():
             assert re.search(rf"^{server}\s+{m}\s+\d+", out, re.M), f"no {server} idle={m}:\n{out}"
         assert re.search(rf"^{server}: CPU per request x[\d.]+ with 300 idle", out, re.M), out
     assert "nginx" not in out and "h2o" not in out and "lighttpd" not in out, out
+
+
+@case
+def demo_rpc():
+    rc, out = run([sys.executable, "bench/demo_rpc.py"],
+                  env={"DEMO_RPC_CONNS": "20", "DEMO_RPC_RATES": "400", "DEMO_SECS": "0.5"})
+    assert rc == 0, f"exit {rc}:\n{out}"
+    # client, conns, offered, threads, calls/s, p50, p99, CPU us/call, switches/call, RSS
+    rows = {m[0]: m for m in re.findall(r"^(async|threads)\s+20\s+400\s+(\d+)\s+(\d+)\s+"
+                                        r"[\d.]+\s+[\d.]+\s+([\d.]+)", out, re.M)}
+    assert set(rows) == {"async", "threads"}, out
+    assert rows["async"][1] == "1" and rows["threads"][1] == "21", out  # threads seen in /proc
+    assert "errors" not in out, out
 
 
 @case
