@@ -109,8 +109,8 @@ static int call(struct worker *w, char *buf, size_t buf_size, const char *req, s
         head_end = strstr(buf, "\r\n\r\n");
     }
     const char *length = strcasestr(buf, "\r\nContent-Length:");
-    if (!length || length > head_end)
-        return -1;
+    if (!length || length > head_end || strncmp(buf, "HTTP/1.1 2", 10) != 0)
+        return -1; /* an answer that is not a success counts as an error */
     /* The body is not kept, only counted: one call in flight, so nothing follows it. */
     long left = strtol(length + 17, NULL, 10) - (long)(have - (size_t)(head_end + 4 - buf));
     while (left > 0) {
