@@ -27,35 +27,32 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import openloop  # noqa: E402
 import procs  # noqa: E402
-import www  # noqa: E402
 from c10kutil import proc_fds  # noqa: E402
+from demo_common import (BUILD_DIR, REPO, bench_tool, finish, require, scratch,  # noqa: E402
+                         split_cores)
 from measure import MeasureError  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD_DIR = os.path.join(REPO, os.environ.get("BUILD", "build"))
-IDLERS = os.path.join(BUILD_DIR, "bench", "idlers")
-LOADGEN = os.path.join(BUILD_DIR, "bench", "loadgen")
+IDLERS = bench_tool("idlers")
+LOADGEN = bench_tool("loadgen")
 BUSY_CONNS = 100
 COLOUR = {"poll": "#b35900", "epoll": "#1f77b4"}  # strong on a projector
 
 
 def config():
-    cpus = sorted(os.sched_getaffinity(0))
-    half = max(1, len(cpus) // 2)
+    server_cores, client_cores = split_cores()
     return types.SimpleNamespace(
         idle=[int(m) for m in os.environ.get("DEMO_IDLE", "5000").split(",")],
         out=os.environ.get("DEMO_OUT", os.path.join(BUILD_DIR, "demo-idle")),
         rate=float(os.environ.get("DEMO_RATE", "2000")),
         open_secs=float(os.environ.get("DEMO_SECS", "5")), open_warm=0.5,
         open_timeout=2.0, open_connect_timeout=30.0, client_rt=False,
-        server_cores=cpus[:half], client_cores=cpus[half:] or cpus)
+        server_cores=server_cores, client_cores=client_cores)
 
 
 def point(server, m, cfg, logs, log):
@@ -129,14 +126,10 @@ def plot(out, cfg, points):
 
 def main():
     names = sys.argv[1:] or ["poll", "epoll"]
-    for tool in [IDLERS, LOADGEN] + [os.path.join(REPO, "bin", n) for n in names]:
-        if not os.access(tool, os.X_OK):
-            sys.exit(f"demo-idle: no {os.path.relpath(tool, REPO)}: run make demo-idle")
+    require("demo-idle", [IDLERS, LOADGEN] + [os.path.join(REPO, "bin", n) for n in names])
     cfg = config()
     procs.install_cleanup()
-    logs = tempfile.mkdtemp(prefix="c10k-demo-idle.")
-    root = os.path.join(logs, "www")
-    www.generate(root)
+    logs, root = scratch("demo-idle")
     failed = False
     points = []
     print(f"demo-idle: {BUSY_CONNS} busy connections at {cfg.rate:g} requests/s (open loop), "
@@ -173,11 +166,7 @@ def main():
     if png:
         shown = os.path.relpath(png) if png.startswith(os.getcwd() + os.sep) else png
         print(f"demo-idle: plot {shown} (and .svg)", flush=True)
-    if failed:
-        print(f"demo-idle: logs kept in {logs}", flush=True)
-        return 1
-    shutil.rmtree(logs, ignore_errors=True)
-    return 0
+    return finish("demo-idle", logs, failed)
 
 
 if __name__ == "__main__":

@@ -24,21 +24,17 @@ Knobs (environment): DEMO_RPC_CONNS (default 1000; a list runs each), DEMO_RPC_R
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import procs  # noqa: E402
-import www  # noqa: E402
+from demo_common import REPO, bench_tool, finish, require, scratch, split_cores  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD_DIR = os.path.join(REPO, os.environ.get("BUILD", "build"))
-LOADGEN = os.path.join(BUILD_DIR, "bench", "loadgen")
-THREADS = os.path.join(BUILD_DIR, "bench", "rpc_threads")
+LOADGEN = bench_tool("loadgen")
+THREADS = bench_tool("rpc_threads")
 WARMUP = 0.5
 
 
@@ -84,19 +80,13 @@ def run_client(kind, n, port, rate, secs, cores):
 
 
 def main():
-    for tool in (LOADGEN, THREADS, os.path.join(REPO, "bin", "epoll")):
-        if not os.access(tool, os.X_OK):
-            sys.exit(f"demo-rpc: no {os.path.relpath(tool, REPO)}: run make demo-rpc")
+    require("demo-rpc", (LOADGEN, THREADS, os.path.join(REPO, "bin", "epoll")))
     conns = [int(n) for n in os.environ.get("DEMO_RPC_CONNS", "1000").split(",")]
     rates = [float(r) for r in os.environ.get("DEMO_RPC_RATES", "2000,10000").split(",")]
     secs = float(os.environ.get("DEMO_SECS", "3"))
-    cpus = sorted(os.sched_getaffinity(0))
-    half = max(1, len(cpus) // 2)
-    server_cores, client_cores = cpus[:half], cpus[half:] or cpus
+    server_cores, client_cores = split_cores()
     procs.install_cleanup()
-    logs = tempfile.mkdtemp(prefix="c10k-demo-rpc.")
-    root = os.path.join(logs, "www")
-    www.generate(root)
+    logs, root = scratch("demo-rpc")
     print(f"demo-rpc: bin/epoll on CPU {','.join(map(str, server_cores))}; each client on CPU "
           f"{','.join(map(str, client_cores))} offers a fixed rate of GET /small.txt "
           f"(open loop) for {secs:g} s", flush=True)
@@ -111,8 +101,7 @@ def main():
             for kind in ("async", "threads"):
                 r = run_client(kind, n, server.port, rate, secs, client_cores)
                 print(f"{kind:<8} {n:>6} {rate:>7g} {r['threads']:>7} {r['rps']:>8.0f} "
-                      f"{r['p50']:>7.2f} "
-                      f"{r['p99']:>7.2f} {r['cpu_us']:>11.1f} {r['switches']:>13.2f} "
+                      f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['cpu_us']:>11.1f} {r['switches']:>13.2f} "
                       f"{r['rss_mib']:>8.1f}" + (f"  ({r['errors']} errors)" if r["errors"] else ""),
                       flush=True)
     except (procs.StartError, RuntimeError, OSError) as e:
@@ -120,11 +109,7 @@ def main():
         failed = True
     finally:
         server.stop()
-    if failed:
-        print(f"demo-rpc: logs kept in {logs}", flush=True)
-        return 1
-    shutil.rmtree(logs, ignore_errors=True)
-    return 0
+    return finish("demo-rpc", logs, failed)
 
 
 if __name__ == "__main__":
