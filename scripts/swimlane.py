@@ -5,7 +5,9 @@
 
 TRACE is `strace -f -tt -T` output cut to the traced requests (scripts/trace.sh makes it).
 Time flows down, one row per system call, in the order the calls started (not to scale: the
-time column gives the real offsets). Lanes: each thread strace saw (the main thread, a
+time column gives the real offsets). A run of three or more identical passes (busypoll's
+empty accept4/recvfrom pairs) keeps its first and last pass as rows and draws the passes
+between as one tall orange band, one tick per pass, with their count and duration. Lanes: each thread strace saw (the main thread, a
 connection thread, glibc's aio thread), then the kernel, and for io_uring its io-wq workers.
 
 strace sees only what user threads ask of the kernel. The kernel lane is drawn from what
