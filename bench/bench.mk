@@ -13,8 +13,11 @@
 #   make bench-ci-det    the deterministic layer alone
 #   make bench-ci-update rewrites results/profile.json and prints what changed (commit it)
 #   make bench-baseline  rewrites results/baseline.csv (commit it)
-#   make demo-idle       for a class: poll against epoll with 0 and 5,000 idle connections
+#   make demo-idle       for a class: poll against epoll with 0 and 5,000 idle connections,
+#                        printed and drawn into build/demo-idle/demo-idle.png
 #                        (bench/demo_idle.py: idlers + loadgen, no peers, no root, ~25 s)
+#   make demo-rpc        for a class: loadgen (one thread, many calls in flight) against a
+#                        thread-per-call client, same load on bin/epoll (bench/demo_rpc.py, ~15 s)
 #
 # Each writes results/RUN_ID/. Environment knobs (BENCH_SERVERS, BENCH_PEERS, BENCH_OPEN_CONNS,
 # BENCH_CONNS, BENCH_SECS, BENCH_IDLE, BENCH_BUDGET, ...) are described in docs/bench.md.
@@ -26,6 +29,7 @@ BUILD ?= build
 BENCH_IDLERS := $(BUILD)/bench/idlers
 BENCH_LOADGEN := $(BUILD)/bench/loadgen
 BENCH_TOOLS := $(BENCH_IDLERS) $(BENCH_LOADGEN)
+BENCH_RPC_THREADS := $(BUILD)/bench/rpc_threads
 BENCH_PY ?= python3
 
 $(BENCH_IDLERS): bench/idlers.c
@@ -46,10 +50,15 @@ $(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/loadgen_results.h
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -O1 $(SAN_FLAGS_asan) -o $@ $(LOADGEN_SRC) -lm
 endif
-test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN) $(BENCH_IDLERS)
+test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN) $(BENCH_IDLERS) $(BENCH_RPC_THREADS)
+
+# The thread-per-call client of make demo-rpc: one blocking connection per thread.
+$(BENCH_RPC_THREADS): bench/rpc_threads.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
 .PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen inject \
-        demo-idle
+        demo-idle demo-rpc
 bench-idlers: $(BENCH_IDLERS)
 bench-loadgen: $(BENCH_LOADGEN)
 
@@ -86,5 +95,7 @@ bench-baseline: $(BENCH_IDLERS)
 # No deps here: it needs nothing beyond what make builds, and never root.
 demo-idle: $(BIN)/poll $(BIN)/epoll $(BENCH_TOOLS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/demo_idle.py
+demo-rpc: $(BIN)/epoll $(BENCH_LOADGEN) $(BENCH_RPC_THREADS)
+	BUILD=$(BUILD) $(BENCH_PY) bench/demo_rpc.py
 
 .DEFAULT_GOAL := $(bench_saved_goal)

@@ -5,7 +5,9 @@
 
 TRACE is `strace -f -tt -T` output cut to the traced requests (scripts/trace.sh makes it).
 Time flows down, one row per system call, in the order the calls started (not to scale: the
-time column gives the real offsets). Lanes: each thread strace saw (the main thread, a
+time column gives the real offsets). A run of three or more identical passes (busypoll's
+empty accept4/recvfrom pairs) keeps its first and last pass as rows and draws the passes
+between as one tall orange band, one tick per pass, with their count and duration. Lanes: each thread strace saw (the main thread, a
 connection thread, glibc's aio thread), then the kernel, and for io_uring its io-wq workers.
 
 strace sees only what user threads ask of the kernel. The kernel lane is drawn from what
@@ -81,8 +83,19 @@ def window(calls):
     return calls[first:last + 1]
 
 
+class Spin:
+    """Passes 2 to n-1 of a run of identical passes: drawn as one tall band, not one row."""
+
+    def __init__(self, calls, n, k):
+        self.tid, self.start, self.end = calls[0].tid, calls[0].start, calls[-1].end
+        self.n, self.k, self.names = n, k, [c.name for c in calls[:k]]
+        self.rows = 3 if n < 10 else SPIN_ROWS
+
+
 def collapse(calls):
-    """Runs of an identical block of 1-4 calls (busypoll's empty passes) become one block × n."""
+    """A run of n >= 3 identical blocks of 1-4 calls (busypoll's empty passes) becomes its
+    first block, a Spin band for the passes between, and its last block: the spin keeps
+    its height in the picture instead of shrinking to one row."""
     rows, i = [], 0
     while i < len(calls):
         best = (1, 1)
@@ -96,8 +109,12 @@ def collapse(calls):
             if n >= 3 and n * k > best[0] * best[1]:
                 best = (k, n)
         k, n = best
-        for j, c in enumerate(calls[i:i + k]):
-            rows.append((c, n if j == 0 and n > 1 else 1, k))
+        if n >= 3:
+            rows += calls[i:i + k]
+            rows.append(Spin(calls[i + k:i + (n - 1) * k], n - 2, k))
+            rows += calls[i + (n - 1) * k:i + n * k]
+        else:
+            rows += calls[i:i + k]
         i += k * n
     return rows
 
@@ -199,12 +216,45 @@ def kernel(c, model, state):
     return ("none", c.name)
 
 
-FILL = {"sleep": "#d9d9d9", "copy": "#c6dbef", "none": "#ffffff"}
+FILL = {"sleep": "#d9d9d9", "copy": "#c6dbef", "none": "#ffffff", "spin": "#fbd7a6"}
 ROW, TOP, TIMECOL, LANE, KLANE, WQLANE = 24, 110, 96, 280, 500, 200
+SPIN_ROWS = 6  # a long spin band's height, in rows (a short one: 3)
+
+
+def draw_spin(o, r, y, h, lane_x, kx, t0):
+    """Busy passes: a tall orange band with one tick per pass (up to 60), awake throughout."""
+    o.append(f'<text x="{TIMECOL - 8}" y="{y + 15}" text-anchor="end">'
+             f'{(r.start - t0) * 1000:.3f}</text>')
+    o.append(f'<text x="{TIMECOL - 8}" y="{y + h - 6}" text-anchor="end">'
+             f'{(r.end - t0) * 1000:.3f}</text>')
+    bx = lane_x + 12
+    o.append(f'<rect x="{bx}" y="{y + 3}" width="{LANE - 24}" height="{h - 6}" rx="3" '
+             f'fill="{FILL["spin"]}" stroke="#e08a00"/>')
+    ticks = min(r.n, 60)
+    for j in range(ticks):
+        ty = y + 6 + (h - 12) * (j + 0.5) / ticks
+        o.append(f'<line x1="{bx + 4}" y1="{ty:.1f}" x2="{bx + 22}" y2="{ty:.1f}" '
+                 'stroke="#e08a00"/>')
+    calls = f"{r.n * r.k} calls" if r.k > 1 else f"{r.n} calls"
+    for j, line in enumerate([f"spinning: {r.n} more passes ({calls}),",
+                              f"each pass: {', '.join(r.names)}: EAGAIN;",
+                              f"{(r.end - r.start) * 1000:.2f} ms awake, never asleep"]):
+        o.append(f'<text x="{bx + 30}" y="{y + 20 + j * 16}">{escape(line)}</text>')
+    o.append(f'<line x1="{bx + LANE - 24}" y1="{y + h // 2}" x2="{kx + 4}" y2="{y + h // 2}" '
+             'stroke="#999" stroke-dasharray="2 2"/>')
+    o.append(f'<rect x="{kx + 6}" y="{y + 3}" width="{KLANE - 12}" height="{h - 6}" rx="3" '
+             f'fill="{FILL["spin"]}" stroke="#e08a00"/>')
+    for j, line in enumerate(["nothing ready, each time: returns at once (EAGAIN).",
+                              "The thread never sleeps: the core runs these calls",
+                              "until the data comes (compare epoll: one call, asleep)."]):
+        o.append(f'<text x="{kx + 11}" y="{y + 20 + j * 16}">{escape(line)}</text>')
 
 
 def draw(calls, model, main_tid, out):
     rows = collapse(calls)
+    heights = [r.rows * ROW if isinstance(r, Spin) else ROW for r in rows]
+    ys = [TOP + sum(heights[:i]) for i in range(len(rows))]
+    bottom = TOP + sum(heights)
     state = {}  # fds of open files, io_uring_enter calls seen
     tids = [main_tid] + sorted({c.tid for c in calls} - {main_tid})
     names = {"aio": "glibc aio thread", "blocking": "connection thread"}
@@ -216,7 +266,7 @@ def draw(calls, model, main_tid, out):
     kx = TIMECOL + len(tids) * LANE
     wq = model in ("uring", "corouring")
     width = max(kx + KLANE + (WQLANE if wq else 0) + 10, 920)
-    height = TOP + max(len(rows) * ROW, 130 if wq else 0) + 40
+    height = max(bottom, TOP + (130 if wq else 0)) + 40
     t0 = calls[0].start if calls else 0
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
          f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
@@ -225,7 +275,9 @@ def draw(calls, model, main_tid, out):
          f'<text x="10" y="22" font-size="15" font-weight="bold">{escape(model)}: one keep-alive '
          'GET /index.html (4 KiB), from strace -f -tt -T</text>',
          '<text x="10" y="40">time flows down, one row per system call (not to scale); '
-         'grey: asleep in the kernel; blue: the kernel copies bytes.</text>',
+         'grey: asleep in the kernel; blue: the kernel copies bytes'
+         + ('; orange: calls that fail at once, awake' if any(isinstance(r, Spin) for r in rows)
+            else '') + '.</text>',
          '<text x="10" y="56">The kernel lane is inferred from each call\'s name, result and '
          'duration' + (", and for io_uring from the loop's order (strace cannot show "
                         "submission entries)" if wq else "") + '.</text>']
@@ -236,7 +288,6 @@ def draw(calls, model, main_tid, out):
     for x, text, _ in heads:
         o.append(f'<text x="{x}" y="{TOP - 16}" text-anchor="middle" font-weight="bold">'
                  f'{escape(text)}</text>')
-    bottom = TOP + len(rows) * ROW
     foot = height - 14
     for t in tids:
         if not any(c.tid == t for c in calls):
@@ -254,25 +305,24 @@ def draw(calls, model, main_tid, out):
                  'fill="none" stroke="#888" stroke-dasharray="4 3"/>')
         for i, s in enumerate(note):
             o.append(f'<text x="{wx + 2}" y="{TOP + 15 + i * 15}" fill="#555">{escape(s)}</text>')
-    for i, (c, repeat, k) in enumerate(rows):
-        y = TOP + i * ROW
+    for i, c in enumerate(rows):
+        y = ys[i]
+        if isinstance(c, Spin):
+            draw_spin(o, c, y, heights[i], x0[c.tid], kx, t0)
+            continue
         o.append(f'<text x="{TIMECOL - 8}" y="{y + 15}" text-anchor="end">'
                  f'{(c.start - t0) * 1000:.3f}</text>')
         # A call that outlives the next rows: a bar down its lane while it is in the kernel.
-        later = [j for j, (d, _, _) in enumerate(rows) if j > i and d.start < c.end]
+        later = [j for j, d in enumerate(rows) if j > i and d.start < c.end]
         if later:
-            h = (max(later) - i + 1) * ROW
+            h = ys[max(later)] + heights[max(later)] - y
             o.append(f'<rect x="{x0[c.tid] + 3}" y="{y + 2}" width="5" height="{h - 4}" '
                      f'fill="{FILL["sleep"]}" stroke="#888"/>')
         kind, text = kernel(c, model, state)
         bx = x0[c.tid] + 12
         o.append(f'<rect x="{bx}" y="{y + 3}" width="{LANE - 24}" height="{ROW - 6}" rx="3" '
                  f'fill="{FILL[kind]}" stroke="#333"/>')
-        times = ""
-        if repeat > 1:
-            times = f"\u2002×{repeat}" + (f" ({k} calls)" if k > 1 else "")
-        o.append(f'<text x="{bx + 5}" y="{y + 16}">{escape(label(c))}'
-                 f'<tspan font-weight="bold">{escape(times)}</tspan></text>')
+        o.append(f'<text x="{bx + 5}" y="{y + 16}">{escape(label(c))}</text>')
         o.append(f'<line x1="{bx + LANE - 24}" y1="{y + ROW // 2}" x2="{kx + 4}" '
                  f'y2="{y + ROW // 2}" stroke="#999" stroke-dasharray="2 2"/>')
         o.append(f'<rect x="{kx + 6}" y="{y + 3}" width="{KLANE - 12}" height="{ROW - 6}" rx="3" '

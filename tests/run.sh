@@ -8,7 +8,7 @@
 #                                            regressions, passes without; ~1 min)
 #                      tests/test_loadgen.py (build/bench/loadgen against bin/epoll and httperf)
 #                      tests/test_bench.py  (the bench harness's rules: SLO, ladder, CSV types)
-#                      tests/test_teaching.py (make demo-idle, make slides, trace.sh, the
+#                      tests/test_teaching.py (make demo-idle, demo-rpc, slides, trace.sh, the
 #                                            Python examples: the lecture's tools run)
 #                      tests/test_lab.py    (make grade passes the lab's reference solution
 #                                            and fails its skeleton)

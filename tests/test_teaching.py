@@ -4,7 +4,9 @@
     python3 tests/test_teaching.py [-k NAME]
 
     demo_idle   make demo-idle's script (bench/demo_idle.py), shortened: both servers, both
-                idle steps, a ratio line each
+                idle steps, a ratio line each, the points and (with gnuplot) the plot
+    demo_rpc    make demo-rpc's script (bench/demo_rpc.py), shortened: loadgen and the
+                thread-per-call client at the same load, each seen with its thread count
     trace       scripts/trace.sh epoll prints the two requests' calls and draws the swimlane
     slides      make slides builds one HTML file: at least 18 slides, figures inside, no
                 outside resource, no font under 24 px; with chromium installed, a headless
@@ -12,8 +14,8 @@
     upper_*     examples/upper_{callbacks,yieldfrom,async}.py: the same line protocol three
                 ways, each serving three interleaved clients (a line split in two, quit)
 
-Needs make, make bench-idlers bench-loadgen. Ends with "N passed, M failed". No timings
-are judged: the figures a run prints are the lecture's, not the test's.
+Needs make, make bench-idlers bench-loadgen build/bench/rpc_threads. Ends with "N passed,
+M failed". No timings are judged: the figures a run prints are the lecture's, not the test's.
 """
 
 import os
@@ -40,14 +42,41 @@ def run(cmd, env=None, timeout=300):
 
 @case
 def demo_idle():
+    plot_dir = os.path.join(REPO, "build", "test-demo-idle")
+    png = os.path.join(plot_dir, "demo-idle.png")
+    if os.path.exists(png):
+        os.unlink(png)
     rc, out = run([sys.executable, "bench/demo_idle.py"],
-                  env={"DEMO_IDLE": "300", "DEMO_SECS": "0.5", "DEMO_RATE": "500"})
+                  env={"DEMO_IDLE": "300", "DEMO_SECS": "0.5", "DEMO_RATE": "500",
+                       "DEMO_OUT": plot_dir})
     assert rc == 0, f"exit {rc}:\n{out}"
+    csv = os.path.join(plot_dir, "points.csv")
+    assert os.path.exists(csv), f"no {csv}:\n{out}"
+    points = open(csv).read().splitlines()
+    assert len(points) == 5 and points[0] == "server,idle,p99_ms,cpu_us_per_req", points
+    if subprocess.run(["sh", "-c", "command -v gnuplot"], stdout=subprocess.DEVNULL).returncode:
+        print("     demo_idle: no gnuplot here, so no plot")
+    else:
+        assert os.path.getsize(png) > 10000 and "demo-idle: plot" in out, out
+        print(f"     demo_idle: plot drawn: {png}")
     for server in ("poll", "epoll"):
         for m in (0, 300):
             assert re.search(rf"^{server}\s+{m}\s+\d+", out, re.M), f"no {server} idle={m}:\n{out}"
         assert re.search(rf"^{server}: CPU per request x[\d.]+ with 300 idle", out, re.M), out
     assert "nginx" not in out and "h2o" not in out and "lighttpd" not in out, out
+
+
+@case
+def demo_rpc():
+    rc, out = run([sys.executable, "bench/demo_rpc.py"],
+                  env={"DEMO_RPC_CONNS": "20", "DEMO_RPC_RATES": "400", "DEMO_SECS": "0.5"})
+    assert rc == 0, f"exit {rc}:\n{out}"
+    # client, conns, offered, threads, calls/s, p50, p99, CPU us/call, switches/call, RSS
+    rows = {m[0]: m for m in re.findall(r"^(async|threads)\s+20\s+400\s+(\d+)\s+(\d+)\s+"
+                                        r"[\d.]+\s+[\d.]+\s+([\d.]+)", out, re.M)}
+    assert set(rows) == {"async", "threads"}, out
+    assert rows["async"][1] == "1" and rows["threads"][1] == "21", out  # threads seen in /proc
+    assert "errors" not in out, out
 
 
 @case
