@@ -23,12 +23,18 @@ bench_saved_goal := $(.DEFAULT_GOAL)
 BUILD ?= build
 BENCH_IDLERS := $(BUILD)/bench/idlers
 BENCH_LOADGEN := $(BUILD)/bench/loadgen
-BENCH_TOOLS := $(BENCH_IDLERS) $(BENCH_LOADGEN)
+BENCH_FLOOR := $(BUILD)/bench/floor
+BENCH_TOOLS := $(BENCH_IDLERS) $(BENCH_LOADGEN) $(BENCH_FLOOR)
 BENCH_PY ?= python3
 
 $(BENCH_IDLERS): bench/idlers.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# The null server every open-loop run is calibrated against (docs/bench.md, the floor).
+$(BENCH_FLOOR): bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $<
 
 # The open-loop load generator (docs/loadgen.md).
 LOADGEN_SRC := bench/loadgen.c bench/loadgen_results.c
@@ -46,8 +52,9 @@ $(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/loadgen_results.h
 endif
 test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN)
 
-.PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen inject
+.PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen bench-floor inject
 bench-idlers: $(BENCH_IDLERS)
+bench-floor: $(BENCH_FLOOR)
 bench-loadgen: $(BENCH_LOADGEN)
 
 # LD_PRELOAD libraries that inject a regression into every server (tests/test_detgate.py),
