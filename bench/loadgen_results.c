@@ -25,6 +25,7 @@ static const char *const counter_name[C_COUNT] = {
     "half1_answers", "half2_answers",
     "half1_sum_ns",  "half2_sum_ns",
     "half1_n",       "half2_n",
+    "late_in_batch", "big_batches",
 };
 
 /* Values below 2 * HIST_SUB map to themselves; above, 128 buckets per power of two. */
@@ -132,8 +133,10 @@ void results_print_json(const struct results *r)
         printf(",\"%s\":%" PRIu64, counter_name[i], r->n[i]);
     printf(",\"setup_connect_failed\":%" PRIu64 ",\"setup_closed\":%" PRIu64 ",\"primed\":%" PRIu64,
            r->n[C_SETUP_FAILED], r->n[C_SETUP_CLOSED], r->n[C_PRIMED]);
-    printf(",\"late_p99_ms\":%.3f,\"late_p999_ms\":%.3f", ms(hist_percentile(&r->lateness, 99)),
-           ms(hist_percentile(&r->lateness, 99.9)));
+    printf(",\"late_p99_ms\":%.3f,\"late_p999_ms\":%.3f,\"late_in_batch\":%" PRIu64
+           ",\"big_batches\":%" PRIu64,
+           ms(hist_percentile(&r->lateness, 99)), ms(hist_percentile(&r->lateness, 99.9)),
+           r->n[C_LATE_IN_BATCH], r->n[C_BIG_BATCHES]);
     struct steady st = results_steady(r);
     printf(",\"steady\":{\"answers\":[%" PRIu64 ",%" PRIu64 "],\"mean_ms\":[%.3f,%.3f],"
            "\"ok\":%s}",

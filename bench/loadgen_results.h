@@ -52,6 +52,8 @@ enum counter {
     C_HALF2_SUM_NS,
     C_HALF1_N,
     C_HALF2_N,
+    C_LATE_IN_BATCH, /* late sends made while a batch of events was still being handled */
+    C_BIG_BATCHES,   /* batches of BIG_BATCH events or more, in the window */
     C_COUNT
 };
 
