@@ -63,13 +63,13 @@ MODES = {
                  peers="nginx,h2o,lighttpd", open_conns="100,10000", open_secs=2,
                  open_warm=0.5, open_start=2000, open_step=2, open_refine=2,
                  open_max=256000, open_extra=True, churn_conns=1000, churn_start=2000,
-                 fixed_rps=8000, churn_fixed_rps=2000, quota=0.4, budget=25),
+                 fixed_rps=8000, churn_fixed_rps=2000, quota=0, budget=25),
     "quick": dict(conns="1000", files="index.html", reps=1, secs=2, warm=0.3, idle="",
                   idle_reps=1, idle_secs=2, perf=True, peers="nginx,h2o,lighttpd",
                   open_conns="10000", open_secs=1, open_warm=0.3, open_start=4000,
                   open_step=4, open_refine=0, open_max=64000, open_extra=False,
                   churn_conns=0, churn_start=2000, fixed_rps=4000, churn_fixed_rps=2000,
-                  quota=0.4, budget=2.6),
+                  quota=0, budget=2.6),
     "ci": dict(conns="100,1000", files="index.html", reps=3, secs=1.5, warm=0.3, idle="0,2000",
                idle_reps=1, idle_secs=1.5, perf=False, peers="nginx", open_conns="",
                budget=0),
@@ -79,7 +79,7 @@ MODES = {
 }
 OPEN_DEFAULTS = dict(open_secs=2, open_warm=0.5, open_start=2000, open_step=2, open_refine=2,
                      open_max=256000, open_extra=True, churn_conns=0, churn_start=2000,
-                     fixed_rps=8000, churn_fixed_rps=2000, quota=0.4)
+                     fixed_rps=8000, churn_fixed_rps=2000, quota=0)
 
 # Seconds a measurement costs beyond warm-up + run (wrk start, perf attach, /proc reads),
 # and per 1,000 connections (connecting them, twice: warm-up and run). For the estimate.

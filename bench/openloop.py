@@ -35,7 +35,9 @@ OPEN_HEADER = ["server", "model", "conns", "close", "offered_rps", "achieved_rps
                "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors", "non2xx", "cpu_us_per_req",
                "softirq_us_per_req", "server_util", "cpu_quota", "capped", "client_cpu",
                "client_bound", "behind_ms", "late_sends", "cpu_pressure", "steal", "window_s",
-               "requests", "setup_failed", "fixed", "status"]
+               "requests", "setup_failed", "fixed", "status", "cpu_user_us_per_req",
+               "cpu_sys_us_per_req", "late_p999_ms", "steady", "primed", "nr_throttled",
+               "throttled_ms", "phase", "rep", "fraction", "ceiling"]
 
 SLO_P99_MS = 10.0
 SLO_ACHIEVED = 0.99
@@ -134,7 +136,7 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
     t_spawn = time.monotonic()
     out = _Reader(p.stdout)
     err = _Lines(p.stderr, log)
-    edges = []
+    edges, throttle = [], []
     try:
         if close:
             # Churn has no set-up phase: the schedule starts as soon as loadgen runs.
@@ -145,8 +147,10 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
         if t0 is not None and p.poll() is None:
             sleep_until(t0 + cfg.open_warm)
             edges.append(Snapshot(pid))
+            throttle = [cap.stat()] if cap else []
             sleep_until(t0 + cfg.open_warm + cfg.open_secs)
             edges.append(Snapshot(pid))
+            throttle += [cap.stat()] if cap else []
         p.wait(timeout=cfg.open_connect_timeout + cfg.open_warm + cfg.open_secs
                + cfg.open_timeout + 10)
     except subprocess.TimeoutExpired:
@@ -186,7 +190,13 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
         "requests": requests,
         "setup_failed": j.get("setup_connect_failed", 0) + j.get("setup_closed", 0),
         "cpu_quota": cap.fraction if cap else None, "capped": int(cap is not None),
+        "late_p999_ms": j.get("late_p999_ms"), "primed": j.get("primed"),
+        "steady": int(j["steady"]["ok"]) if "steady" in j else None,
     }
+    if len(throttle) == 2 and None not in throttle[0] + throttle[1]:
+        # How often, and how long, the quota held the server back inside the window.
+        row["nr_throttled"] = throttle[1][0] - throttle[0][0]
+        row["throttled_ms"] = (throttle[1][1] - throttle[0][1]) / 1e6
     if len(edges) == 2:
         # The server's CPU in the window served the answers that arrived in it (under
         # overload fewer than the requests due in it): per request is per such answer.

@@ -466,19 +466,22 @@ class CpuCap:
             except OSError:
                 pass  # it exited meanwhile
 
-    def throttled_s(self):
-        """Seconds the group has been held back by its quota so far."""
+    def stat(self):
+        """(periods throttled, ns held back) so far, from cpu.stat, or (None, None)."""
+        nr, ns = None, None
         try:
             with open(os.path.join(self.dir, "cpu.stat")) as f:
                 for line in f:
                     k, v = line.split()
-                    if k == "throttled_time":  # v1, ns
-                        return int(v) / 1e9
-                    if k == "throttled_usec":  # v2
-                        return int(v) / 1e6
+                    if k == "nr_throttled":
+                        nr = int(v)
+                    elif k == "throttled_time":  # v1, ns
+                        ns = int(v)
+                    elif k == "throttled_usec":  # v2
+                        ns = int(v) * 1000
         except (OSError, ValueError):
             pass
-        return None
+        return nr, ns
 
     def remove(self):
         """Moves what is left back to the root group and removes the group."""
