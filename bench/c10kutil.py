@@ -68,6 +68,7 @@ DECIMALS = {"rps": 1, "mbps": 2, "p50_ms": 3, "p90_ms": 3, "p99_ms": 3, "p999_ms
             "cpu_quota": 3, "cpu_pressure": 3, "server_util": 3, "wrk_cpu": 3,
             "behind_ms": 3, "window_s": 3, "steal": 4, "cpu_user_us_per_req": 3,
             "cpu_sys_us_per_req": 3, "late_p999_ms": 3, "throttled_ms": 3, "fraction": 3,
+            "edge_late_ms": 1,
             "ceiling": 1}
 
 

@@ -507,10 +507,11 @@ def make_open(run_dir, cfg, open_rows, targets):
                  ["CPU", "softirq"], targets, cells, note=note, logy=True)
 
 
-def make_all(run_dir, cfg, rows, idle_rows, open_rows=()):
+def make_all(run_dir, cfg, rows, idle_rows, open_rows=(), eff_rows=()):
     targets = cfg.servers + list(getattr(cfg, "peers", ["nginx"]))
     peers = [p for p in targets if p in PEER_NAMES]
-    make_open(run_dir, cfg, list(open_rows), targets)
+    if open_rows:
+        make_open(run_dir, cfg, list(open_rows), targets)
     if rows:
         make_closed(run_dir, cfg, rows, targets, peers)
     if idle_rows:

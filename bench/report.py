@@ -299,7 +299,7 @@ def closed_section(cfg, rows, targets, sizes):
 
 
 def write_summary(path, cfg, rid, rows, idle_rows, open_rows, sizes, syscalls, failures,
-                  notes, elapsed, cap_desc):
+                  notes, elapsed, cap_desc, efficiency_lines=()):
     targets = cfg.servers + cfg.peers
     lines = [f"# c10k bench: {rid}", ""]
     took = f" · took {fmt_duration(elapsed)}" if elapsed is not None else ""
@@ -317,6 +317,7 @@ def write_summary(path, cfg, rid, rows, idle_rows, open_rows, sizes, syscalls, f
               f"{', '.join(cfg.peers)}{tuning}. "
               f"Server on CPU {','.join(map(str, cfg.server_cores))}, clients on CPU "
               f"{','.join(map(str, cfg.client_cores))} (`taskset`). Syscalls {sys_note}.", ""]
+    lines += list(efficiency_lines)
     if open_rows:
         lines += headline_section(cfg, open_rows, targets, cap_desc)
     if rows:
