@@ -5,7 +5,9 @@ No server, no load: it checks what the harness decides from loadgen's results an
 kernel's figures: which open-loop point counts as the server's (a client-bound one never
 does), the ladder of offered rates, capacity at SLO and its bracket, the CPU-per-request
 noise estimate, memory per connection as a slope, the CSV's declared column types, the
-readiness line, and when scripts/bench-compare.py says two runs agree.
+readiness line, and when scripts/bench-compare.py says two runs agree; the efficiency curves'
+intervals (order statistics and their coverage), ratios and verdicts, the p99 crossing and
+capacity at SLO, and scripts/readme-results.py copying a summary's block into a README.
 Ends with "N passed, M failed".
 """
 
@@ -18,6 +20,7 @@ from types import SimpleNamespace
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "bench"))
 import c10kutil  # noqa: E402
+import efficiency  # noqa: E402
 import openloop  # noqa: E402
 import report  # noqa: E402
 
@@ -220,6 +223,79 @@ def test_compare_agreement():
     finally:
         sys.stdout = stdout
         devnull.close()
+
+
+def test_intervals():
+    iv = efficiency.interval([3.0, 1.0, 2.0])
+    check(iv == (2.0, 1.0, 3.0, 0.75), f"3 values: median 2, [min, max], coverage 75% ({iv})")
+    iv = efficiency.interval(list(range(1, 11)))
+    # 10 values: [x(2), x(9)] covers the median with 97.9%; [x(3), x(8)] with 89%.
+    check(iv[1:3] == (2, 9) and abs(iv[3] - 0.9785) < 1e-3, f"10 values: [x(2), x(9)] ({iv})")
+    check(efficiency.interval([None, None]) is None, "no values: no interval")
+    check(abs(efficiency.coverage(6, 1) - 0.96875) < 1e-9, "6 values: min-max covers 96.9%")
+    a, b = (10.0, 9.0, 11.0, 0.75), (20.0, 18.0, 22.0, 0.75)
+    r = efficiency.ratio_interval(a, b)
+    check(abs(r[0] - 0.5) < 1e-9 and abs(r[1] - 9 / 22) < 1e-9 and abs(r[2] - 11 / 18) < 1e-9,
+          f"ratio interval: far ends over far ends ({r})")
+    check(efficiency.compare(a, b) == "lower" and efficiency.compare(b, a) == "higher",
+          "intervals apart: a verdict")
+    check(efficiency.compare(a, (11.5, 10.5, 12.0, 0.75)) == "overlap",
+          "intervals that overlap: no verdict")
+
+
+def eff_row(server, rate, p99, status=None, cpu=10.0, fraction=None, conns=100, rep=1):
+    status = status or ("ok" if p99 <= openloop.SLO_P99_MS else "over")
+    return {"server": server, "conns": conns, "offered_rps": float(rate),
+            "achieved_rps": float(rate), "p99_ms": p99, "status": status,
+            "cpu_us_per_req": cpu, "fraction": fraction, "rep": rep, "phase": "grid"}
+
+
+def test_capacity_at_slo():
+    rows = [eff_row("a", r, p) for r, p in ((1000, 1.0), (2000, 5.0), (4000, 20.0))]
+    rows += [eff_row("b", r, 1.0) for r in (1000, 2000, 4000)]
+    rows += [eff_row("c", 1000, 50.0)]
+    fig = efficiency.summarise(rows)
+    text, low, mid, high = efficiency.capacity(fig, "a", 100, 5000)
+    # log p99 linear in rate: 5 -> 20 ms over 2000 -> 4000; 10 ms at half way, 3000.
+    check(abs(mid - 3000) < 1 and low == 2000 and high == 4000,
+          f"p99 crossing interpolated between the last pass and the first miss ({text})")
+    check(efficiency.capacity(fig, "b", 100, 5000)[0].startswith("≥ ceiling"),
+          "no miss below the ceiling: capacity is '≥ ceiling'")
+    check(efficiency.capacity(fig, "c", 100, 5000)[0] == "< 1.0k",
+          "missed at the lowest rate: '< lowest'")
+    two = [eff_row("d", 1000, 20.0, rep=1), eff_row("d", 1000, 1.0, rep=2),
+           eff_row("d", 1000, 30.0, rep=3), eff_row("d", 1000, 1.0, status="client_bound",
+                                                    rep=4)]
+    f = efficiency.summarise(two)[("d", 100, 1000.0)]
+    check(f["missed"] and f["n"] == 3 and f["dropped"] == 1,
+          "a rate is missed when most usable repetitions missed; client-bound ones dropped")
+
+
+def test_readme_results():
+    spec = importlib.util.spec_from_file_location(
+        "readme_results", os.path.join(HERE, "..", "scripts", "readme-results.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = os.path.join(tmp, "results", "RUN")
+        os.makedirs(run)
+        with open(os.path.join(run, "summary.md"), "w") as f:
+            f.write(f"# s\n\n{mod.BEGIN}\n- epoll: × floor 1.20 [1.08–1.33]\n{mod.END}\nrest\n")
+        with open(os.path.join(run, "env.txt"), "w") as f:
+            f.write("load average at start: 0.50 0.40 0.30 1/100 7\n")
+        readme = os.path.join(tmp, "README.md")
+        with open(readme, "w") as f:
+            f.write(f"# r\n\n## Results\n\n{mod.BEGIN}\ntyped by hand\n{mod.END}\n\nafter\n")
+        differs = mod.main(["--check", "--readme", readme, run])
+        mod.main(["--readme", readme, run])
+        with open(readme) as f:
+            text = f.read()
+        same = mod.main(["--check", "--readme", readme, run])
+    check(differs == 1 and same == 0, "readme-results --check: differs before, matches after")
+    check("typed by hand" not in text and "× floor 1.20 [1.08–1.33]" in text
+          and "results/RUN/summary.md" in text and "0.50 0.40 0.30" in text
+          and text.endswith("\n\nafter\n"),
+          "readme-results: the block is the summary's, with the run and its load average")
 
 
 def main():
