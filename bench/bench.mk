@@ -5,6 +5,8 @@
 #                        the idle-connection sweep (20-25 minutes, BENCH_BUDGET)
 #   make bench-quick     every server and peer: wrk at c=1000, a short open-loop ladder at
 #                        10,000 connections (< 3 min)
+#   make bench-check     bin/epoll made ~30% dearer per request (an LD_PRELOAD) must come out
+#                        dearer than bin/epoll, intervals apart (~1 min; not part of make test)
 #   make bench-ci        regression gate, two layers (docs/bench.md): first the deterministic
 #                        one (bench/detgate.py: syscalls and user-space instructions per request
 #                        vs results/profile.json, ~1 min), which alone decides pass or fail;
@@ -52,7 +54,7 @@ $(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/loadgen_results.h
 endif
 test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN)
 
-.PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen bench-floor inject
+.PHONY: bench bench-quick bench-check bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen bench-floor inject
 bench-idlers: $(BENCH_IDLERS)
 bench-floor: $(BENCH_FLOOR)
 bench-loadgen: $(BENCH_LOADGEN)
@@ -85,6 +87,10 @@ bench-ci-det:
 	$(BENCH_PY) bench/detgate.py check
 bench-ci-update:
 	$(BENCH_PY) bench/detgate.py update
+# A benchmark check, outside make test (timing, ~1 min): the efficiency curves see bin/epoll
+# made ~30% dearer per request by tests/inject/busy_send.c (tests/test_bench_inject.py).
+bench-check: $(BENCH_TOOLS) $(BUILD)/inject/busy_send.so
+	BUILD=$(BUILD) $(BENCH_PY) tests/test_bench_inject.py
 bench-baseline: $(BENCH_IDLERS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/bench.py baseline
 

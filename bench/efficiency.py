@@ -15,9 +15,11 @@
                and its first miss in steps of at most 10%, repeated; capacity at SLO is where
                the median p99 crosses 10 ms, interpolated (log p99 linear in rate).
 
-Every figure is a median over repetitions with a 95% interval from order statistics
-(interval()); a ratio's interval is the ratio of the intervals' far ends, so "A beats B" only
-where those do not overlap (compare()).
+Every figure is a median over repetitions with its interval from order statistics
+(interval()). A ratio of two servers is paired (paired()): within one repetition both were
+measured seconds apart, so the ratio of each repetition is taken and its median and interval
+reported; a slow drift of the machine's load, which moves both, then cancels. "A is cheaper
+than B" only where that interval lies wholly below 1 (dearer: above); otherwise no verdict.
 """
 
 import math
@@ -71,6 +73,25 @@ def ratio_interval(a, b):
     if not a or not b or not b[0] or not b[1] or not b[2]:
         return None
     return a[0] / b[0], a[1] / b[2], a[2] / b[1]
+
+
+def paired(rows, a, b, conns, rate, metric="cpu_us_per_req"):
+    """interval() of a's metric over b's, repetition by repetition, at one point: the
+    repetitions where both were usable."""
+    by = {}
+    for r in rows:
+        if (r["conns"] == conns and r["offered_rps"] == rate and usable(r)
+                and r.get(metric) and r["server"] in (a, b)):
+            by[(r["server"], r.get("rep"))] = r[metric]
+    return interval([v / by[(b, rep)] for (s, rep), v in by.items()
+                     if s == a and (b, rep) in by])
+
+
+def verdict(iv):
+    """'cheaper', 'dearer' or 'no verdict' from a paired ratio's interval."""
+    if not iv:
+        return None
+    return "cheaper" if iv[2] < 1 else "dearer" if iv[1] > 1 else "no verdict"
 
 
 def compare(a, b):
@@ -308,7 +329,8 @@ def section(cfg, rows, targets):
     for r in rows:
         if r.get("ceiling"):
             ceilings[r["conns"]] = r["ceiling"]
-    fig = summarise([r for r in rows if r.get("phase") in ("grid", "knee")])
+    eff = [r for r in rows if r.get("phase") in ("grid", "knee")]
+    fig = summarise(eff)
     reps = max((r.get("rep") or 0 for r in rows), default=0)
     capped = any(r.get("capped") for r in rows)
     cov = coverage(reps, 1) if reps else 0
@@ -326,9 +348,9 @@ def section(cfg, rows, targets):
         f"statistics (min–max of {reps}: it holds the true median with probability "
         f"{cov:.1%}; 95% needs 6 repetitions). Repetitions where loadgen fell behind "
         "(client-bound) are dropped and counted. CPU µs/req is the server's user + system "
-        "CPU over the window per answer in it; × floor divides by the floor's at the same "
-        "rate (interval: far ends over far ends). A beats B only where intervals do not "
-        "overlap.", ""]
+        "CPU over the window per answer in it; × floor is the median of the repetitions' "
+        "ratios to the floor at the same rate (paired: both measured seconds apart in each "
+        "repetition), with their interval.", ""]
     for conns in cfg.open_conns:
         ceiling = ceilings.get(conns)
         if not ceiling:
@@ -354,9 +376,9 @@ def section(cfg, rows, targets):
                 else:
                     mark = " ✗" if f["missed"] else ""
                     cells.append(fmt_interval(f["cpu_us_per_req"]) + mark)
-            f, fl = fig.get((s, conns, mid)), fig.get((FLOOR, conns, mid))
-            xf = ratio_interval(f["cpu_us_per_req"], fl["cpu_us_per_req"]) if f and fl else None
-            cells.append(fmt_interval(xf, 2))
+            f = fig.get((s, conns, mid))
+            cells.append(fmt_interval(paired(eff, s, FLOOR, conns, mid), 2)
+                         if s != FLOOR else "1")
             if f and f["cpu_user_us_per_req"] and f["cpu_sys_us_per_req"]:
                 cells.append(f"{f['cpu_user_us_per_req'][0]:.1f} / "
                              f"{f['cpu_sys_us_per_req'][0]:.1f}")
@@ -367,7 +389,7 @@ def section(cfg, rows, targets):
         lines += ["", "✗: missed the SLO (p99 ≤ 10 ms, achieved ≥ 99%) in most repetitions.",
                   ""]
         lines += latency_table(fig, conns, rates, [FLOOR] + targets)
-    lines += claims(cfg, fig, targets)
+    lines += claims(cfg, fig, eff, targets)
     return lines
 
 
@@ -390,15 +412,17 @@ def latency_table(fig, conns, rates, names):
     return lines + ["", "(N cb): repetitions dropped as client-bound.", ""]
 
 
-def claims(cfg, fig, targets):
+def claims(cfg, fig, rows, targets):
     """The ratios a reader takes away, each with its interval; a verdict only where the
     intervals are apart. Between the markers scripts/readme-results.py copies."""
     peers = [p for p in report.RATIO_PEERS if p in targets]
     ours = [s for s in targets if s not in cfg.peers]
     lines = ["<!-- results:begin -->", "### CPU per request, relative (this run)", "",
-             "Median ratio of CPU µs per request [interval], at 50% of the client's ceiling; "
-             "**lower** is cheaper. A verdict is given only where the two intervals do not "
-             "overlap; otherwise the difference is within this run's noise.", ""]
+             "CPU µs per request over another's, at 50% of the client's ceiling: the median of "
+             "the ratios within each repetition (both measured seconds apart) [their interval "
+             "from order statistics]. \"cheaper\" or \"dearer\" only where the interval "
+             "lies wholly below or above 1; otherwise the difference is within this run's "
+             "noise.", ""]
     for conns in cfg.open_conns:
         rates = sorted({rate for (s, c, rate), f in fig.items() if c == conns
                         and f["fraction"] == 0.5})
@@ -412,15 +436,15 @@ def claims(cfg, fig, targets):
             if not a or not a["cpu_us_per_req"]:
                 continue
             parts = []
-            for other in [FLOOR] + peers:
-                b = fig.get((other, conns, rate))
-                if not b or not b["cpu_us_per_req"]:
+            # A variant (NAME@LIB, a server slowed on purpose) is also read against NAME.
+            base = [s.split("@")[0]] if "@" in s else []
+            for other in [FLOOR] + peers + base:
+                ri = paired(rows, s, other, conns, rate)
+                if not ri:
                     continue
-                ri = ratio_interval(a["cpu_us_per_req"], b["cpu_us_per_req"])
-                verdict = {"lower": f"cheaper than {other}", "higher": f"dearer than {other}",
-                           "overlap": "no verdict"}[compare(a["cpu_us_per_req"],
-                                                            b["cpu_us_per_req"])]
-                parts.append(f"× {other} {fmt_interval(ri, 2)} ({verdict})")
+                v = verdict(ri)
+                v = v if v == "no verdict" else f"{v} than {other}"
+                parts.append(f"× {other} {fmt_interval(ri, 2)} ({v})")
             lines.append(f"- {s}: " + "; ".join(parts))
         lines.append("")
     lines += ["<!-- results:end -->", ""]
