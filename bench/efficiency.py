@@ -42,6 +42,9 @@ KNEE_POINTS = 4  # rates measured between a server's last pass and first miss, a
 # offered rate: every rate above is past its knee.
 FAR_BEHIND = 0.5
 LEVEL = 0.95
+# Paired repetitions a verdict needs: with fewer, even min-max covers the median with
+# under 75% (2 repetitions: 50%), and a single one has no interval at all.
+MIN_VERDICT_N = 3
 FLOOR = "floor"
 
 # ---- statistics -----------------------------------------------------------------------------
@@ -77,20 +80,24 @@ def ratio_interval(a, b):
 
 def paired(rows, a, b, conns, rate, metric="cpu_us_per_req"):
     """interval() of a's metric over b's, repetition by repetition, at one point: the
-    repetitions where both were usable."""
+    repetitions where both were usable; with their number appended."""
     by = {}
     for r in rows:
         if (r["conns"] == conns and r["offered_rps"] == rate and usable(r)
                 and r.get(metric) and r["server"] in (a, b)):
             by[(r["server"], r.get("rep"))] = r[metric]
-    return interval([v / by[(b, rep)] for (s, rep), v in by.items()
-                     if s == a and (b, rep) in by])
+    ratios = [v / by[(b, rep)] for (s, rep), v in by.items() if s == a and (b, rep) in by]
+    iv = interval(ratios)
+    return iv + (len(ratios),) if iv else None
 
 
 def verdict(iv):
-    """'cheaper', 'dearer' or 'no verdict' from a paired ratio's interval."""
+    """'cheaper', 'dearer' or 'no verdict' from a paired ratio's interval (none from fewer
+    than MIN_VERDICT_N repetitions)."""
     if not iv:
         return None
+    if iv[4] < MIN_VERDICT_N:
+        return "no verdict"
     return "cheaper" if iv[2] < 1 else "dearer" if iv[1] > 1 else "no verdict"
 
 
@@ -420,9 +427,9 @@ def claims(cfg, fig, rows, targets):
     lines = ["<!-- results:begin -->", "### CPU per request, relative (this run)", "",
              "CPU µs per request over another's, at 50% of the client's ceiling: the median of "
              "the ratios within each repetition (both measured seconds apart) [their interval "
-             "from order statistics]. \"cheaper\" or \"dearer\" only where the interval "
-             "lies wholly below or above 1; otherwise the difference is within this run's "
-             "noise.", ""]
+             "from order statistics; n paired repetitions]. \"cheaper\" or \"dearer\" only "
+             f"where n ≥ {MIN_VERDICT_N} and the interval lies wholly below or above 1; "
+             "otherwise the difference is within this run's noise.", ""]
     for conns in cfg.open_conns:
         rates = sorted({rate for (s, c, rate), f in fig.items() if c == conns
                         and f["fraction"] == 0.5})
@@ -444,8 +451,9 @@ def claims(cfg, fig, rows, targets):
                     continue
                 v = verdict(ri)
                 v = v if v == "no verdict" else f"{v} than {other}"
-                parts.append(f"× {other} {fmt_interval(ri, 2)} ({v})")
-            lines.append(f"- {s}: " + "; ".join(parts))
+                parts.append(f"× {other} {fmt_interval(ri, 2)} ({v}, n={ri[4]})")
+            if parts:
+                lines.append(f"- {s}: " + "; ".join(parts))
         lines.append("")
     lines += ["<!-- results:end -->", ""]
     return lines

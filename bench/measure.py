@@ -181,12 +181,14 @@ class Snapshot:
             if self.psi is not None and after.psi is not None else None
         return {
             "window_s": window,
-            "cpu_us_per_req": cpu * 1e6 / requests if requests else None,
+            # No CPU seen at all (a server whose work is in children that exited unreaped
+            # in the window, read in 10 ms ticks) is no figure, not a free request.
+            "cpu_us_per_req": cpu * 1e6 / requests if requests and cpu > 0 else None,
             # The split comes in clock ticks (10 ms) and is applied to the exact total.
             "cpu_user_us_per_req": cpu * user_share * 1e6 / requests
-            if requests and user_share is not None else None,
+            if requests and cpu > 0 and user_share is not None else None,
             "cpu_sys_us_per_req": cpu * (1 - user_share) * 1e6 / requests
-            if requests and user_share is not None else None,
+            if requests and cpu > 0 and user_share is not None else None,
             "server_util": cpu / window,
             "softirq_us_per_req": softirq * 1e6 / requests if requests else None,
             "steal": steal / window / max(len(cores), 1),

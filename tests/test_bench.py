@@ -271,6 +271,27 @@ def test_capacity_at_slo():
           "a rate is missed when most usable repetitions missed; client-bound ones dropped")
 
 
+def test_paired():
+    rows = []
+    # The machine drifts from rep to rep (x1, x1.5, x2), b is always 1.2 x a: the unpaired
+    # intervals overlap, the paired ratio is exactly 1.2.
+    for rep, drift in ((1, 1.0), (2, 1.5), (3, 2.0)):
+        rows += [eff_row("a", 1000, 1.0, cpu=10 * drift, rep=rep),
+                 eff_row("b", 1000, 1.0, cpu=12 * drift, rep=rep)]
+    fig = efficiency.summarise(rows)
+    ri = efficiency.paired(rows, "b", "a", 100, 1000.0)
+    check(efficiency.compare(fig[("b", 100, 1000.0)]["cpu_us_per_req"],
+                             fig[("a", 100, 1000.0)]["cpu_us_per_req"]) == "overlap"
+          and abs(ri[1] - 1.2) < 1e-9 and abs(ri[2] - 1.2) < 1e-9 and ri[4] == 3
+          and efficiency.verdict(ri) == "dearer",
+          f"paired by repetition: a drift that hides 1.2x unpaired cancels ({ri})")
+    two = efficiency.paired(rows[:4], "b", "a", 100, 1000.0)
+    check(efficiency.verdict(two) == "no verdict", "2 paired repetitions: no verdict")
+    rows.append(eff_row("b", 1000, 1.0, cpu=99.0, rep=4, status="client_bound"))
+    check(efficiency.paired(rows, "b", "a", 100, 1000.0)[4] == 3,
+          "a repetition without both servers usable is not paired")
+
+
 def test_readme_results():
     spec = importlib.util.spec_from_file_location(
         "readme_results", os.path.join(HERE, "..", "scripts", "readme-results.py"))
