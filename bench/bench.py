@@ -66,14 +66,15 @@ MODES = {
                  peers="nginx,h2o,lighttpd", open_conns="100,10000", open_secs=1,
                  open_warm=0.3, open_start=4000, open_step=2, open_refine=2,
                  open_max=256000, open_extra=True, churn_conns=0, churn_start=2000,
-                 fixed_rps=8000, churn_fixed_rps=2000, quota=0, budget=25,
-                 fractions="0.1,0.25,0.5,0.75,0.9", open_reps=3, knee_reps=2),
+                 fixed_rps=8000, churn_fixed_rps=2000, quota=0, budget=27,
+                 fractions="0.1,0.25,0.5,0.75,0.9", open_reps=3, knee_reps=2, claim_reps=2),
     "quick": dict(conns="1000", files="index.html", reps=1, secs=1, warm=0.2, idle="",
                   idle_reps=1, idle_secs=2, perf=True, peers="nginx,h2o,lighttpd",
                   open_conns="100", open_secs=0.5, open_warm=0.2, open_start=8000,
                   open_step=4, open_refine=0, open_max=64000, open_extra=False,
                   churn_conns=0, churn_start=2000, fixed_rps=4000, churn_fixed_rps=2000,
-                  quota=0, budget=2.6, fractions="0.25,0.5,0.9", open_reps=2, knee_reps=0),
+                  quota=0, budget=2.6, fractions="0.25,0.5,0.9", open_reps=2, knee_reps=0,
+                  claim_reps=0),
     "ci": dict(conns="100,1000", files="index.html", reps=3, secs=1.5, warm=0.3, idle="0,2000",
                idle_reps=1, idle_secs=1.5, perf=False, peers="nginx", open_conns="",
                budget=0),
@@ -84,7 +85,8 @@ MODES = {
 OPEN_DEFAULTS = dict(open_secs=2, open_warm=0.5, open_start=2000, open_step=2, open_refine=2,
                      open_max=256000, open_extra=True, churn_conns=0, churn_start=2000,
                      fixed_rps=8000, churn_fixed_rps=2000, quota=0,
-                     fractions="0.1,0.25,0.5,0.75,0.9", open_reps=3, knee_reps=2)
+                     fractions="0.1,0.25,0.5,0.75,0.9", open_reps=3, knee_reps=2,
+                     claim_reps=2)
 
 # Seconds a measurement costs beyond warm-up + run (wrk start, perf attach, /proc reads),
 # and per 1,000 connections (connecting them, twice: warm-up and run). For the estimate.
@@ -167,6 +169,8 @@ class Config:
                           env.get("BENCH_FRACTIONS", o["fractions"]).split(",") if f]
         self.open_reps = int(env.get("BENCH_OPEN_REPS", o["open_reps"]))
         self.knee_reps = int(env.get("BENCH_KNEE_REPS", o["knee_reps"]))
+        self.claim_reps = int(env.get("BENCH_CLAIM_REPS", o["claim_reps"]))
+        self.ceiling = float(env.get("BENCH_CEILING", 0))  # 0: measured against the floor
         self.ladders = env.get("BENCH_LADDERS", "0") == "1"
         self.budget_min = float(env.get("BENCH_BUDGET", d["budget"]))
         self.sysctl = env.get("BENCH_SYSCTL", "1") != "0" and bool(self.open_conns)
@@ -393,6 +397,8 @@ class Bench:
             return 0
         per_rep = sum(len(cfg.fractions) * self.per_open_point_s(c) for c in cfg.open_conns)
         grid = (len(self.targets) + 1) * cfg.open_reps * (per_rep + SERVER_START_S)
+        grid += (len(self.targets) + 1) * cfg.claim_reps * sum(
+            self.per_open_point_s(c) + SERVER_START_S for c in cfg.open_conns)
         calibrate = sum(CALIBRATION_POINTS * self.per_open_point_s(c) for c in cfg.open_conns)
         knees = KNEE_SHARE * len(self.targets) * len(cfg.open_conns) * cfg.knee_reps * \
             efficiency.KNEE_POINTS * self.per_open_point_s(max(cfg.open_conns))
@@ -510,9 +516,13 @@ class Bench:
         eff = efficiency.Efficiency(self, os.path.join(self.dir, "openloop.csv"))
         if not eff.calibrate():
             return eff.rows
-        eff.grid(self.targets, cfg.open_reps)
+        eff.grid(self.targets, cfg.open_reps, cfg.fractions)
+        deadline = t0 + cfg.budget_min * 60 if cfg.budget_min else math.inf
+        if cfg.claim_reps and efficiency.CLAIM_FRACTION in cfg.fractions:
+            # More repetitions where the claims are read: a verdict needs 5 (efficiency.py).
+            eff.grid(self.targets, cfg.claim_reps, [efficiency.CLAIM_FRACTION],
+                     first_rep=cfg.open_reps + 1, deadline=deadline)
         if cfg.knee_reps:
-            deadline = t0 + cfg.budget_min * 60 if cfg.budget_min else math.inf
             eff.knees(self.targets, cfg.knee_reps, deadline)
         return eff.rows
 

@@ -282,13 +282,19 @@ def test_paired():
     ri = efficiency.paired(rows, "b", "a", 100, 1000.0)
     check(efficiency.compare(fig[("b", 100, 1000.0)]["cpu_us_per_req"],
                              fig[("a", 100, 1000.0)]["cpu_us_per_req"]) == "overlap"
-          and abs(ri[1] - 1.2) < 1e-9 and abs(ri[2] - 1.2) < 1e-9 and ri[4] == 3
-          and efficiency.verdict(ri) == "dearer",
+          and abs(ri[1] - 1.2) < 1e-9 and abs(ri[2] - 1.2) < 1e-9 and ri[4] == 3,
           f"paired by repetition: a drift that hides 1.2x unpaired cancels ({ri})")
-    two = efficiency.paired(rows[:4], "b", "a", 100, 1000.0)
-    check(efficiency.verdict(two) == "no verdict", "2 paired repetitions: no verdict")
-    rows.append(eff_row("b", 1000, 1.0, cpu=99.0, rep=4, status="client_bound"))
-    check(efficiency.paired(rows, "b", "a", 100, 1000.0)[4] == 3,
+    check(efficiency.verdict(ri) == "no verdict",
+          f"3 paired repetitions: no verdict (a false one 1 time in 4; "
+          f"{efficiency.MIN_VERDICT_N} needed)")
+    for rep, drift in ((4, 0.8), (5, 1.2)):
+        rows += [eff_row("a", 1000, 1.0, cpu=10 * drift, rep=rep),
+                 eff_row("b", 1000, 1.0, cpu=12 * drift, rep=rep)]
+    five = efficiency.paired(rows, "b", "a", 100, 1000.0)
+    check(five[4] == 5 and efficiency.verdict(five) == "dearer", "5 paired repetitions: dearer")
+    rows.append(eff_row("b", 1000, 1.0, cpu=99.0, rep=6, status="client_bound"))
+    rows.append(eff_row("a", 1000, 1.0, cpu=10.0, rep=6))
+    check(efficiency.paired(rows, "b", "a", 100, 1000.0)[4] == 5,
           "a repetition without both servers usable is not paired")
 
 

@@ -1,10 +1,12 @@
 /*
- * busy_send.c - LD_PRELOAD: C10K_INJECT_BUSY_NS nanoseconds (default 3,000) of busy work in
- * user space before every call that sends a response (sends.c). bin/epoll sends a keep-alive
- * answer with two such calls (sendmsg for the head, sendfile for the body), so the default
- * adds about 6 us of CPU per request: about 30% of what it spends per request under open
- * load at 100 connections here. tests/test_bench_inject.py checks that the bench's
- * efficiency curves see it, intervals apart. Measured against the clock, not counted in
+ * busy_send.c - LD_PRELOAD: C10K_INJECT_BUSY_NS nanoseconds (default 8,000) of busy work in
+ * user space before every call that sends a response (sends.c). bin/epoll sends a cached
+ * 4 KiB keep-alive answer, head and body, with one sendmsg, so that is 8 us per request
+ * (measured: 0.98 ms per request with 1 ms per call). Its net cost is less, since a server
+ * slowed this way answers more requests per wake-up: at 15,000 req/s over 100 connections
+ * (2026-12-06, machine busy) bin/epoll spent ~21 us per request, +4 with 6 us, +8 with 12,
+ * +22 with 24; 8 us makes it about 30% dearer. tests/test_bench_inject.py checks that the
+ * bench's efficiency curves see that. Measured against the clock, not counted in
  * instructions, so the amount of CPU is the same on a faster or slower core.
  */
 #include <stdlib.h>
@@ -12,7 +14,7 @@
 
 #include "inject.h"
 
-static long busy_ns = 3000;
+static long busy_ns = 8000;
 
 __attribute__((constructor)) static void read_amount(void)
 {
