@@ -215,7 +215,7 @@ def colour(s, servers):
 
 def multiples(run_dir, name, title, xlabel, ylabel, series, panels, refs, servers, logx=True,
               logy=False, xtics=None, note=None, errorbars=False, flagged=None, hline=None,
-              ymin=None, key="left top"):
+              ymin=None, key="left top", client_label="client-bound"):
     """Small multiples: one panel per server in `panels`, each with that server's line (and
     min–max bars), the reference servers `refs` (the peers) as thin dashed lines, and its
     flagged points. series: {server: [(x, y, lo, hi)]}; flagged: {server: [(x, y, kind)]}
@@ -285,7 +285,7 @@ def multiples(run_dir, name, title, xlabel, ylabel, series, panels, refs, server
                              f"'{colour(s, servers)}' pt 0 lw 1 notitle")
             parts.append(f"{block_name('d', s)} using 1:2 with linespoints "
                          f"{style(s, servers)} title {gp_str(s)}")
-        for kind, pt, what in (("client", 6, "client-bound"), ("failed", 2, "failed/refused")):
+        for kind, pt, what in (("client", 6, client_label), ("failed", 2, "failed/refused")):
             if any(k == kind for _, y, k in (flagged or {}).get(s, []) if y is not None):
                 parts.append(f"{block_name('f' + kind, s)} using 1:2 with points lc rgb "
                              f"'#000000' pt {pt} ps 1.8 lw 1.5 title '{what}'")
@@ -653,7 +653,7 @@ def make_closed(run_dir, cfg, rows, targets, peers):
                 multiples(run_dir, full_name, full_title, "connections", ylabel, s,
                           cfg.servers, peers, targets, logx=True, logy=logy,
                           xtics=conn_tics(conns), note=desc.format(n=cfg.reps),
-                          errorbars=bars, flagged=flagged)
+                          errorbars=bars, flagged=flagged, client_label="wrk-bound")
 
 
 def make_idle(run_dir, cfg, idle_rows, targets, peers):
@@ -672,7 +672,7 @@ def make_idle(run_dir, cfg, idle_rows, targets, peers):
              "Throughput of 100 busy connections vs idle connections held", 1e-3, False),
             ("cpu_vs_idle", "cpu_us_per_req", "CPU µs/request (log scale)",
              "CPU per request of 100 busy connections vs idle connections held", 1, True)):
-        s = {}
+        s, flagged = {}, {}
         for srv in targets:
             pts = []
             for m in steps:
@@ -683,9 +683,15 @@ def make_idle(run_dir, cfg, idle_rows, targets, peers):
                 hi = x[key + "_max"] * scale if bars else None
                 pts.append((m, x[key] * scale, lo, hi))
             s[srv] = pts
+            # Where wrk kept its core 90% busy the throughput is wrk's: circled as the
+            # client's limit (the CPU per request is still the server's).
+            flagged[srv] = [(m, y, "client") for m, y, _, _ in pts
+                            if key == "rps" and (imed[(srv, m)].get("wrk_bound") or 0)]
         multiples(run_dir, name, title, "idle keep-alive connections held", ylabel, s,
-                  cfg.servers, peers, targets, logx=False, logy=logy, xtics=xt, note=note,
-                  errorbars=bars)
+                  cfg.servers, peers, targets, logx=False, logy=logy, xtics=xt,
+                  note=note + ("; circled: wrk-bound (wrk's limit, not the server's)"
+                               if key == "rps" else ""),
+                  errorbars=bars, flagged=flagged, client_label="wrk-bound")
     slopes = idle_slopes(idle_rows, targets)
     values = {s: (v, None, None) for s, v in slopes.items() if v is not None and v > 0}
     bar_plot(run_dir, "rss_per_idle_conn",
