@@ -37,7 +37,7 @@ CEILING_STEP = 1.5
 CEILING_REFINE = 2
 CEILING_TRIES = 3  # measurements of one calibration rate before it counts as missed
 KNEE_STEP = 1.08  # at most 10% between rates near the knee
-KNEE_POINTS = 4  # rates measured between a server's last pass and first miss, at most
+KNEE_POINTS = 5  # rates around the coarse grid's p99 crossing, KNEE_STEP apart
 # A repetition stops climbing for a server whose answers fell below this share of the
 # offered rate: every rate above is past its knee.
 FAR_BEHIND = 0.5
@@ -198,6 +198,20 @@ def capacity(fig, server, conns, ceiling):
             low, mid, high)
 
 
+def knee_rates(lo, hi, fig, server, conns):
+    """Up to KNEE_POINTS rates KNEE_STEP apart (3 significant figures), inside the grid's last
+    pass lo and first miss hi (3% clear of each), the nearest to where the grid's medians put
+    the p99 crossing (the geometric middle if they do not say)."""
+    pts = sorted((rate, f["p99_ms"][0] if f["p99_ms"] else None, f["missed"])
+                 for (s, c, rate), f in fig.items() if s == server and c == conns)
+    centre = crossing(pts) or math.sqrt(lo * hi)
+    reach = int(math.log(hi / lo) / math.log(KNEE_STEP)) + 1
+    inside = [k for k in range(-reach, reach + 1)
+              if lo * 1.03 < centre * KNEE_STEP ** k < hi / 1.03]
+    chosen = sorted(inside, key=abs)[:KNEE_POINTS]
+    return sorted({float(f"{centre * KNEE_STEP ** k:.3g}") for k in chosen})
+
+
 # ---- the runs -------------------------------------------------------------------------------
 
 
@@ -334,10 +348,7 @@ class Efficiency:
                 if not first:  # none missed, or even the lowest did: no knee to find
                     continue
                 lo, hi = pts[first - 1][0], pts[first][0]
-                steps = max(1, math.ceil(math.log(hi / lo) / math.log(KNEE_STEP)) - 1)
-                n = min(steps, KNEE_POINTS)
-                rates = sorted({round2(lo * (hi / lo) ** (i / (n + 1)))
-                                for i in range(1, n + 1)} - {lo, hi})
+                rates = knee_rates(lo, hi, fig, name, conns)
                 if rates:
                     plan.setdefault(name, []).append((conns, rates))
         for rep in range(1, reps + 1):

@@ -298,6 +298,71 @@ def test_paired():
           "a repetition without both servers usable is not paired")
 
 
+class FakeBench:
+    """What efficiency.Efficiency needs of bench.Bench, with made-up servers: each answers
+    up to its capacity, p99 1 ms below and 50 ms above it; 'noisy' is client-bound once."""
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.cfg = SimpleNamespace(open_conns=[100], open_start=4000, open_max=256000,
+                                   fractions=[0.25, 0.5, 0.9], ceiling=0)
+        self.cap, self.notes, self.order, self.noisy_left = None, [], [], 1
+
+    def start(self, name):
+        self.order.append(name)
+        proc = SimpleNamespace(pid=1)
+        return (SimpleNamespace(name=name, proc=proc, alive=lambda: True), None)
+
+    def stop(self, started):
+        pass
+
+    def open_point(self, started, conns, rate, close, label):
+        name = started[0].name
+        cap = self.capacity.get(name, float("inf"))
+        row = point(rate, achieved=min(rate, cap * 1.02), p99=1.0 if rate <= cap else 50.0,
+                    server=name, conns=conns)
+        if name == "noisy" and self.noisy_left:
+            self.noisy_left -= 1
+            row.update(client_bound=1, client_cpu=0.3, status="client_bound")
+        return row
+
+
+def test_efficiency_runs():
+    fake = FakeBench({"floor": 30000, "slow": 9000, "tiny": 3000})
+    with tempfile.TemporaryDirectory() as tmp:
+        eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
+        eff.calibrate()
+        # 4k, 6k, 9k, 14k, 21k kept; 32k missed; bisections 26k and 29k kept.
+        check(eff.ceiling == {100: 29000.0},
+              f"the ceiling: the floor kept up to 29k, missed 32k ({eff.ceiling})")
+        fake.order.clear()
+        servers = ["fast", "slow", "tiny", "noisy"]
+        eff.grid(servers, 2, [0.25, 0.5, 0.9])
+        check(fake.order == ["floor"] + servers + ["floor"] + servers,
+              f"repetitions outermost, the floor first in each ({fake.order})")
+        grid = [r for r in eff.rows if r["phase"] == "grid"]
+        tiny = [r["offered_rps"] for r in grid if r["server"] == "tiny"]
+        check(tiny == [7200.0, 7200.0],
+              f"answers under half the offered rate: the higher rates skipped ({tiny})")
+        noisy = [r["status"] for r in grid if r["server"] == "noisy" and r["rep"] == 1
+                 and r["offered_rps"] == 7200.0]
+        check(noisy == ["client_bound", "ok"], f"a client-bound point is measured again ({noisy})")
+        eff.knees(servers, 1, float("inf"))
+        knee = sorted(r["offered_rps"] for r in eff.rows if r["phase"] == "knee"
+                      and r["server"] == "slow")
+        steps = [b / a for a, b in zip(knee, knee[1:])]
+        check(len(knee) == efficiency.KNEE_POINTS and max(steps) <= 1.1
+              and not [r for r in eff.rows if r["phase"] == "knee" and r["server"] != "slow"],
+              f"a knee only where the SLO was missed between two grid rates, steps ≤ 10% "
+              f"({knee})")
+        fig = efficiency.summarise([r for r in eff.rows if r["phase"] in ("grid", "knee")])
+        text, low, mid, high = efficiency.capacity(fig, "slow", 100, eff.ceiling[100])
+        check(low and high and low <= 9000 <= high,
+              f"slow's capacity brackets its true 9,000 ({text})")
+        check(efficiency.capacity(fig, "fast", 100, eff.ceiling[100])[0].startswith("≥"),
+              "fast: ≥ ceiling")
+
+
 def test_readme_results():
     spec = importlib.util.spec_from_file_location(
         "readme_results", os.path.join(HERE, "..", "scripts", "readme-results.py"))
