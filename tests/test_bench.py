@@ -363,6 +363,30 @@ def test_efficiency_runs():
               "fast: ≥ ceiling")
 
 
+def test_compare_efficiency():
+    mod = compare_module()
+
+    def run(ratio):
+        rows = []
+        for rep, drift in enumerate((1.0, 1.3, 0.9, 1.1, 1.2), 1):
+            for server, cpu in (("floor", 10.0), ("epoll", 10.0 * ratio), ("nginx", 15.0)):
+                r = eff_row(server, 5000, 1.0, cpu=cpu * drift, fraction=0.5, rep=rep)
+                r["cpu_us_per_req"] = cpu * drift * (1 + 0.01 * rep)  # a little noise
+                rows.append(r)
+        return rows
+
+    quiet = open(os.devnull, "w")
+    saved, sys.stdout = sys.stdout, quiet
+    try:
+        same = mod.compare_efficiency(run(1.2), run(1.2))
+        moved = mod.compare_efficiency(run(1.2), run(1.5))
+    finally:
+        sys.stdout = saved
+        quiet.close()
+    check(same == (2, 2), f"bench-compare: a rerun's ratios land inside the first's ({same})")
+    check(moved[0] < moved[1], f"bench-compare: a ratio that moved 25% lands outside ({moved})")
+
+
 def test_readme_results():
     spec = importlib.util.spec_from_file_location(
         "readme_results", os.path.join(HERE, "..", "scripts", "readme-results.py"))
