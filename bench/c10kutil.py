@@ -156,10 +156,11 @@ def cpu_ticks(pid):
     return sum(cpu_ticks_split(pid))
 
 
-def cpu_ticks_split(pid):
-    """(user, system) CPU of pid and the processes under it, in clock ticks, as cpu_ticks."""
+def cpu_ticks_split(pid, tree=None):
+    """(user, system) CPU of pid and the processes under it, in clock ticks, as cpu_ticks;
+    tree as for run_ns()."""
     user = system = 0
-    for p in process_tree(pid) or [pid]:
+    for p in tree or process_tree(pid) or [pid]:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -172,13 +173,15 @@ def cpu_ticks_split(pid):
     return user, system
 
 
-def run_ns(pid, max_threads=64):
+def run_ns(pid, max_threads=64, tree=None):
     """(ns on a CPU summed over the live threads of pid's tree, their tids) from
     /proc/P/task/*/schedstat: nanosecond resolution where /proc/P/stat counts 10 ms
     ticks, but blind to threads that have exited; None for more than max_threads threads
-    (reading thousands of files would itself take a while)."""
+    (reading thousands of files would itself take a while). tree: process_tree(pid), if
+    the caller has it (walking /proc takes tens of ms on a busy machine)."""
     try:
-        tasks = [(p, t) for p in process_tree(pid) for t in os.listdir(f"/proc/{p}/task")]
+        tasks = [(p, t) for p in tree or process_tree(pid)
+                 for t in os.listdir(f"/proc/{p}/task")]
         if not tasks or len(tasks) > max_threads:
             return None
         total = 0

@@ -180,8 +180,9 @@ def crossing(points):
 
 def capacity(fig, server, conns, ceiling):
     """(text, low, mid, high) of a server's capacity at SLO at one connection count: '≥
-    ceiling' when it met the SLO at every grid rate; else the p99 crossing with the bracket
-    of rates around it that every repetition passed and missed."""
+    ceiling' when it met the SLO at every rate measured; '< lowest' when it missed even the
+    lowest; else the p99 crossing with its bracket: the nearest rates below and above it
+    that most repetitions met and missed."""
     pts = sorted((rate, f["p99_ms"][0] if f["p99_ms"] else None, f["missed"])
                  for (s, c, rate), f in fig.items() if s == server and c == conns)
     pts = [p for p in pts if p[1] is not None or p[2]]

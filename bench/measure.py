@@ -151,10 +151,14 @@ class Snapshot:
     """What the kernel says at one edge of a measured window: the server's CPU time (all
     its threads), per-CPU softirq and steal time, CPU pressure (PSI)."""
 
-    def __init__(self, pid):
+    def __init__(self, pid, tree=None):
+        """tree: the server's processes (c10kutil.process_tree), found before the window
+        by the caller, so that the edge reads only the server's own counters: walking
+        /proc at the edge took 30-250 ms on a busy machine with the client on the same
+        core, and the CPU read somewhere inside that is no edge at all."""
         self.t = time.monotonic()
-        self.run = run_ns(pid)
-        self.user_sys = cpu_ticks_split(pid)
+        self.run = run_ns(pid, tree=tree)
+        self.user_sys = cpu_ticks_split(pid, tree)
         self.ticks = sum(self.user_sys)
         self.stat = cpu_stat()
         self.psi = psi_some_us()

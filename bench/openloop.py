@@ -27,7 +27,7 @@ import subprocess
 import threading
 import time
 
-from c10kutil import proc_fds
+from c10kutil import proc_fds, process_tree
 from measure import MeasureError, Snapshot, _Reader
 from procs import spawn, stop
 
@@ -153,11 +153,15 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
         if t0 is not None and p.poll() is None:
             rt = getattr(cfg, "client_rt", False) and harness_rt(True)
             planned = (t0 + cfg.open_warm, t0 + cfg.open_warm + cfg.open_secs)
+            # The server's processes are found now, in the warm-up, not at the edges: a
+            # server that forks per connection has forked them all by now (every
+            # connection is open and primed), and the ones that exit are in cutime.
+            tree = process_tree(pid) or None
             sleep_until(t0 + cfg.open_warm)
-            edges.append(Snapshot(pid))
+            edges.append(Snapshot(pid, tree))
             throttle = [cap.stat()] if cap else []
             sleep_until(t0 + cfg.open_warm + cfg.open_secs)
-            edges.append(Snapshot(pid))
+            edges.append(Snapshot(pid, tree))
             throttle += [cap.stat()] if cap else []
             if rt:
                 harness_rt(False)
