@@ -61,12 +61,12 @@ SELECT_IDLE_STEPS = (500, 900)
 # Per mode: the matrix and timing unless the environment says otherwise. open_conns empty:
 # no open-loop sweep (bench-ci and bench-baseline keep their plain-nginx protocol).
 MODES = {
-    "full": dict(conns="1000", files="index.html", reps=3, secs=2, warm=0.5,
-                 idle="0,3000,9000", idle_reps=1, idle_secs=2, perf=True,
+    "full": dict(conns="1000", files="index.html", reps=2, secs=2, warm=0.5,
+                 idle="0,3000,9000", idle_reps=1, idle_secs=1.5, perf=True,
                  peers="nginx,h2o,lighttpd", open_conns="100,10000", open_secs=1,
                  open_warm=0.3, open_start=4000, open_step=2, open_refine=2,
                  open_max=256000, open_extra=True, churn_conns=0, churn_start=2000,
-                 fixed_rps=8000, churn_fixed_rps=2000, quota=0, budget=27,
+                 fixed_rps=8000, churn_fixed_rps=2000, quota=0, budget=26,
                  fractions="0.1,0.25,0.5,0.75,0.9", open_reps=3, knee_reps=2, claim_reps=2),
     "quick": dict(conns="1000", files="index.html", reps=1, secs=1, warm=0.2, idle="",
                   idle_reps=1, idle_secs=2, perf=True, peers="nginx,h2o,lighttpd",
@@ -388,21 +388,27 @@ class Bench:
             est = closed + min(per_server, self.open_natural_s()) * len(targets)
         else:
             est = closed + self.efficiency_s()
+            if cfg.budget_min:
+                # The claims' repetitions and the knees stop at the budget (efficiency.py).
+                est = min(est, max(cfg.budget_min * 60, closed + self.efficiency_s(False)))
         return targets, points, main, idle, est, per_server
 
-    def efficiency_s(self):
-        """The estimate of the efficiency phase: calibration, grid and knees."""
+    def efficiency_s(self, budgeted=True):
+        """The estimate of the efficiency phase: calibration, grid and (budgeted) the claims'
+        repetitions and knees."""
         cfg = self.cfg
         if not cfg.open_conns:
             return 0
         per_rep = sum(len(cfg.fractions) * self.per_open_point_s(c) for c in cfg.open_conns)
         grid = (len(self.targets) + 1) * cfg.open_reps * (per_rep + SERVER_START_S)
-        grid += (len(self.targets) + 1) * cfg.claim_reps * sum(
-            self.per_open_point_s(c) + SERVER_START_S for c in cfg.open_conns)
         calibrate = sum(CALIBRATION_POINTS * self.per_open_point_s(c) for c in cfg.open_conns)
+        if not budgeted:
+            return calibrate + grid
+        claims = (len(self.targets) + 1) * cfg.claim_reps * sum(
+            self.per_open_point_s(c) + SERVER_START_S for c in cfg.open_conns)
         knees = KNEE_SHARE * len(self.targets) * len(cfg.open_conns) * cfg.knee_reps * \
             efficiency.KNEE_POINTS * self.per_open_point_s(max(cfg.open_conns))
-        return calibrate + grid + knees
+        return calibrate + grid + claims + knees
 
     # -- closed loop: wrk -----------------------------------------------------------------
 
