@@ -173,7 +173,7 @@ def cpu_ticks_split(pid, tree=None):
     return user, system
 
 
-def run_ns(pid, max_threads=64, tree=None):
+def run_ns(pid, max_threads=512, tree=None):
     """(ns on a CPU summed over the live threads of pid's tree, their tids) from
     /proc/P/task/*/schedstat: nanosecond resolution where /proc/P/stat counts 10 ms
     ticks, but blind to threads that have exited; None for more than max_threads threads

@@ -572,7 +572,8 @@ def make_efficiency(run_dir, cfg, eff_rows, targets):
                       "server; floor and peers in each)", "offered requests/s", ylabel,
                       series, targets, refs, everyone, logx=True, logy=logy, note=note,
                       errorbars=True, flagged=flagged, hline=hline,
-                      ymin=50 if metric == "achieved" else None,
+                      ymin=min([50] + [p[2] - 5 for pts in series.values() for p in pts])
+                      if metric == "achieved" else None,
                       key="left bottom" if metric == "achieved" else "left top")
 
 
