@@ -156,6 +156,8 @@ def summarise(rows):
         fig = {"n": len(use), "dropped": len(rs) - len(use), "missed": missed(rs),
                "status": sorted({r["status"] for r in rs}),
                "capped": any(r.get("capped") for r in rs),
+               # loadgen's steady-state check failed: the window's halves differed.
+               "unsteady": sum(r.get("steady") == 0 for r in use),
                "fraction": rs[0].get("fraction")}
         for m in ("cpu_us_per_req", "cpu_user_us_per_req", "cpu_sys_us_per_req", "p50_ms",
                   "p99_ms", "p999_ms"):
@@ -462,10 +464,13 @@ def latency_table(fig, conns, rates, names):
                 continue
             p = [f[m][0] if f[m] else None for m in ("p50_ms", "p99_ms", "p999_ms")]
             cells.append(" / ".join(report.n_auto(v) for v in p)
-                         + f" · {f['achieved'][0]:.0%}" + (f" ({f['dropped']} cb)"
-                                                            if f["dropped"] else ""))
+                         + f" · {f['achieved'][0]:.0%}"
+                         + (f" ({f['dropped']} cb)" if f["dropped"] else "")
+                         + (f" ({f['unsteady']} ns)" if f["unsteady"] else ""))
         lines.append("| " + " | ".join(cells) + " |")
-    return lines + ["", "(N cb): repetitions dropped as client-bound.", ""]
+    return lines + ["", "(N cb): repetitions dropped as client-bound; (N ns): repetitions whose "
+                    "window was not in a steady state (its halves' answers or mean latency "
+                    "differed; docs/loadgen.md), kept but to be read with care.", ""]
 
 
 def claims(cfg, fig, rows, targets):
