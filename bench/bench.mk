@@ -5,6 +5,8 @@
 #                        the idle-connection sweep (20-25 minutes, BENCH_BUDGET)
 #   make bench-quick     every server and peer: wrk at c=1000, a short open-loop ladder at
 #                        10,000 connections (< 3 min)
+#   make bench-check     bin/epoll made ~30% dearer per request (an LD_PRELOAD) must come out
+#                        dearer than bin/epoll, intervals apart (~1 min; not part of make test)
 #   make bench-ci        regression gate, two layers (docs/bench.md): first the deterministic
 #                        one (bench/detgate.py: syscalls and user-space instructions per request
 #                        vs results/profile.json, ~1 min), which alone decides pass or fail;
@@ -28,13 +30,19 @@ bench_saved_goal := $(.DEFAULT_GOAL)
 BUILD ?= build
 BENCH_IDLERS := $(BUILD)/bench/idlers
 BENCH_LOADGEN := $(BUILD)/bench/loadgen
-BENCH_TOOLS := $(BENCH_IDLERS) $(BENCH_LOADGEN)
+BENCH_FLOOR := $(BUILD)/bench/floor
+BENCH_TOOLS := $(BENCH_IDLERS) $(BENCH_LOADGEN) $(BENCH_FLOOR)
 BENCH_RPC_THREADS := $(BUILD)/bench/rpc_threads
 BENCH_PY ?= python3
 
 $(BENCH_IDLERS): bench/idlers.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# The null server every open-loop run is calibrated against (docs/bench.md, the floor).
+$(BENCH_FLOOR): bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $<
 
 # The open-loop load generator (docs/loadgen.md).
 LOADGEN_SRC := bench/loadgen.c bench/loadgen_results.c
@@ -57,9 +65,10 @@ $(BENCH_RPC_THREADS): bench/rpc_threads.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
-.PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen inject \
+.PHONY: bench bench-quick bench-check bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen bench-floor inject \
         demo-idle demo-rpc
 bench-idlers: $(BENCH_IDLERS)
+bench-floor: $(BENCH_FLOOR)
 bench-loadgen: $(BENCH_LOADGEN)
 
 # LD_PRELOAD libraries that inject a regression into every server (tests/test_detgate.py),
@@ -90,6 +99,10 @@ bench-ci-det:
 	$(BENCH_PY) bench/detgate.py check
 bench-ci-update:
 	$(BENCH_PY) bench/detgate.py update
+# A benchmark check, outside make test (timing, ~1 min): the efficiency curves see bin/epoll
+# made ~30% dearer per request by tests/inject/busy_send.c (tests/test_bench_inject.py).
+bench-check: $(BENCH_TOOLS) $(BUILD)/inject/busy_send.so
+	BUILD=$(BUILD) $(BENCH_PY) tests/test_bench_inject.py
 bench-baseline: $(BENCH_IDLERS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/bench.py baseline
 # No deps here: it needs nothing beyond what make builds, and never root.

@@ -37,6 +37,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import c10kutil  # noqa: E402
+import efficiency  # noqa: E402
 import gate  # noqa: E402
 import measure  # noqa: E402
 import openloop  # noqa: E402
@@ -49,6 +50,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.path.join(REPO, os.environ.get("BUILD", "build"))
 IDLERS = os.path.join(BUILD_DIR, "bench", "idlers")
 LOADGEN = os.environ.get("BENCH_LOADGEN", os.path.join(BUILD_DIR, "bench", "loadgen"))
+FLOOR = os.path.join(BUILD_DIR, "bench", "floor")
+INJECT_DIR = os.path.join(BUILD_DIR, "inject")
 
 # bin/select cannot hold an fd >= FD_SETSIZE (1024): its idle sweep stops below that, with
 # room for wrk's 100 connections and the server's own fds.
@@ -58,18 +61,20 @@ SELECT_IDLE_STEPS = (500, 900)
 # Per mode: the matrix and timing unless the environment says otherwise. open_conns empty:
 # no open-loop sweep (bench-ci and bench-baseline keep their plain-nginx protocol).
 MODES = {
-    "full": dict(conns="100,1000,10000", files="index.html,1m.bin", reps=1, secs=5, warm=0.5,
-                 idle="0,3000,9000", idle_reps=1, idle_secs=2, perf=True,
-                 peers="nginx,h2o,lighttpd", open_conns="100,10000", open_secs=2,
-                 open_warm=0.5, open_start=2000, open_step=2, open_refine=2,
-                 open_max=256000, open_extra=True, churn_conns=1000, churn_start=2000,
-                 fixed_rps=8000, churn_fixed_rps=2000, quota=0.4, budget=25),
-    "quick": dict(conns="1000", files="index.html", reps=1, secs=2, warm=0.3, idle="",
+    "full": dict(conns="1000", files="index.html", reps=2, secs=2, warm=0.5,
+                 idle="0,3000,9000", idle_reps=1, idle_secs=1.5, perf=True,
+                 peers="nginx,h2o,lighttpd", open_conns="100,10000", open_secs=1,
+                 open_warm=0.3, open_start=4000, open_step=2, open_refine=2,
+                 open_max=256000, open_extra=True, churn_conns=0, churn_start=2000,
+                 fixed_rps=8000, churn_fixed_rps=2000, quota=0, budget=26,
+                 fractions="0.1,0.25,0.5,0.75,0.9", open_reps=3, knee_reps=2, claim_reps=2),
+    "quick": dict(conns="1000", files="index.html", reps=1, secs=1, warm=0.2, idle="",
                   idle_reps=1, idle_secs=2, perf=True, peers="nginx,h2o,lighttpd",
-                  open_conns="10000", open_secs=1, open_warm=0.3, open_start=4000,
+                  open_conns="100", open_secs=0.5, open_warm=0.2, open_start=8000,
                   open_step=4, open_refine=0, open_max=64000, open_extra=False,
                   churn_conns=0, churn_start=2000, fixed_rps=4000, churn_fixed_rps=2000,
-                  quota=0.4, budget=2.6),
+                  quota=0, budget=2.6, fractions="0.25,0.5,0.9", open_reps=2, knee_reps=0,
+                  claim_reps=0),
     "ci": dict(conns="100,1000", files="index.html", reps=3, secs=1.5, warm=0.3, idle="0,2000",
                idle_reps=1, idle_secs=1.5, perf=False, peers="nginx", open_conns="",
                budget=0),
@@ -79,7 +84,9 @@ MODES = {
 }
 OPEN_DEFAULTS = dict(open_secs=2, open_warm=0.5, open_start=2000, open_step=2, open_refine=2,
                      open_max=256000, open_extra=True, churn_conns=0, churn_start=2000,
-                     fixed_rps=8000, churn_fixed_rps=2000, quota=0.4)
+                     fixed_rps=8000, churn_fixed_rps=2000, quota=0,
+                     fractions="0.1,0.25,0.5,0.75,0.9", open_reps=3, knee_reps=2,
+                     claim_reps=2)
 
 # Seconds a measurement costs beyond warm-up + run (wrk start, perf attach, /proc reads),
 # and per 1,000 connections (connecting them, twice: warm-up and run). For the estimate.
@@ -92,6 +99,10 @@ IDLERS_PER_KCONN_S = 0.1
 OPEN_OVERHEAD_S = 0.4
 OPEN_PER_KCONN_S = 0.05
 OPEN_POINTS_PER_LADDER = 8
+# The efficiency phase: points the calibration takes, and the share of servers with a knee
+# below the client's ceiling (the slow models and some peers, at 10,000 connections).
+CALIBRATION_POINTS = 8
+KNEE_SHARE = 0.4
 # Share of a server's open-loop budget per ladder (the rest carries over to the next).
 LADDER_WEIGHT = {"open": 0.35, "open_many": 0.4, "churn": 0.25}
 # The longest any one server's open-loop phase may take, whatever the budget.
@@ -152,6 +163,15 @@ class Config:
         self.fixed_rps = float(env.get("BENCH_FIXED_RPS", o["fixed_rps"]))
         self.churn_fixed_rps = float(o["churn_fixed_rps"])
         self.quota = float(env.get("BENCH_CPU_QUOTA", o["quota"]))
+        # The efficiency curves (efficiency.py); BENCH_LADDERS=1 runs the older capacity
+        # ladders instead.
+        self.fractions = [float(f) for f in
+                          env.get("BENCH_FRACTIONS", o["fractions"]).split(",") if f]
+        self.open_reps = int(env.get("BENCH_OPEN_REPS", o["open_reps"]))
+        self.knee_reps = int(env.get("BENCH_KNEE_REPS", o["knee_reps"]))
+        self.claim_reps = int(env.get("BENCH_CLAIM_REPS", o["claim_reps"]))
+        self.ceiling = float(env.get("BENCH_CEILING", 0))  # 0: measured against the floor
+        self.ladders = env.get("BENCH_LADDERS", "0") == "1"
         self.budget_min = float(env.get("BENCH_BUDGET", d["budget"]))
         self.sysctl = env.get("BENCH_SYSCTL", "1") != "0" and bool(self.open_conns)
         # loadgen under SCHED_FIFO (as root): other work on the client core then cannot make
@@ -201,10 +221,17 @@ def pick_servers(wanted):
                   key=lambda s: (order.index(s) if s in order else len(order), s))
     if wanted:
         names = [n for n in wanted.split(",") if n and n not in procs.PEERS]
-        missing = [n for n in names if n not in have]
+        missing = [n for n in names if n.split("@")[0] not in have]
         if missing:
             sys.exit(f"bench: no bin/{missing[0]} (have: {' '.join(have) or 'nothing'}; run make)")
-        have = [s for s in have if s in names]
+        # NAME@LIB: bin/NAME under LD_PRELOAD=build/inject/LIB.so, a server made slower on
+        # purpose (tests/inject/), measured as a server of its own.
+        variants = [n for n in names if "@" in n]
+        for v in variants:
+            lib = os.path.join(INJECT_DIR, v.split("@")[1] + ".so")
+            if not os.path.exists(lib):
+                sys.exit(f"bench: no {lib} (make inject)")
+        have = [s for s in have if s in names] + variants
     if not have:
         sys.exit("bench: no server binaries in bin/ (run make)")
     return have
@@ -258,6 +285,13 @@ class Bench:
                 return cls(binary, self.www, self.cfg.server_cores, self.dir,
                            tuned=self.cfg.nginx_tuned)
             return cls(binary, self.www, self.cfg.server_cores, self.dir)
+        if name == efficiency.FLOOR:
+            return procs.Server(FLOOR, self.www, self.cfg.server_cores, self.logs)
+        if "@" in name:
+            base, lib = name.split("@")
+            return procs.Server(os.path.join(REPO, "bin", base), self.www,
+                                self.cfg.server_cores, self.logs, name=name,
+                                env={"LD_PRELOAD": os.path.join(INJECT_DIR, lib + ".so")})
         # BENCH_SLOW=NAME: every syscall of the server stops for strace, which writes nothing.
         wrapper = ["strace", "-f", "-qq", "-o", "/dev/null"] \
             if name in self.cfg.slow and self.cfg.slow[name] is None else []
@@ -350,8 +384,31 @@ class Bench:
                     f"open-loop ladders got {per_server:.0f} s, less than a typical "
                     f"{self.open_natural_s():.0f} s: some ladders may stop before their "
                     "refinements")
-        est = closed + min(per_server, self.open_natural_s()) * len(targets)
+        if cfg.ladders:
+            est = closed + min(per_server, self.open_natural_s()) * len(targets)
+        else:
+            est = closed + self.efficiency_s()
+            if cfg.budget_min:
+                # The claims' repetitions and the knees stop at the budget (efficiency.py).
+                est = min(est, max(cfg.budget_min * 60, closed + self.efficiency_s(False)))
         return targets, points, main, idle, est, per_server
+
+    def efficiency_s(self, budgeted=True):
+        """The estimate of the efficiency phase: calibration, grid and (budgeted) the claims'
+        repetitions and knees."""
+        cfg = self.cfg
+        if not cfg.open_conns:
+            return 0
+        per_rep = sum(len(cfg.fractions) * self.per_open_point_s(c) for c in cfg.open_conns)
+        grid = (len(self.targets) + 1) * cfg.open_reps * (per_rep + SERVER_START_S)
+        calibrate = sum(CALIBRATION_POINTS * self.per_open_point_s(c) for c in cfg.open_conns)
+        if not budgeted:
+            return calibrate + grid
+        claims = (len(self.targets) + 1) * cfg.claim_reps * sum(
+            self.per_open_point_s(c) + SERVER_START_S for c in cfg.open_conns)
+        knees = KNEE_SHARE * len(self.targets) * len(cfg.open_conns) * cfg.knee_reps * \
+            efficiency.KNEE_POINTS * self.per_open_point_s(max(cfg.open_conns))
+        return calibrate + grid + claims + knees
 
     # -- closed loop: wrk -----------------------------------------------------------------
 
@@ -450,15 +507,33 @@ class Bench:
 
     # -- open loop: loadgen -----------------------------------------------------------------
 
-    def run_open(self, per_server_s):
-        """Every server's open-loop ladders, its CPU capped; returns openloop.csv's rows."""
+    def run_efficiency(self, t0):
+        """The client's ceiling against bench/floor, then every target at fractions of it,
+        repetitions interleaved, then the knees (efficiency.py); returns openloop.csv's rows."""
         cfg = self.cfg
-        rows = []
         if not cfg.open_conns:
-            return rows
-        if not os.access(LOADGEN, os.X_OK):
-            self.fail("open loop", f"no {LOADGEN} (make {os.path.relpath(LOADGEN, REPO)})")
-            return rows
+            return []
+        for tool in (LOADGEN, FLOOR):
+            if not os.access(tool, os.X_OK):
+                self.fail("open loop", f"no {tool} (make {os.path.relpath(tool, REPO)})")
+                return []
+        self.make_cap()
+        self.loadgen_log = open(os.path.join(self.logs, "loadgen.log"), "a")
+        eff = efficiency.Efficiency(self, os.path.join(self.dir, "openloop.csv"))
+        if not eff.calibrate():
+            return eff.rows
+        eff.grid(self.targets, cfg.open_reps, cfg.fractions)
+        deadline = t0 + cfg.budget_min * 60 if cfg.budget_min else math.inf
+        if cfg.claim_reps and efficiency.CLAIM_FRACTION in cfg.fractions:
+            # More repetitions where the claims are read: a verdict needs 5 (efficiency.py).
+            eff.grid(self.targets, cfg.claim_reps, [efficiency.CLAIM_FRACTION],
+                     first_rep=cfg.open_reps + 1, deadline=deadline)
+        if cfg.knee_reps:
+            eff.knees(self.targets, cfg.knee_reps, deadline)
+        return eff.rows
+
+    def make_cap(self):
+        cfg = self.cfg
         if cfg.quota > 0 and self.cap is None:
             try:
                 self.cap = procs.CpuCap(f"c10k-bench-{os.getpid()}", cfg.quota)
@@ -467,6 +542,17 @@ class Bench:
                 self.notes.append(f"no CPU cap ({e}): the open loop ran uncapped, so fast "
                                   "servers may outrun the client (their points say so)")
                 print(f"bench: {self.notes[-1]}", flush=True)
+
+    def run_open(self, per_server_s):
+        """Every server's open-loop ladders (BENCH_LADDERS=1); returns openloop.csv's rows."""
+        cfg = self.cfg
+        rows = []
+        if not cfg.open_conns:
+            return rows
+        if not os.access(LOADGEN, os.X_OK):
+            self.fail("open loop", f"no {LOADGEN} (make {os.path.relpath(LOADGEN, REPO)})")
+            return rows
+        self.make_cap()
         self.loadgen_log = open(os.path.join(self.logs, "loadgen.log"), "a")
         for name in self.targets:
             started = self.start(name)
@@ -620,7 +706,14 @@ class Bench:
               f"{','.join(cfg.files)} x {cfg.reps} reps x {cfg.secs:g} s = {main} measurements"
               + (f" (skipping {', '.join(trimmed)})" if trimmed else "")
               + (f" + {idle} idle-sweep points" if idle else ""), flush=True)
-        if cfg.open_conns:
+        if cfg.open_conns and not cfg.ladders:
+            cap = f"CPU capped at {cfg.quota:.0%} of a core" if cfg.quota > 0 else "uncapped"
+            print(f"bench: open loop (loadgen): conns {','.join(map(str, cfg.open_conns))}, "
+                  f"the client's ceiling against bench/floor, then "
+                  f"{', '.join(f'{x:.0%}' for x in cfg.fractions)} of it x {cfg.open_reps} "
+                  f"interleaved reps, {cfg.open_secs:g} s windows, {cap}"
+                  + (f"; knees x {cfg.knee_reps} reps" if cfg.knee_reps else ""), flush=True)
+        elif cfg.open_conns:
             cap = f"CPU capped at {cfg.quota:.0%} of a core" if cfg.quota > 0 else "uncapped"
             print(f"bench: open loop (loadgen): conns {','.join(map(str, cfg.open_conns))}"
                   + (f" + churn at {cfg.churn_conns}" if cfg.churn_conns else "")
@@ -631,13 +724,24 @@ class Bench:
               f"syscalls: {self.syscalls}; estimated {report.fmt_duration(est)}", flush=True)
         rows = self.run_matrix(points)
         idle_rows = self.run_idle_sweep()
-        open_rows = self.run_open(per_server)
-        report.write_summary(os.path.join(self.dir, "summary.md"), cfg, self.rid, rows,
-                             idle_rows, open_rows, sizes, self.syscalls, self.failures,
-                             self.notes, time.monotonic() - t0,
-                             self.cap.describe() if self.cap else None)
-        plots.make_all(self.dir, cfg, rows, idle_rows, open_rows)
+        open_rows = self.run_open(per_server) if cfg.ladders else self.run_efficiency(t0)
+        summarise(self.dir, cfg, self.rid, rows, idle_rows, open_rows, sizes, self.syscalls,
+                  self.failures, self.notes, time.monotonic() - t0,
+                  self.cap.describe() if self.cap else None)
         return 1 if self.failures else 0
+
+
+def summarise(run_dir, cfg, rid, rows, idle_rows, open_rows, sizes, syscalls, failures, notes,
+              elapsed, cap_desc):
+    """summary.md and the plots of a run: the efficiency curves (rows with a phase) and the
+    older ladders (rows without) each where present."""
+    eff_rows = [r for r in open_rows if r.get("phase")]
+    ladder_rows = [r for r in open_rows if not r.get("phase")]
+    targets = cfg.servers + cfg.peers
+    report.write_summary(os.path.join(run_dir, "summary.md"), cfg, rid, rows, idle_rows,
+                         ladder_rows, sizes, syscalls, failures, notes, elapsed, cap_desc,
+                         efficiency.section(cfg, eff_rows, targets))
+    plots.make_all(run_dir, cfg, rows, idle_rows, ladder_rows, eff_rows)
 
 
 def replot(run_dir):
@@ -655,10 +759,9 @@ def replot(run_dir):
         return c10kutil.read_csv(path) if os.path.exists(path) else []
 
     sizes = {name: len(make()) for name, make in www.FILES.items()}
-    report.write_summary(os.path.join(run_dir, "summary.md"), cfg, os.path.basename(
-        os.path.normpath(run_dir)), load("results.csv"), load("idle.csv"), load("openloop.csv"),
-        sizes, saved["syscalls"], [], [], None, saved.get("cap_desc"))
-    plots.make_all(run_dir, cfg, load("results.csv"), load("idle.csv"), load("openloop.csv"))
+    summarise(run_dir, cfg, os.path.basename(os.path.normpath(run_dir)), load("results.csv"),
+              load("idle.csv"), load("openloop.csv"), sizes, saved["syscalls"], [], [], None,
+              saved.get("cap_desc"))
     return 0
 
 

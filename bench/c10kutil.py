@@ -37,10 +37,11 @@ def parse_listening(line):
 
 # Columns that hold text or whole numbers; every other column is a float. Declared, not
 # guessed from the cell: "57000" in a rate column is still a rate.
-TEXT_COLUMNS = {"server", "model", "file", "status", "run", "mode", "kind", "note"}
+TEXT_COLUMNS = {"server", "model", "file", "status", "run", "mode", "kind", "note", "phase"}
 INT_COLUMNS = {"conns", "rep", "idle", "idle_open", "idle_kept", "errors", "non2xx",
                "rss_kib", "threads", "requests", "capped", "client_bound", "wrk_bound",
-               "close", "late_sends", "setup_failed", "fixed"}
+               "close", "late_sends", "setup_failed", "fixed", "steady", "primed",
+               "nr_throttled"}
 
 
 def convert(column, cell):
@@ -65,7 +66,10 @@ DECIMALS = {"rps": 1, "mbps": 2, "p50_ms": 3, "p90_ms": 3, "p99_ms": 3, "p999_ms
             "max_ms": 3, "cpu_us_per_req": 3, "syscalls_per_req": 3, "ctxsw_per_req": 4,
             "offered_rps": 1, "achieved_rps": 1, "softirq_us_per_req": 3, "client_cpu": 3,
             "cpu_quota": 3, "cpu_pressure": 3, "server_util": 3, "wrk_cpu": 3,
-            "behind_ms": 3, "window_s": 3, "steal": 4}
+            "behind_ms": 3, "window_s": 3, "steal": 4, "cpu_user_us_per_req": 3,
+            "cpu_sys_us_per_req": 3, "late_p999_ms": 3, "throttled_ms": 3, "fraction": 3,
+            "edge_late_ms": 1,
+            "ceiling": 1}
 
 
 def fmt_cell(key, v):
@@ -149,8 +153,14 @@ def process_tree(pid):
 def cpu_ticks(pid):
     """User + system CPU of pid and the processes under it, in clock ticks: every thread,
     exited ones too, and the children each has reaped (cutime, cstime)."""
-    ticks = 0
-    for p in process_tree(pid) or [pid]:
+    return sum(cpu_ticks_split(pid))
+
+
+def cpu_ticks_split(pid, tree=None):
+    """(user, system) CPU of pid and the processes under it, in clock ticks, as cpu_ticks;
+    tree as for run_ns()."""
+    user = system = 0
+    for p in tree or process_tree(pid) or [pid]:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -158,17 +168,20 @@ def cpu_ticks(pid):
             if p == pid:
                 raise
             continue  # a child that exited meanwhile: its reaper's cutime has it
-        ticks += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-    return ticks
+        user += int(fields[11]) + int(fields[13])  # utime, cutime
+        system += int(fields[12]) + int(fields[14])  # stime, cstime
+    return user, system
 
 
-def run_ns(pid, max_threads=64):
+def run_ns(pid, max_threads=512, tree=None):
     """(ns on a CPU summed over the live threads of pid's tree, their tids) from
     /proc/P/task/*/schedstat: nanosecond resolution where /proc/P/stat counts 10 ms
     ticks, but blind to threads that have exited; None for more than max_threads threads
-    (reading thousands of files would itself take a while)."""
+    (reading thousands of files would itself take a while). tree: process_tree(pid), if
+    the caller has it (walking /proc takes tens of ms on a busy machine)."""
     try:
-        tasks = [(p, t) for p in process_tree(pid) for t in os.listdir(f"/proc/{p}/task")]
+        tasks = [(p, t) for p in tree or process_tree(pid)
+                 for t in os.listdir(f"/proc/{p}/task")]
         if not tasks or len(tasks) > max_threads:
             return None
         total = 0

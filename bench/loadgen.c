@@ -21,15 +21,17 @@
  *   1. Opens N keep-alive connections, at most W connects in flight (a full listen queue drops
  *      SYNs, and a dropped SYN costs a 1 s retransmit). Connect failures are reported, not
  *      retried. None of this is measured. RLIMIT_NOFILE is raised to N + 8, past the hard
- *      limit if it may (as root with CAP_SYS_RESOURCE, up to fs.nr_open).
+ *      limit if it may (as root with CAP_SYS_RESOURCE, up to fs.nr_open). Then each open
+ *      connection carries one unmeasured request ("primed"), so none is cold in the window.
  *   2. Issues requests at rate R for warmup + duration seconds. A due request goes to the
  *      connection that has been idle longest (FIFO, so the load spreads over all N); if none is
  *      idle, it waits, and its wait counts in its latency ("conn_waits" counts these). Requests
  *      scheduled in the warm-up are sent and read but not recorded. A connection the server
  *      closes (idle timeout, error) is reopened 10 ms later.
- *   3. Stops issuing at the end of the window (requests due but never sent are "unsent"),
- *      waits up to --timeout for the answers still in flight, and resets the connections
- *      (no TIME_WAIT left on the client's ports).
+ *   3. Stops issuing at the end of the window (requests due but never sent are "unsent" and
+ *      enter the histogram at window end - due), waits up to --timeout for the answers still
+ *      in flight (those missing are timeouts, in the histogram at their age), and resets the
+ *      connections (no TIME_WAIT left on the client's ports).
  * The latency sample ("requests") is the answers to requests due inside the window, wherever
  * they arrive; achieved_rps is the answers that arrive inside the window / its length, so a
  * backlog answered after the window does not count as throughput.
@@ -37,11 +39,13 @@
  * includes the connect), sends "Connection: close", and the socket is closed after the server's
  * FIN (the server closes first, so TIME_WAIT stays on its side). At most N are open at once.
  *
- * Client-bound. A send is "late" if it left more than 1 ms after the moment it was both due
- * and had a connection free: that delay is the client's own (time waiting for a busy
- * connection is the server's and is in the latency). behind_ms is the largest such delay.
- * The run is client_bound when more than 1% of the window's sends were late, or when loadgen
- * used 90% or more of one core (getrusage user+sys over the window / wall time). A
+ * Client-bound. A send is "late" if it left (by the clock read at the send) more than 1 ms
+ * after the moment it was both due and had a connection free: that delay is the client's
+ * own (time waiting for a busy connection is the server's and is in the latency). behind_ms
+ * is the largest such delay; every send's lateness goes into a second histogram. The run is
+ * client_bound when more than 0.1% of the window's sends were late, when the p99.9 of
+ * lateness exceeds 1 ms, or when loadgen used 90% or more of one core (getrusage user+sys
+ * over the window / wall time). "steady" compares the window's two halves. A
  * client-bound run measured the client, not the server: never report it as the server's figure.
  *
  * Merging (several client machines): each instance runs the same command with its share of the
@@ -82,13 +86,15 @@
 
 #define NS_PER_S 1000000000LL
 #define NS_PER_MS 1000000LL
-#define LATE_NS NS_PER_MS        /* a send this late is the client's fault */
-#define LATE_FRACTION_BOUND 0.01 /* more late sends than this: client_bound */
-#define CPU_BOUND 0.90           /* more of one core than this: client_bound */
+#define LATE_NS NS_PER_MS            /* a send this late is the client's fault */
+#define LATE_FRACTION_BOUND 0.001    /* more late sends than this: client_bound */
+#define LATE_P999_BOUND_NS NS_PER_MS /* a p99.9 of lateness above this: client_bound */
+#define CPU_BOUND 0.90               /* more of one core than this: client_bound */
 #define RECONNECT_DELAY_NS (10 * NS_PER_MS)
 #define SWEEP_NS (100 * NS_PER_MS) /* how often in-flight requests are checked for timeout */
 #define SETUP_TIMEOUT_NS (60 * NS_PER_S)
 #define MAX_EVENTS 512
+#define BIG_BATCH 64 /* events in one epoll batch from which it counts as big */
 #define READ_BUF 65536
 #define FD_SPARE 8
 
@@ -221,10 +227,12 @@ struct loadgen {
     uint32_t connecting; /* connects in flight */
     uint32_t in_flight;  /* requests sent or being connected, not yet answered */
     bool setting_up;
-    bool issuing; /* from the schedule's start to one last pass after the window's end */
+    bool issuing;  /* from the schedule's start to one last pass after the window's end */
+    bool in_batch; /* handling the events of one epoll_pwait2 */
     char request[2048];
     uint32_t request_len;
     int64_t t_start, t_measure, t_end; /* schedule start, window start, window end */
+    int64_t t_half;                    /* the middle of the window (the steady-state check) */
     int64_t t_next;                    /* when the next request is due */
     uint64_t seq, rng;
     int connect_errno; /* the last connect failure's reason, for the report */
@@ -387,14 +395,20 @@ static void record_answer(struct loadgen *lg, struct conn *c)
     int64_t now = now_ns();
     lg->in_flight--;
     c->has_request = false;
-    lg->r.n[C_WINDOW_ANSWERS] += now >= lg->t_measure && now < lg->t_end;
+    bool arrived_in = now >= lg->t_measure && now < lg->t_end;
+    lg->r.n[C_WINDOW_ANSWERS] += arrived_in;
+    lg->r.n[now < lg->t_half ? C_HALF1_ANSWERS : C_HALF2_ANSWERS] += arrived_in;
     if (!c->measured)
         return;
     lg->r.n[C_REQUESTS]++;
     unsigned cls = c->resp.status / 100;
     if (cls >= 1 && cls <= 5)
         lg->r.n[C_S1XX + cls - 1]++;
-    hist_record(&lg->r.hist, (uint64_t)(now - c->sched_ns));
+    uint64_t latency = (uint64_t)(now - c->sched_ns);
+    hist_record(&lg->r.hist, latency);
+    bool first = c->sched_ns < lg->t_half;
+    lg->r.n[first ? C_HALF1_SUM_NS : C_HALF2_SUM_NS] += latency;
+    lg->r.n[first ? C_HALF1_N : C_HALF2_N]++;
 }
 
 static void issue_due(struct loadgen *lg, int64_t now);
@@ -434,11 +448,35 @@ static void slot_readable(struct loadgen *lg, uint32_t slot, int64_t now)
             }
             c->state = SLOT_IDLE;
             slot_make_ready(lg, c, slot, now);
-            /* A backlog waiting for a free connection goes now, not after the whole batch. */
-            if (lg->issuing && lg->t_next <= now)
-                issue_due(lg, now);
+            /* A backlog waiting for a free connection goes now, not after the whole batch;
+             * and so does what fell due while this batch was being handled (a fresh clock:
+             * a batch of hundreds of answers takes milliseconds). */
+            if (lg->issuing) {
+                int64_t t = now_ns();
+                if (lg->t_next <= t)
+                    issue_due(lg, t);
+            }
             return;
         }
+    }
+}
+
+/* Puts a request due at sched on the slot's connection (or, --close, opens it). */
+static void slot_start_request(struct loadgen *lg, uint32_t slot, int64_t sched, bool measured,
+                               int64_t now)
+{
+    struct conn *c = &lg->conns[slot];
+    c->measured = measured;
+    c->sched_ns = sched;
+    c->has_request = true;
+    c->written = 0;
+    memset(&c->resp, 0, sizeof c->resp);
+    lg->in_flight++;
+    if (lg->o.close_mode) {
+        slot_connect(lg, slot, now);
+    } else {
+        c->since_ns = now;
+        slot_send(lg, slot, now);
     }
 }
 
@@ -457,28 +495,24 @@ static void issue_due(struct loadgen *lg, int64_t now)
         }
         if (!c)
             return;
+        /* Lateness against the clock now, as the request leaves: `now` is when this batch
+         * began, and the sends before this one in the batch took time too. */
+        int64_t sent_at = now_ns();
         int64_t free_at = c->since_ns > lg->t_next ? c->since_ns : lg->t_next;
-        int64_t lag = now - free_at;
-        c->measured = lg->t_next >= lg->t_measure;
-        if (c->measured) {
+        int64_t lag = sent_at > free_at ? sent_at - free_at : 0;
+        bool measured = lg->t_next >= lg->t_measure;
+        if (measured) {
             lg->r.n[C_SENT]++;
             lg->r.n[C_LATE] += lag > LATE_NS;
+            lg->r.n[C_LATE_IN_BATCH] += lag > LATE_NS && lg->in_batch;
             lg->r.n[C_CONN_WAITS] += c->since_ns > lg->t_next;
+            hist_record(&lg->r.lateness, (uint64_t)lag);
             if (lag > lg->r.max_lag_ns)
                 lg->r.max_lag_ns = lag;
         }
-        c->sched_ns = lg->t_next;
-        c->has_request = true;
-        c->written = 0;
-        memset(&c->resp, 0, sizeof c->resp);
-        lg->in_flight++;
+        int64_t due = lg->t_next;
         schedule_advance(lg);
-        if (lg->o.close_mode) {
-            slot_connect(lg, slot, now);
-        } else {
-            c->since_ns = now;
-            slot_send(lg, slot, now);
-        }
+        slot_start_request(lg, slot, due, measured, sent_at);
     }
 }
 
@@ -535,12 +569,40 @@ static int poll_once(struct loadgen *lg, int64_t deadline)
     if (n < 0)
         return errno == EINTR ? 0 : -1;
     int64_t now = now_ns();
+    lg->r.n[C_BIG_BATCHES] += n >= BIG_BATCH && in_window(lg, now);
+    lg->in_batch = true;
     for (int i = 0; i < n; i++)
         dispatch(lg, events[i].data.u32, events[i].events, now);
+    lg->in_batch = false;
     return 0;
 }
 
-/* Phase 1: open every keep-alive connection, W at a time. Returns how many are open. */
+/* Phase 1b: one unmeasured request on every open connection, W in flight at a time, before
+ * the schedule starts: a server's first request on a connection can cost more than the
+ * rest (state allocated, buffers grown), and at 10,000 connections a warm-up of a few
+ * thousand requests would leave most of them cold inside the window. Returns how many
+ * connections were answered. */
+static uint32_t prime_all(struct loadgen *lg)
+{
+    int64_t start = now_ns();
+    uint32_t next = 0;
+    while ((next < lg->o.conns || lg->in_flight > 0) && now_ns() - start < SETUP_TIMEOUT_NS) {
+        for (; next < lg->o.conns && lg->in_flight < lg->o.connect_window; next++)
+            if (lg->conns[next].state == SLOT_IDLE)
+                slot_start_request(lg, next, now_ns(), false, now_ns());
+        if (poll_once(lg, now_ns() + SWEEP_NS) < 0)
+            break;
+        sweep_timeouts(lg, now_ns());
+    }
+    uint32_t answered = 0;
+    for (uint32_t i = 0; i < lg->o.conns; i++)
+        answered += lg->conns[i].state == SLOT_IDLE && !lg->conns[i].has_request;
+    lg->r.n[C_PRIMED] = answered;
+    return answered;
+}
+
+/* Phase 1: open every keep-alive connection, W at a time, then prime each (prime_all).
+ * Returns how many are open. */
 static uint32_t open_all(struct loadgen *lg)
 {
     int64_t start = now_ns();
@@ -561,16 +623,19 @@ static uint32_t open_all(struct loadgen *lg)
             slot_close(lg, i, C_E_CONNECT, now_ns());
     lg->r.n[C_SETUP_FAILED] += lg->reopen.count; /* never tried: out of time */
     lg->reopen.count = 0;
-    lg->setting_up = false;
     uint32_t open = 0;
     for (uint32_t i = 0; i < lg->o.conns; i++)
         open += lg->conns[i].state == SLOT_IDLE;
+    uint32_t primed = open ? prime_all(lg) : 0;
+    lg->setting_up = false;
+    /* The harness starts its clock at this line: the schedule begins right after it. */
     fprintf(stderr,
             "loadgen: %" PRIu32 " connections open in %.2f s (%" PRIu64
-            " failed to connect%s%s, %" PRIu64 " closed by the server meanwhile)\n",
+            " failed to connect%s%s, %" PRIu64 " closed by the server meanwhile, %" PRIu32
+            " primed with one request each)\n",
             open, (double)(now_ns() - start) / 1e9, lg->r.n[C_SETUP_FAILED],
             lg->connect_errno ? ": " : "", lg->connect_errno ? strerror(lg->connect_errno) : "",
-            lg->r.n[C_SETUP_CLOSED]);
+            lg->r.n[C_SETUP_CLOSED], primed);
     return open;
 }
 
@@ -581,6 +646,7 @@ static int run(struct loadgen *lg)
     lg->t_start = lg->t_next = now;
     lg->t_measure = now + (int64_t)(lg->o.warmup_s * 1e9);
     lg->t_end = lg->t_measure + (int64_t)(lg->o.duration_s * 1e9);
+    lg->t_half = lg->t_measure + (lg->t_end - lg->t_measure) / 2;
     int64_t next_sweep = now + SWEEP_NS, cpu_at = 0;
     int64_t drain_end = lg->t_end + (int64_t)(lg->o.timeout_s * 1e9);
     double cpu_start = 0, cpu_end = 0;
@@ -625,9 +691,15 @@ static int run(struct loadgen *lg)
             lg->r.client_cpu = (cpu_end - cpu_start) / ((double)(now - cpu_at) / 1e9);
         }
     }
-    /* Due in the window but never sent: no connection came free in time. */
-    for (; lg->t_next < lg->t_end; schedule_advance(lg))
-        lg->r.n[C_UNSENT] += lg->t_next >= lg->t_measure;
+    /* Due in the window but never sent: no connection came free in time. They enter the
+     * latency histogram at what they had waited when the window closed (a lower bound):
+     * left out, they would hide exactly the tail past a server's knee. */
+    for (; lg->t_next < lg->t_end; schedule_advance(lg)) {
+        if (lg->t_next < lg->t_measure)
+            continue;
+        lg->r.n[C_UNSENT]++;
+        hist_record(&lg->r.hist, (uint64_t)(lg->t_end - lg->t_next));
+    }
     /* Reset rather than close: N sockets in TIME_WAIT here would hold N of the ~28,000
      * ephemeral ports for a minute, and the next run's connects would crawl past them. */
     struct linger reset = {.l_onoff = 1, .l_linger = 0};
@@ -635,6 +707,9 @@ static int run(struct loadgen *lg)
         if (lg->conns[i].fd < 0)
             continue;
         setsockopt(lg->conns[i].fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        /* Still unanswered after --timeout: an error, and in the histogram at its age. */
+        if (lg->conns[i].has_request && lg->conns[i].measured)
+            hist_record(&lg->r.hist, (uint64_t)(now - lg->conns[i].sched_ns));
         slot_close(lg, i, lg->conns[i].has_request ? C_E_TIMEOUT : C_COUNT, now);
     }
     return 0;
@@ -909,6 +984,7 @@ int main(int argc, char **argv)
     struct results *r = &lg->r;
     double sent = (double)r->n[C_SENT];
     r->client_bound = (sent > 0 && (double)r->n[C_LATE] / sent > LATE_FRACTION_BOUND) ||
+                      hist_percentile(&r->lateness, 99.9) > (uint64_t)LATE_P999_BOUND_NS ||
                       r->client_cpu >= CPU_BOUND;
     if (o.hist_out && results_write(r, o.hist_out) < 0) {
         fprintf(stderr, "loadgen: cannot write %s\n", o.hist_out);

@@ -11,17 +11,21 @@
 
 /* Names in the JSON line and the histogram file, in enum order. */
 static const char *const counter_name[C_COUNT] = {
-    "requests",     "window_answers",
-    "sent",         "unsent",
-    "late_sends",   "conn_waits",
-    "reconnects",   "idle_closed",
-    "1xx",          "2xx",
-    "3xx",          "4xx",
-    "5xx",          "connect",
-    "read",         "write",
-    "timeout",      "closed",
-    "parse",        "setup_connect_failed",
-    "setup_closed",
+    "requests",      "window_answers",
+    "sent",          "unsent",
+    "late_sends",    "conn_waits",
+    "reconnects",    "idle_closed",
+    "1xx",           "2xx",
+    "3xx",           "4xx",
+    "5xx",           "connect",
+    "read",          "write",
+    "timeout",       "closed",
+    "parse",         "setup_connect_failed",
+    "setup_closed",  "primed",
+    "half1_answers", "half2_answers",
+    "half1_sum_ns",  "half2_sum_ns",
+    "half1_n",       "half2_n",
+    "late_in_batch", "big_batches",
 };
 
 /* Values below 2 * HIST_SUB map to themselves; above, 128 buckets per power of two. */
@@ -87,6 +91,30 @@ static double ms(uint64_t ns)
     return (double)ns / 1e6;
 }
 
+/* The window's two halves compared: steady when the second half's answers are within
+ * STEADY_ANSWERS of the first's (plus 2 sqrt(n), the noise of Poisson arrivals and the
+ * +-1 of a few) and its mean latency at most STEADY_LATENCY times the
+ * first's plus STEADY_SLACK_MS (a server past its knee falls further behind as it goes). */
+#define STEADY_ANSWERS 0.05
+#define STEADY_LATENCY 2.0
+#define STEADY_SLACK_MS 1.0
+
+struct steady results_steady(const struct results *r)
+{
+    struct steady st = {.ok = true};
+    const uint64_t n[2] = {r->n[C_HALF1_N], r->n[C_HALF2_N]};
+    const uint64_t sum[2] = {r->n[C_HALF1_SUM_NS], r->n[C_HALF2_SUM_NS]};
+    for (int i = 0; i < 2; i++)
+        st.mean_ms[i] = n[i] ? ms(sum[i] / n[i]) : 0.0;
+    double a = (double)r->n[C_HALF1_ANSWERS], b = (double)r->n[C_HALF2_ANSWERS];
+    double most = a > b ? a : b;
+    if (fabs(a - b) > STEADY_ANSWERS * most + 2 * sqrt(a + b))
+        st.ok = false;
+    if (st.mean_ms[1] > STEADY_LATENCY * st.mean_ms[0] + STEADY_SLACK_MS)
+        st.ok = false;
+    return st;
+}
+
 void results_print_json(const struct results *r)
 {
     const struct hist *h = &r->hist;
@@ -103,8 +131,18 @@ void results_print_json(const struct results *r)
         r->duration_s, sent > 0 ? (double)r->n[C_LATE] / sent : 0.0, r->instances);
     for (int i = C_REQUESTS; i <= C_IDLE_CLOSED; i++)
         printf(",\"%s\":%" PRIu64, counter_name[i], r->n[i]);
-    printf(",\"setup_connect_failed\":%" PRIu64 ",\"setup_closed\":%" PRIu64 ",\"statuses\":{",
-           r->n[C_SETUP_FAILED], r->n[C_SETUP_CLOSED]);
+    printf(",\"setup_connect_failed\":%" PRIu64 ",\"setup_closed\":%" PRIu64 ",\"primed\":%" PRIu64,
+           r->n[C_SETUP_FAILED], r->n[C_SETUP_CLOSED], r->n[C_PRIMED]);
+    printf(",\"late_p99_ms\":%.3f,\"late_p999_ms\":%.3f,\"late_in_batch\":%" PRIu64
+           ",\"big_batches\":%" PRIu64,
+           ms(hist_percentile(&r->lateness, 99)), ms(hist_percentile(&r->lateness, 99.9)),
+           r->n[C_LATE_IN_BATCH], r->n[C_BIG_BATCHES]);
+    struct steady st = results_steady(r);
+    printf(",\"steady\":{\"answers\":[%" PRIu64 ",%" PRIu64 "],\"mean_ms\":[%.3f,%.3f],"
+           "\"ok\":%s}",
+           r->n[C_HALF1_ANSWERS], r->n[C_HALF2_ANSWERS], st.mean_ms[0], st.mean_ms[1],
+           st.ok ? "true" : "false");
+    printf(",\"statuses\":{");
     for (int i = C_S1XX; i <= C_S5XX; i++)
         printf("%s\"%s\":%" PRIu64, i == C_S1XX ? "" : ",", counter_name[i], r->n[i]);
     printf("},\"errors_by_kind\":{");
@@ -125,9 +163,15 @@ void results_print_summary(const struct results *r)
            ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)), ms(hist_percentile(h, 99)),
            ms(hist_percentile(h, 99.9)), ms(h->max_ns));
     printf("client: %.0f%% of a core, %" PRIu64 " late sends, behind by up to %.3f ms, %" PRIu64
-           " waited for a connection%s\n",
+           " waited for a connection, lateness p99.9 %.3f ms%s\n",
            100 * r->client_cpu, r->n[C_LATE], ms((uint64_t)r->max_lag_ns), r->n[C_CONN_WAITS],
+           ms(hist_percentile(&r->lateness, 99.9)),
            r->client_bound ? "; CLIENT-BOUND: this run measured the client" : "");
+    struct steady st = results_steady(r);
+    printf("steady state: %" PRIu64 " then %" PRIu64 " answers, mean latency %.3f then %.3f ms "
+           "over the window's two halves%s\n",
+           r->n[C_HALF1_ANSWERS], r->n[C_HALF2_ANSWERS], st.mean_ms[0], st.mean_ms[1],
+           st.ok ? "" : "; NOT STEADY");
 }
 
 /* The histogram file: "key value" lines, then "bucket INDEX COUNT" for each non-empty one. */
@@ -144,9 +188,13 @@ int results_write(const struct results *r, const char *path)
     fprintf(f, "sum_ns %" PRIu64 "\n", r->hist.sum_ns);
     for (int i = 0; i < C_COUNT; i++)
         fprintf(f, "%s %" PRIu64 "\n", counter_name[i], r->n[i]);
+    fprintf(f, "late_max_ns %" PRIu64 "\n", r->lateness.max_ns);
     for (unsigned i = 0; i < HIST_BUCKETS; i++)
         if (r->hist.count[i])
             fprintf(f, "bucket %u %" PRIu64 "\n", i, r->hist.count[i]);
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        if (r->lateness.count[i])
+            fprintf(f, "late_bucket %u %" PRIu64 "\n", i, r->lateness.count[i]);
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -164,11 +212,13 @@ int results_merge_file(struct results *sum, const char *path)
     while (fscanf(f, "%63s", key) == 1) {
         double v;
         uint64_t u, idx;
-        if (!strcmp(key, "bucket")) {
+        bool late = !strcmp(key, "late_bucket");
+        if (late || !strcmp(key, "bucket")) {
+            struct hist *h = late ? &sum->lateness : &sum->hist;
             if (fscanf(f, "%" SCNu64 " %" SCNu64, &idx, &u) != 2 || idx >= HIST_BUCKETS)
                 goto out;
-            sum->hist.count[idx] += u;
-            sum->hist.total += u;
+            h->count[idx] += u;
+            h->total += u;
             continue;
         }
         char value[64];
@@ -194,6 +244,8 @@ int results_merge_file(struct results *sum, const char *path)
             sum->hist.sum_ns += u;
         else if (!strcmp(key, "max_ns"))
             sum->hist.max_ns = sum->hist.max_ns > u ? sum->hist.max_ns : u;
+        else if (!strcmp(key, "late_max_ns"))
+            sum->lateness.max_ns = sum->lateness.max_ns > u ? sum->lateness.max_ns : u;
         else
             for (int i = 0; i < C_COUNT; i++)
                 if (!strcmp(key, counter_name[i]))

@@ -45,6 +45,15 @@ enum counter {
     C_E_PARSE,
     C_SETUP_FAILED,
     C_SETUP_CLOSED,
+    C_PRIMED,        /* connections that carried one unmeasured request before the schedule */
+    C_HALF1_ANSWERS, /* answers arriving in the first half of the window */
+    C_HALF2_ANSWERS, /* ... and in the second */
+    C_HALF1_SUM_NS,  /* latencies of the window's answers, summed by the half they were due in */
+    C_HALF2_SUM_NS,
+    C_HALF1_N,
+    C_HALF2_N,
+    C_LATE_IN_BATCH, /* late sends made while a batch of events was still being handled */
+    C_BIG_BATCHES,   /* batches of BIG_BATCH events or more, in the window */
     C_COUNT
 };
 
@@ -57,13 +66,21 @@ struct results {
     uint64_t conns;
     uint64_t instances;
     bool client_bound;
-    struct hist hist;
+    struct hist hist;     /* latency from the due time; unsent requests at (window end - due) */
+    struct hist lateness; /* per measured send: how long after it was due with a connection free */
 };
 
 unsigned hist_index(uint64_t v);
 void hist_record(struct hist *h, uint64_t v);
 /* The value at or below which pct percent of the samples lie (0 if there are none). */
 uint64_t hist_percentile(const struct hist *h, double pct);
+
+/* The window's first half against its second (see loadgen_results.c for the bounds). */
+struct steady {
+    double mean_ms[2];
+    bool ok;
+};
+struct steady results_steady(const struct results *r);
 
 void results_print_summary(const struct results *r);
 /* The last line of stdout: one JSON object. */

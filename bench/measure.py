@@ -25,8 +25,9 @@ import subprocess
 import threading
 import time
 
-from c10kutil import (CLK_TCK, cpu_stat, cpu_stat_delta, cpu_ticks, ctxsw_by_thread,
-                      process_tree, proc_pss_kib, proc_threads, psi_some_us, read_status, run_ns)
+from c10kutil import (CLK_TCK, cpu_stat, cpu_stat_delta, cpu_ticks, cpu_ticks_split,
+                      ctxsw_by_thread, process_tree, proc_pss_kib, proc_threads, psi_some_us,
+                      read_status, run_ns)
 from procs import spawn, stop
 WRK_TIMEOUT = "8s"  # TechEmpower's: a slow server shows up as latency before it shows as errors
 
@@ -150,10 +151,15 @@ class Snapshot:
     """What the kernel says at one edge of a measured window: the server's CPU time (all
     its threads), per-CPU softirq and steal time, CPU pressure (PSI)."""
 
-    def __init__(self, pid):
+    def __init__(self, pid, tree=None):
+        """tree: the server's processes (c10kutil.process_tree), found before the window
+        by the caller, so that the edge reads only the server's own counters: walking
+        /proc at the edge took 30-250 ms on a busy machine with the client on the same
+        core, and the CPU read somewhere inside that is no edge at all."""
         self.t = time.monotonic()
-        self.run = run_ns(pid)
-        self.ticks = cpu_ticks(pid)
+        self.run = run_ns(pid, tree=tree)
+        self.user_sys = cpu_ticks_split(pid, tree)
+        self.ticks = sum(self.user_sys)
         self.stat = cpu_stat()
         self.psi = psi_some_us()
 
@@ -170,13 +176,23 @@ class Snapshot:
         from self to after, per request where that is what it means."""
         window = max(after.t - self.t, 1e-9)
         cpu = self.cpu_s(after)
+        user = after.user_sys[0] - self.user_sys[0]
+        both = user + after.user_sys[1] - self.user_sys[1]
+        user_share = user / both if both > 0 else None
         softirq = cpu_stat_delta(self.stat, after.stat, cores, "softirq")
         steal = cpu_stat_delta(self.stat, after.stat, cores, "steal")
         pressure = (after.psi - self.psi) / 1e6 / window \
             if self.psi is not None and after.psi is not None else None
         return {
             "window_s": window,
-            "cpu_us_per_req": cpu * 1e6 / requests if requests else None,
+            # No CPU seen at all (a server whose work is in children that exited unreaped
+            # in the window, read in 10 ms ticks) is no figure, not a free request.
+            "cpu_us_per_req": cpu * 1e6 / requests if requests and cpu > 0 else None,
+            # The split comes in clock ticks (10 ms) and is applied to the exact total.
+            "cpu_user_us_per_req": cpu * user_share * 1e6 / requests
+            if requests and cpu > 0 and user_share is not None else None,
+            "cpu_sys_us_per_req": cpu * (1 - user_share) * 1e6 / requests
+            if requests and cpu > 0 and user_share is not None else None,
             "server_util": cpu / window,
             "softirq_us_per_req": softirq * 1e6 / requests if requests else None,
             "steal": steal / window / max(len(cores), 1),

@@ -27,7 +27,7 @@ import subprocess
 import threading
 import time
 
-from c10kutil import proc_fds
+from c10kutil import proc_fds, process_tree
 from measure import MeasureError, Snapshot, _Reader
 from procs import spawn, stop
 
@@ -35,7 +35,9 @@ OPEN_HEADER = ["server", "model", "conns", "close", "offered_rps", "achieved_rps
                "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors", "non2xx", "cpu_us_per_req",
                "softirq_us_per_req", "server_util", "cpu_quota", "capped", "client_cpu",
                "client_bound", "behind_ms", "late_sends", "cpu_pressure", "steal", "window_s",
-               "requests", "setup_failed", "fixed", "status"]
+               "requests", "setup_failed", "fixed", "status", "cpu_user_us_per_req",
+               "cpu_sys_us_per_req", "late_p999_ms", "steady", "primed", "nr_throttled",
+               "throttled_ms", "edge_late_ms", "phase", "rep", "fraction", "ceiling"]
 
 SLO_P99_MS = 10.0
 SLO_ACHIEVED = 0.99
@@ -54,6 +56,12 @@ OVERLOADED = 0.95
 # Errors and fewer answers than this share of the offered rate: the server failed the
 # load (whatever the client's timing), rather than merely missing the SLO.
 FAILED_SHARE = 0.1
+# The harness reads the server's CPU at the window's edges; an edge read later than this
+# share of the window (the harness was not run in time) leaves the point without a CPU
+# figure rather than with one from another window. As root the harness holds SCHED_FIFO
+# below loadgen's priority while it waits for the edges, so that is rare.
+EDGE_SLACK = 0.05
+HARNESS_RT_PRIORITY = 40
 OPEN_LINE = re.compile(r"^loadgen: (\d+) connections open in ([\d.]+) s")
 
 
@@ -134,7 +142,7 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
     t_spawn = time.monotonic()
     out = _Reader(p.stdout)
     err = _Lines(p.stderr, log)
-    edges = []
+    edges, throttle, planned = [], [], ()
     try:
         if close:
             # Churn has no set-up phase: the schedule starts as soon as loadgen runs.
@@ -143,10 +151,20 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
             err.opened.wait(cfg.open_connect_timeout)
             t0 = err.open_at
         if t0 is not None and p.poll() is None:
+            rt = getattr(cfg, "client_rt", False) and harness_rt(True)
+            planned = (t0 + cfg.open_warm, t0 + cfg.open_warm + cfg.open_secs)
+            # The server's processes are found now, in the warm-up, not at the edges: a
+            # server that forks per connection has forked them all by now (every
+            # connection is open and primed), and the ones that exit are in cutime.
+            tree = process_tree(pid) or None
             sleep_until(t0 + cfg.open_warm)
-            edges.append(Snapshot(pid))
+            edges.append(Snapshot(pid, tree))
+            throttle = [cap.stat()] if cap else []
             sleep_until(t0 + cfg.open_warm + cfg.open_secs)
-            edges.append(Snapshot(pid))
+            edges.append(Snapshot(pid, tree))
+            throttle += [cap.stat()] if cap else []
+            if rt:
+                harness_rt(False)
         p.wait(timeout=cfg.open_connect_timeout + cfg.open_warm + cfg.open_secs
                + cfg.open_timeout + 10)
     except subprocess.TimeoutExpired:
@@ -186,14 +204,35 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
         "requests": requests,
         "setup_failed": j.get("setup_connect_failed", 0) + j.get("setup_closed", 0),
         "cpu_quota": cap.fraction if cap else None, "capped": int(cap is not None),
+        "late_p999_ms": j.get("late_p999_ms"), "primed": j.get("primed"),
+        "steady": int(j["steady"]["ok"]) if "steady" in j else None,
     }
-    if len(edges) == 2:
+    if len(throttle) == 2 and None not in throttle[0] + throttle[1]:
+        # How often, and how long, the quota held the server back inside the window.
+        row["nr_throttled"] = throttle[1][0] - throttle[0][0]
+        row["throttled_ms"] = (throttle[1][1] - throttle[0][1]) / 1e6
+    late = max((e.t - want for e, want in zip(edges, planned)), default=0) \
+        if len(edges) == 2 else 0
+    row["edge_late_ms"] = late * 1e3
+    if len(edges) == 2 and late <= EDGE_SLACK * cfg.open_secs:
         # The server's CPU in the window served the answers that arrived in it (under
         # overload fewer than the requests due in it): per request is per such answer.
         answers = j.get("window_answers", requests)
         row.update(edges[0].figures(edges[1], cfg.server_cores, answers))
     row["status"] = judge(row, conns, close)
     return row
+
+
+def harness_rt(on):
+    """Puts the calling thread under SCHED_FIFO (below loadgen) or back; False if it may not."""
+    try:
+        if on:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(HARNESS_RT_PRIORITY))
+        else:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        return True
+    except (OSError, AttributeError):
+        return False
 
 
 def refused_row(target, conns, close, rate, cap):

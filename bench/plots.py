@@ -17,23 +17,32 @@ import subprocess
 
 from report import closed_medians, idle_slopes
 
-# Stable styles: colour (and point type, for readers without colour) per server.
+# Stable styles: colour (and point type, for readers without colour) per server. Every one
+# of the 13 models, the 3 peers and the floor has its own saturated colour, none a paler
+# twin of another (pairs such as sigio/actor or aio/corouring were once told apart by
+# shade alone).
 STYLE = {
     "nginx": ("#000000", 6),
     "h2o": ("#555555", 8),
     "lighttpd": ("#999999", 10),
-    "blocking": ("#8c564b", 5),
-    "busypoll": ("#e377c2", 9),
-    "select": ("#ff7f0e", 11),
-    "poll": ("#bcbd22", 13),
-    "epoll": ("#1f77b4", 7),
-    "sigio": ("#9467bd", 15),
-    "uring": ("#d62728", 3),
-    "aio": ("#2ca02c", 1),
-    "coro": ("#17becf", 4),
+    "floor": ("#006400", 7),
+    "blocking": ("#9a6324", 5),
+    "fork": ("#800000", 2),
+    "prefork": ("#f58231", 14),
+    "busypoll": ("#f032e6", 9),
+    "select": ("#808000", 11),
+    "poll": ("#d4a600", 13),
+    "epoll": ("#4363d8", 7),
+    "sigio": ("#911eb4", 15),
+    "uring": ("#e6194b", 3),
+    "aio": ("#3cb44b", 12),
+    "coro": ("#00a0c0", 4),
+    "corouring": ("#469990", 6),
+    "actor": ("#000075", 8),
 }
-SPARE_COLOURS = ["#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#f7b6d2"]
+SPARE_COLOURS = ["#7f7fff", "#ff7f7f", "#7fbf7f", "#bf7fbf", "#7fbfbf"]
 PEER_NAMES = ("nginx", "h2o", "lighttpd")
+REFERENCES = PEER_NAMES + ("floor",)  # drawn dashed, as references
 
 FILE_LABEL = {"index.html": "index.html (4 KiB)", "small.txt": "small.txt (100 B)",
               "1m.bin": "1m.bin (1 MiB)"}
@@ -51,7 +60,8 @@ def style(server, servers):
     else:
         extra = [s for s in servers if s not in STYLE]
         colour, pt = SPARE_COLOURS[extra.index(server) % len(SPARE_COLOURS)], 4
-    dash = "dt 2 lw 2.5" if server in PEER_NAMES else "dt 1 lw 2"
+    dash = "dt 4 lw 3" if server == "floor" else "dt 2 lw 2.5" if server in PEER_NAMES \
+        else "dt 1 lw 2"
     return f'lc rgb "{colour}" {dash} pt {pt} ps 1.3'
 
 
@@ -204,7 +214,8 @@ def colour(s, servers):
 
 
 def multiples(run_dir, name, title, xlabel, ylabel, series, panels, refs, servers, logx=True,
-              logy=False, xtics=None, note=None, errorbars=False, flagged=None):
+              logy=False, xtics=None, note=None, errorbars=False, flagged=None, hline=None,
+              ymin=None, key="left top", client_label="client-bound"):
     """Small multiples: one panel per server in `panels`, each with that server's line (and
     min–max bars), the reference servers `refs` (the peers) as thin dashed lines, and its
     flagged points. series: {server: [(x, y, lo, hi)]}; flagged: {server: [(x, y, kind)]}
@@ -233,7 +244,7 @@ def multiples(run_dir, name, title, xlabel, ylabel, series, panels, refs, server
          [p[3] for s in panels + refs for p in series.get(s, []) if p[3] is not None]
     xmin, xmax = (min(xs), max(xs)) if xs else (1, 10)
     setup = COMMON_SETUP + [
-        "set key inside left top font ',8' spacing 1.0 noenhanced samplen 2",
+        f"set key inside {key} font ',8' spacing 1.0 noenhanced samplen 2",
         f"set xlabel {gp_str(xlabel)} font ',9' noenhanced",
         f"set ylabel {gp_str(ylabel)} font ',9' noenhanced",
         "set tics font ',8'",
@@ -244,7 +255,7 @@ def multiples(run_dir, name, title, xlabel, ylabel, series, panels, refs, server
         f"set xrange [{xmin - 0.05 * (xmax - xmin + 1):g}:{xmax + 0.05 * (xmax - xmin + 1):g}]",
     ]
     if ys and not logy:
-        setup.append(f"set yrange [0:{max(ys) * 1.1:g}]")
+        setup.append(f"set yrange [{ymin or 0:g}:{max(ys) * 1.1:g}]")
     elif ys:
         setup.append(f"set yrange [{max(min(y for y in ys if y > 0), 1e-3) / 1.5:g}:"
                      f"{max(ys) * 1.5:g}]")
@@ -261,15 +272,20 @@ def multiples(run_dir, name, title, xlabel, ylabel, series, panels, refs, server
         for r in refs:
             if r == s:
                 continue
-            parts.append(f"{block_name('d', r)} using 1:2 with lines lc rgb "
-                         f"'{colour(r, servers)}' dt 2 lw 1.5 title {gp_str(r)}")
+            dt = "4 lw 2.5" if r == "floor" else "2 lw 1.5"
+            # Points too: a reference measured at one rate would be an invisible line.
+            parts.append(f"{block_name('d', r)} using 1:2 with linespoints lc rgb "
+                         f"'{colour(r, servers)}' dt {dt} pt 7 ps 0.6 title {gp_str(r)}")
+        if hline:
+            parts.append(f"{hline[0]:g} with lines lc rgb '#cc0000' dt 3 lw 1 "
+                         f"title {gp_str(hline[1])}")
         if series.get(s):
             if errorbars:
                 parts.append(f"{block_name('d', s)} using 1:2:3:4 with yerrorbars lc rgb "
                              f"'{colour(s, servers)}' pt 0 lw 1 notitle")
             parts.append(f"{block_name('d', s)} using 1:2 with linespoints "
                          f"{style(s, servers)} title {gp_str(s)}")
-        for kind, pt, what in (("client", 6, "client-bound"), ("failed", 2, "failed/refused")):
+        for kind, pt, what in (("client", 6, client_label), ("failed", 2, "failed/refused")):
             if any(k == kind for _, y, k in (flagged or {}).get(s, []) if y is not None):
                 parts.append(f"{block_name('f' + kind, s)} using 1:2 with points lc rgb "
                              f"'#000000' pt {pt} ps 1.8 lw 1.5 title '{what}'")
@@ -507,10 +523,67 @@ def make_open(run_dir, cfg, open_rows, targets):
                  ["CPU", "softirq"], targets, cells, note=note, logy=True)
 
 
-def make_all(run_dir, cfg, rows, idle_rows, open_rows=()):
+EFFICIENCY_PLOTS = (
+    # (metric, file name, title, y label, log y, reference line, scale)
+    ("cpu_us_per_req", "cpu_per_request", "Server CPU per request", "server CPU µs per request",
+     False, None, 1),
+    ("p99_ms", "p99_latency", "p99 latency", "p99 ms (log scale)", True, (10, "SLO 10 ms"), 1),
+    ("achieved", "achieved_vs_offered", "Achieved ÷ offered", "achieved ÷ offered (%)", False,
+     (99, "SLO 99%"), 100),
+)
+
+
+def make_efficiency(run_dir, cfg, eff_rows, targets):
+    """Per connection count, three small-multiple plots of the grid (and knee) points, one
+    panel per server with the floor and the peers drawn in each: CPU µs per request, p99
+    (with the SLO), and achieved ÷ offered, each against the offered rate; a point is the
+    median of the usable repetitions, its whisker their order-statistics interval."""
+    import efficiency
+
+    fig = efficiency.summarise([r for r in eff_rows if r.get("phase") in ("grid", "knee")])
+    if not fig:
+        return
+    everyone = [efficiency.FLOOR] + targets
+    refs = [s for s in everyone if s in REFERENCES]
+    reps = max((r.get("rep") or 0 for r in eff_rows), default=0)
+    capped = any(r.get("capped") for r in eff_rows)
+    for conns in cfg.open_conns:
+        ceiling = max((r.get("ceiling") or 0 for r in eff_rows if r["conns"] == conns),
+                      default=0)
+        note = (f"bench/loadgen, open loop, {conns:,} keep-alive connections, {cfg.open_secs:g} "
+                f"s windows, server {'CPU-CAPPED' if capped else 'uncapped'} on CPU "
+                f"{','.join(map(str, cfg.server_cores))}. Points: median of {reps} interleaved "
+                "repetitions (client-bound ones dropped); whiskers: their interval from order "
+                f"statistics. Client's ceiling against the floor: {ceiling:,.0f} req/s. "
+                "Dashed: the peers; dash-dot green: the floor (null server). Open circle: "
+                "every repetition client-bound; cross: failed or refused.")
+        for metric, name, what, ylabel, logy, hline, scale in EFFICIENCY_PLOTS:
+            series, flagged = {}, {}
+            for s in everyone:
+                pts = sorted((rate, f) for (srv, c, rate), f in fig.items()
+                             if srv == s and c == conns)
+                series[s] = [(rate, f[metric][0] * scale, f[metric][1] * scale,
+                              f[metric][2] * scale) for rate, f in pts if f[metric]]
+                flagged[s] = [(rate, 1 if logy else 50 if metric == "achieved" else 0,
+                               "client" if "client_bound" in f["status"] else "failed")
+                              for rate, f in pts if not f["n"]]
+            multiples(run_dir, f"{name}_c{conns}",
+                      f"{what} against offered load, {conns:,} connections (one panel per "
+                      "server; floor and peers in each)", "offered requests/s", ylabel,
+                      series, targets, refs, everyone, logx=True, logy=logy, note=note,
+                      errorbars=True, flagged=flagged, hline=hline,
+                      ymin=min([50] + [p[2] - 5 for pts in series.values() for p in pts])
+                      if metric == "achieved" else None,
+                      key="left bottom" if metric == "achieved" else "left top")
+
+
+def make_all(run_dir, cfg, rows, idle_rows, open_rows=(), eff_rows=()):
     targets = cfg.servers + list(getattr(cfg, "peers", ["nginx"]))
     peers = [p for p in targets if p in PEER_NAMES]
-    make_open(run_dir, cfg, list(open_rows), targets)
+    if eff_rows:
+        make_efficiency(run_dir, cfg, list(eff_rows), targets)
+    if open_rows:
+        make_open(run_dir, cfg, list(open_rows), targets)
     if rows:
         make_closed(run_dir, cfg, rows, targets, peers)
     if idle_rows:
@@ -581,7 +654,7 @@ def make_closed(run_dir, cfg, rows, targets, peers):
                 multiples(run_dir, full_name, full_title, "connections", ylabel, s,
                           cfg.servers, peers, targets, logx=True, logy=logy,
                           xtics=conn_tics(conns), note=desc.format(n=cfg.reps),
-                          errorbars=bars, flagged=flagged)
+                          errorbars=bars, flagged=flagged, client_label="wrk-bound")
 
 
 def make_idle(run_dir, cfg, idle_rows, targets, peers):
@@ -600,7 +673,7 @@ def make_idle(run_dir, cfg, idle_rows, targets, peers):
              "Throughput of 100 busy connections vs idle connections held", 1e-3, False),
             ("cpu_vs_idle", "cpu_us_per_req", "CPU µs/request (log scale)",
              "CPU per request of 100 busy connections vs idle connections held", 1, True)):
-        s = {}
+        s, flagged = {}, {}
         for srv in targets:
             pts = []
             for m in steps:
@@ -611,9 +684,15 @@ def make_idle(run_dir, cfg, idle_rows, targets, peers):
                 hi = x[key + "_max"] * scale if bars else None
                 pts.append((m, x[key] * scale, lo, hi))
             s[srv] = pts
+            # Where wrk kept its core 90% busy the throughput is wrk's: circled as the
+            # client's limit (the CPU per request is still the server's).
+            flagged[srv] = [(m, y, "client") for m, y, _, _ in pts
+                            if key == "rps" and (imed[(srv, m)].get("wrk_bound") or 0)]
         multiples(run_dir, name, title, "idle keep-alive connections held", ylabel, s,
-                  cfg.servers, peers, targets, logx=False, logy=logy, xtics=xt, note=note,
-                  errorbars=bars)
+                  cfg.servers, peers, targets, logx=False, logy=logy, xtics=xt,
+                  note=note + ("; circled: wrk-bound (wrk's limit, not the server's)"
+                               if key == "rps" else ""),
+                  errorbars=bars, flagged=flagged, client_label="wrk-bound")
     slopes = idle_slopes(idle_rows, targets)
     values = {s: (v, None, None) for s, v in slopes.items() if v is not None and v > 0}
     bar_plot(run_dir, "rss_per_idle_conn",

@@ -30,13 +30,15 @@ _children = []  # every Popen still possibly alive
 SERVER_MAX_CONNS = 20000
 
 
-def spawn(cmd, cores=None, stdout=None, stderr=None):
-    """Starts cmd in its own session, pinned to cores, dying with the harness."""
+def spawn(cmd, cores=None, stdout=None, stderr=None, env=None):
+    """Starts cmd in its own session, pinned to cores, dying with the harness; env: extra
+    environment variables for it."""
     prefix = ["setpriv", "--pdeathsig", "KILL"]
     if cores:
         prefix += ["taskset", "-c", ",".join(map(str, cores))]
     p = subprocess.Popen(prefix + list(cmd), stdin=subprocess.DEVNULL, stdout=stdout,
-                         stderr=stderr, start_new_session=True)
+                         stderr=stderr, start_new_session=True,
+                         env=dict(os.environ, **env) if env else None)
     _children.append(p)
     return p
 
@@ -120,10 +122,11 @@ class StartError(Exception):
 class Server:
     """One of our binaries: bin/MODEL --port 0, ready when it prints its listening line."""
 
-    def __init__(self, binary, root, cores, log_dir, wrapper=()):
+    def __init__(self, binary, root, cores, log_dir, wrapper=(), name=None, env=None):
         self.binary = os.path.abspath(binary)
         self.wrapper = list(wrapper)  # e.g. strace, for the BENCH_SLOW check
-        self.name = os.path.basename(binary)
+        self.env = env  # e.g. an LD_PRELOAD that makes it slower (a variant, bench.py)
+        self.name = name or os.path.basename(binary)
         self.model = self.name
         self.root = root
         self.cores = cores
@@ -137,7 +140,8 @@ class Server:
             # Big limits: 10,000 wrk connections plus 9,000 idlers, held for a whole sweep.
             cmd = [self.binary, "--addr", "127.0.0.1", "--port", "0", "--root", self.root,
                    "--max-conns", str(SERVER_MAX_CONNS), "--idle-timeout", "60", "--quiet"]
-            self.proc = spawn(self.wrapper + cmd, cores=self.cores, stdout=log, stderr=log)
+            self.proc = spawn(self.wrapper + cmd, cores=self.cores, stdout=log, stderr=log,
+                              env=self.env)
         m = wait_for_line(self.log, offset, LISTENING_RE, self.proc, 10.0, self.name)
         self.port = int(m.group(2))
         self.model = m.group(3)
@@ -466,19 +470,22 @@ class CpuCap:
             except OSError:
                 pass  # it exited meanwhile
 
-    def throttled_s(self):
-        """Seconds the group has been held back by its quota so far."""
+    def stat(self):
+        """(periods throttled, ns held back) so far, from cpu.stat, or (None, None)."""
+        nr, ns = None, None
         try:
             with open(os.path.join(self.dir, "cpu.stat")) as f:
                 for line in f:
                     k, v = line.split()
-                    if k == "throttled_time":  # v1, ns
-                        return int(v) / 1e9
-                    if k == "throttled_usec":  # v2
-                        return int(v) / 1e6
+                    if k == "nr_throttled":
+                        nr = int(v)
+                    elif k == "throttled_time":  # v1, ns
+                        ns = int(v)
+                    elif k == "throttled_usec":  # v2
+                        ns = int(v) * 1000
         except (OSError, ValueError):
             pass
-        return None
+        return nr, ns
 
     def remove(self):
         """Moves what is left back to the root group and removes the group."""

@@ -299,7 +299,7 @@ def closed_section(cfg, rows, targets, sizes):
 
 
 def write_summary(path, cfg, rid, rows, idle_rows, open_rows, sizes, syscalls, failures,
-                  notes, elapsed, cap_desc):
+                  notes, elapsed, cap_desc, efficiency_lines=()):
     targets = cfg.servers + cfg.peers
     lines = [f"# c10k bench: {rid}", ""]
     took = f" · took {fmt_duration(elapsed)}" if elapsed is not None else ""
@@ -317,6 +317,7 @@ def write_summary(path, cfg, rid, rows, idle_rows, open_rows, sizes, syscalls, f
               f"{', '.join(cfg.peers)}{tuning}. "
               f"Server on CPU {','.join(map(str, cfg.server_cores))}, clients on CPU "
               f"{','.join(map(str, cfg.client_cores))} (`taskset`). Syscalls {sys_note}.", ""]
+    lines += list(efficiency_lines)
     if open_rows:
         lines += headline_section(cfg, open_rows, targets, cap_desc)
     if rows:
@@ -418,6 +419,23 @@ def _read(path):
         return "unavailable"
 
 
+def kernel_config(key):
+    """A kernel build option's value (CONFIG_HZ: the scheduler tick, on which a CFS quota
+    is enforced), from /boot/config-RELEASE or /proc/config.gz; "unknown" without either."""
+    import gzip
+
+    paths = [(f"/boot/config-{platform.release()}", open), ("/proc/config.gz", gzip.open)]
+    for path, opener in paths:
+        try:
+            with opener(path, "rt") as f:
+                for line in f:
+                    if line.startswith(key + "="):
+                        return line.split("=", 1)[1].strip() + f" ({path})"
+        except OSError:
+            continue
+    return "unknown"
+
+
 def cpu_model():
     for line in _read("/proc/cpuinfo").splitlines():
         if line.startswith("model name"):
@@ -481,6 +499,7 @@ def write_env(path, cfg, rid, syscalls, repo, sysctls_raised=None, targets=()):
         ("git commit", commit + (" (with uncommitted changes)" if dirty else "")),
         ("kernel", " ".join(platform.uname()[:3]) + " " + platform.uname().version),
         ("kernel command line", kernel_cmdline()),
+        ("CONFIG_HZ", kernel_config("CONFIG_HZ")),
         ("cpu", cpu_model()),
         ("cores", f"{os.cpu_count()} online, {len(cfg.cpus)} usable "
                   f"({','.join(map(str, cfg.cpus))})"),
@@ -525,8 +544,11 @@ def write_env(path, cfg, rid, syscalls, repo, sysctls_raised=None, targets=()):
         ("open loop", (f"conns {','.join(map(str, cfg.open_conns))}, from "
                        f"{cfg.open_start:g} req/s x{cfg.open_step:g}, {cfg.open_refine} "
                        f"refinements, {cfg.open_secs:g} s windows after {cfg.open_warm:g} s; "
-                       f"churn at {cfg.churn_conns or 'none'}; CPU quota "
-                       f"{cfg.quota:g} of a core; fixed load {cfg.fixed_rps:g} req/s")
+                       f"churn at {cfg.churn_conns or 'none'}; "
+                       + (f"CPU quota {cfg.quota:g} of a core (capped: nr_throttled and "
+                          "throttled_ms per point in openloop.csv)" if cfg.quota > 0 else
+                          "server uncapped (no CPU quota)")
+                       + f"; fixed load {cfg.fixed_rps:g} req/s")
          if getattr(cfg, "open_conns", None) else "none"),
         ("loadgen scheduling", "SCHED_FIFO priority 50 (chrt; BENCH_CLIENT_RT)"
          if getattr(cfg, "client_rt", False) else "ordinary (SCHED_OTHER)"),

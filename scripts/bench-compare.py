@@ -3,7 +3,15 @@
 
     scripts/bench-compare.py results/RUN_A results/RUN_B [--tolerance 0.45]
 
-Open loop (openloop.csv, the headline figures), per server at each connection count:
+Efficiency curves (openloop.csv rows with a phase, the calibrated bench): every ratio the
+claims block of summary.md states (each server's CPU per request over the floor's and each
+peer's, paired by repetition, at the claims' fraction of each run's own ceiling): A's median
+with its interval, B's median, and whether B's lands inside A's interval. The runs agree when
+every ratio on which A gives a verdict lands inside (those are what README.md states as
+findings); the others are listed too.
+
+Open loop of the older ladder runs (openloop.csv without a phase), per server at each
+connection count:
 
   capacity at SLO   A's and B's. A run knows its capacity only to within its ladder: the
                     knee lies between the highest rate that met the SLO and the lowest that
@@ -20,7 +28,8 @@ Closed loop (results.csv), as before: at each point (server, connections, file) 
 req/s over nginx's at the same point of the same run, and the server's CPU µs per request,
 with the median and the worst change and the points beyond --tolerance.
 
-Exit status 0 when the open-loop figures agree on at least 90% of the comparisons (or, for
+Exit status, efficiency runs: 0 when every ratio with a verdict in A lands inside A's interval
+in B, 1 otherwise. Ladder runs: 0 when the open-loop figures agree on at least 90% of the comparisons (or, for
 runs without openloop.csv, when at most 10% of closed-loop points are beyond the tolerance);
 1 otherwise; 2 on bad usage.
 """
@@ -36,6 +45,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from c10kutil import medians, read_csv  # noqa: E402
 from openloop import bracket, fixed_cpu  # noqa: E402
+import efficiency  # noqa: E402
 
 MIN_CPU_BAND = 0.05
 
@@ -182,6 +192,52 @@ def compare_closed(a_rows, b_rows, tolerance):
     return len(points) - len(beyond), len(points)
 
 
+def claim_ratios(rows):
+    """{(conns, server, other): paired ratio interval} at the claims' fraction of a run."""
+    eff = [r for r in rows if r.get("phase") in ("grid", "knee")]
+    fig = efficiency.summarise(eff)
+    servers = sorted({s for s, _, _ in fig})
+    peers = ("nginx", "h2o", "lighttpd")  # ratios are stated for our servers only
+    out = {}
+    for conns in sorted({c for _, c, _ in fig}):
+        fracs = {f["fraction"]: rate for (_, c, rate), f in fig.items()
+                 if c == conns and f["fraction"] is not None}
+        if not fracs:
+            continue
+        frac = efficiency.CLAIM_FRACTION if efficiency.CLAIM_FRACTION in fracs else max(fracs)
+        others = [efficiency.FLOOR] + [p for p in ("nginx", "h2o") if p in servers]
+        for s in servers:
+            for o in others:
+                if s != o and s not in others and s not in peers:
+                    ri = efficiency.paired(eff, s, o, conns, fracs[frac])
+                    if ri:
+                        out[(conns, s, o)] = ri
+    return out
+
+
+def compare_efficiency(a_rows, b_rows):
+    """Prints every claimed ratio of A against B's; returns (landed, with a verdict in A)."""
+    a, b = claim_ratios(a_rows), claim_ratios(b_rows)
+    print("efficiency: CPU per request over another's, paired, at the claims' fraction of "
+          "each run's ceiling")
+    print(f"{'conns':>6} {'server':<10} {'over':<6} {'A [interval] (n)':>26} {'B':>6}  inside")
+    landed = verdicts = 0
+    for key in sorted(set(a) & set(b)):
+        ra, rb = a[key], b[key]
+        inside = ra[1] <= rb[0] <= ra[2]
+        v = efficiency.verdict(ra)
+        claimed = v in ("cheaper", "dearer")
+        verdicts += claimed
+        landed += claimed and inside
+        print(f"{key[0]:>6} {key[1]:<10} {key[2]:<6} "
+              f"{efficiency.fmt_interval(ra, 2) + f' ({ra[4]})':>26} {rb[0]:>6.2f}  "
+              f"{'yes' if inside else 'NO'}{' (a verdict in A: ' + v + ')' if claimed else ''}")
+    print(f"\nefficiency: {landed} of {verdicts} ratios with a verdict in A land inside A's "
+          f"interval in B; {sum(a[k][1] <= b[k][0] <= a[k][2] for k in set(a) & set(b))} of "
+          f"{len(set(a) & set(b))} ratios in all")
+    return landed, verdicts
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_a")
@@ -194,6 +250,12 @@ def main():
     print(f"{names[0]} (A) vs {names[1]} (B)\n")
     oa, ob = load(args.run_a, "openloop.csv"), load(args.run_b, "openloop.csv")
     open_ok = open_n = 0
+    if any(r.get("phase") for r in oa) and any(r.get("phase") for r in ob):
+        landed, verdicts = compare_efficiency(oa, ob)
+        print()
+        compare_closed(load(args.run_a, "results.csv"), load(args.run_b, "results.csv"),
+                       args.tolerance)
+        return 0 if landed == verdicts else 1
     if oa and ob:
         open_ok, open_n = compare_open(oa, ob)
     closed_ok, closed_n = compare_closed(load(args.run_a, "results.csv"),

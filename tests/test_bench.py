@@ -5,7 +5,9 @@ No server, no load: it checks what the harness decides from loadgen's results an
 kernel's figures: which open-loop point counts as the server's (a client-bound one never
 does), the ladder of offered rates, capacity at SLO and its bracket, the CPU-per-request
 noise estimate, memory per connection as a slope, the CSV's declared column types, the
-readiness line, and when scripts/bench-compare.py says two runs agree.
+readiness line, and when scripts/bench-compare.py says two runs agree; the efficiency curves'
+intervals (order statistics and their coverage), ratios and verdicts, the p99 crossing and
+capacity at SLO, and scripts/readme-results.py copying a summary's block into a README.
 Ends with "N passed, M failed".
 """
 
@@ -18,6 +20,7 @@ from types import SimpleNamespace
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "bench"))
 import c10kutil  # noqa: E402
+import efficiency  # noqa: E402
 import openloop  # noqa: E402
 import report  # noqa: E402
 
@@ -220,6 +223,195 @@ def test_compare_agreement():
     finally:
         sys.stdout = stdout
         devnull.close()
+
+
+def test_intervals():
+    iv = efficiency.interval([3.0, 1.0, 2.0])
+    check(iv == (2.0, 1.0, 3.0, 0.75), f"3 values: median 2, [min, max], coverage 75% ({iv})")
+    iv = efficiency.interval(list(range(1, 11)))
+    # 10 values: [x(2), x(9)] covers the median with 97.9%; [x(3), x(8)] with 89%.
+    check(iv[1:3] == (2, 9) and abs(iv[3] - 0.9785) < 1e-3, f"10 values: [x(2), x(9)] ({iv})")
+    check(efficiency.interval([None, None]) is None, "no values: no interval")
+    check(abs(efficiency.coverage(6, 1) - 0.96875) < 1e-9, "6 values: min-max covers 96.9%")
+    a, b = (10.0, 9.0, 11.0, 0.75), (20.0, 18.0, 22.0, 0.75)
+    r = efficiency.ratio_interval(a, b)
+    check(abs(r[0] - 0.5) < 1e-9 and abs(r[1] - 9 / 22) < 1e-9 and abs(r[2] - 11 / 18) < 1e-9,
+          f"ratio interval: far ends over far ends ({r})")
+    check(efficiency.compare(a, b) == "lower" and efficiency.compare(b, a) == "higher",
+          "intervals apart: a verdict")
+    check(efficiency.compare(a, (11.5, 10.5, 12.0, 0.75)) == "overlap",
+          "intervals that overlap: no verdict")
+
+
+def eff_row(server, rate, p99, status=None, cpu=10.0, fraction=None, conns=100, rep=1):
+    status = status or ("ok" if p99 <= openloop.SLO_P99_MS else "over")
+    return {"server": server, "conns": conns, "offered_rps": float(rate),
+            "achieved_rps": float(rate), "p99_ms": p99, "status": status,
+            "cpu_us_per_req": cpu, "fraction": fraction, "rep": rep, "phase": "grid"}
+
+
+def test_capacity_at_slo():
+    rows = [eff_row("a", r, p) for r, p in ((1000, 1.0), (2000, 5.0), (4000, 20.0))]
+    rows += [eff_row("b", r, 1.0) for r in (1000, 2000, 4000)]
+    rows += [eff_row("c", 1000, 50.0)]
+    fig = efficiency.summarise(rows)
+    text, low, mid, high = efficiency.capacity(fig, "a", 100, 5000)
+    # log p99 linear in rate: 5 -> 20 ms over 2000 -> 4000; 10 ms at half way, 3000.
+    check(abs(mid - 3000) < 1 and low == 2000 and high == 4000,
+          f"p99 crossing interpolated between the last pass and the first miss ({text})")
+    check(efficiency.capacity(fig, "b", 100, 5000)[0].startswith("≥ ceiling"),
+          "no miss below the ceiling: capacity is '≥ ceiling'")
+    check(efficiency.capacity(fig, "c", 100, 5000)[0] == "< 1.0k",
+          "missed at the lowest rate: '< lowest'")
+    two = [eff_row("d", 1000, 20.0, rep=1), eff_row("d", 1000, 1.0, rep=2),
+           eff_row("d", 1000, 30.0, rep=3), eff_row("d", 1000, 1.0, status="client_bound",
+                                                    rep=4)]
+    f = efficiency.summarise(two)[("d", 100, 1000.0)]
+    check(f["missed"] and f["n"] == 3 and f["dropped"] == 1,
+          "a rate is missed when most usable repetitions missed; client-bound ones dropped")
+
+
+def test_paired():
+    rows = []
+    # The machine drifts from rep to rep (x1, x1.5, x2), b is always 1.2 x a: the unpaired
+    # intervals overlap, the paired ratio is exactly 1.2.
+    for rep, drift in ((1, 1.0), (2, 1.5), (3, 2.0)):
+        rows += [eff_row("a", 1000, 1.0, cpu=10 * drift, rep=rep),
+                 eff_row("b", 1000, 1.0, cpu=12 * drift, rep=rep)]
+    fig = efficiency.summarise(rows)
+    ri = efficiency.paired(rows, "b", "a", 100, 1000.0)
+    check(efficiency.compare(fig[("b", 100, 1000.0)]["cpu_us_per_req"],
+                             fig[("a", 100, 1000.0)]["cpu_us_per_req"]) == "overlap"
+          and abs(ri[1] - 1.2) < 1e-9 and abs(ri[2] - 1.2) < 1e-9 and ri[4] == 3,
+          f"paired by repetition: a drift that hides 1.2x unpaired cancels ({ri})")
+    check(efficiency.verdict(ri) == "no verdict",
+          f"3 paired repetitions: no verdict (a false one 1 time in 4; "
+          f"{efficiency.MIN_VERDICT_N} needed)")
+    for rep, drift in ((4, 0.8), (5, 1.2)):
+        rows += [eff_row("a", 1000, 1.0, cpu=10 * drift, rep=rep),
+                 eff_row("b", 1000, 1.0, cpu=12 * drift, rep=rep)]
+    five = efficiency.paired(rows, "b", "a", 100, 1000.0)
+    check(five[4] == 5 and efficiency.verdict(five) == "dearer", "5 paired repetitions: dearer")
+    rows.append(eff_row("b", 1000, 1.0, cpu=99.0, rep=6, status="client_bound"))
+    rows.append(eff_row("a", 1000, 1.0, cpu=10.0, rep=6))
+    check(efficiency.paired(rows, "b", "a", 100, 1000.0)[4] == 5,
+          "a repetition without both servers usable is not paired")
+
+
+class FakeBench:
+    """What efficiency.Efficiency needs of bench.Bench, with made-up servers: each answers
+    up to its capacity, p99 1 ms below and 50 ms above it; 'noisy' is client-bound once."""
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.cfg = SimpleNamespace(open_conns=[100], open_start=4000, open_max=256000,
+                                   fractions=[0.25, 0.5, 0.9], ceiling=0)
+        self.cap, self.notes, self.order, self.noisy_left = None, [], [], 1
+
+    def start(self, name):
+        self.order.append(name)
+        proc = SimpleNamespace(pid=1)
+        return (SimpleNamespace(name=name, proc=proc, alive=lambda: True), None)
+
+    def stop(self, started):
+        pass
+
+    def open_point(self, started, conns, rate, close, label):
+        name = started[0].name
+        cap = self.capacity.get(name, float("inf"))
+        row = point(rate, achieved=min(rate, cap * 1.02), p99=1.0 if rate <= cap else 50.0,
+                    server=name, conns=conns)
+        if name == "noisy" and self.noisy_left:
+            self.noisy_left -= 1
+            row.update(client_bound=1, client_cpu=0.3, status="client_bound")
+        return row
+
+
+def test_efficiency_runs():
+    fake = FakeBench({"floor": 30000, "slow": 9000, "tiny": 3000})
+    with tempfile.TemporaryDirectory() as tmp:
+        eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
+        eff.calibrate()
+        # 4k, 6k, 9k, 14k, 21k kept; 32k missed; bisections 26k and 29k kept.
+        check(eff.ceiling == {100: 29000.0},
+              f"the ceiling: the floor kept up to 29k, missed 32k ({eff.ceiling})")
+        fake.order.clear()
+        servers = ["fast", "slow", "tiny", "noisy"]
+        eff.grid(servers, 2, [0.25, 0.5, 0.9])
+        check(fake.order == ["floor"] + servers + ["floor"] + servers,
+              f"repetitions outermost, the floor first in each ({fake.order})")
+        grid = [r for r in eff.rows if r["phase"] == "grid"]
+        tiny = [r["offered_rps"] for r in grid if r["server"] == "tiny"]
+        check(tiny == [7200.0, 7200.0],
+              f"answers under half the offered rate: the higher rates skipped ({tiny})")
+        noisy = [r["status"] for r in grid if r["server"] == "noisy" and r["rep"] == 1
+                 and r["offered_rps"] == 7200.0]
+        check(noisy == ["client_bound", "ok"], f"a client-bound point is measured again ({noisy})")
+        eff.knees(servers, 1, float("inf"))
+        knee = sorted(r["offered_rps"] for r in eff.rows if r["phase"] == "knee"
+                      and r["server"] == "slow")
+        steps = [b / a for a, b in zip(knee, knee[1:])]
+        check(len(knee) == efficiency.KNEE_POINTS and max(steps) <= 1.1
+              and not [r for r in eff.rows if r["phase"] == "knee" and r["server"] != "slow"],
+              f"a knee only where the SLO was missed between two grid rates, steps ≤ 10% "
+              f"({knee})")
+        fig = efficiency.summarise([r for r in eff.rows if r["phase"] in ("grid", "knee")])
+        text, low, mid, high = efficiency.capacity(fig, "slow", 100, eff.ceiling[100])
+        check(low and high and low <= 9000 <= high,
+              f"slow's capacity brackets its true 9,000 ({text})")
+        check(efficiency.capacity(fig, "fast", 100, eff.ceiling[100])[0].startswith("≥"),
+              "fast: ≥ ceiling")
+
+
+def test_compare_efficiency():
+    mod = compare_module()
+
+    def run(ratio):
+        rows = []
+        for rep, drift in enumerate((1.0, 1.3, 0.9, 1.1, 1.2), 1):
+            for server, cpu in (("floor", 10.0), ("epoll", 10.0 * ratio), ("nginx", 15.0)):
+                r = eff_row(server, 5000, 1.0, cpu=cpu * drift, fraction=0.5, rep=rep)
+                r["cpu_us_per_req"] = cpu * drift * (1 + 0.01 * rep)  # a little noise
+                rows.append(r)
+        return rows
+
+    quiet = open(os.devnull, "w")
+    saved, sys.stdout = sys.stdout, quiet
+    try:
+        same = mod.compare_efficiency(run(1.2), run(1.2))
+        moved = mod.compare_efficiency(run(1.2), run(1.5))
+    finally:
+        sys.stdout = saved
+        quiet.close()
+    check(same == (2, 2), f"bench-compare: a rerun's ratios land inside the first's ({same})")
+    check(moved[0] < moved[1], f"bench-compare: a ratio that moved 25% lands outside ({moved})")
+
+
+def test_readme_results():
+    spec = importlib.util.spec_from_file_location(
+        "readme_results", os.path.join(HERE, "..", "scripts", "readme-results.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = os.path.join(tmp, "results", "RUN")
+        os.makedirs(run)
+        with open(os.path.join(run, "summary.md"), "w") as f:
+            f.write(f"# s\n\n{mod.BEGIN}\n- epoll: × floor 1.20 [1.08–1.33]\n{mod.END}\nrest\n")
+        with open(os.path.join(run, "env.txt"), "w") as f:
+            f.write("load average at start: 0.50 0.40 0.30 1/100 7\n")
+        readme = os.path.join(tmp, "README.md")
+        with open(readme, "w") as f:
+            f.write(f"# r\n\n## Results\n\n{mod.BEGIN}\ntyped by hand\n{mod.END}\n\nafter\n")
+        differs = mod.main(["--check", "--readme", readme, run])
+        mod.main(["--readme", readme, run])
+        with open(readme) as f:
+            text = f.read()
+        same = mod.main(["--check", "--readme", readme, run])
+    check(differs == 1 and same == 0, "readme-results --check: differs before, matches after")
+    check("typed by hand" not in text and "× floor 1.20 [1.08–1.33]" in text
+          and "results/RUN/summary.md" in text and "0.50 0.40 0.30" in text
+          and text.endswith("\n\nafter\n"),
+          "readme-results: the block is the summary's, with the run and its load average")
 
 
 def main():

@@ -18,6 +18,11 @@
   with a new connection per request) and loadgen --close agree closely, the sharp check:
   p90 and p99 within 35% (over 12 rounds they differed by at most 16 ms, 13.5%, and 52 ms,
   20%, that one at load average 61). wrk's figures are printed for comparison, not judged.
+- honest books, against a small server in this file that answers only the first N requests
+  of each connection: requests never sent before the window closes are in the histogram at
+  (window end - due) (p99 near the window's length, not the few answered ones' 0.1 ms);
+  every connection carries one request before the schedule (primed), however few requests
+  the warm-up and window hold; the JSON line has the steady-state check of both halves.
 Ends with "N passed, M failed". Benchmarks are not tests: the bounds are wide on purpose.
 """
 
@@ -43,7 +48,8 @@ LOADGEN_ASAN = os.path.join(REPO, "build-asan", "bench", "loadgen")
 SERVER = os.path.join(REPO, "bin", "epoll")
 KEYS = ("offered_rps", "achieved_rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
         "mean_ms", "errors", "behind_ms", "client_cpu", "client_bound", "conns", "requests",
-        "statuses", "errors_by_kind", "late_sends", "duration_s", "unsent", "conn_waits")
+        "statuses", "errors_by_kind", "late_sends", "duration_s", "unsent", "conn_waits",
+        "late_p999_ms", "primed", "steady")
 ERROR_KINDS = ("connect", "read", "write", "timeout", "closed", "parse")
 
 passed = failed = 0
@@ -281,6 +287,90 @@ def test_httperf(port):
     # the stalls below, where the server sets it.
 
 
+class Answerer:
+    """A keep-alive server that answers the first `limit` requests of each connection (all,
+    if None) and then reads on without answering: a server that stalls for good. Counts
+    the connections that received at least one request."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def __init__(self, limit=None):
+        self.limit, self.touched, self.lock = limit, 0, threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        answered, buf = 0, b""
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    _, buf = buf.split(b"\r\n\r\n", 1)
+                    if answered == 0:
+                        with self.lock:
+                            self.touched += 1
+                    if self.limit is None or answered < self.limit:
+                        conn.sendall(self.ANSWER)
+                    answered += 1
+
+    def close(self):
+        self.sock.close()
+
+
+def test_books():
+    stalled = Answerer(limit=1)
+    try:
+        out = load(LOADGEN, stalled.port, "--conns", "5", "--rate", "200", "--duration", "1",
+                   "--timeout", "2")
+    finally:
+        stalled.close()
+    if not out:
+        check(False, "books: loadgen ran against a server that stops answering")
+    else:
+        print(f"     a server that stops answering: {out['requests']} answers, "
+              f"{out['unsent']} unsent, {out['errors']} errors, p50 {out['p50_ms']:.1f} "
+              f"p99 {out['p99_ms']:.1f} ms")
+        check(out["unsent"] >= 150 and out["p99_ms"] >= 500 and out["p50_ms"] >= 200,
+              "books: requests never sent are in the histogram at (window end - due): "
+              "p50 >= 200 ms, p99 >= 500 ms")
+        check(out["errors_by_kind"]["timeout"] == 5 and out["requests"] == 0,
+              "books: the 5 sent and never answered (within --timeout 2 s) are timeouts; "
+              "no answers in the window")
+        check(out.get("steady", {}).get("answers") == [0, 0],
+              "books: the steady-state check counts answers in both halves")
+    fine = Answerer()
+    try:
+        out = load(LOADGEN, fine.port, "--conns", "200", "--rate", "50", "--duration", "0.5",
+                   "--warmup", "0.1")
+        touched = fine.touched
+    finally:
+        fine.close()
+    check(out and out.get("primed") == 200 and touched == 200 and out["requests"] == 25,
+          f"books: 30 scheduled requests over 200 connections, yet every connection carried "
+          f"one (primed {out.get('primed')}, the server saw {touched})")
+    check(out and out.get("steady", {}).get("ok") is True
+          and sum(out["steady"]["answers"]) == out["window_answers"],
+          "books: a steady server passes the steady-state check, both halves add up")
+
+
 class Staller:
     """Stops a process for 200 ms of every second until stopped itself."""
 
@@ -357,6 +447,7 @@ def main():
     test_selftest(LOADGEN, "loadgen")
     test_usage()
     test_refused()
+    test_books()
     root, _ = fixtures.build_root()
     with open(os.path.join(root, "big.bin"), "wb") as f:
         f.write(os.urandom(1 << 20))
