@@ -17,9 +17,10 @@ BUILD ?= build
 BIN   ?= bin
 
 SERVERS    := $(sort $(basename $(notdir $(wildcard servers/*.c))))
-# The readiness models' event loop and poll's interest set are linked only into
-# the binaries named below, never picked from the archive by link order.
-LOOP_SRC   := common/loop.c common/pollset.c
+# The readiness models' event loop, poll's interest set and the completion models'
+# ring are linked only into the binaries named below, never picked from the archive
+# by link order.
+LOOP_SRC   := common/loop.c common/pollset.c common/ring.c
 COMMON_OBJ := $(patsubst common/%.c,$(BUILD)/common/%.o,$(filter-out $(LOOP_SRC),$(wildcard common/*.c)))
 UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
 
@@ -31,6 +32,9 @@ OBJS_poll     := loop.o pollset.o
 OBJS_busypoll := loop.o pollset.o
 OBJS_epoll    := loop.o
 OBJS_sigio    := loop.o
+# uring and corouring share ring.o (io_uring set-up, receive, wait), which needs -luring.
+OBJS_uring     := ring.o
+OBJS_corouring := ring.o
 # The unit test of conn_drive() brings its own poller_wait().
 OBJS_test_loop := loop.o pollset.o
 
