@@ -129,17 +129,15 @@ void ring_recycle(struct ring *r, unsigned cqe_flags)
 
 enum conn_want ring_on_recv(struct ring *r, struct conn *c, int res, unsigned cqe_flags)
 {
-    char *p;
-    size_t n;
-    if (res > 0) {
+    enum conn_want want = CONN_CLOSE;
+    if (res == 0) {
+        want = conn_on_input(c, 0); /* the peer closed */
+    } else if (res > 0 && (cqe_flags & IORING_CQE_F_BUFFER)) {
         unsigned bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
-        if (!(cqe_flags & IORING_CQE_F_BUFFER) || conn_rx_buf(c, &p, &n) < 0 || (size_t)res > n)
-            res = -ENOMEM;
-        else
-            memcpy(p, r->bufs + (size_t)bid * RING_BUF_SIZE, (size_t)res);
+        want = conn_on_input_from(c, r->bufs + (size_t)bid * RING_BUF_SIZE, (size_t)res);
     }
-    ring_recycle(r, cqe_flags); /* at once: the bytes are in the connection's buffer now */
-    return res < 0 ? CONN_CLOSE : conn_on_input(c, (size_t)res);
+    ring_recycle(r, cqe_flags); /* parsed, or copied: the buffer can take the next receive */
+    return want;
 }
 
 int ring_wait(struct ring *r, int timeout_ms)
