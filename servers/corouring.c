@@ -18,7 +18,8 @@
  * common/ring.c: the same set-up flags, and the same receive, into a provided
  * buffer the kernel picks when data comes (an idle connection holds none). A
  * file body goes file -> pipe -> socket by SPLICE through common/pipepool.c,
- * since io_uring has no sendfile. The acceptor is a coroutine too.
+ * since io_uring has no sendfile. The acceptor is a coroutine too, resumed by
+ * each completion of one multishot accept, as uring.c arms it.
  */
 #include <errno.h>
 #include <liburing.h>
@@ -46,7 +47,7 @@ struct task {
     struct task *next_ready; /* on the ready list, to be resumed by the loop */
     int res;                 /* the completion's result (or -errno), for the coroutine */
     unsigned cqe_flags;      /* and its flags: which provided buffer a receive filled */
-    bool in_flight;          /* an operation is submitted, its completion not back yet */
+    bool in_flight;          /* an operation is submitted, its (last) completion not back yet */
     bool wants_pipe;         /* on the pipe pool's waiting list */
     bool cancelled;          /* timed out or stopping: its waits fail from now on */
 };
@@ -112,6 +113,14 @@ static void run_ready(struct corouring *rs)
 static struct io_uring_sqe *co_sqe(struct task *t)
 {
     return t->cancelled ? NULL : ring_sqe(&t->rs->ring);
+}
+
+/* Parks the running task until the next completion of its multishot operation,
+ * still in flight; returns its result. */
+static int co_next(struct task *t)
+{
+    coro_yield();
+    return t->res;
 }
 
 /* Parks the running task until sqe's completion; returns its result. */
@@ -281,19 +290,28 @@ static void accept_main(void *arg)
     struct server *s = rs->s;
     struct task *t = &rs->acceptor;
     for (;;) {
-        struct io_uring_sqe *sqe = co_sqe(t);
-        if (sqe) /* nonblocking: a splice into a full socket must fail, not hold a worker */
-            io_uring_prep_accept(sqe, s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        int fd = co_submit(t, sqe);
+        int fd;
+        if (t->in_flight) { /* the multishot accept goes on: its next connection */
+            fd = co_next(t);
+        } else { /* one accept, as uring.c's, that completes once per connection */
+            struct io_uring_sqe *sqe = co_sqe(t);
+            if (sqe) /* nonblocking: a splice into a full socket must fail, not hold a worker */
+                io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL,
+                                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+            fd = co_submit(t, sqe);
+        }
         if (fd >= 0) {
-            if (server_admit(s, fd)) /* server_accept()'s limits, for a kernel-accepted fd */
+            if (t->cancelled) /* stopping: accepted before the cancel took */
+                close(fd);
+            else if (server_admit(s, fd)) /* server_accept()'s limits, for a kernel-accepted fd */
                 spawn(rs, fd);
-        } else if (fd == -EMFILE || fd == -ENFILE) {
-            /* Out of fds: take what waits by hand, then wait for the next client. */
+        } else if (!t->in_flight && (fd == -EMFILE || fd == -ENFILE)) {
+            /* Out of fds: the accept ended. Take what waits by hand, then wait for the
+             * next client. */
             ring_accept_backlog(&rs->ring, spawn, rs);
             if (co_poll(t, s->listen_fd, POLLIN) < 0)
                 break;
-        } else if (fd == -ECANCELED || t->cancelled) {
+        } else if (!t->in_flight && (fd == -ECANCELED || t->cancelled)) {
             break;
         } else if (ring_accept_error_matters(fd)) {
             server_warn(s, "accept: %s", strerror(-fd));
@@ -353,7 +371,7 @@ static void reap_completions(struct corouring *rs)
         for (unsigned i = 0; i < n; i++) {
             if (!done[i]) /* a cancel's own completion */
                 continue;
-            done[i]->in_flight = false;
+            done[i]->in_flight = flags[i] & IORING_CQE_F_MORE; /* else its last */
             done[i]->res = res[i];
             done[i]->cqe_flags = flags[i];
             run(done[i]);
