@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 /* What both servers submit; the kernel must have them all (Linux 5.19+). */
 static const int ring_ops_needed[] = {IORING_OP_ACCEPT,      IORING_OP_RECV,   IORING_OP_SEND,
@@ -115,6 +116,21 @@ void ring_prep_recv(struct io_uring_sqe *sqe, const struct conn *c)
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = RING_BGID;
     sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+}
+
+void ring_prep_send(struct io_uring_sqe *sqe, int fd, const struct conn_tx *tx, struct msghdr *msg,
+                    struct iovec iov[2])
+{
+    /* MSG_WAITALL: the kernel finishes a short send itself; one completion. */
+    int flags = MSG_NOSIGNAL | MSG_WAITALL | (tx->more ? MSG_MORE : 0);
+    if (tx->len2 > 0) { /* the head and a cached body in one go */
+        iov[0] = (struct iovec){(void *)tx->buf, tx->len};
+        iov[1] = (struct iovec){(void *)tx->buf2, tx->len2};
+        *msg = (struct msghdr){.msg_iov = iov, .msg_iovlen = 2};
+        io_uring_prep_sendmsg(sqe, fd, msg, flags);
+    } else {
+        io_uring_prep_send(sqe, fd, tx->buf, tx->len, flags);
+    }
 }
 
 void ring_recycle(struct ring *r, unsigned cqe_flags)

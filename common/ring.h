@@ -8,6 +8,7 @@
  *     ring_sqe(r)                a submission entry, submitting first if the queue is full
  *     ring_prep_recv(sqe, c)     a receive into a provided buffer, taken when data comes
  *     ring_on_recv(r, c, res, f) hands the received bytes to the connection, buffer back
+ *     ring_prep_send(sqe, ...)   a response's head and cached body, in one operation
  *     ring_wait(r, ms)           the one system call of a loop turn: submit and wait
  *     ring_accept_backlog(...)   out of fds: take what waits in the backlog by hand
  *     ring_exit(r)               the ring and its buffers go
@@ -55,6 +56,13 @@ struct io_uring_sqe *ring_sqe(struct ring *r);
 /* Prepares a receive on c's socket into a provided buffer that the kernel picks
  * when data comes, after it waited for data (the next request is rarely there yet). */
 void ring_prep_recv(struct io_uring_sqe *sqe, const struct conn *c);
+
+/* A response tx's bytes in memory (tx->len > 0) are sent with one operation
+ * that the kernel finishes itself if the socket takes only part (MSG_WAITALL):
+ * a SEND, or a SENDMSG of the head and a cached body, whose msg and iov must stay
+ * put until the completion. */
+void ring_prep_send(struct io_uring_sqe *sqe, int fd, const struct conn_tx *tx, struct msghdr *msg,
+                    struct iovec iov[2]);
 
 /* Gives back the provided buffer a completion carries, if it carries one. */
 void ring_recycle(struct ring *r, unsigned cqe_flags);

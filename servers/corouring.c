@@ -152,18 +152,16 @@ static int co_recv(struct corouring_conn *rc)
     return co_submit(&rc->task, sqe);
 }
 
-/* Sends buf, then buf2 (either may be empty), in one operation that the kernel
- * finishes itself if the socket takes only part (MSG_WAITALL). */
-static int co_write(struct corouring_conn *rc, const char *buf, size_t n, const char *buf2,
-                    size_t n2, bool more)
+/* Sends tx's bytes in memory, the head and a cached body together, in one
+ * operation (ring_prep_send) that the kernel finishes itself. */
+static int co_write(struct corouring_conn *rc, const struct conn_tx *tx)
 {
-    /* On this stack: it stays put while the coroutine waits for the completion. */
-    struct iovec iov[2] = {{(void *)buf, n}, {(void *)buf2, n2}};
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n2 > 0 ? 2 : 1};
+    /* On this stack: they stay put while the coroutine waits for the completion. */
+    struct iovec iov[2];
+    struct msghdr msg;
     struct io_uring_sqe *sqe = co_sqe(&rc->task);
     if (sqe)
-        io_uring_prep_sendmsg(sqe, rc->conn.fd, &msg,
-                              MSG_NOSIGNAL | MSG_WAITALL | (more ? MSG_MORE : 0));
+        ring_prep_send(sqe, rc->conn.fd, tx, &msg, iov);
     return co_submit(&rc->task, sqe);
 }
 
@@ -255,7 +253,7 @@ static void serve_connection(void *arg)
             ssize_t sent;
             conn_tx(c, &tx, true);
             if (tx.len > 0) /* the head (and a small body from the file cache) */
-                sent = co_write(rc, tx.buf, tx.len, tx.buf2, tx.len2, tx.more);
+                sent = co_write(rc, &tx);
             else /* the file, through a pipe */
                 sent = co_sendfile(rc, tx.file_fd, tx.file_off, tx.file_len);
             if (sent < 0)

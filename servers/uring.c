@@ -283,17 +283,7 @@ static void uring_send_next(struct uring *u, struct conn *c)
         uring_close(u, c);
         return;
     }
-    /* MSG_WAITALL: the kernel finishes a short send itself; one completion. */
-    int flags = MSG_NOSIGNAL | MSG_WAITALL | (tx.more ? MSG_MORE : 0);
-    if (tx.len2 > 0) { /* the head and a cached body in one go */
-        struct uring_conn *uc = uring_conn(c);
-        uc->iov[0] = (struct iovec){(void *)tx.buf, tx.len};
-        uc->iov[1] = (struct iovec){(void *)tx.buf2, tx.len2};
-        uc->msg = (struct msghdr){.msg_iov = uc->iov, .msg_iovlen = 2};
-        io_uring_prep_sendmsg(sqe, c->fd, &uc->msg, flags);
-    } else {
-        io_uring_prep_send(sqe, c->fd, tx.buf, tx.len, flags);
-    }
+    ring_prep_send(sqe, c->fd, &tx, &uring_conn(c)->msg, uring_conn(c)->iov);
     uring_track(u, sqe, OP_SEND, c);
 }
 
