@@ -37,10 +37,12 @@ OBJS_uring     := ring.o
 OBJS_corouring := ring.o
 # The unit test of conn_drive() brings its own poller_wait().
 OBJS_test_loop := loop.o pollset.o
+OBJS_test_ring := ring.o
 
 # Libraries that only one model needs.
 LIBS_uring := -luring
 LIBS_corouring := -luring
+LIBS_test_ring := -luring
 
 .PHONY: all deps asan ubsan tsan test clean format fuzz trace trace-figures www costs
 all: $(SERVERS:%=$(BIN)/%)
@@ -58,7 +60,7 @@ $(BIN)/%: $(BUILD)/servers/%.o $$(addprefix $(BUILD)/common/,$$(OBJS_$$*)) $(BUI
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libc10k.a $(LIBS_$*) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(addprefix $(BUILD)/common/,$$(OBJS_$$*)) $(BUILD)/libc10k.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libc10k.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libc10k.a $(LIBS_$*) $(LDLIBS)
 
 SAN_FLAGS_asan  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SAN_FLAGS_ubsan := -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
