@@ -1,15 +1,23 @@
-# c10k - five Unix I/O models as eight HTTP servers, and the bench that compares them.
+# c10k - five Unix I/O models as thirteen HTTP servers, and the bench that compares them.
 #
 #   make            build bin/*
 #   make test       install what is missing, build, run every test
 #   make bench      install what is missing, build, benchmark, plot (results/)
 #   make asan|ubsan sanitizer builds into bin-asan/ and bin-ubsan/
 #   make costs      what a process, a thread and a coroutine cost to create and switch
+#   make slides     the lecture's slides, one self-contained HTML file (build/slides/)
+#   make grade LAB=DIR  builds a student's poller (labs/poller/) and grades it
 
 VERSION := 0.1.0
 CC      ?= cc
 OPT     ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Icommon \
+# Beyond -Wall -Wextra: a local that hides another, a function with no prototype in
+# scope (it should be static or in a header), () meaning "any arguments", a format
+# that is not a literal, #if on an undefined name, a variable-length array on the
+# stack, a switch case that falls through without saying so.
+WARNINGS := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \
+            -Wundef -Wvla -Wimplicit-fallthrough
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARNINGS) -Werror -Icommon \
            -DC10K_VERSION=\"$(VERSION)\" -MMD -MP
 LDLIBS  += -lhttp_parser -lpthread
 
@@ -44,7 +52,7 @@ LIBS_uring := -luring
 LIBS_corouring := -luring
 LIBS_test_ring := -luring
 
-.PHONY: all deps asan ubsan tsan test clean format fuzz trace trace-figures www costs
+.PHONY: all deps asan ubsan tsan test clean format fuzz trace trace-figures www costs slides
 all: $(SERVERS:%=$(BIN)/%)
 
 $(BUILD)/%.o: %.c
@@ -78,7 +86,7 @@ tsan:
 PACKAGES := gcc make libc6-dev pkg-config libhttp-parser-dev liburing-dev \
             wrk nginx-light gnuplot-nox strace procps python3 clang libclang-rt-dev \
             slowhttptest util-linux linux-perf valgrind linux-libc-dev h2o lighttpd \
-            httperf
+            httperf pandoc chromium
 deps:
 	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
@@ -130,6 +138,29 @@ trace-figures: all
 # www/: the bench's three files (small.txt, index.html, 1m.bin), to try a server by hand.
 www:
 	@python3 -c 'import sys; sys.path.insert(0, "bench"); import www; print(www.generate("www"))'
+
+# ---- teaching: slides from docs/slides.md, with pandoc's dzslides: one HTML file with the
+# figures, styles and script inside, so it works offline; docs/slides-style.html sets sizes.
+SLIDES := $(BUILD)/slides/index.html
+slides: $(SLIDES)
+$(SLIDES): docs/slides.md docs/slides-style.html docs/figures/five-models.svg docs/figures/epoll-mechanism.svg
+	@command -v pandoc >/dev/null || { echo "pandoc is missing: make deps" >&2; exit 2; }
+	@mkdir -p $(dir $@)
+	pandoc -t dzslides --slide-level=1 -s --self-contained -H docs/slides-style.html \
+	  --resource-path=docs -o $@ docs/slides.md
+	@echo "slides: $@ (open it in a browser; arrow keys move)"
+
+# ---- teaching: the lab "write a poller" (docs/lab.md) ---------------------------------
+# make grade LAB=DIR links DIR/poller.c with the shared event loop into build/grade/ltepoll
+# and grades it (labs/grade.py): the integration suite and the counted profile.
+LAB ?= labs/poller
+GRADE_BIN := $(BUILD)/grade/ltepoll
+.PHONY: grade
+grade: $(BUILD)/common/loop.o $(BUILD)/libc10k.a
+	@mkdir -p $(dir $(GRADE_BIN))
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $(GRADE_BIN) $(LAB)/poller.c \
+	  $(BUILD)/common/loop.o $(BUILD)/libc10k.a $(LDLIBS)
+	@python3 labs/grade.py $(GRADE_BIN)
 
 clean:
 	rm -rf build build-asan build-ubsan build-tsan build-fuzz bin bin-asan bin-ubsan bin-tsan

@@ -13,6 +13,8 @@
 #   make bench-ci-det    the deterministic layer alone
 #   make bench-ci-update rewrites results/profile.json and prints what changed (commit it)
 #   make bench-baseline  rewrites results/baseline.csv (commit it)
+#   make demo-idle       for a class: poll against epoll with 0 and 5,000 idle connections
+#                        (bench/demo_idle.py: idlers + loadgen, no peers, no root, ~25 s)
 #
 # Each writes results/RUN_ID/. Environment knobs (BENCH_SERVERS, BENCH_PEERS, BENCH_OPEN_CONNS,
 # BENCH_CONNS, BENCH_SECS, BENCH_IDLE, BENCH_BUDGET, ...) are described in docs/bench.md.
@@ -44,9 +46,10 @@ $(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/loadgen_results.h
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -O1 $(SAN_FLAGS_asan) -o $@ $(LOADGEN_SRC) -lm
 endif
-test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN)
+test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN) $(BENCH_IDLERS)
 
-.PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen inject
+.PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen inject \
+        demo-idle
 bench-idlers: $(BENCH_IDLERS)
 bench-loadgen: $(BENCH_LOADGEN)
 
@@ -80,5 +83,8 @@ bench-ci-update:
 	$(BENCH_PY) bench/detgate.py update
 bench-baseline: $(BENCH_IDLERS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/bench.py baseline
+# No deps here: it needs nothing beyond what make builds, and never root.
+demo-idle: $(BIN)/poll $(BIN)/epoll $(BENCH_TOOLS)
+	BUILD=$(BUILD) $(BENCH_PY) bench/demo_idle.py
 
 .DEFAULT_GOAL := $(bench_saved_goal)

@@ -126,6 +126,7 @@ class GateError(Exception):
 
 def make_root():
     root = tempfile.mkdtemp(prefix="c10k-detgate-")
+    os.chmod(root, 0o755)   # not mkdtemp's 0700: a server started as root serves as nobody
     line = b"<p>c10k deterministic gate: the same 4096 bytes in every run.</p>\n"
     body = (line * (FILE_SIZE // len(line) + 1))[:FILE_SIZE - 1] + b"\n"
     with open(os.path.join(root, FILE_NAME), "wb") as f:
@@ -387,6 +388,9 @@ def measure(names, layers=("syscalls", "instructions"), log=print):
     {workload: per_req}}, "errors": {server: message}}."""
     root = make_root()
     tmp = tempfile.mkdtemp(prefix="c10k-detgate-out-")
+    # valgrind writes its counts from inside the server, which, started as root, serves
+    # as nobody: the directory is writable by all, sticky as /tmp is.
+    os.chmod(tmp, 0o1777)
     result = {"syscalls": {}, "instructions": {}, "errors": {}}
     try:
         # Syscalls one server at a time: the counts of epoll_wait and the like depend on

@@ -55,6 +55,7 @@ FILES = {"small.txt": small_txt, "index.html": index_html, "1m.bin": big_bin}
 def generate(root):
     """Writes the files under root, rewriting one only when its content differs."""
     os.makedirs(root, exist_ok=True)
+    os.chmod(root, 0o755)  # whatever the umask: a server started as root serves as nobody
     for name, make in FILES.items():
         path = os.path.join(root, name)
         data = make()

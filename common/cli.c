@@ -11,10 +11,12 @@ static void cli_usage(FILE *out, const char *model)
 {
     fprintf(out,
             "usage: %s [--addr 127.0.0.1] [--port 8080] [--root ./www] [--max-conns N]\n"
-            "       %*s [--idle-timeout SECONDS] [--workers N] [--quiet] [--help] [--version]\n"
+            "       %*s [--idle-timeout SECONDS] [--workers N] [--user NAME] [--quiet]\n"
+            "       %*s [--help] [--version]\n"
             "Serves the files under --root over HTTP/1.1 using the %s I/O model;\n"
-            "--workers N runs N processes of it (default 1; bin/prefork: 4).\n",
-            model, (int)strlen(model), "", model);
+            "--workers N runs N processes of it (default 1; bin/prefork: 4).\n"
+            "Started as root, it serves as --user (default nobody) once it listens.\n",
+            model, (int)strlen(model), "", (int)strlen(model), "", model);
 }
 
 /* Parses a decimal integer in [min, max]; returns -1 if it is not one. */
@@ -59,7 +61,7 @@ enum cli_result cli_parse(int argc, char **argv, const char *model, struct confi
 
         if (strcmp(opt, "--addr") && strcmp(opt, "--port") && strcmp(opt, "--root") &&
             strcmp(opt, "--max-conns") && strcmp(opt, "--idle-timeout") &&
-            strcmp(opt, "--workers")) {
+            strcmp(opt, "--workers") && strcmp(opt, "--user")) {
             fprintf(stderr, "%s: unknown option '%s' (try --help)\n", model, opt);
             return CLI_USAGE;
         }
@@ -72,6 +74,8 @@ enum cli_result cli_parse(int argc, char **argv, const char *model, struct confi
             cfg->addr = val;
         else if (!strcmp(opt, "--root"))
             cfg->root = val;
+        else if (!strcmp(opt, "--user"))
+            cfg->user = val;
         else if (!strcmp(opt, "--port"))
             bad = cli_int(val, 0, 65535, &cfg->port);
         else if (!strcmp(opt, "--max-conns"))

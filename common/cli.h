@@ -18,7 +18,8 @@ struct config {
     int max_conns;
     int idle_timeout_s;
     bool quiet;
-    int workers; /* --workers; 0 if not given: the model's default */
+    int workers;      /* --workers; 0 if not given: the model's default */
+    const char *user; /* --user; NULL if not given: nobody when started as root */
 };
 
 enum cli_result {

@@ -132,6 +132,25 @@ static bool date_in_range(const struct tm *tm, int year)
     return tm->tm_mon != 1 || tm->tm_mday <= 28 || leap;
 }
 
+int clock_rfc850_year(int yy, int now_year)
+{
+    int year = now_year - now_year % 100 + yy;
+    if (year > now_year + 50)
+        year -= 100;
+    else if (year <= now_year - 50)
+        year += 100;
+    return year;
+}
+
+static int current_year(void)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts); /* a vDSO read, and only for RFC 850 dates */
+    time_t now = ts.tv_sec;
+    return gmtime_r(&now, &tm) ? tm.tm_year + 1900 : 1970;
+}
+
 int clock_parse_http_date(const char *s, size_t len, time_t *out)
 {
     struct tm tm = {0};
@@ -165,7 +184,7 @@ int clock_parse_http_date(const char *s, size_t len, time_t *out)
         tm.tm_mday = parse_digits(p, 2);
         tm.tm_mon = parse_month(p + 3);
         int yy = parse_digits(p + 7, 2);
-        year = yy < 0 ? -1 : (yy < 70 ? 2000 + yy : 1900 + yy);
+        year = yy < 0 ? -1 : clock_rfc850_year(yy, current_year());
     }
     if (!date_in_range(&tm, year))
         return -1;

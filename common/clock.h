@@ -22,6 +22,11 @@ void clock_format_http_date(time_t t, char *out);
  * than now (RFC 9110 8.8.2.1), never before 1970 (the epoch instead). */
 time_t clock_last_modified(time_t mtime, time_t now);
 
+/* The year an RFC 850 date's two digits yy (0-99) mean when this year is now_year
+ * (RFC 9110 5.6.7): the one within 50 years of now_year, a year more than 50 years
+ * ahead being read as a century earlier. */
+int clock_rfc850_year(int yy, int now_year);
+
 /* Parses an IMF-fixdate, RFC 850 or asctime date (RFC 9110 5.6.7), fields and
  * weekday names checked; returns -1 if it is none, and the caller ignores it. */
 int clock_parse_http_date(const char *s, size_t len, time_t *out);

@@ -54,6 +54,7 @@ static const char *status_text(int status)
     case 403: return "403 Forbidden";
     case 404: return "404 Not Found";
     case 405: return "405 Method Not Allowed";
+    case 412: return "412 Precondition Failed";
     case 413: return "413 Content Too Large";
     case 414: return "414 URI Too Long";
     case 416: return "416 Range Not Satisfiable";
@@ -235,9 +236,14 @@ int handler_normalize_path(const char *t, size_t len, char *out, size_t cap)
 
 /* ---- conditionals and ranges ---------------------------------------------- */
 
-/* Whether an If-None-Match list names etag (weak comparison) or is "*". */
-static bool etag_matches(struct http_slice v, const char *etag, size_t etag_len)
+/*
+ * Whether an If-Match or If-None-Match list names etag, or is "*". Strong
+ * comparison (If-Match, RFC 9110 8.8.3.2) matches only two strong tags that are
+ * the same; weak comparison (If-None-Match) ignores the W/ of either.
+ */
+static bool etag_list_matches(struct http_slice v, const char *etag, size_t etag_len, bool strong)
 {
+    bool etag_weak = etag_len >= 2 && etag[0] == 'W' && etag[1] == '/';
     size_t i = 0;
     while (i < v.len) {
         while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
@@ -248,24 +254,47 @@ static bool etag_matches(struct http_slice v, const char *etag, size_t etag_len)
         size_t e = i;
         while (e > s && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
             e--;
-        if (e - s >= 2 && v.p[s] == 'W' && v.p[s + 1] == '/')
+        if (e - s == 1 && v.p[s] == '*')
+            return true;
+        bool weak = e - s >= 2 && v.p[s] == 'W' && v.p[s + 1] == '/';
+        if (strong && (weak || etag_weak))
+            continue;
+        if (weak)
             s += 2;
-        if ((e - s == 1 && v.p[s] == '*') ||
-            (e - s == etag_len && !memcmp(v.p + s, etag, etag_len)))
+        const char *mine = etag_weak ? etag + 2 : etag;
+        size_t mine_len = etag_weak ? etag_len - 2 : etag_len;
+        if (e - s == mine_len && !memcmp(v.p + s, mine, mine_len))
             return true;
     }
     return false;
 }
 
-static bool not_modified(const struct http_request *req, const struct file_info *fi)
+/*
+ * RFC 9110 13.2.2: the preconditions in their order, for a GET or HEAD of an
+ * existing file. Returns 412, 304, or 0 to go on (If-Range, the fifth step,
+ * belongs to the Range code). A date that is no valid HTTP-date is ignored
+ * (13.1.3, 13.1.4); If-Unmodified-Since counts only without If-Match, and
+ * If-Modified-Since only without If-None-Match.
+ */
+static int precondition_status(const struct http_request *req, const struct file_info *fi)
 {
-    if (req->if_none_match.p) /* when present, If-Modified-Since is not consulted */
-        return etag_matches(req->if_none_match, fi->etag, fi->etag_len);
-    time_t since;
+    time_t t;
+    if (req->if_match.p) {
+        if (!etag_list_matches(req->if_match, fi->etag, fi->etag_len, true))
+            return 412;
+    } else if (req->if_unmodified_since.p &&
+               clock_parse_http_date(req->if_unmodified_since.p, req->if_unmodified_since.len,
+                                     &t) == 0 &&
+               fi->mtime > t) {
+        return 412;
+    }
+    if (req->if_none_match.p)
+        return etag_list_matches(req->if_none_match, fi->etag, fi->etag_len, false) ? 304 : 0;
     if (req->if_modified_since.p &&
-        clock_parse_http_date(req->if_modified_since.p, req->if_modified_since.len, &since) == 0)
-        return fi->mtime <= since;
-    return false;
+        clock_parse_http_date(req->if_modified_since.p, req->if_modified_since.len, &t) == 0 &&
+        fi->mtime <= t)
+        return 304;
+    return 0;
 }
 
 /*
@@ -277,9 +306,8 @@ static bool not_modified(const struct http_request *req, const struct file_info 
 bool handler_if_range_matches(struct http_slice v, const char *etag, size_t etag_len,
                               time_t last_modified, time_t now)
 {
-    while (v.len > 0 && (v.p[v.len - 1] == ' ' || v.p[v.len - 1] == '\t'))
-        v.len--;
-    if (v.len > 0 && (v.p[0] == '"' || v.p[0] == 'W'))
+    /* An entity tag is "..." or W/"...": a date may begin with 'W' too (Wed). */
+    if ((v.len > 0 && v.p[0] == '"') || (v.len > 2 && !memcmp(v.p, "W/\"", 3)))
         return v.len == etag_len && !memcmp(v.p, etag, etag_len) && etag[0] == '"';
     time_t t;
     return clock_parse_http_date(v.p, v.len, &t) == 0 && t == last_modified && last_modified < now;
@@ -310,8 +338,10 @@ int handler_parse_range(const char *v, size_t len, uint64_t size, uint64_t *off,
         int64_t suffix = range_number(v, len, &i);
         if (suffix < 0 || i != len)
             return 0;
-        if (suffix == 0 || size == 0)
+        if (suffix == 0)
             return -416;
+        if (size == 0) /* satisfiable (RFC 9110 14.1.1) but empty: the whole, empty, file */
+            return 0;
         *n = (uint64_t)suffix < size ? (uint64_t)suffix : size;
         *off = size - *n;
         return 1;
@@ -387,7 +417,13 @@ void handler_prepare_response(int root_fd, const struct http_request *req, char 
     }
 
     uint64_t off = 0, len = fi.size;
-    if (not_modified(req, &fi)) {
+    int precondition = precondition_status(req, &fi);
+    if (precondition == 412) {
+        prepare_error(412, head_only, !keep_alive, http10_keep_alive, out, cap, res);
+        files_release(&fi);
+        return;
+    }
+    if (precondition == 304) {
         status = 304;
     } else if (req->range.p &&
                (!req->if_range.p || handler_if_range_matches(req->if_range, fi.etag, fi.etag_len,

@@ -55,7 +55,8 @@ void handler_release(struct response *res);
 int handler_normalize_path(const char *target, size_t len, char *out, size_t cap);
 
 /* Parses a single "bytes=" range against size. Returns 1 with *off and *n set,
- * 0 to ignore the header (multi-range or malformed), -416 if unsatisfiable. */
+ * 0 to ignore the header (multi-range, malformed, or a suffix of an empty file:
+ * satisfiable, but there is nothing to send but the whole), -416 if unsatisfiable. */
 int handler_parse_range(const char *v, size_t len, uint64_t size, uint64_t *off, uint64_t *n);
 
 /* Whether If-Range's value v lets a Range apply to a file with this ETag and

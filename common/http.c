@@ -11,6 +11,8 @@ enum header_kind {
     H_HOST,
     H_CONTENT_LENGTH,
     H_TRANSFER_ENCODING,
+    H_IF_MATCH,
+    H_IF_UNMODIFIED_SINCE,
     H_IF_NONE_MATCH,
     H_IF_MODIFIED_SINCE,
     H_IF_RANGE,
@@ -52,6 +54,10 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         ctx->header = H_CONTENT_LENGTH;
     else if (slice_is(at, len, "transfer-encoding"))
         ctx->header = H_TRANSFER_ENCODING;
+    else if (slice_is(at, len, "if-match"))
+        ctx->header = H_IF_MATCH;
+    else if (slice_is(at, len, "if-unmodified-since"))
+        ctx->header = H_IF_UNMODIFIED_SINCE;
     else if (slice_is(at, len, "if-none-match"))
         ctx->header = H_IF_NONE_MATCH;
     else if (slice_is(at, len, "if-modified-since"))
@@ -74,9 +80,9 @@ static bool is_unreserved_or_sub_delim(unsigned char ch)
 bool http_host_is_valid(const char *v, size_t len)
 {
     size_t i = 0;
-    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t')) /* trailing OWS */
-        len--;
-    if (len > 0 && v[0] == '[') { /* IP-literal: IPv6address or IPvFuture, not resolved here */
+    if (len == 0 || v[0] == ':') /* no host: nginx answers 400 too */
+        return false;
+    if (v[0] == '[') { /* IP-literal: IPv6address or IPvFuture, not resolved here */
         for (i = 1; i < len && v[i] != ']'; i++)
             if (!is_unreserved_or_sub_delim((unsigned char)v[i]) && v[i] != ':')
                 return false;
@@ -107,6 +113,16 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct parse_ctx *ctx = p->data;
     struct http_request *req = ctx->req;
+
+    /* RFC 9112 5: the field value excludes the OWS around it. Trimmed here, once, so no
+     * header's own parsing has to remember (a trailing space must not turn a valid
+     * Range or date into an ignored one, nor a Content-Length into a 400). */
+    while (len > 0 && (at[len - 1] == ' ' || at[len - 1] == '\t'))
+        len--;
+    while (len > 0 && (at[0] == ' ' || at[0] == '\t')) {
+        at++;
+        len--;
+    }
     struct http_slice v = {at, (uint32_t)len};
 
     switch (ctx->header) {
@@ -129,6 +145,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         }
         break;
     case H_TRANSFER_ENCODING: ctx->transfer_encoding = true; break;
+    case H_IF_MATCH: req->if_match = v; break;
+    case H_IF_UNMODIFIED_SINCE: req->if_unmodified_since = v; break;
     case H_IF_NONE_MATCH: req->if_none_match = v; break;
     case H_IF_MODIFIED_SINCE: req->if_modified_since = v; break;
     case H_IF_RANGE: req->if_range = v; break;

@@ -35,6 +35,9 @@ struct http_request {
     bool has_body;         /* Content-Length > 0 or Transfer-Encoding */
     uint8_t host_count;
     struct http_slice target; /* raw request target, still percent-encoded */
+    /* Field values below are trimmed of leading and trailing whitespace (RFC 9112 5). */
+    struct http_slice if_match;
+    struct http_slice if_unmodified_since;
     struct http_slice if_none_match;
     struct http_slice if_modified_since;
     struct http_slice if_range;
@@ -49,7 +52,8 @@ struct http_request {
  */
 int http_parse_request(const char *buf, size_t len, size_t *scan, struct http_request *req);
 
-/* Whether a Host field value is uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2). */
+/* Whether a Host field value, already trimmed, is uri-host [ ":" port ] (RFC 9112 3.2,
+ * RFC 3986 3.2.2) with a non-empty host (RFC 9110 4.2.1: an http URI's host is never empty). */
 bool http_host_is_valid(const char *v, size_t len);
 
 #endif

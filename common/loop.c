@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "loop.h"
 #include "poller.h"
 
 /* A readiness model's connection: the protocol's state, and what the loop knows. */

@@ -40,8 +40,4 @@ void poller_del(struct poller *p, int fd);
 /* Waits up to timeout_ms for readiness; fills fired[0..n) and returns n, or -1. */
 int poller_wait(struct poller *p, struct poller_event *fired, int max, int timeout_ms);
 
-/* The whole main() of a readiness server: server_main() with the shared event
- * loop over this binary's poller (common/loop.c): accept, dispatch, time out. */
-int loop_main(int argc, char **argv, const char *model);
-
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "server.h"
 
 #define THREAD_STACK_SIZE (128 * 1024)
 #define SENDFILE_CHUNK (64 * 1024) /* one splice's worth: one wait for room per call */
@@ -53,6 +54,7 @@ int serve_listen_blocking(struct server *s)
     if (flags < 0 || fcntl(s->listen_fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
         return -1;
     serve_set_timeout(s->listen_fd, SO_RCVTIMEO, 1000);
+    s->listen_blocking = true; /* server_accept() then waits a while for a client to refuse */
     return 0;
 }
 
@@ -202,8 +204,7 @@ int serve_threads(struct server *s)
     while (!server_stopping()) {
         int fd = server_accept(s, false);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                server_warn(s, "accept: %s", strerror(errno));
+            server_accept_failed(s, errno);
             continue;
         }
         pthread_sigmask(SIG_BLOCK, &stop_signals, &old);

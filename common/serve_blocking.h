@@ -6,9 +6,12 @@
 #ifndef C10K_SERVE_BLOCKING_H
 #define C10K_SERVE_BLOCKING_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
-#include "server.h"
+#include "conn.h"
+
+struct server;
 
 /* A connection of serve_threads(), in the table slot of its fd; its thread owns
  * the struct conn. */

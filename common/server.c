@@ -7,10 +7,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,9 +55,12 @@ void server_warn(const struct server *s, const char *fmt, ...)
 static int install_signals(void)
 {
     struct sigaction sa = {.sa_handler = on_stop_signal};
-    /* No SA_RESTART: a blocked accept/epoll_wait must return EINTR and see the flag. */
+    /* No SA_RESTART: a blocked accept/epoll_wait must return EINTR and see the flag.
+     * SIGHUP stops too: there is no configuration to reload (nginx's use of it), and a
+     * hangup must not kill a --workers parent outright and leave its workers serving. */
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
+        sigaction(SIGHUP, &sa, NULL) < 0)
         return -1;
     sa.sa_handler = SIG_IGN; /* a peer that vanished mid-write must cost only that write */
     return sigaction(SIGPIPE, &sa, NULL);
@@ -73,6 +78,50 @@ static int raise_nofile(void)
     }
     /* The table is indexed by fd; past a million the limit is not a real plan. */
     return rl.rlim_cur > 1048576 ? 1048576 : (int)rl.rlim_cur;
+}
+
+/*
+ * Started as root, serve as --user (default nobody), as nginx's workers do: a
+ * file that only root may read must give 403, not its contents. Called once the
+ * listeners are bound (a port below 1024 needs root), RLIMIT_NOFILE raised and
+ * the root opened, before any request or fork, so every process and thread of
+ * the server runs as that user. --user root keeps root, on purpose. Not root,
+ * --user may only name the user it already is. Returns 0, or -1 with the reason
+ * printed on one line.
+ */
+static int drop_privileges(const struct server *s)
+{
+    const char *name = s->cfg.user ? s->cfg.user : "nobody";
+    uid_t euid = geteuid();
+    if (euid != 0 && !s->cfg.user)
+        return 0;
+    errno = 0;
+    struct passwd *pw = getpwnam(name); /* single-threaded here: the static result is safe */
+    if (!pw) {
+        bool missing = errno == 0 || errno == ENOENT || errno == ESRCH;
+        fprintf(stderr, "%s: cannot serve as user %s: %s\n", s->model, name,
+                missing ? "no such user" : strerror(errno));
+        return -1;
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    if (euid != 0 || uid == 0) {
+        if (uid == euid)
+            return 0;
+        fprintf(stderr, "%s: cannot serve as user %s: only root can change users\n", s->model,
+                name);
+        return -1;
+    }
+    /* Groups first: once the uid is dropped, they can no longer be changed. */
+    if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+        fprintf(stderr, "%s: cannot serve as user %s: %s\n", s->model, name, strerror(errno));
+        return -1;
+    }
+    if (setuid(0) == 0 || getuid() != uid || geteuid() != uid || getegid() != gid) {
+        fprintf(stderr, "%s: cannot serve as user %s: root could be regained\n", s->model, name);
+        return -1;
+    }
+    return 0;
 }
 
 /* Binds and listens; returns the nonblocking fd and sets *port, or -1. With reuseport,
@@ -119,12 +168,38 @@ fail:;
     return -1;
 }
 
-static bool accept_error_is_transient(int err)
+/* What an accept error tells the server to do. Every errno's reason is given here, once:
+ * server_accept() acts on it, and server_accept_failed() keeps quiet about all but the last. */
+enum accept_error {
+    ACCEPT_LATER,   /* nothing to take now: back to the model's wait */
+    ACCEPT_NO_FDS,  /* out of fds: refuse the waiting client with the spare fd */
+    ACCEPT_NEXT,    /* that one connection failed, not the listener: accept the next */
+    ACCEPT_LASTING, /* the listener itself is in trouble: worth a warning */
+};
+
+static enum accept_error accept_error_kind(int err)
 {
-    /* accept(2): these belong to the one connection that failed, not to the listener. */
     switch (err) {
+    /* The backlog is empty (a nonblocking listener, or the 1 s SO_RCVTIMEO of a blocking
+     * one), or a signal came: the stop, or bin/fork's SIGCHLD. */
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+    case EINTR:
+    /* io_uring's answer for an accept the server cancelled itself, which it does on a stop. */
+    case ECANCELED: return ACCEPT_LATER;
+    /* Linux says EMFILE before it checks the queue: it does not mean a client waits, so
+     * server_accept() checks first, and stops at EAGAIN once nobody waits (libuv b3ab332),
+     * or it would spend and reopen the spare fd forever. */
+    case EMFILE:
+    case ENFILE: return ACCEPT_NO_FDS;
+    /* The client reset the connection while it sat in the backlog. */
     case ECONNABORTED:
+    /* A protocol error on that one connection (accept(2): retry as for EAGAIN). */
     case EPROTO:
+    /* Network errors already pending on the new socket, which Linux passes on from accept():
+     * accept(2) lists these for TCP/IP and says to treat them as EAGAIN. */
     case ENETDOWN:
     case ENOPROTOOPT:
     case EHOSTDOWN:
@@ -132,9 +207,16 @@ static bool accept_error_is_transient(int err)
     case EHOSTUNREACH:
     case EOPNOTSUPP:
     case ENETUNREACH:
-    case EPERM: return true;
-    default: return false;
+    /* A firewall rule refused that connection. */
+    case EPERM: return ACCEPT_NEXT;
+    default: return ACCEPT_LASTING;
     }
+}
+
+void server_accept_failed(const struct server *s, int err)
+{
+    if (accept_error_kind(err) == ACCEPT_LASTING)
+        server_warn(s, "accept: %s", strerror(err));
 }
 
 bool server_admit(struct server *s, int fd)
@@ -164,7 +246,8 @@ int server_accept(struct server *s, bool nonblock)
                 return fd;
             continue;
         }
-        if (errno == EMFILE || errno == ENFILE) {
+        enum accept_error kind = accept_error_kind(errno);
+        if (kind == ACCEPT_NO_FDS) {
             /* Out of fds: spend the spare one to take the connection off the queue and
              * close it, so the client hears "no" instead of waiting. Linux says EMFILE
              * before it checks the queue, so first make sure a client is queued (a
@@ -173,9 +256,7 @@ int server_accept(struct server *s, bool nonblock)
             struct pollfd pfd = {.fd = s->listen_fd, .events = POLLIN};
             if (!waited) {
                 waited = true;
-                int fl = fcntl(s->listen_fd, F_GETFL);
-                bool blocking_listener = fl >= 0 && !(fl & O_NONBLOCK); /* bin/blocking's */
-                if (poll(&pfd, 1, blocking_listener ? 1000 : 0) <= 0) {
+                if (poll(&pfd, 1, s->listen_blocking ? 1000 : 0) <= 0) {
                     errno = EAGAIN;
                     return -1;
                 }
@@ -190,14 +271,14 @@ int server_accept(struct server *s, bool nonblock)
             s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
             if (fd < 0) {
                 errno = err;
-                if (err == EMFILE || err == ENFILE)
+                if (accept_error_kind(err) == ACCEPT_NO_FDS)
                     errno = EAGAIN; /* the spare is gone for now: try on the next event */
                 return -1;
             }
             waited = false; /* refused one; check the queue again before the next */
             continue;
         }
-        if (!accept_error_is_transient(errno))
+        if (kind != ACCEPT_NEXT)
             return -1;
     }
 }
@@ -206,8 +287,7 @@ struct conn *server_accept_next(struct server *s)
 {
     int fd = server_accept(s, true);
     if (fd < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            server_warn(s, "accept: %s", strerror(errno));
+        server_accept_failed(s, errno);
         return NULL;
     }
     return server_open_conn(s, fd);
@@ -341,6 +421,12 @@ int server_main_workers(int argc, char **argv, const char *model, size_t conn_si
         goto out;
     }
     s.listen_fd = listeners[0];
+    if (drop_privileges(&s) < 0) {
+        for (int i = 1; i < processes; i++)
+            if (listeners[i] != listeners[0])
+                close(listeners[i]);
+        goto out;
+    }
     /* Printed once every listener listens: a connection made now is queued, whichever
      * worker the kernel gives it to. */
     fprintf(stderr,

@@ -15,13 +15,14 @@
 struct server {
     struct config cfg;
     const char *model;
-    int listen_fd;       /* nonblocking */
-    int reserve_fd;      /* spare fd, given up to refuse a connection on EMFILE */
-    int max_fds;         /* RLIMIT_NOFILE, the number of slots in the table */
-    int max_conns;       /* --max-conns, clipped to what max_fds allows */
-    char *conns;         /* the table: slot fd at conns + fd * conn_size; see server_conn() */
-    size_t conn_size;    /* the model's per-connection struct, which begins with a struct conn */
-    struct conn_env env; /* root, idle timeout and deadlines, the answered-request count */
+    int listen_fd;        /* nonblocking, unless listen_blocking */
+    bool listen_blocking; /* the model sleeps in accept(): see serve_listen_blocking() */
+    int reserve_fd;       /* spare fd, given up to refuse a connection on EMFILE */
+    int max_fds;          /* RLIMIT_NOFILE, the number of slots in the table */
+    int max_conns;        /* --max-conns, clipped to what max_fds allows */
+    char *conns;          /* the table: slot fd at conns + fd * conn_size; see server_conn() */
+    size_t conn_size;     /* the model's per-connection struct, which begins with a struct conn */
+    struct conn_env env;  /* root, idle timeout and deadlines, the answered-request count */
     atomic_int nconns;
     atomic_int *all_nconns;   /* one listener, several processes (bin/prefork): the open
                                  connections of them all, in shared memory; else NULL */
@@ -71,6 +72,11 @@ bool server_stopping(void);
  * another errno on a lasting error, EINTR on a signal).
  */
 int server_accept(struct server *s, bool nonblock);
+
+/* After an accept failed with err (server_accept()'s errno, or an io_uring accept's
+ * -res): warns, unless err only means "nothing to accept now" or belongs to the one
+ * connection that failed. server.c says why each errno is which. */
+void server_accept_failed(const struct server *s, int err);
 
 /* For the loops that accept until EAGAIN: the next queued connection, accepted
  * nonblocking and opened, or NULL once the backlog is empty (a lasting error is

@@ -5,13 +5,16 @@
  */
 #include "workers.h"
 
+#include "children.h"
+#include "server.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 /* One per worker, in a shared anonymous mapping: the worker writes its counts as it
@@ -20,17 +23,14 @@ struct worker_tally {
     unsigned long requests, connections;
 };
 
-struct worker_proc {
-    pid_t pid; /* 0 once reaped */
-    int status;
+/* The parent's view of its workers. */
+struct worker_procs {
+    struct server *s;
+    pid_t pid_of[WORKERS_MAX];    /* worker i's pid, for the messages */
+    pid_t kids_room[WORKERS_MAX]; /* kids.pids */
+    struct children kids;         /* the workers not yet reaped */
+    int failed;                   /* workers that exited with an error or a signal */
 };
-
-static void signal_workers(struct worker_proc *w, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (w[i].pid > 0)
-            kill(w[i].pid, SIGTERM);
-}
 
 static void describe_status(int status, char *out, size_t size)
 {
@@ -40,26 +40,18 @@ static void describe_status(int status, char *out, size_t size)
         snprintf(out, size, "exit status %d", WEXITSTATUS(status));
 }
 
-/* Reaps the workers that exited; returns how many of them failed. */
-static int reap(struct server *s, struct worker_proc *w, int n, int *live)
+static void worker_gone(void *arg, pid_t pid, int status)
 {
-    int failed = 0, status;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (int i = 0; i < n; i++) {
-            if (w[i].pid != pid)
-                continue;
-            w[i] = (struct worker_proc){.pid = 0, .status = status};
-            (*live)--;
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                char why[48];
-                describe_status(status, why, sizeof why);
-                server_warn(s, "worker %d (pid %d): %s", i, (int)pid, why);
-                failed++;
-            }
-        }
-    }
-    return failed;
+    struct worker_procs *w = arg;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return;
+    int i = 0;
+    while (i < WORKERS_MAX - 1 && w->pid_of[i] != pid)
+        i++;
+    char why[48];
+    describe_status(status, why, sizeof why);
+    server_warn(w->s, "worker %d (pid %d): %s", i, (int)pid, why);
+    w->failed++;
 }
 
 void workers_report(int worker, unsigned long requests, unsigned long connections)
@@ -68,14 +60,14 @@ void workers_report(int worker, unsigned long requests, unsigned long connection
             connections);
 }
 
-int workers_run(struct server *s, server_run_fn run, const int *listeners, int n, bool *in_worker)
+int workers_run(struct server *s, int (*run)(struct server *s), const int *listeners, int n,
+                bool *in_worker)
 {
-    struct worker_proc w[WORKERS_MAX] = {{0}};
+    struct worker_procs w = {.s = s};
     struct worker_tally *tally;
     sigset_t waited, old;
-    int live = 0, failed = 0;
-    bool stopping = false;
 
+    w.kids.pids = w.kids_room;
     *in_worker = false;
     tally = mmap(NULL, (size_t)n * sizeof *tally, PROT_READ | PROT_WRITE,
                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -84,17 +76,25 @@ int workers_run(struct server *s, server_run_fn run, const int *listeners, int n
         return -1;
     }
     /* Blocked before the first fork, so no stop or exit can slip between a check and
-     * the wait: the parent takes these three with sigwaitinfo(), never in a handler.
-     * (A blocked SIGCHLD stays pending even though its default action is to ignore.) */
+     * the wait: the parent takes these four with sigwaitinfo(), never in a handler.
+     * (A blocked SIGCHLD stays pending even though its default action is to ignore.)
+     * SIGHUP stops like SIGTERM: see install_signals() in server.c. */
     sigemptyset(&waited);
     sigaddset(&waited, SIGINT);
     sigaddset(&waited, SIGTERM);
+    sigaddset(&waited, SIGHUP);
     sigaddset(&waited, SIGCHLD);
     sigprocmask(SIG_BLOCK, &waited, &old);
 
+    pid_t parent = getpid();
     for (int i = 0; i < n; i++) {
         pid_t pid = fork();
         if (pid == 0) {
+            /* A parent that dies without stopping us (SIGKILL, a crash) must not leave
+             * us serving the port with nobody to stop or reap us: its death stops us as
+             * SIGTERM would. It may have died before the prctl: then getppid() tells. */
+            if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+                _exit(1);
             sigprocmask(SIG_SETMASK, &old, NULL);
             for (int j = 0; j < n; j++)
                 if (listeners[j] != listeners[i]) /* the others' (none when shared) */
@@ -110,38 +110,28 @@ int workers_run(struct server *s, server_run_fn run, const int *listeners, int n
         }
         if (pid < 0) {
             server_warn(s, "cannot start worker %d: %s", i, strerror(errno));
-            failed++;
+            w.failed++;
             break;
         }
-        w[i].pid = pid;
-        live++;
+        w.pid_of[i] = pid;
+        children_add(&w.kids, pid);
     }
     /* The parent serves nothing. Were it to keep a listener, a worker that died would
      * leave its share of the connections queued on a socket nobody accepts from. */
     for (int i = 0; i < n; i++)
         if (i == 0 || listeners[i] != listeners[0])
             close(listeners[i]);
-    if (failed)
-        signal_workers(w, n);
-    stopping = failed > 0;
 
-    while (live > 0) {
-        /* Once stopping, the signal is sent again every second: one that came just
-         * before a worker's blocking call would otherwise wait for its timeout. */
-        struct timespec second = {.tv_sec = 1};
-        int sig = stopping ? sigtimedwait(&waited, NULL, &second) : sigwaitinfo(&waited, NULL);
-        if (sig == SIGINT || sig == SIGTERM || (sig < 0 && errno == EAGAIN)) {
-            stopping = true;
-            signal_workers(w, n);
-        } else if (sig == SIGCHLD) {
-            int died = reap(s, w, n, &live);
-            failed += died;
-            if (died && !stopping) { /* one worker gone: the port is half served; stop */
-                stopping = true;
-                signal_workers(w, n);
-            }
-        }
+    /* Serving until a stop signal, or until a worker fails: the port is then half
+     * served, so the others are stopped too. */
+    while (!w.failed && w.kids.n > 0) {
+        int sig = sigwaitinfo(&waited, NULL);
+        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP)
+            break;
+        if (sig == SIGCHLD)
+            children_reap(&w.kids, worker_gone, &w);
     }
+    children_stop(&w.kids, &waited, worker_gone, &w);
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     for (int i = 0; i < n; i++) {
@@ -150,5 +140,5 @@ int workers_run(struct server *s, server_run_fn run, const int *listeners, int n
         atomic_fetch_add(&s->connections, tally[i].connections);
     }
     munmap(tally, (size_t)n * sizeof *tally);
-    return failed ? -1 : 0;
+    return w.failed ? -1 : 0;
 }

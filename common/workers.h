@@ -10,7 +10,7 @@
 
 #include <stdbool.h>
 
-#include "server.h"
+struct server;
 
 /*
  * Forks n processes; process i runs run(s) with s->listen_fd = listeners[i]
@@ -20,7 +20,8 @@
  * worker, adds their counts into s, and returns 0, or -1 if a worker failed
  * or died early (then the others are stopped at once).
  */
-int workers_run(struct server *s, server_run_fn run, const int *listeners, int n, bool *in_worker);
+int workers_run(struct server *s, int (*run)(struct server *s), const int *listeners, int n,
+                bool *in_worker);
 
 /* The line of one worker's counts that precedes the "served" total. */
 void workers_report(int worker, unsigned long requests, unsigned long connections);

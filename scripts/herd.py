@@ -83,6 +83,7 @@ def measure(port, waiters, conns, request):
 
 def prefork(n, conns):
     with tempfile.TemporaryDirectory() as root:
+        os.chmod(root, 0o755)   # a server started as root serves as nobody
         with open(os.path.join(root, "index.html"), "w") as f:
             f.write("hello\n")
         server = subprocess.Popen([os.path.join(REPO, "bin/prefork"), "--port", "0", "--root",

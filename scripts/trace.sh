@@ -16,7 +16,9 @@ set -euo pipefail
 model=${1:?usage: scripts/trace.sh MODEL}
 cd "$(dirname "$0")/.."
 if [[ $model == asyncio ]]; then
-    server=(python3 examples/asyncio_server.py)
+    # The interpreter itself, not a launcher on PATH (a pyenv shim is a shell script whose
+    # execs strace -f would count as the server's): what `python3` runs, resolved.
+    server=("$(python3 -c 'import sys; print(sys.executable)')" examples/asyncio_server.py)
 else
     bin=bin/$model
     [[ -x $bin ]] || { echo "no $bin: run make first" >&2; exit 2; }
@@ -33,6 +35,9 @@ trap 'pkill -P "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; rm
 mkdir -p "$tmp/www"
 head -c 4096 /dev/zero | tr '\0' 'x' >"$tmp/www/index.html"
 
+# The file exists before the server starts: the background job opens it for its stderr only
+# once it runs, and the loop below must not look for it before then.
+: >"$tmp/err"
 strace -f -qq -tt -T -s 48 -o "$tmp/trace" "${server[@]}" --port 0 --root "$tmp/www" --quiet 2>"$tmp/err" &
 spid=$!
 for _ in $(seq 100); do grep -q '^listening on' "$tmp/err" && break; sleep 0.1; done

@@ -31,6 +31,7 @@
 #include "clock.h"
 #include "drive.h"
 #include "serve_blocking.h"
+#include "server.h"
 #include "workers.h"
 
 #define ACTOR_LOOPS 2 /* --workers default: one per core of the machine this was measured on */
@@ -131,7 +132,7 @@ static int mailbox_take(struct mailbox *m, int *out, int max)
 /* Closes c, and drops the events for its fd still in this batch (from first on):
  * once closed, the acceptor may reuse the fd and post it to another loop, whose
  * slot this loop must then not touch. (libuv: uv__platform_invalidate_fd.) */
-static void loop_close(struct actor_loop *l, struct conn *c, int first, int n)
+static void actor_loop_close(struct actor_loop *l, struct conn *c, int first, int n)
 {
     int fd = c->fd;
     server_close_conn(l->s, c);
@@ -140,7 +141,7 @@ static void loop_close(struct actor_loop *l, struct conn *c, int first, int n)
             l->events[i].data.fd = -1;
 }
 
-static void loop_open(struct actor_loop *l, int fd)
+static void actor_loop_open(struct actor_loop *l, int fd)
 {
     struct conn *c = server_conn(l->s, fd);
     conn_init(c, &l->env, fd);
@@ -157,7 +158,7 @@ static void loop_open(struct actor_loop *l, int fd)
 }
 
 /* Takes the mailbox's messages; returns false once told to stop. */
-static bool loop_receive(struct actor_loop *l)
+static bool actor_loop_receive(struct actor_loop *l)
 {
     int msgs[EPOLL_BATCH];
     bool go_on = true;
@@ -166,12 +167,12 @@ static bool loop_receive(struct actor_loop *l)
         if (msgs[i] == MSG_STOP)
             go_on = false;
         else
-            loop_open(l, msgs[i]);
+            actor_loop_open(l, msgs[i]);
     }
     return go_on;
 }
 
-static void *loop_main(void *arg)
+static void *actor_loop_main(void *arg)
 {
     struct actor_loop *l = arg;
     struct server *s = l->s;
@@ -190,23 +191,23 @@ static void *loop_main(void *arg)
             if (fd < 0) /* closed earlier in this batch */
                 continue;
             if (fd == l->box.wake) {
-                running = loop_receive(l) && running;
+                running = actor_loop_receive(l) && running;
                 continue;
             }
             struct actor_conn *ac = actor_conn(server_conn(s, fd));
             conn_rx_event(&ac->rx, e & EPOLLIN, e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP));
             if (conn_drive(&ac->conn, &ac->rx) == CONN_CLOSE)
-                loop_close(l, &ac->conn, i + 1, n);
+                actor_loop_close(l, &ac->conn, i + 1, n);
         }
         uint64_t now = clock_now_ms();
         struct conn *c;
         while ((c = conn_next_expired(&l->env, now)))
-            loop_close(l, c, 0, 0);
+            actor_loop_close(l, c, 0, 0);
     }
     /* Every open connection of this loop is on its deadline list. */
     struct conn *c;
     while ((c = conn_next_expired(&l->env, UINT64_MAX)))
-        loop_close(l, c, 0, 0);
+        actor_loop_close(l, c, 0, 0);
     conn_pool_drain(); /* this thread's buffers */
     return NULL;
 }
@@ -226,7 +227,7 @@ static int start_loop(struct server *s, struct actor_loop *l, int id)
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (l->epfd < 0 || epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->box.wake, &ev) < 0)
         return -1;
-    int err = pthread_create(&l->thread, NULL, loop_main, l);
+    int err = pthread_create(&l->thread, NULL, actor_loop_main, l);
     if (err) {
         errno = err;
         return -1;
@@ -264,8 +265,7 @@ static int actor_run(struct server *s)
     while (!server_stopping()) {
         int fd = server_accept(s, true); /* the connection nonblocking, for its loop */
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                server_warn(s, "accept: %s", strerror(errno));
+            server_accept_failed(s, errno);
             continue;
         }
         if (mailbox_post(&loops[next].box, fd) < 0) {

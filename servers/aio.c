@@ -276,8 +276,8 @@ static void accept_all(struct aio_loop *a)
     while (!a->stopping) {
         int fd = server_accept(a->s, false);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                server_warn(a->s, "accept: %s", strerror(errno));
+            /* EAGAIN: the backlog is empty, until the listener signals again. */
+            server_accept_failed(a->s, errno);
             return;
         }
         serve(a, server_open_conn(a->s, fd), CONN_READ);

@@ -16,6 +16,7 @@
  * body goes out, so that a reader that stopped reading cannot stretch it.
  */
 #include "serve_blocking.h"
+#include "server.h"
 
 int main(int argc, char **argv)
 {

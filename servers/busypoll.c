@@ -14,6 +14,7 @@
  * and each pass costs one failed syscall per idle connection, so at 10,000
  * connections most of the CPU goes to EAGAIN.
  */
+#include "loop.h"
 #include "pollset.h"
 
 int poller_wait(struct poller *p, struct poller_event *fired, int max, int timeout_ms)

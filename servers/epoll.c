@@ -18,6 +18,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "loop.h"
 #include "poller.h"
 
 #define EPOLL_BATCH 1024

@@ -24,12 +24,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "children.h"
 #include "serve_blocking.h"
+#include "server.h"
 
 struct forker {
     struct server *s;
-    pid_t *kids;              /* the live children, in no order */
-    int nkids;                /* at most s->max_conns */
+    struct children kids;     /* at most s->max_conns */
     atomic_ulong *served_sum; /* shared with every child: requests they served */
 };
 
@@ -38,22 +39,13 @@ static void on_child_exit(int sig)
     (void)sig; /* nothing to do here: the signal is there to interrupt accept() */
 }
 
-/* Takes every child that exited: its slot, and its place under --max-conns. */
-static void reap(struct forker *f)
+/* A child exited: its place under --max-conns is free. */
+static void child_gone(void *arg, pid_t pid, int status)
 {
-    pid_t pid;
-    int status;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (int i = 0; i < f->nkids; i++) {
-            if (f->kids[i] == pid) {
-                f->kids[i] = f->kids[--f->nkids];
-                server_conn_gone(f->s);
-                break;
-            }
-        }
-        if (WIFSIGNALED(status))
-            server_warn(f->s, "child %d killed by signal %d", (int)pid, WTERMSIG(status));
-    }
+    struct forker *f = arg;
+    server_conn_gone(f->s);
+    if (WIFSIGNALED(status))
+        server_warn(f->s, "child %d killed by signal %d", (int)pid, WTERMSIG(status));
 }
 
 /* The child's whole life: one connection, then _exit(), not a return through
@@ -70,23 +62,15 @@ static void serve_child(struct forker *f, int fd)
     _exit(0);
 }
 
-/* On a stop: SIGTERM to every child, again each second (one that came just before
- * a child's recv() would wait for its timeout), until all are reaped. */
+/* On a stop: SIGTERM to every child, again each second, until all are reaped. */
 static void stop_children(struct forker *f)
 {
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, NULL);
-    for (;;) {
-        reap(f);
-        if (f->nkids == 0)
-            break;
-        for (int i = 0; i < f->nkids; i++)
-            kill(f->kids[i], SIGTERM);
-        struct timespec second = {.tv_sec = 1};
-        sigtimedwait(&chld, NULL, &second);
-    }
+    children_reap(&f->kids, child_gone, f);
+    children_stop(&f->kids, &chld, child_gone, f);
     sigprocmask(SIG_UNBLOCK, &chld, NULL);
 }
 
@@ -96,11 +80,11 @@ static int fork_run(struct server *s)
     struct sigaction sa = {.sa_handler = on_child_exit}; /* no SA_RESTART: accept fails EINTR */
     int rc = -1;
 
-    f.kids = calloc((size_t)s->max_conns, sizeof *f.kids);
+    f.kids.pids = calloc((size_t)s->max_conns, sizeof *f.kids.pids);
     f.served_sum =
         mmap(NULL, sizeof *f.served_sum, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     sigemptyset(&sa.sa_mask);
-    if (!f.kids || f.served_sum == MAP_FAILED || sigaction(SIGCHLD, &sa, NULL) < 0) {
+    if (!f.kids.pids || f.served_sum == MAP_FAILED || sigaction(SIGCHLD, &sa, NULL) < 0) {
         server_warn(s, "cannot start: %s", strerror(errno));
         goto out;
     }
@@ -108,11 +92,10 @@ static int fork_run(struct server *s)
         goto out;
 
     while (!server_stopping()) {
-        reap(&f);
+        children_reap(&f.kids, child_gone, &f);
         int fd = server_accept(s, false); /* counts live children against --max-conns */
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                server_warn(s, "accept: %s", strerror(errno));
+            server_accept_failed(s, errno);
             continue;
         }
         pid_t pid = fork();
@@ -124,7 +107,7 @@ static int fork_run(struct server *s)
             server_conn_gone(s);
             continue;
         }
-        f.kids[f.nkids++] = pid;
+        children_add(&f.kids, pid);
     }
     rc = 0;
     stop_children(&f);
@@ -132,7 +115,7 @@ static int fork_run(struct server *s)
 out:
     if (f.served_sum != MAP_FAILED && f.served_sum)
         munmap(f.served_sum, sizeof *f.served_sum);
-    free(f.kids);
+    free(f.kids.pids);
     return rc;
 }
 

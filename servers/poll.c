@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <stdlib.h>
 
+#include "loop.h"
 #include "pollset.h"
 
 int poller_wait(struct poller *p, struct poller_event *fired, int max, int timeout_ms)

@@ -21,6 +21,7 @@
  * here with 4 processes in accept(), 3.96 with 4 in a plain epoll_wait().
  */
 #include "serve_blocking.h"
+#include "server.h"
 
 #define PREFORK_WORKERS 4
 

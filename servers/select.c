@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <sys/select.h>
 
+#include "loop.h"
 #include "poller.h"
 
 struct poller {

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loop.h"
 #include "fdarray.h"
 #include "poller.h"
 

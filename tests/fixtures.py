@@ -76,6 +76,8 @@ def parse_http_date(text):
 def build_root():
     """Create a fresh document root; return (root, files), files = {relative path: bytes}."""
     root = tempfile.mkdtemp(prefix="c10k-root-")
+    # mkdtemp's 0700 would keep out a server started as root, which serves as nobody.
+    os.chmod(root, 0o755)
     files = {
         "index.html": _html("c10k test page", 4096),
         "small.txt": b"small.txt: a hundred bytes of plain text for the c10k integration suite."
@@ -345,8 +347,10 @@ class Server:
     """One server process: started with --port 0, stderr read until the listening line,
     then drained by a thread (kept in .lines) so the server never blocks on the pipe."""
 
-    def __init__(self, binary, root, extra_args=(), idle_timeout=2, run_as=()):
+    def __init__(self, binary, root, extra_args=(), idle_timeout=2, run_as=(), new_session=False):
         # run_as: a command prefix, e.g. setpriv to start the server as another user.
+        # new_session: in a process group of its own, which a case can kill whole.
+        self.new_session = new_session
         self.argv = [*run_as, binary, "--addr", "127.0.0.1", "--port", "0", "--root", root,
                      "--idle-timeout", str(idle_timeout), *extra_args]
         self.proc = None
@@ -360,7 +364,8 @@ class Server:
         """Start the process and wait for its listening line; raise Failure if it does not come."""
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         start_new_session=self.new_session)
         except OSError as e:
             raise Failure(f"cannot run {self.argv[0]}: {e}") from None
         _running.add(self)

@@ -34,9 +34,9 @@ import tempfile
 import threading
 import time
 
-from fixtures import (FIXED_MTIME, SERVED_RE, Client, Failure, Server, Skipped, build_root,
-                      check, describe_exit, http_date, parse_http_date, process_tree,
-                      remove_root, request)
+from fixtures import (FIXED_MTIME, SERVED_RE, STOP_DEADLINE, Client, Failure, Server, Skipped,
+                      build_root, check, describe_exit, http_date, parse_http_date,
+                      process_tree, remove_root, request)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(REPO, "bin")
@@ -1183,6 +1183,7 @@ def odd_mtime_root():
     """A root on tmpfs if there is one (it keeps any mtime), with one file per ODD_MTIMES."""
     shm = "/dev/shm"
     root = tempfile.mkdtemp(prefix="c10k-mtime-", dir=shm if os.path.isdir(shm) else None)
+    os.chmod(root, 0o755)           # a server started as root serves as nobody
     for name, mtime in ODD_MTIMES.items():
         path = os.path.join(root, name + ".txt")
         with open(path, "wb") as f:
@@ -1247,9 +1248,9 @@ malformed_case("host_tab", "Host: a<TAB>b gives 400.", req("/small.txt", host="a
 
 @case
 def host_valid_forms(t):
-    """Host as a name, IPv4, IPv6 literal, with and without a port, or empty, is served."""
+    """Host as a name, IPv4, IPv6 literal, with and without a port, is served."""
     for host in ("example.com", "example.com:8080", "127.0.0.1:80", "[::1]", "[::1]:8080",
-                 "xn--bcher-kva.example", "a%41b", ""):
+                 "xn--bcher-kva.example", "a%41b"):
         r = request(t.port, req("/small.txt", host=host))[0]
         check(r.status == 200, f"Host: {host!r} gave {r.status}, expected 200")
 
@@ -1417,6 +1418,207 @@ def dir_index_execute_only(t):
         expect_file(request(port, req("/priv/index.html"))[0], t, "sub/index.html")
         expect_file(request(port, req("/priv/"))[0], t, "sub/index.html")
 
+
+# ---------------------------------------------------------------------------
+# round three: preconditions, fields, privileges, workers
+
+@case
+def if_match_false(t):
+    """If-Match naming other entity tags, or the current one as weak, gives 412 (RFC 9110
+    13.1.1: strong comparison)."""
+    etag = get(t, "/small.txt").header("etag")
+    for value in ('"x"', "W/" + etag, '"x", "y"'):
+        r = conditional(t, f"If-Match: {value}")
+        check(r.status == 412, f"If-Match: {value} gave {r.status}, expected 412")
+
+
+@case
+def if_match_true(t):
+    """If-Match: *, the current ETag, or a list holding it, serves the file: 200."""
+    etag = get(t, "/small.txt").header("etag")
+    for value in ("*", etag, f'"x", {etag}'):
+        r = conditional(t, f"If-Match: {value}")
+        check(r.status == 200, f"If-Match: {value} gave {r.status}, expected 200")
+        expect_body(r, t.files["small.txt"], f"If-Match: {value}")
+
+
+@case
+def if_unmodified_since(t):
+    """Range with an If-Unmodified-Since before Last-Modified gives 412; the exact date, an
+    invalid one, or one beside If-Match (which wins) lets the Range apply: 206."""
+    old, lm = http_date(FIXED_MTIME - 1), http_date(FIXED_MTIME)
+    r = conditional(t, "Range: bytes=0-4", f"If-Unmodified-Since: {old}")
+    check(r.status == 412, f"Range with If-Unmodified-Since: {old} gave {r.status}, expected 412")
+    for headers in ([f"If-Unmodified-Since: {lm}"], ["If-Unmodified-Since: yesterday"],
+                    ["If-Match: *", f"If-Unmodified-Since: {old}"]):
+        r = conditional(t, "Range: bytes=0-4", *headers)
+        check(r.status == 206, f"Range with {headers} gave {r.status}, expected 206")
+
+
+@case
+def precondition_order(t):
+    """RFC 9110 13.2.2's order: a false If-Match or If-Unmodified-Since gives 412 even when
+    If-None-Match or If-Modified-Since would give 304; a true one lets them give 304."""
+    etag = get(t, "/small.txt").header("etag")
+    lm = http_date(FIXED_MTIME)
+    for headers, want in ((['If-Match: "x"', f"If-None-Match: {etag}"], 412),
+                          ([f"If-Unmodified-Since: {http_date(FIXED_MTIME - 1)}",
+                            f"If-Modified-Since: {lm}"], 412),
+                          ([f"If-Match: {etag}", f"If-None-Match: {etag}"], 304),
+                          ([f"If-Unmodified-Since: {lm}", f"If-Modified-Since: {lm}"], 304)):
+        r = conditional(t, *headers)
+        check(r.status == want, f"{headers} gave {r.status}, expected {want}")
+
+
+@case
+def if_range_wednesday(t):
+    """If-Range with the exact Last-Modified of a file changed on a Wednesday gives 206
+    (a date starting with W is no weak entity tag)."""
+    path = os.path.join(t.root, "wednesday.txt")
+    wednesday = FIXED_MTIME + 86400
+    with open(path, "wb") as f:
+        f.write(b"changed on a Wednesday\n")
+    os.utime(path, (wednesday, wednesday))
+    try:
+        r = get(t, "/wednesday.txt", "Range: bytes=0-4", f"If-Range: {http_date(wednesday)}")
+        expect_status(r, 206)
+        expect_body(r, b"chang", f"If-Range: {http_date(wednesday)}")
+    finally:
+        os.unlink(path)
+
+
+@case
+def field_trailing_whitespace(t):
+    """Whitespace after a field value is not part of it (RFC 9112 5): a date, a Range and a
+    Content-Length followed by spaces or a tab still count."""
+    lm = http_date(FIXED_MTIME)
+    for value in (f"If-Modified-Since: {lm} ", f"If-Modified-Since: {lm}\t "):
+        r = conditional(t, value)
+        check(r.status == 304, f"{value!r} gave {r.status}, expected 304")
+    for value in ("Range: bytes=0-4 ", "Range: bytes=0-4\t"):
+        r = conditional(t, value)
+        check(r.status == 206 and r.body == t.files["small.txt"][:5],
+              f"{value!r} gave {r.status} with {len(r.body)} bytes, expected 206 with 5")
+    r = conditional(t, "Content-Length: 0 ")
+    check(r.status == 200, f"'Content-Length: 0 ' gave {r.status}, expected 200")
+
+
+malformed_case("host_empty", "An empty Host gives 400 (RFC 9110 4.2.1).", req("/small.txt", host=""))
+malformed_case("host_blank", "A Host of only spaces gives 400.", req("/small.txt", host="   "))
+malformed_case("host_http10_empty", "An empty Host gives 400 in HTTP/1.0 too.",
+               req("/small.txt", version="HTTP/1.0", host=""))
+malformed_case("host_port_only", "A Host with a port and no host gives 400.",
+               req("/small.txt", host=":80"))
+
+
+@case
+def range_suffix_empty_file(t):
+    """bytes=-5 on an empty file is satisfiable (RFC 9110 14.1.1): 200, the empty file."""
+    r = get(t, "/empty.txt", "Range: bytes=-5")
+    expect_status(r, 200)
+    check(r.header("content-length") == "0", f"Content-Length {r.header('content-length')!r}")
+    expect_body(r, b"", "empty.txt")
+
+
+@case
+def rfc850_sliding_window(t):
+    """An RFC 850 year is read within 50 years of now (RFC 9110 5.6.7): '71' is 2071, not
+    1971, so If-Modified-Since: Thursday, 01-Jan-71 gives 304."""
+    value = "Thursday, 01-Jan-71 00:00:00 GMT"
+    r = conditional(t, f"If-Modified-Since: {value}")
+    check(r.status == 304, f"If-Modified-Since: {value} gave {r.status}, expected 304")
+
+
+def process_ids(pid):
+    """(real, effective, saved uid), (the same gids) and the supplementary groups of pid."""
+    ids = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("Uid", "Gid", "Groups"):
+                ids[key] = [int(v) for v in value.split()]
+    return ids["Uid"][:3], ids["Gid"][:3], ids["Groups"]
+
+
+@case(needs_server=False)
+def root_serves_as_nobody(t):
+    """Started as root, the server serves as nobody (--user's default), every process of it
+    (--workers 2): a mode-000 file gives 403, a readable one 200."""
+    if os.geteuid() != 0:
+        raise Skipped("not running as root")
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        raise Skipped("no user nobody") from None
+    for extra in ([], ["--workers", "2"]):
+        server = Server(t.binary, t.root, extra)
+        try:
+            server.start()
+            expect_file(request(server.port, req("/small.txt"))[0], t, "small.txt")
+            expect_status(request(server.port, req("/secret.txt"))[0], 403)
+            for pid in process_tree(server.proc.pid):
+                try:
+                    uids, gids, groups = process_ids(pid)
+                except OSError:
+                    continue        # exited meanwhile (one of bin/fork's children)
+                check(uids == [pw.pw_uid] * 3 and gids == [pw.pw_gid] * 3 and
+                      groups in ([], [pw.pw_gid]),
+                      f"{extra}: process {pid} runs with uids {uids}, gids {gids}, groups "
+                      f"{groups}; expected nobody's {pw.pw_uid}/{pw.pw_gid}")
+        finally:
+            server.kill()
+
+
+@case(needs_server=False)
+def user_option(t):
+    """--user names the account to serve as; an unknown one fails at start with one line and
+    exit status 1; --help mentions it."""
+    code, out, _ = run_cli(t, "--help")
+    check(code == 0 and "--user" in out, "--help does not mention --user")
+    code, _, err = run_cli(t, "--addr", "127.0.0.1", "--port", "0", "--root", t.root,
+                           "--user", "c10k-no-such-user")
+    check(code == 1, f"--user c10k-no-such-user: {describe_exit(code)}, expected 1")
+    expect_one_line(err, "--user c10k-no-such-user")
+
+
+def gone_or_zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@case(needs_server=False)
+def workers_die_with_parent(t):
+    """--workers 2: SIGHUP stops the parent and its workers like SIGTERM (exit 0); a parent
+    killed outright (SIGKILL) takes its workers with it, so the port is free again."""
+    for sig in (signal.SIGHUP, signal.SIGKILL):
+        server = Server(t.binary, t.root, ["--workers", "2"], new_session=True)
+        try:
+            server.start()
+            parent = server.proc.pid
+            workers = [p for p in process_tree(parent) if p != parent]
+            os.kill(parent, sig)
+            try:
+                code = server.proc.wait(STOP_DEADLINE)
+            except subprocess.TimeoutExpired:
+                raise Failure(f"still running {STOP_DEADLINE} s after {sig.name}") from None
+            end = time.monotonic() + STOP_DEADLINE
+            while not all(gone_or_zombie(p) for p in workers) and time.monotonic() < end:
+                time.sleep(0.05)
+            left = [p for p in workers if not gone_or_zombie(p)]
+            check(not left, f"workers {left} still running {STOP_DEADLINE} s after the parent "
+                            f"got {sig.name} ({describe_exit(code)})")
+            if sig == signal.SIGHUP:
+                check(code == 0, f"{describe_exit(code)} after SIGHUP, expected 0"
+                                 f"{server.stderr_tail()}")
+        finally:
+            try:
+                os.killpg(server.proc.pid, signal.SIGKILL)
+            except (OSError, AttributeError):
+                pass
+            server.kill()
 
 # ---------------------------------------------------------------------------
 # Shutdown: always the last case, always run.

@@ -561,6 +561,21 @@ def fd_limit_low(t):
     return "serves"
 
 
+def as_owner_of(pid):
+    """A command prefix that runs as pid's user and group (setpriv), or () if they are ours.
+    Lowering another process's limit takes the same ids or CAP_SYS_RESOURCE, which root in
+    a container may lack; and a server started as root serves as nobody."""
+    ids = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("Uid", "Gid"):
+                ids[key] = int(value.split()[0])
+    if ids["Uid"] == os.getuid() and ids["Gid"] == os.getgid():
+        return ()
+    return ("setpriv", f"--reuid={ids['Uid']}", f"--regid={ids['Gid']}", "--clear-groups", "--")
+
+
 @scenario("emfile")
 def emfile(t):
     """Started with the normal limit, which is then lowered to 256 under it (prlimit --pid),
@@ -576,8 +591,8 @@ def emfile(t):
     base = warm(t, server)
     try:
         for pid in process_tree(server.proc.pid):      # the workers that accept, too
-            subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={FD_LIMIT}:{FD_LIMIT}"],
-                           check=True, timeout=10)
+            subprocess.run([*as_owner_of(pid), "prlimit", "--pid", str(pid),
+                            f"--nofile={FD_LIMIT}:{FD_LIMIT}"], check=True, timeout=10)
     except (OSError, subprocess.SubprocessError) as e:
         raise Failed("harness", f"cannot lower the fd limit: {e}") from None
     swarm, served, refused = storm(t, server, busy_ok=True)

@@ -44,7 +44,28 @@ static void parse_the_three_formats_of_rfc9110(void)
     CHECK_EQ_INT(parsed(RFC850_DATE), 784111777);
     CHECK_EQ_INT(parsed(ASCTIME_DATE), 784111777);
     CHECK_EQ_INT(parsed("Thu Feb 29 23:59:59 2024"), 1709251199); /* asctime, two-digit day */
-    CHECK_EQ_INT(parsed("Thursday, 01-Jan-70 00:00:00 GMT"), 0);
+}
+
+/* RFC 9110 5.6.7: a two-digit year more than 50 years ahead is in the past century. */
+static void rfc850_year_is_within_50_years(void)
+{
+    CHECK_EQ_INT(clock_rfc850_year(94, 2026), 1994);
+    CHECK_EQ_INT(clock_rfc850_year(70, 2026), 2070);
+    CHECK_EQ_INT(clock_rfc850_year(76, 2026), 2076); /* 50 years ahead: not more */
+    CHECK_EQ_INT(clock_rfc850_year(77, 2026), 1977); /* 51 years ahead: the past */
+    CHECK_EQ_INT(clock_rfc850_year(26, 2026), 2026);
+    CHECK_EQ_INT(clock_rfc850_year(0, 2026), 2000);
+    CHECK_EQ_INT(clock_rfc850_year(99, 2026), 1999);
+    CHECK_EQ_INT(clock_rfc850_year(69, 1970), 1969); /* the window slides, it is no pivot */
+    CHECK_EQ_INT(clock_rfc850_year(20, 1970), 2020);
+    CHECK_EQ_INT(clock_rfc850_year(21, 2070), 2021); /* 2121 would be 51 years ahead */
+    CHECK_EQ_INT(clock_rfc850_year(20, 2070), 2120); /* late in a century: the next one */
+    CHECK_EQ_INT(clock_rfc850_year(19, 2099), 2119);
+    CHECK_EQ_INT(clock_rfc850_year(50, 2000), 2050);
+    CHECK_EQ_INT(clock_rfc850_year(51, 2000), 1951);
+    /* Read against today: 71 was 1971 under the old fixed 1970 pivot; it is 2071 for any
+     * year from 2021 to 2120. */
+    CHECK_EQ_INT(parsed("Thursday, 01-Jan-71 00:00:00 GMT"), 3187296000);
 }
 
 static void parse_reads_only_len_bytes(void)
@@ -171,6 +192,7 @@ int main(void)
         // clang-format off
         CASE(format_known_timestamps),
         CASE(parse_the_three_formats_of_rfc9110),
+        CASE(rfc850_year_is_within_50_years),
         CASE(parse_reads_only_len_bytes),
         CASE(parse_rejects_garbage_and_truncation),
         CASE(parse_accepts_edges_of_the_ranges),

@@ -583,21 +583,12 @@ static void invalid_method_bytes_are_400_before_the_line_ends(void)
 
 static void host_syntax(void)
 {
-    static const char *good[] = {"h",
-                                 "example.com",
-                                 "example.com:8080",
-                                 "127.0.0.1:80",
-                                 "[::1]",
-                                 "[::1]:8080",
-                                 "[v1.x]",
-                                 "a%41b",
-                                 "x:",
-                                 "",
-                                 "h ",
-                                 "a-b_c~d"};
+    static const char *good[] = {"h",     "example.com", "example.com:8080", "127.0.0.1:80",
+                                 "[::1]", "[::1]:8080",  "[v1.x]",           "a%41b",
+                                 "x:",    "a-b_c~d"};
     static const char *bad[] = {"a b",     "a/b",     "[::1", "x:notaport", "a\tb", "[]",
                                 "a%4",     "a%zz",    "a@b",  "[::1]x",     "a?b",  "a#b",
-                                "[::1]:x", "h:80:80", "a\"b", "a<b>"};
+                                "[::1]:x", "h:80:80", "a\"b", "a<b>",       "",     ":80"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         if (!CHECK(http_host_is_valid(good[i], strlen(good[i]))))
             fprintf(stderr, "     \"%s\" rejected\n", good[i]);
@@ -608,6 +599,38 @@ static void host_syntax(void)
     CHECK_EQ_INT(parse("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", &req), -400);
     CHECK_EQ_INT(parse("GET / HTTP/1.0\r\nHost: x:y\r\n\r\n", &req), -400);
     CHECK(parse("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", &req) > 0);
+    /* RFC 9110 4.2.1: no http URI has an empty host, whatever the version. */
+    CHECK_EQ_INT(parse("GET / HTTP/1.1\r\nHost:\r\n\r\n", &req), -400);
+    CHECK_EQ_INT(parse("GET / HTTP/1.1\r\nHost:   \r\n\r\n", &req), -400);
+    CHECK_EQ_INT(parse("GET / HTTP/1.0\r\nHost: \r\n\r\n", &req), -400);
+    CHECK(parse("GET / HTTP/1.1\r\nHost: h \t\r\n\r\n", &req) > 0);
+}
+
+/* RFC 9112 5: the whitespace around a field value is not part of it, for every field. */
+static void field_values_are_trimmed(void)
+{
+    static const char text[] = "GET /r HTTP/1.1\r\n"
+                               "Host: h \r\n"
+                               "If-Match: \"a\" \t\r\n"
+                               "If-Unmodified-Since:  Sun, 06 Nov 1994 08:49:37 GMT \r\n"
+                               "If-None-Match:\t\"b\"\t\r\n"
+                               "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT  \r\n"
+                               "If-Range: \"c\" \r\n"
+                               "Range: bytes=0-4 \r\n"
+                               "Content-Length: 0 \r\n"
+                               "\r\n";
+    size_t len = strlen(text);
+    struct http_request req;
+    size_t scan = 0;
+    CHECK_EQ_INT(http_parse_request(place(text, len), len, &scan, &req), len);
+    CHECK_MEM(req.if_match.p, req.if_match.len, "\"a\"");
+    CHECK_MEM(req.if_unmodified_since.p, req.if_unmodified_since.len,
+              "Sun, 06 Nov 1994 08:49:37 GMT");
+    CHECK_MEM(req.if_none_match.p, req.if_none_match.len, "\"b\"");
+    CHECK_MEM(req.if_modified_since.p, req.if_modified_since.len, "Sun, 06 Nov 1994 08:49:37 GMT");
+    CHECK_MEM(req.if_range.p, req.if_range.len, "\"c\"");
+    CHECK_MEM(req.range.p, req.range.len, "bytes=0-4");
+    CHECK(!req.has_body);
 }
 
 int main(void)
@@ -653,6 +676,7 @@ int main(void)
         CASE(obs_fold_and_leading_whitespace_are_400),
         CASE(invalid_method_bytes_are_400_before_the_line_ends),
         CASE(host_syntax),
+        CASE(field_values_are_trimmed),
 #undef CASE
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
