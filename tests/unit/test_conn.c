@@ -19,69 +19,34 @@
 #include "check.h"
 #include "clock.h"
 #include "conn.h"
+#include "fake_server.h"
 #include "server.h"
 
 #define FAKE_FD 10
-#define TABLE_SIZE 64
 #define SMALL_TEXT "hello, world\n"
 #define BIG_SIZE 100000 /* over FILES_SMALL_MAX: its body is a file range, not memory */
 #define GET_SMALL "GET /small.txt HTTP/1.1\r\nHost: h\r\n\r\n"
 #define GET_BIG "GET /big.bin HTTP/1.1\r\nHost: h\r\n\r\n"
 
 static struct server s;
-static char root_path[64];
 static char *big_data;
 
 /* ---- set-up ------------------------------------------------------------------------------ */
 
-static void die(const char *what)
-{
-    perror(what);
-    exit(1);
-}
-
-static void write_file(const char *rel, const void *data, size_t len)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", root_path, rel);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || write(fd, data, len) != (ssize_t)len)
-        die(path);
-    close(fd);
-}
-
 static void server_setup(void)
 {
-    strcpy(root_path, "/tmp/c10k-test-conn-XXXXXX");
-    if (!mkdtemp(root_path))
-        die("mkdtemp");
-    write_file("small.txt", SMALL_TEXT, strlen(SMALL_TEXT));
+    fake_server_open(&s, "test_conn");
+    fake_server_write("small.txt", SMALL_TEXT, strlen(SMALL_TEXT));
     big_data = malloc(BIG_SIZE);
     for (size_t i = 0; i < BIG_SIZE; i++)
         big_data[i] = (char)(i * 13 + i / 509);
-    write_file("big.bin", big_data, BIG_SIZE);
-
-    s.max_fds = TABLE_SIZE;
-    s.max_conns = TABLE_SIZE;
-    s.conn_size = sizeof(struct conn);
-    s.conns = calloc(TABLE_SIZE, s.conn_size);
-    deadline_list_init(&s.env.idle);
-    s.env.idle_timeout_ms = 10000;
-    s.env.root_fd = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (!s.conns || s.env.root_fd < 0)
-        die("server set-up");
+    fake_server_write("big.bin", big_data, BIG_SIZE);
 }
 
 static void server_teardown(void)
 {
-    char cmd[128];
-    close(s.env.root_fd);
-    free(s.conns);
+    fake_server_close(&s);
     free(big_data);
-    conn_pool_drain();
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root_path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", root_path);
 }
 
 static void sleep_ms(long ms)
@@ -789,7 +754,7 @@ static void reopened_slot_starts_afresh(void)
     CHECK_EQ_INT(c->in_len, 0);
     CHECK(deadline_listed(&c->deadline));
     conn_close(c);
-    CHECK(server_open_conn(&s, TABLE_SIZE) == NULL);
+    CHECK(server_open_conn(&s, FAKE_SERVER_TABLE) == NULL);
     CHECK(server_open_conn(&s, -1) == NULL);
 }
 

@@ -15,56 +15,16 @@
 
 #include "check.h"
 #include "conn.h"
+#include "fake_server.h"
 #include "ring.h"
 #include "server.h"
 
-#define TABLE_SIZE 64
 #define SMALL_TEXT "hello, world\n"
 #define GET_SMALL "GET /small.txt HTTP/1.1\r\nHost: h\r\n\r\n"
 
 static struct server s;
 static struct ring r;
-static char root_path[64];
 static int peer = -1; /* the client's end of the socketpair */
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(1);
-}
-
-static void setup(void)
-{
-    char path[128];
-    strcpy(root_path, "/tmp/c10k-test-ring-XXXXXX");
-    if (!mkdtemp(root_path))
-        die("mkdtemp");
-    snprintf(path, sizeof path, "%s/small.txt", root_path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || write(fd, SMALL_TEXT, strlen(SMALL_TEXT)) != (ssize_t)strlen(SMALL_TEXT))
-        die(path);
-    close(fd);
-    s.model = "test_ring";
-    s.max_fds = s.max_conns = TABLE_SIZE;
-    s.conn_size = sizeof(struct conn);
-    s.conns = calloc(TABLE_SIZE, s.conn_size);
-    deadline_list_init(&s.env.idle);
-    s.env.idle_timeout_ms = 10000;
-    s.env.root_fd = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (!s.conns || s.env.root_fd < 0)
-        die("server set-up");
-}
-
-static void teardown(void)
-{
-    char cmd[128];
-    close(s.env.root_fd);
-    free(s.conns);
-    conn_pool_drain();
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root_path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", root_path);
-}
 
 /* A connection on one end of a fresh socketpair; the other end is peer. */
 static struct conn *open_pair(void)
@@ -198,11 +158,12 @@ static void peer_close_ends_without_a_buffer(void)
 int main(void)
 {
     alarm(30);
-    setup();
+    fake_server_open(&s, "test_ring");
+    fake_server_write("small.txt", SMALL_TEXT, strlen(SMALL_TEXT));
     check_case("ring_init");
     if (!CHECK_EQ_INT(ring_init(&r, &s), 0)) {
         ring_exit(&r);
-        teardown();
+        fake_server_close(&s);
         return check_report();
     }
     static const struct {
@@ -221,6 +182,6 @@ int main(void)
         cases[i].run();
     }
     ring_exit(&r);
-    teardown();
+    fake_server_close(&s);
     return check_report();
 }
