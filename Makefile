@@ -25,9 +25,10 @@ BUILD ?= build
 BIN   ?= bin
 
 SERVERS    := $(sort $(basename $(notdir $(wildcard servers/*.c))))
-# The readiness models' event loop and poll's interest set are linked only into
-# the binaries named below, never picked from the archive by link order.
-LOOP_SRC   := common/loop.c common/pollset.c
+# The readiness models' event loop, poll's interest set and the completion models'
+# ring are linked only into the binaries named below, never picked from the archive
+# by link order.
+LOOP_SRC   := common/loop.c common/pollset.c common/ring.c
 COMMON_OBJ := $(patsubst common/%.c,$(BUILD)/common/%.o,$(filter-out $(LOOP_SRC),$(wildcard common/*.c)))
 UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
 
@@ -39,12 +40,17 @@ OBJS_poll     := loop.o pollset.o
 OBJS_busypoll := loop.o pollset.o
 OBJS_epoll    := loop.o
 OBJS_sigio    := loop.o
+# uring and corouring share ring.o (io_uring set-up, receive, wait), which needs -luring.
+OBJS_uring     := ring.o
+OBJS_corouring := ring.o
 # The unit test of conn_drive() brings its own poller_wait().
 OBJS_test_loop := loop.o pollset.o
+OBJS_test_ring := ring.o
 
 # Libraries that only one model needs.
 LIBS_uring := -luring
 LIBS_corouring := -luring
+LIBS_test_ring := -luring
 
 .PHONY: all deps asan ubsan tsan test clean format fuzz trace trace-figures www costs slides
 all: $(SERVERS:%=$(BIN)/%)
@@ -62,7 +68,7 @@ $(BIN)/%: $(BUILD)/servers/%.o $$(addprefix $(BUILD)/common/,$$(OBJS_$$*)) $(BUI
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libc10k.a $(LIBS_$*) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(addprefix $(BUILD)/common/,$$(OBJS_$$*)) $(BUILD)/libc10k.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libc10k.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libc10k.a $(LIBS_$*) $(LDLIBS)
 
 SAN_FLAGS_asan  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SAN_FLAGS_ubsan := -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

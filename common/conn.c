@@ -131,25 +131,17 @@ void conn_rx_idle(struct conn *c)
         conn_release_buf(c);
 }
 
-/* Parses what is buffered and plans the response, or asks for more input. */
-static enum conn_want conn_process(struct conn *c)
+/* Plans the response to a parsed request (r > 0 bytes) or to a bad one (r < 0,
+ * -status); req's slices are read only here. The caller drops the r bytes. */
+static enum conn_want conn_plan(struct conn *c, int r, const struct http_request *req)
 {
-    struct http_request req;
-    size_t scan = c->in_scan;
     char *out = c->buf + CONN_IN_CAP;
-    int r = http_parse_request(c->buf + c->in_off, c->in_len, &scan, &req);
-
-    c->in_scan = (uint32_t)scan;
-    if (r == HTTP_PARTIAL)
-        return c->want = CONN_READ;
     if (r < 0) {
         handler_prepare_error(-r, false, out, CONN_OUT_CAP, &c->res);
         c->in_len = 0; /* the rest of the stream is not trusted */
         c->linger = true;
     } else {
-        handler_prepare_response(c->env->root_fd, &req, out, CONN_OUT_CAP, &c->res);
-        c->in_off += (uint32_t)r;
-        c->in_len -= (uint32_t)r;
+        handler_prepare_response(c->env->root_fd, req, out, CONN_OUT_CAP, &c->res);
         c->in_scan = 0;
         idle_touch(c); /* the answer gets the full timeout to go out */
         if (c->res.close && c->res.status >= 400)
@@ -159,12 +151,55 @@ static enum conn_want conn_process(struct conn *c)
     return c->want = CONN_WRITE;
 }
 
+/* Parses what is buffered and plans the response, or asks for more input. */
+static enum conn_want conn_process(struct conn *c)
+{
+    struct http_request req;
+    size_t scan = c->in_scan;
+    int r = http_parse_request(c->buf + c->in_off, c->in_len, &scan, &req);
+
+    c->in_scan = (uint32_t)scan;
+    if (r == HTTP_PARTIAL)
+        return c->want = CONN_READ;
+    if (r > 0) {
+        c->in_off += (uint32_t)r;
+        c->in_len -= (uint32_t)r;
+    }
+    return conn_plan(c, r, &req);
+}
+
 enum conn_want conn_on_input(struct conn *c, size_t n)
 {
     if (n == 0)
         return c->want = CONN_CLOSE;
     c->in_len += (uint32_t)n;
     return conn_process(c);
+}
+
+enum conn_want conn_on_input_from(struct conn *c, const char *data, size_t n)
+{
+    struct http_request req;
+    size_t scan = 0, room;
+    char *p;
+
+    if (n == 0)
+        return c->want = CONN_CLOSE;
+    if (conn_rx_buf(c, &p, &room) < 0 || n > room) /* the buffer also takes the head */
+        return c->want = CONN_CLOSE;
+    if (c->in_len == 0) {
+        int r = http_parse_request(data, n, &scan, &req);
+        if (r != HTTP_PARTIAL) { /* the whole request is in data: planned from there */
+            conn_plan(c, r, &req);
+            if (r > 0 && (size_t)r < n) { /* pipelined: the next request's bytes are kept */
+                memcpy(p, data + r, n - (size_t)r);
+                c->in_len = (uint32_t)(n - (size_t)r);
+            }
+            return c->want;
+        }
+        c->in_scan = (uint32_t)scan; /* the search for the head's end resumes there */
+    }
+    memcpy(p, data, n); /* a request split across receives is put together in c->buf */
+    return conn_on_input(c, n);
 }
 
 void conn_tx(const struct conn *c, struct conn_tx *tx, bool gather)

@@ -91,6 +91,12 @@ int conn_rx_buf(struct conn *c, char **p, size_t *n);
 /* Nothing more can be read for now: an idle connection gives its buffer back. */
 void conn_rx_idle(struct conn *c);
 enum conn_want conn_on_input(struct conn *c, size_t n);
+/* n bytes arrived in the model's own buffer, at most what conn_rx_buf() offers
+ * (io_uring's provided buffers): a request that lies there whole, with nothing
+ * buffered before it, is parsed where it lies; other bytes (a request split
+ * across receives, or the pipelined ones after a whole request) are copied into
+ * the connection's buffer. data may be reused once this returns. */
+enum conn_want conn_on_input_from(struct conn *c, const char *data, size_t n);
 void conn_tx(const struct conn *c, struct conn_tx *tx, bool gather);
 enum conn_want conn_on_output(struct conn *c, size_t n);
 

@@ -14,11 +14,12 @@
  * The two axes are independent: readiness or completion is where the loop
  * waits (epoll.c, coro.c | uring.c, this file); callbacks or coroutines is how
  * a connection keeps its place (epoll.c, uring.c: a state machine in struct
- * conn | coro.c, this file: the coroutine's stack). Two choices here: an idle
- * connection waits for input in a POLL_ADD (a completion that says "readable")
- * so that it holds no buffer (uring.c lends provided buffers instead), and a
+ * conn | coro.c, this file: the coroutine's stack). The ring is uring.c's, from
+ * common/ring.c: the same set-up flags, and the same receive, into a provided
+ * buffer the kernel picks when data comes (an idle connection holds none). A
  * file body goes file -> pipe -> socket by SPLICE through common/pipepool.c,
- * since io_uring has no sendfile. The acceptor is a coroutine too.
+ * since io_uring has no sendfile. The acceptor is a coroutine too, resumed by
+ * each completion of one multishot accept, as uring.c arms it.
  */
 #include <errno.h>
 #include <liburing.h>
@@ -31,38 +32,36 @@
 #include "clock.h"
 #include "coro.h"
 #include "pipepool.h"
+#include "ring.h"
 #include "server.h"
 
-#define RING_SQ_ENTRIES 4096
-#define RING_CQ_ENTRIES 65536 /* a completion per coroutine at most, and a few cancels */
 #define CQE_BATCH 256
 #define STACKS_KEPT 1024
-#define PIPE_SIZE (256 * 1024)
-#define STOP_MS 3000 /* how long a stop waits for cancelled operations */
 
-struct ring_server;
+struct corouring;
 
 /* What a suspended coroutine waits for: one operation's completion, or a pipe. */
 struct task {
-    struct ring_server *rs;
+    struct corouring *rs;
     struct coro *co;
     struct task *next_ready; /* on the ready list, to be resumed by the loop */
     int res;                 /* the completion's result (or -errno), for the coroutine */
-    bool in_flight;          /* an operation is submitted, its completion not back yet */
+    unsigned cqe_flags;      /* and its flags: which provided buffer a receive filled */
+    bool in_flight;          /* an operation is submitted, its (last) completion not back yet */
     bool wants_pipe;         /* on the pipe pool's waiting list */
     bool cancelled;          /* timed out or stopping: its waits fail from now on */
 };
 
 /* A connection: the protocol's state, its coroutine, and its turn at a pipe. */
-struct ring_conn {
+struct corouring_conn {
     struct conn conn;
     struct task task;
     struct pipe_user pipe;
 };
 
-struct ring_server {
+struct corouring {
     struct server *s;
-    struct io_uring ring;
+    struct ring ring; /* common/ring.c, shared with uring.c */
     struct coro_pool pool;
     struct pipepool pipes;
     struct task acceptor;
@@ -70,14 +69,14 @@ struct ring_server {
     int coroutines; /* alive: the acceptor and one per connection */
 };
 
-static struct ring_conn *ring_conn(struct conn *c)
+static struct corouring_conn *corouring_conn(struct conn *c)
 {
-    return container_of(c, struct ring_conn, conn);
+    return container_of(c, struct corouring_conn, conn);
 }
 
 /* ---- tasks: who runs when ------------------------------------------------------- */
 
-static void make_ready(struct ring_server *rs, struct task *t)
+static void make_ready(struct corouring *rs, struct task *t)
 {
     t->next_ready = NULL;
     *rs->ready_tail = t;
@@ -87,7 +86,7 @@ static void make_ready(struct ring_server *rs, struct task *t)
 /* Runs t's coroutine until it parks again; frees it once it has finished. */
 static void run(struct task *t)
 {
-    struct ring_server *rs = t->rs;
+    struct corouring *rs = t->rs;
     if (coro_resume(t->co))
         return;
     if (coro_destroy(t->co) < 0)
@@ -97,7 +96,7 @@ static void run(struct task *t)
 }
 
 /* Resumes the ready tasks, in order, from the loop (never from a coroutine). */
-static void run_ready(struct ring_server *rs)
+static void run_ready(struct corouring *rs)
 {
     struct task *t;
     while ((t = rs->ready)) {
@@ -113,14 +112,15 @@ static void run_ready(struct ring_server *rs)
 /* A submission entry for the running task, or NULL once it is cancelled. */
 static struct io_uring_sqe *co_sqe(struct task *t)
 {
-    if (t->cancelled)
-        return NULL;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&t->rs->ring);
-    if (!sqe) { /* the SQ is full: hand it to the kernel, then there is room */
-        io_uring_submit(&t->rs->ring);
-        sqe = io_uring_get_sqe(&t->rs->ring);
-    }
-    return sqe;
+    return t->cancelled ? NULL : ring_sqe(&t->rs->ring);
+}
+
+/* Parks the running task until the next completion of its multishot operation,
+ * still in flight; returns its result. */
+static int co_next(struct task *t)
+{
+    coro_yield();
+    return t->res;
 }
 
 /* Parks the running task until sqe's completion; returns its result. */
@@ -142,33 +142,33 @@ static int co_poll(struct task *t, int fd, unsigned mask)
     return co_submit(t, sqe);
 }
 
-static int co_recv(struct ring_conn *rc, void *buf, size_t n)
+/* Receives into a provided buffer, which the kernel picks when data comes: an
+ * idle connection holds none. Its id is in rc->task.cqe_flags. */
+static int co_recv(struct corouring_conn *rc)
 {
     struct io_uring_sqe *sqe = co_sqe(&rc->task);
     if (sqe)
-        io_uring_prep_recv(sqe, rc->conn.fd, buf, n, 0);
+        ring_prep_recv(sqe, &rc->conn);
     return co_submit(&rc->task, sqe);
 }
 
-/* Sends buf, then buf2 (either may be empty), in one operation that the kernel
- * finishes itself if the socket takes only part (MSG_WAITALL). */
-static int co_write(struct ring_conn *rc, const char *buf, size_t n, const char *buf2, size_t n2,
-                    bool more)
+/* Sends tx's bytes in memory, the head and a cached body together, in one
+ * operation (ring_prep_send) that the kernel finishes itself. */
+static int co_write(struct corouring_conn *rc, const struct conn_tx *tx)
 {
-    /* On this stack: it stays put while the coroutine waits for the completion. */
-    struct iovec iov[2] = {{(void *)buf, n}, {(void *)buf2, n2}};
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n2 > 0 ? 2 : 1};
+    /* On this stack: they stay put while the coroutine waits for the completion. */
+    struct iovec iov[2];
+    struct msghdr msg;
     struct io_uring_sqe *sqe = co_sqe(&rc->task);
     if (sqe)
-        io_uring_prep_sendmsg(sqe, rc->conn.fd, &msg,
-                              MSG_NOSIGNAL | MSG_WAITALL | (more ? MSG_MORE : 0));
+        ring_prep_send(sqe, rc->conn.fd, tx, &msg, iov);
     return co_submit(&rc->task, sqe);
 }
 
 /* Borrows a pipe from the pool, waiting for a turn if none is free. */
-static int co_get_pipe(struct ring_conn *rc)
+static int co_get_pipe(struct corouring_conn *rc)
 {
-    struct ring_server *rs = rc->task.rs;
+    struct corouring *rs = rc->task.rs;
     for (;;) {
         if (rc->task.cancelled)
             return -ECANCELED;
@@ -181,7 +181,7 @@ static int co_get_pipe(struct ring_conn *rc)
 }
 
 /* Gives the pipe back: dirty if bytes are left in it (they are dropped with it). */
-static void put_pipe(struct ring_conn *rc)
+static void put_pipe(struct corouring_conn *rc)
 {
     struct pipe_user *pu = &rc->pipe;
     pipepool_leave(&rc->task.rs->pipes, pu);
@@ -194,7 +194,7 @@ static void put_pipe(struct ring_conn *rc)
  * or -errno. The pipe is kept while bytes are in it; while the socket is full it
  * is parked, and the pool may take it back for a waiter, dropping its bytes: they
  * are spliced again from the file, whose offset counts only what reached the socket. */
-static ssize_t co_sendfile(struct ring_conn *rc, int file_fd, off_t off, size_t len)
+static ssize_t co_sendfile(struct corouring_conn *rc, int file_fd, off_t off, size_t len)
 {
     struct task *t = &rc->task;
     struct pipe_user *pu = &rc->pipe;
@@ -237,35 +237,23 @@ out:
 
 static void serve_connection(void *arg)
 {
-    struct ring_conn *rc = arg;
+    struct corouring_conn *rc = arg;
     struct conn *c = &rc->conn;
     struct server *s = rc->task.rs->s;
     enum conn_want want = CONN_READ;
-    bool drained = true; /* nothing read yet: wait for input before taking a buffer */
 
     while (want != CONN_CLOSE) {
-        int r;
         if (want == CONN_READ) {
-            char *p;
-            size_t n;
-            if (drained) { /* idle: wait for input without holding a buffer */
-                conn_rx_idle(c);
-                if (co_poll(&rc->task, c->fd, POLLIN) < 0)
-                    break;
-            }
-            if (conn_rx_buf(c, &p, &n) < 0)
-                break;
-            r = co_recv(rc, p, n); /* parks until the bytes are in the buffer */
-            if (r < 0)
-                break;
-            drained = (size_t)r < n; /* a short read emptied the socket */
-            want = conn_on_input(c, (size_t)r);
+            int r = co_recv(rc); /* parks until the bytes are in a provided buffer */
+            if (r == -ENOBUFS)   /* every buffer was taken; they are back by the next submit */
+                continue;
+            want = ring_on_recv(&rc->task.rs->ring, c, r, rc->task.cqe_flags);
         } else {
             struct conn_tx tx;
             ssize_t sent;
             conn_tx(c, &tx, true);
             if (tx.len > 0) /* the head (and a small body from the file cache) */
-                sent = co_write(rc, tx.buf, tx.len, tx.buf2, tx.len2, tx.more);
+                sent = co_write(rc, &tx);
             else /* the file, through a pipe */
                 sent = co_sendfile(rc, tx.file_fd, tx.file_off, tx.file_len);
             if (sent < 0)
@@ -278,10 +266,11 @@ static void serve_connection(void *arg)
 
 /* ---- the acceptor: a coroutine as well ------------------------------------------ */
 
-static void spawn(struct ring_server *rs, int fd)
+static void spawn(void *arg, int fd)
 {
+    struct corouring *rs = arg;
     struct conn *c = server_open_conn(rs->s, fd);
-    struct ring_conn *rc = ring_conn(c);
+    struct corouring_conn *rc = corouring_conn(c);
     rc->task = (struct task){.rs = rs};
     rc->pipe = (struct pipe_user){0};
     if (!(rc->task.co = coro_create(&rs->pool, serve_connection, rc))) {
@@ -295,27 +284,34 @@ static void spawn(struct ring_server *rs, int fd)
 
 static void accept_main(void *arg)
 {
-    struct ring_server *rs = arg;
+    struct corouring *rs = arg;
     struct server *s = rs->s;
     struct task *t = &rs->acceptor;
     for (;;) {
-        struct io_uring_sqe *sqe = co_sqe(t);
-        if (sqe) /* nonblocking: a splice into a full socket must fail, not hold a worker */
-            io_uring_prep_accept(sqe, s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        int fd = co_submit(t, sqe);
+        int fd;
+        if (t->in_flight) { /* the multishot accept goes on: its next connection */
+            fd = co_next(t);
+        } else { /* one accept, as uring.c's, that completes once per connection */
+            struct io_uring_sqe *sqe = co_sqe(t);
+            if (sqe) /* nonblocking: a splice into a full socket must fail, not hold a worker */
+                io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL,
+                                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+            fd = co_submit(t, sqe);
+        }
         if (fd >= 0) {
-            if (server_admit(s, fd)) /* server_accept()'s limits, for a kernel-accepted fd */
+            if (t->cancelled) /* stopping: accepted before the cancel took */
+                close(fd);
+            else if (server_admit(s, fd)) /* server_accept()'s limits, for a kernel-accepted fd */
                 spawn(rs, fd);
-        } else if (fd == -EMFILE || fd == -ENFILE) {
-            /* Out of fds: server_accept() refuses what waits with the spare fd (or
-             * serves it, if fds came back); then wait for the next client. */
-            while ((fd = server_accept(s, true)) >= 0)
-                spawn(rs, fd);
+        } else if (!t->in_flight && (fd == -EMFILE || fd == -ENFILE)) {
+            /* Out of fds: the accept ended. Take what waits by hand, then wait for the
+             * next client. */
+            ring_accept_backlog(&rs->ring, spawn, rs);
             if (co_poll(t, s->listen_fd, POLLIN) < 0)
                 break;
-        } else if (fd == -ECANCELED || t->cancelled) {
+        } else if (!t->in_flight && (fd == -ECANCELED || t->cancelled)) {
             break;
-        } else if (fd != -ECONNABORTED && fd != -EINTR) {
+        } else if (ring_accept_error_matters(fd)) {
             server_warn(s, "accept: %s", strerror(-fd));
         }
     }
@@ -325,17 +321,13 @@ static void accept_main(void *arg)
 
 /* Makes t's waits fail: an operation in flight is cancelled (its completion then
  * resumes it), a wait for a pipe ends at once. */
-static void cancel(struct ring_server *rs, struct task *t, struct pipe_user *pu)
+static void cancel(struct corouring *rs, struct task *t, struct pipe_user *pu)
 {
     if (t->cancelled || !t->co)
         return;
     t->cancelled = true;
     if (t->in_flight) {
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&rs->ring);
-        if (!sqe) {
-            io_uring_submit(&rs->ring);
-            sqe = io_uring_get_sqe(&rs->ring);
-        }
+        struct io_uring_sqe *sqe = ring_sqe(&rs->ring);
         if (sqe) {
             io_uring_prep_cancel(sqe, t, 0);
             io_uring_sqe_set_data(sqe, NULL); /* its own completion is not a task's */
@@ -347,36 +339,39 @@ static void cancel(struct ring_server *rs, struct task *t, struct pipe_user *pu)
     }
 }
 
-static void cancel_conn(struct ring_server *rs, struct conn *c)
+static void cancel_conn(struct corouring *rs, struct conn *c)
 {
     conn_forget_deadline(c); /* it closes itself once its coroutine unwinds */
-    cancel(rs, &ring_conn(c)->task, &ring_conn(c)->pipe);
+    cancel(rs, &corouring_conn(c)->task, &corouring_conn(c)->pipe);
 }
 
 static void pipe_ready(struct pipe_user *pu, void *arg)
 {
-    struct ring_conn *rc = container_of(pu, struct ring_conn, pipe);
+    struct corouring_conn *rc = container_of(pu, struct corouring_conn, pipe);
     rc->task.wants_pipe = false;
     make_ready(arg, &rc->task);
 }
 
-static void reap_completions(struct ring_server *rs)
+static void reap_completions(struct corouring *rs)
 {
     struct io_uring_cqe *cqes[CQE_BATCH];
     unsigned n;
-    while ((n = io_uring_peek_batch_cqe(&rs->ring, cqes, CQE_BATCH)) > 0) {
+    while ((n = io_uring_peek_batch_cqe(&rs->ring.uring, cqes, CQE_BATCH)) > 0) {
         struct task *done[CQE_BATCH];
         int res[CQE_BATCH];
+        unsigned flags[CQE_BATCH];
         for (unsigned i = 0; i < n; i++) {
             done[i] = io_uring_cqe_get_data(cqes[i]);
             res[i] = cqes[i]->res;
+            flags[i] = cqes[i]->flags;
         }
-        io_uring_cq_advance(&rs->ring, n); /* copied out: the kernel may reuse the entries */
+        io_uring_cq_advance(&rs->ring.uring, n); /* copied out: the kernel may reuse the entries */
         for (unsigned i = 0; i < n; i++) {
             if (!done[i]) /* a cancel's own completion */
                 continue;
-            done[i]->in_flight = false;
+            done[i]->in_flight = flags[i] & IORING_CQE_F_MORE; /* else its last */
             done[i]->res = res[i];
+            done[i]->cqe_flags = flags[i];
             run(done[i]);
             run_ready(rs);
         }
@@ -385,39 +380,38 @@ static void reap_completions(struct ring_server *rs)
 
 static int corouring_run(struct server *s)
 {
-    struct ring_server *rs = calloc(1, sizeof *rs);
-    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
-                                .cq_entries = RING_CQ_ENTRIES};
+    struct corouring *rs = calloc(1, sizeof *rs);
     uint64_t stop_by = 0;
     int rc = -1;
 
     if (!rs)
         return -1;
-    *rs = (struct ring_server){.s = s};
+    *rs = (struct corouring){.s = s};
     rs->ready_tail = &rs->ready;
-    int r = io_uring_queue_init_params(RING_SQ_ENTRIES, &rs->ring, &p);
-    if (r < 0) {
-        server_warn(s, "io_uring_queue_init: %s", strerror(-r));
+    if (ring_init(&rs->ring, s) < 0) {
+        ring_exit(&rs->ring);
         free(rs);
         return -1;
     }
     coro_pool_init(&rs->pool, CORO_STACK_SIZE, STACKS_KEPT);
-    pipepool_init(&rs->pipes, PIPE_SIZE, pipe_ready, rs);
+    pipepool_init(&rs->pipes, RING_PIPE_SIZE, pipe_ready, rs);
     rs->acceptor = (struct task){.rs = rs};
     if (!(rs->acceptor.co = coro_create(&rs->pool, accept_main, rs))) {
         server_warn(s, "cannot start the acceptor: %s", strerror(errno));
         goto out;
     }
     rs->coroutines = 1;
+    server_warn(s, "io_uring: %s, recv into %d provided buffers, file bodies by splice (%d pipes)",
+                rs->ring.mode, RING_BUFS, PIPEPOOL_PIPES);
     run(&rs->acceptor);
 
     while (rs->coroutines > 0) {
         uint64_t now = clock_now_ms();
         if (server_stopping() && !stop_by) { /* every wait fails; each coroutine unwinds */
-            stop_by = now + STOP_MS;
+            stop_by = now + RING_STOP_MS;
             cancel(rs, &rs->acceptor, NULL);
             for (int fd = 0; fd < s->max_fds; fd++)
-                if (ring_conn(server_conn(s, fd))->task.co)
+                if (corouring_conn(server_conn(s, fd))->task.co)
                     cancel_conn(rs, server_conn(s, fd));
             run_ready(rs);
         }
@@ -426,14 +420,8 @@ static int corouring_run(struct server *s)
             break;
         }
         int timeout = deadline_ms_to_next(&s->env.idle, now, stop_by ? 100 : 1000);
-        struct __kernel_timespec ts = {.tv_sec = timeout / 1000,
-                                       .tv_nsec = (long long)(timeout % 1000) * 1000000};
-        struct io_uring_cqe *cqe;
-        r = io_uring_submit_and_wait_timeout(&rs->ring, &cqe, 1, &ts, NULL);
-        if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN) {
-            server_warn(s, "io_uring_enter: %s", strerror(-r));
+        if (ring_wait(&rs->ring, timeout) < 0)
             break;
-        }
         reap_completions(rs);
         struct conn *c;
         now = clock_now_ms();
@@ -443,7 +431,7 @@ static int corouring_run(struct server *s)
     }
     rc = rs->coroutines == 0 ? 0 : -1;
 out:
-    io_uring_queue_exit(&rs->ring);
+    ring_exit(&rs->ring);      /* the ring first: no operation touches a stack or buffer after */
     if (rs->coroutines == 0) { /* else parked stacks still hold what the kernel may touch */
         pipepool_destroy(&rs->pipes);
         if (coro_pool_drain(&rs->pool) < 0)
@@ -455,5 +443,5 @@ out:
 
 int main(int argc, char **argv)
 {
-    return server_main(argc, argv, "corouring", sizeof(struct ring_conn), corouring_run);
+    return server_main(argc, argv, "corouring", sizeof(struct corouring_conn), corouring_run);
 }

@@ -14,7 +14,8 @@
  * multishot accept, recv into a provided-buffer ring (an idle connection holds
  * no buffer), head and cached body in one SENDMSG, file bodies spliced file ->
  * pipe -> socket through a small pool of pipes (common/pipepool.c), cancel by
- * fd; SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them (6.1).
+ * fd; SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them (6.1). The ring's
+ * set-up, receive and wait are common/ring.c's, shared with corouring.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,23 +23,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "pipepool.h"
+#include "ring.h"
 #include "server.h"
-
-#define URING_SQ_ENTRIES 4096
-#define URING_CQ_ENTRIES 65536 /* beyond this, completions wait in the kernel (FEAT_NODROP) */
-#define URING_BUFS 4096        /* provided receive buffers, a power of two */
-#define URING_BUF_SIZE 2048
-#define URING_BGID 1
-#define URING_PIPE_SIZE (256 * 1024) /* PIPEPOOL_PIPES x 64 pages: half of pipe-user-pages-soft */
-#define URING_STOP_MS 3000           /* how long a stop waits for cancelled operations */
 
 enum uring_op {
     OP_ACCEPT = 1,
@@ -78,13 +70,10 @@ struct uring_conn {
 
 struct uring {
     struct server *s;
-    struct io_uring ring;
-    struct io_uring_buf_ring *br;
-    char *bufs;
+    struct ring ring; /* common/ring.c, shared with corouring.c */
     struct pipepool pipes;
     int listen_ops; /* accept, poll or cancel in flight on the listener */
     bool stopping;
-    bool has_ring;
 };
 
 static struct uring_conn *uring_conn(struct conn *c)
@@ -96,17 +85,6 @@ static void uring_after(struct uring *u, struct conn *c, enum conn_want want);
 static void uring_send_next(struct uring *u, struct conn *c);
 
 /* ---- submission ------------------------------------------------------------- */
-
-static struct io_uring_sqe *uring_sqe(struct uring *u)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-    if (!sqe) { /* the SQ is full: hand it to the kernel, then there is room */
-        int r = io_uring_submit(&u->ring);
-        if (!(sqe = io_uring_get_sqe(&u->ring)))
-            server_warn(u->s, "no submission entry: %s", strerror(r < 0 ? -r : EAGAIN));
-    }
-    return sqe;
-}
 
 /* Tags sqe with (op, generation, fd) and counts it until it completes; c NULL: the listener. */
 static void uring_track(struct uring *u, struct io_uring_sqe *sqe, enum uring_op op, struct conn *c)
@@ -151,7 +129,7 @@ static void uring_close(struct uring *u, struct conn *c)
     /* A recv waiting for data or a poll waiting for room would never end on
      * its own. The fd stays open until all are back, so the kernel cannot
      * give its number to a new connection while a late completion is due. */
-    struct io_uring_sqe *sqe = uring_sqe(u);
+    struct io_uring_sqe *sqe = ring_sqe(&u->ring);
     if (!sqe) {
         shutdown(c->fd, SHUT_RDWR); /* ends them as well, without the ring */
         return;
@@ -166,7 +144,7 @@ static void uring_arm_recv(struct uring *u, struct conn *c);
 
 static void uring_arm_accept(struct uring *u)
 {
-    struct io_uring_sqe *sqe = uring_sqe(u);
+    struct io_uring_sqe *sqe = ring_sqe(&u->ring);
     if (!sqe)
         return; /* the loop tries again next turn */
     /* Nonblocking sockets: a splice into a full one must fail, not hold a kernel worker. */
@@ -185,17 +163,17 @@ static void uring_open(struct uring *u, int fd)
     uring_arm_recv(u, c);
 }
 
-/* Out of fds: the accept ended, and one armed now would fail at once, over
- * and over. server_accept() takes what waits (refusing it with the spare fd,
- * or serving it if fds came back); then a poll waits for the next client. */
+static void uring_open_backlog(void *u, int fd)
+{
+    uring_open(u, fd);
+}
+
+/* Out of fds: the accept ended. What waits is taken by hand, then a poll waits
+ * for the next client (ring_accept_backlog). */
 static void uring_accept_without_fds(struct uring *u)
 {
-    int fd;
-    while ((fd = server_accept(u->s, true)) >= 0)
-        uring_open(u, fd);
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        server_warn(u->s, "accept: %s", strerror(errno));
-    struct io_uring_sqe *sqe = uring_sqe(u);
+    ring_accept_backlog(&u->ring, uring_open_backlog, u);
+    struct io_uring_sqe *sqe = ring_sqe(&u->ring);
     if (!sqe)
         return;
     io_uring_prep_poll_add(sqe, u->s->listen_fd, POLLIN);
@@ -219,7 +197,7 @@ static void uring_on_accept(struct uring *u, const struct io_uring_cqe *cqe)
         if (!u->stopping)
             uring_accept_without_fds(u);
         return;
-    } else if (fd != -ECANCELED && fd != -ECONNABORTED && fd != -EINTR) {
+    } else if (ring_accept_error_matters(fd)) {
         server_warn(s, "accept: %s", strerror(-fd));
     }
     if (!more && !u->stopping)
@@ -230,50 +208,22 @@ static void uring_on_accept(struct uring *u, const struct io_uring_cqe *cqe)
 
 static void uring_arm_recv(struct uring *u, struct conn *c)
 {
-    struct io_uring_sqe *sqe = uring_sqe(u);
+    struct io_uring_sqe *sqe = ring_sqe(&u->ring);
     if (!sqe) {
         uring_close(u, c);
         return;
     }
-    /* The kernel picks a buffer when data comes. While a connection reads, its
-     * input holds less than a header block, so this much fits conn_rx_buf(). */
-    size_t room = CONN_IN_CAP - c->in_len;
-    io_uring_prep_recv(sqe, c->fd, NULL, room < URING_BUF_SIZE ? room : URING_BUF_SIZE, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = URING_BGID;
-    /* The next request is rarely there yet: wait for data before the first try. */
-    sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    ring_prep_recv(sqe, c); /* the kernel picks a buffer when data comes */
     uring_track(u, sqe, OP_RECV, c);
-}
-
-static void uring_recycle(struct uring *u, const struct io_uring_cqe *cqe)
-{
-    if (!(cqe->flags & IORING_CQE_F_BUFFER))
-        return;
-    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-    io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * URING_BUF_SIZE, URING_BUF_SIZE, bid,
-                          io_uring_buf_ring_mask(URING_BUFS), 0);
-    io_uring_buf_ring_advance(u->br, 1);
 }
 
 static void uring_on_recv(struct uring *u, struct conn *c, const struct io_uring_cqe *cqe)
 {
-    int res = cqe->res;
-    char *p;
-    size_t n;
-    if (res == -ENOBUFS) { /* every buffer was taken; they are back by the next submit */
+    if (cqe->res == -ENOBUFS) { /* every buffer was taken; they are back by the next submit */
         uring_arm_recv(u, c);
         return;
     }
-    if (res > 0) {
-        unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-        if (conn_rx_buf(c, &p, &n) < 0 || (size_t)res > n)
-            res = -ENOMEM;
-        else
-            memcpy(p, u->bufs + (size_t)bid * URING_BUF_SIZE, (size_t)res);
-    }
-    uring_recycle(u, cqe); /* at once: the bytes are in the connection's buffer now */
-    uring_after(u, c, res < 0 ? CONN_CLOSE : conn_on_input(c, (size_t)res));
+    uring_after(u, c, ring_on_recv(&u->ring, c, cqe->res, cqe->flags));
 }
 
 /* ---- sending: one operation, or one linked chain, in flight per socket ----------- */
@@ -300,18 +250,18 @@ static void uring_send_file(struct uring *u, struct conn *c, const struct conn_t
         }
     }
     struct pipepool_pipe *p = pu->pipe;
-    if (io_uring_sq_space_left(&u->ring) < 2) /* a chain must not be split across submits */
-        io_uring_submit(&u->ring);
+    if (io_uring_sq_space_left(&u->ring.uring) < 2) /* a chain must not be split across submits */
+        io_uring_submit(&u->ring.uring);
     size_t len = pu->in_pipe;
     if (len == 0) {
         len = tx->file_len < p->cap ? tx->file_len : p->cap;
-        if (!(sqe = uring_sqe(u)))
+        if (!(sqe = ring_sqe(&u->ring)))
             goto fail;
         io_uring_prep_splice(sqe, tx->file_fd, tx->file_off, p->wr, -1, (unsigned)len, 0);
         sqe->flags |= IOSQE_IO_LINK;
         uring_track(u, sqe, OP_SPLICE_IN, c);
     }
-    if (!(sqe = uring_sqe(u)))
+    if (!(sqe = ring_sqe(&u->ring)))
         goto fail;
     io_uring_prep_splice(sqe, p->rd, -1, c->fd, -1, (unsigned)len, 0);
     uring_track(u, sqe, OP_SPLICE_OUT, c);
@@ -328,22 +278,12 @@ static void uring_send_next(struct uring *u, struct conn *c)
         uring_send_file(u, c, &tx);
         return;
     }
-    struct io_uring_sqe *sqe = uring_sqe(u);
+    struct io_uring_sqe *sqe = ring_sqe(&u->ring);
     if (!sqe) {
         uring_close(u, c);
         return;
     }
-    /* MSG_WAITALL: the kernel finishes a short send itself; one completion. */
-    int flags = MSG_NOSIGNAL | MSG_WAITALL | (tx.more ? MSG_MORE : 0);
-    if (tx.len2 > 0) { /* the head and a cached body in one go */
-        struct uring_conn *uc = uring_conn(c);
-        uc->iov[0] = (struct iovec){(void *)tx.buf, tx.len};
-        uc->iov[1] = (struct iovec){(void *)tx.buf2, tx.len2};
-        uc->msg = (struct msghdr){.msg_iov = uc->iov, .msg_iovlen = 2};
-        io_uring_prep_sendmsg(sqe, c->fd, &uc->msg, flags);
-    } else {
-        io_uring_prep_send(sqe, c->fd, tx.buf, tx.len, flags);
-    }
+    ring_prep_send(sqe, c->fd, &tx, &uring_conn(c)->msg, uring_conn(c)->iov);
     uring_track(u, sqe, OP_SEND, c);
 }
 
@@ -368,7 +308,7 @@ static void uring_on_splice_out(struct uring *u, struct conn *c, int res)
         }
     }
     /* Short, or -EAGAIN: the socket is full, and a splice cannot wait for room. */
-    struct io_uring_sqe *sqe = uring_sqe(u);
+    struct io_uring_sqe *sqe = ring_sqe(&u->ring);
     if (!sqe) {
         uring_close(u, c);
         return;
@@ -397,12 +337,12 @@ static void uring_on_conn_cqe(struct uring *u, const struct io_uring_cqe *cqe, e
     struct conn *c = server_conn(u->s, tag.fd);
     struct uring_conn *uc = uring_conn(c);
     if (!c->open || uc->gen != tag.gen || uc->in_flight == 0) {
-        uring_recycle(u, cqe); /* cannot happen while slots outlive their operations */
+        ring_recycle(&u->ring, cqe->flags); /* cannot happen while slots outlive their operations */
         return;
     }
     uc->in_flight--;
     if (uc->closing) {
-        uring_recycle(u, cqe);
+        ring_recycle(&u->ring, cqe->flags);
         if (uc->in_flight == 0)
             uring_finish_close(u, c);
         return;
@@ -450,7 +390,7 @@ static void uring_stop(struct uring *u)
 {
     struct server *s = u->s;
     u->stopping = true;
-    struct io_uring_sqe *sqe = uring_sqe(u);
+    struct io_uring_sqe *sqe = ring_sqe(&u->ring);
     if (sqe) {
         io_uring_prep_cancel_fd(sqe, s->listen_fd, IORING_ASYNC_CANCEL_ALL);
         uring_track(u, sqe, OP_LISTEN_CANCEL, NULL);
@@ -462,85 +402,25 @@ static void uring_stop(struct uring *u)
 
 /* ---- setup -------------------------------------------------------------------- */
 
-static int uring_setup(struct uring *u, const char **mode)
-{
-    /* DEFER_TASKRUN: the kernel finishes completions inside our io_uring_enter
-     * instead of interrupting the thread; SINGLE_ISSUER lets it skip locks. */
-    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
-                                         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-                                .cq_entries = URING_CQ_ENTRIES};
-    *mode = "SINGLE_ISSUER+DEFER_TASKRUN";
-    int r = io_uring_queue_init_params(URING_SQ_ENTRIES, &u->ring, &p);
-    if (r == -EINVAL) { /* before Linux 6.1 */
-        p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
-                                     .cq_entries = URING_CQ_ENTRIES};
-        *mode = "no DEFER_TASKRUN (kernel before 6.1)";
-        r = io_uring_queue_init_params(URING_SQ_ENTRIES, &u->ring, &p);
-    }
-    if (r < 0) {
-        server_warn(u->s, "io_uring_queue_init: %s", strerror(-r));
-        return -1;
-    }
-    u->has_ring = true;
-    static const int needed[] = {IORING_OP_ACCEPT,      IORING_OP_RECV,   IORING_OP_SEND,
-                                 IORING_OP_SENDMSG,     IORING_OP_SPLICE, IORING_OP_POLL_ADD,
-                                 IORING_OP_ASYNC_CANCEL};
-    struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
-    bool ok = probe && (p.features & IORING_FEAT_NODROP);
-    for (size_t i = 0; ok && i < sizeof needed / sizeof needed[0]; i++)
-        ok = io_uring_opcode_supported(probe, needed[i]);
-    io_uring_free_probe(probe);
-    if (!ok) {
-        server_warn(u->s, "this kernel's io_uring lacks what this server uses (Linux 5.19+)");
-        return -1;
-    }
-
-    /* The provided-buffer ring: page-aligned, registered, then filled. */
-    u->br = mmap(NULL, URING_BUFS * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (u->br == MAP_FAILED)
-        u->br = NULL;
-    u->bufs = malloc((size_t)URING_BUFS * URING_BUF_SIZE);
-    struct io_uring_buf_reg reg = {
-        .ring_addr = (uintptr_t)u->br, .ring_entries = URING_BUFS, .bgid = URING_BGID};
-    r = u->br && u->bufs ? io_uring_register_buf_ring(&u->ring, &reg, 0) : -ENOMEM;
-    if (r < 0) {
-        server_warn(u->s, "cannot set up the receive buffer ring: %s", strerror(-r));
-        return -1;
-    }
-    io_uring_buf_ring_init(u->br);
-    for (int i = 0; i < URING_BUFS; i++)
-        io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * URING_BUF_SIZE, URING_BUF_SIZE,
-                              (unsigned short)i, io_uring_buf_ring_mask(URING_BUFS), i);
-    io_uring_buf_ring_advance(u->br, URING_BUFS);
-    return 0;
-}
-
 static void uring_teardown(struct uring *u)
 {
-    if (u->has_ring)
-        io_uring_queue_exit(&u->ring); /* also drops the buffer ring's registration */
-    u->has_ring = false;
-    if (u->br)
-        munmap(u->br, URING_BUFS * sizeof(struct io_uring_buf));
-    free(u->bufs);
+    ring_exit(&u->ring);
     pipepool_destroy(&u->pipes);
 }
 
 static int uring_run(struct server *s)
 {
     struct uring u = {.s = s};
-    const char *mode;
 
-    pipepool_init(&u.pipes, URING_PIPE_SIZE, uring_pipe_ready, &u);
-    if (uring_setup(&u, &mode) < 0) {
+    pipepool_init(&u.pipes, RING_PIPE_SIZE, uring_pipe_ready, &u);
+    if (ring_init(&u.ring, s) < 0) {
         uring_teardown(&u);
         return -1;
     }
     server_warn(s,
                 "io_uring: %s, multishot accept, recv into %d provided buffers, cached "
                 "bodies by sendmsg, file bodies by splice (%d pipes)",
-                mode, URING_BUFS, PIPEPOOL_PIPES);
+                u.ring.mode, RING_BUFS, PIPEPOOL_PIPES);
     uring_arm_accept(&u);
 
     uint64_t stop_by = 0;
@@ -548,27 +428,22 @@ static int uring_run(struct server *s)
         uint64_t now = clock_now_ms();
         if (server_stopping() && !u.stopping) {
             uring_stop(&u);
-            stop_by = now + URING_STOP_MS;
+            stop_by = now + RING_STOP_MS;
         }
         if (u.stopping && ((atomic_load(&s->nconns) == 0 && u.listen_ops == 0) || now > stop_by))
             break;
         int ms = deadline_ms_to_next(&s->env.idle, now, u.stopping ? 100 : 1000);
-        struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-        struct io_uring_cqe *cqe;
-        /* The one system call of a turn: submit all that is queued, wait for completions.
-         * -EBUSY: completions overflowed (kept, FEAT_NODROP); reaping makes room. */
-        int r = io_uring_submit_and_wait_timeout(&u.ring, &cqe, 1, &ts, NULL);
-        if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN) {
-            server_warn(s, "io_uring_enter: %s", strerror(-r));
+        /* The one system call of a turn: submit all that is queued, wait for completions. */
+        if (ring_wait(&u.ring, ms) < 0)
             break;
-        }
+        struct io_uring_cqe *cqe;
         unsigned head, n = 0;
-        io_uring_for_each_cqe(&u.ring, head, cqe)
+        io_uring_for_each_cqe(&u.ring.uring, head, cqe)
         {
             uring_on_cqe(&u, cqe);
             n++;
         }
-        io_uring_cq_advance(&u.ring, n);
+        io_uring_cq_advance(&u.ring.uring, n);
 
         struct conn *c;
         while ((c = conn_next_expired(&s->env, clock_now_ms())))
@@ -579,8 +454,7 @@ static int uring_run(struct server *s)
     bool clean = u.stopping;
     /* Connections left only after a failed stop: the ring goes first, taking
      * the operations that might still use their buffers with it. */
-    io_uring_queue_exit(&u.ring);
-    u.has_ring = false;
+    ring_close(&u.ring);
     for (int fd = 0; fd < s->max_fds; fd++)
         if (server_conn(s, fd)->open)
             server_close_conn(s, server_conn(s, fd));

@@ -1,0 +1,185 @@
+/*
+ * ring.c - the io_uring that servers/uring.c and servers/corouring.c share: one
+ * set-up, one receive strategy (provided buffers), one wait, so that comparing
+ * the two compares callbacks with coroutines and nothing else.
+ */
+#include "ring.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+/* What both servers submit; the kernel must have them all (Linux 5.19+). */
+static const int ring_ops_needed[] = {IORING_OP_ACCEPT,      IORING_OP_RECV,   IORING_OP_SEND,
+                                      IORING_OP_SENDMSG,     IORING_OP_SPLICE, IORING_OP_POLL_ADD,
+                                      IORING_OP_ASYNC_CANCEL};
+
+static int ring_setup(struct ring *r)
+{
+    /* DEFER_TASKRUN: the kernel finishes completions inside our io_uring_enter
+     * instead of interrupting the thread; SINGLE_ISSUER lets it skip locks. */
+    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+                                         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+                                .cq_entries = RING_CQ_ENTRIES};
+    r->mode = "SINGLE_ISSUER+DEFER_TASKRUN";
+    int e = io_uring_queue_init_params(RING_SQ_ENTRIES, &r->uring, &p);
+    if (e == -EINVAL) { /* before Linux 6.1 */
+        p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
+                                     .cq_entries = RING_CQ_ENTRIES};
+        r->mode = "no DEFER_TASKRUN (kernel before 6.1)";
+        e = io_uring_queue_init_params(RING_SQ_ENTRIES, &r->uring, &p);
+    }
+    if (e < 0) {
+        server_warn(r->s, "io_uring_queue_init: %s", strerror(-e));
+        return -1;
+    }
+    r->has_ring = true;
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&r->uring);
+    bool ok = probe && (p.features & IORING_FEAT_NODROP);
+    for (size_t i = 0; ok && i < sizeof ring_ops_needed / sizeof ring_ops_needed[0]; i++)
+        ok = io_uring_opcode_supported(probe, ring_ops_needed[i]);
+    io_uring_free_probe(probe);
+    if (!ok) {
+        server_warn(r->s, "this kernel's io_uring lacks what this server uses (Linux 5.19+)");
+        return -1;
+    }
+    return 0;
+}
+
+/* The provided-buffer ring, by hand (liburing 2.3 has no io_uring_setup_buf_ring):
+ * page-aligned, registered, then filled. */
+static int ring_setup_buffers(struct ring *r)
+{
+    void *br = mmap(NULL, RING_BUFS * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    r->br = br == MAP_FAILED ? NULL : br;
+    r->bufs = malloc((size_t)RING_BUFS * RING_BUF_SIZE);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uintptr_t)r->br, .ring_entries = RING_BUFS, .bgid = RING_BGID};
+    int e = r->br && r->bufs ? io_uring_register_buf_ring(&r->uring, &reg, 0) : -ENOMEM;
+    if (e < 0) {
+        server_warn(r->s, "cannot set up the receive buffer ring: %s", strerror(-e));
+        return -1;
+    }
+    io_uring_buf_ring_init(r->br);
+    for (int i = 0; i < RING_BUFS; i++)
+        io_uring_buf_ring_add(r->br, r->bufs + (size_t)i * RING_BUF_SIZE, RING_BUF_SIZE,
+                              (unsigned short)i, io_uring_buf_ring_mask(RING_BUFS), i);
+    io_uring_buf_ring_advance(r->br, RING_BUFS);
+    return 0;
+}
+
+int ring_init(struct ring *r, struct server *s)
+{
+    *r = (struct ring){.s = s};
+    if (ring_setup(r) < 0 || ring_setup_buffers(r) < 0)
+        return -1;
+    return 0;
+}
+
+void ring_close(struct ring *r)
+{
+    if (r->has_ring)
+        io_uring_queue_exit(&r->uring); /* also drops the buffer ring's registration */
+    r->has_ring = false;
+}
+
+void ring_exit(struct ring *r)
+{
+    ring_close(r);
+    if (r->br)
+        munmap(r->br, RING_BUFS * sizeof(struct io_uring_buf));
+    r->br = NULL;
+    free(r->bufs);
+    r->bufs = NULL;
+}
+
+struct io_uring_sqe *ring_sqe(struct ring *r)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+    if (!sqe) { /* the SQ is full: hand it to the kernel, then there is room */
+        int e = io_uring_submit(&r->uring);
+        if (!(sqe = io_uring_get_sqe(&r->uring)))
+            server_warn(r->s, "no submission entry: %s", strerror(e < 0 ? -e : EAGAIN));
+    }
+    return sqe;
+}
+
+void ring_prep_recv(struct io_uring_sqe *sqe, const struct conn *c)
+{
+    /* While a connection reads, its input holds less than a header block, so
+     * this much fits conn_rx_buf(). */
+    size_t room = CONN_IN_CAP - c->in_len;
+    io_uring_prep_recv(sqe, c->fd, NULL, room < RING_BUF_SIZE ? room : RING_BUF_SIZE, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RING_BGID;
+    sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+}
+
+void ring_prep_send(struct io_uring_sqe *sqe, int fd, const struct conn_tx *tx, struct msghdr *msg,
+                    struct iovec iov[2])
+{
+    /* MSG_WAITALL: the kernel finishes a short send itself; one completion. */
+    int flags = MSG_NOSIGNAL | MSG_WAITALL | (tx->more ? MSG_MORE : 0);
+    if (tx->len2 > 0) { /* the head and a cached body in one go */
+        iov[0] = (struct iovec){(void *)tx->buf, tx->len};
+        iov[1] = (struct iovec){(void *)tx->buf2, tx->len2};
+        *msg = (struct msghdr){.msg_iov = iov, .msg_iovlen = 2};
+        io_uring_prep_sendmsg(sqe, fd, msg, flags);
+    } else {
+        io_uring_prep_send(sqe, fd, tx->buf, tx->len, flags);
+    }
+}
+
+void ring_recycle(struct ring *r, unsigned cqe_flags)
+{
+    if (!(cqe_flags & IORING_CQE_F_BUFFER))
+        return;
+    unsigned bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
+    io_uring_buf_ring_add(r->br, r->bufs + (size_t)bid * RING_BUF_SIZE, RING_BUF_SIZE, bid,
+                          io_uring_buf_ring_mask(RING_BUFS), 0);
+    io_uring_buf_ring_advance(r->br, 1);
+}
+
+enum conn_want ring_on_recv(struct ring *r, struct conn *c, int res, unsigned cqe_flags)
+{
+    enum conn_want want = CONN_CLOSE;
+    if (res == 0) {
+        want = conn_on_input(c, 0); /* the peer closed */
+    } else if (res > 0 && (cqe_flags & IORING_CQE_F_BUFFER)) {
+        unsigned bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
+        want = conn_on_input_from(c, r->bufs + (size_t)bid * RING_BUF_SIZE, (size_t)res);
+    }
+    ring_recycle(r, cqe_flags); /* parsed, or copied: the buffer can take the next receive */
+    return want;
+}
+
+int ring_wait(struct ring *r, int timeout_ms)
+{
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                   .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+    struct io_uring_cqe *cqe;
+    /* -EBUSY: completions overflowed (kept, FEAT_NODROP); reaping makes room. */
+    int e = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
+    if (e < 0 && e != -ETIME && e != -EINTR && e != -EBUSY && e != -EAGAIN) {
+        server_warn(r->s, "io_uring_enter: %s", strerror(-e));
+        return -1;
+    }
+    return 0;
+}
+
+void ring_accept_backlog(struct ring *r, void (*open_fn)(void *arg, int fd), void *arg)
+{
+    int fd;
+    while ((fd = server_accept(r->s, true)) >= 0)
+        open_fn(arg, fd);
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        server_warn(r->s, "accept: %s", strerror(errno));
+}
+
+bool ring_accept_error_matters(int res)
+{
+    return res != -ECANCELED && res != -ECONNABORTED && res != -EINTR;
+}

@@ -1,0 +1,89 @@
+/*
+ * ring.h - the io_uring that both completion servers share (servers/uring.c with
+ * callbacks, servers/corouring.c with coroutines), set up and read the same way so
+ * that the two differ only in how a connection keeps its place.
+ *
+ *     ring_init(r, s)            the ring (SINGLE_ISSUER + DEFER_TASKRUN where the
+ *                                kernel has them), the opcode probe, the receive buffers
+ *     ring_sqe(r)                a submission entry, submitting first if the queue is full
+ *     ring_prep_recv(sqe, c)     a receive into a provided buffer, taken when data comes
+ *     ring_on_recv(r, c, res, f) hands the received bytes to the connection, buffer back
+ *     ring_prep_send(sqe, ...)   a response's head and cached body, in one operation
+ *     ring_wait(r, ms)           the one system call of a loop turn: submit and wait
+ *     ring_accept_backlog(...)   out of fds: take what waits in the backlog by hand
+ *     ring_exit(r)               the ring and its buffers go
+ *
+ * Linked only into bin/uring and bin/corouring, so that no other binary needs liburing.
+ * Functions that fail warn through server_warn() and return -1.
+ */
+#ifndef C10K_RING_H
+#define C10K_RING_H
+
+#include <liburing.h>
+#include <stdbool.h>
+
+#include "server.h"
+
+#define RING_SQ_ENTRIES 4096
+#define RING_CQ_ENTRIES 65536 /* beyond this, completions wait in the kernel (FEAT_NODROP) */
+#define RING_BUFS 4096        /* provided receive buffers, a power of two */
+#define RING_BUF_SIZE 2048
+#define RING_BGID 1
+#define RING_PIPE_SIZE (256 * 1024) /* PIPEPOOL_PIPES x 64 pages: half of pipe-user-pages-soft */
+#define RING_STOP_MS 3000           /* how long a stop waits for cancelled operations */
+
+struct ring {
+    struct server *s;
+    struct io_uring uring;
+    struct io_uring_buf_ring *br; /* the provided-buffer ring, RING_BUFS entries */
+    char *bufs;                   /* RING_BUFS buffers of RING_BUF_SIZE bytes */
+    const char *mode;             /* the setup flags the kernel took, for the start-up line */
+    bool has_ring;
+};
+
+/* Sets up r for s; on failure, ring_exit() still has to be called. */
+int ring_init(struct ring *r, struct server *s);
+/* Closes the ring (which drops the buffers' registration), then frees the buffers.
+ * Safe to call twice; after ring_close(), no operation can touch a buffer. */
+void ring_exit(struct ring *r);
+/* Closes the ring only: a failed stop's connections may then be freed. */
+void ring_close(struct ring *r);
+
+/* A submission entry; if the queue is full it is submitted first. NULL (warned)
+ * if there is still no room. */
+struct io_uring_sqe *ring_sqe(struct ring *r);
+
+/* Prepares a receive on c's socket into a provided buffer that the kernel picks
+ * when data comes, after it waited for data (the next request is rarely there yet). */
+void ring_prep_recv(struct io_uring_sqe *sqe, const struct conn *c);
+
+/* A response tx's bytes in memory (tx->len > 0) are sent with one operation
+ * that the kernel finishes itself if the socket takes only part (MSG_WAITALL):
+ * a SEND, or a SENDMSG of the head and a cached body, whose msg and iov must stay
+ * put until the completion. */
+void ring_prep_send(struct io_uring_sqe *sqe, int fd, const struct conn_tx *tx, struct msghdr *msg,
+                    struct iovec iov[2]);
+
+/* Gives back the provided buffer a completion carries, if it carries one. */
+void ring_recycle(struct ring *r, unsigned cqe_flags);
+
+/* A receive's completion (res, cqe_flags): its bytes go to c's state machine,
+ * parsed in place in the provided buffer when they hold a whole request, and the
+ * buffer goes back to the ring. Returns what c wants next. -ENOBUFS (every
+ * buffer taken) is not handled here: the caller receives again. */
+enum conn_want ring_on_recv(struct ring *r, struct conn *c, int res, unsigned cqe_flags);
+
+/* Submits what is queued and waits up to timeout_ms for one completion. Returns
+ * 0 (completions may be there), or -1 (warned) on an error that ends the loop. */
+int ring_wait(struct ring *r, int timeout_ms);
+
+/* An accept completed with -EMFILE or -ENFILE: one armed now would fail at once,
+ * over and over. Takes what waits (server_accept() refuses it with the spare fd,
+ * or serves it if fds came back) and calls open_fn for each connection served.
+ * The caller then waits for the listener to be readable before accepting again. */
+void ring_accept_backlog(struct ring *r, void (*open_fn)(void *arg, int fd), void *arg);
+
+/* Whether an accept's error is one to report (not a cancel, an abort or a signal). */
+bool ring_accept_error_matters(int res);
+
+#endif
