@@ -32,7 +32,10 @@ static int ring_setup(struct ring *r)
         e = io_uring_queue_init_params(RING_SQ_ENTRIES, &r->uring, &p);
     }
     if (e < 0) {
-        server_warn(r->s, "io_uring_queue_init: %s", strerror(-e));
+        server_warn(r->s, "io_uring_queue_init: %s%s", strerror(-e),
+                    e == -ENOMEM ? " (rings count against the user's RLIMIT_MEMLOCK, `ulimit -l`, "
+                                   "shared by all of that user's processes)"
+                                 : "");
         return -1;
     }
     r->has_ring = true;
