@@ -13,6 +13,10 @@
 #   make bench-ci-det    the deterministic layer alone
 #   make bench-ci-update rewrites results/profile.json and prints what changed (commit it)
 #   make bench-baseline  rewrites results/baseline.csv (commit it)
+#   make profile MODEL=epoll   where the server's CPU goes (bench/profile.py, docs/profile.md):
+#                        perf samples over a fixed open-loop load, sorted into buckets;
+#                        MODELS="epoll uring coro nginx" draws them side by side. As root.
+#                        PROFILE_CONNS, PROFILE_RATE, PROFILE_SECS, PROFILE_REPS
 #   make demo-idle       for a class: poll against epoll with 0 and 5,000 idle connections
 #                        (bench/demo_idle.py: idlers + loadgen, no peers, no root, ~25 s)
 #
@@ -48,7 +52,7 @@ $(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/loadgen_results.h
 endif
 test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN) $(BENCH_IDLERS)
 
-.PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen inject \
+.PHONY: profile bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen inject \
         demo-idle
 bench-idlers: $(BENCH_IDLERS)
 bench-loadgen: $(BENCH_LOADGEN)
@@ -83,6 +87,14 @@ bench-ci-update:
 	$(BENCH_PY) bench/detgate.py update
 bench-baseline: $(BENCH_IDLERS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/bench.py baseline
+# Any bin/* server, a peer (nginx, h2o, lighttpd) or a server built into $(BUILD)/bench/.
+PROFILE_CONNS ?= 100
+PROFILE_RATE ?= 5000
+PROFILE_SECS ?= 5
+PROFILE_REPS ?= 1
+profile: all $(BENCH_LOADGEN)
+	BUILD=$(BUILD) $(BENCH_PY) bench/profile.py --conns $(PROFILE_CONNS) \
+	  --rate $(PROFILE_RATE) --secs $(PROFILE_SECS) --reps $(PROFILE_REPS) $(or $(MODELS),$(MODEL))
 # No deps here: it needs nothing beyond what make builds, and never root.
 demo-idle: $(BIN)/poll $(BIN)/epoll $(BENCH_TOOLS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/demo_idle.py
