@@ -9,6 +9,9 @@ started during the warm-up with its events disabled and switched on and off thro
 control FIFO at the window's edges, where the server's CPU time (/proc: every thread,
 ns from schedstat or utime+stime ticks) is read too. Nothing of ours samples beside it.
 
+A `perf stat` beside it (counting, not sampling, switched by the same means) counts the
+server's system calls and context switches in the window.
+
 Each sample's call chain (leaf first) is sorted into one bucket by the rules below; a
 bucket's share of the samples times the server's CPU time over the window, divided by the
 answers that arrived in it, is that bucket's µs per request.
@@ -210,12 +213,29 @@ def make_target(name, root, run_dir, log_dir):
                        "(run make)")
 
 
-class PerfControl:
-    """perf record started with its events off, switched by writing to its control FIFO;
-    each command returns when perf acknowledges it."""
+STAT_EVENTS = ["raw_syscalls:sys_enter", "context-switches"]
 
-    def __init__(self, pids, data, freq, log):
-        base = data + ".ctl"
+
+def read_stat(path):
+    """{event: count} from `perf stat -x,` output (value,unit,event,...)."""
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(",")
+                if len(parts) > 2 and parts[0].replace(".", "").isdigit():
+                    out[parts[2]] = float(parts[0])
+    except OSError:
+        pass
+    return out
+
+
+class PerfControl:
+    """A perf command (record or stat) on pids, started with its events off and switched by
+    writing to its control FIFO; each command returns when perf acknowledges it."""
+
+    def __init__(self, perf_args, pids, out, log):
+        base = out + ".ctl"
         self.ctl_path, self.ack_path = base, base + ".ack"
         for p in (self.ctl_path, self.ack_path):
             if os.path.exists(p):
@@ -224,9 +244,9 @@ class PerfControl:
         # O_RDWR: neither open waits for perf to open its end.
         self.ctl = os.open(self.ctl_path, os.O_RDWR)
         self.ack = os.open(self.ack_path, os.O_RDWR)
-        cmd = ["perf", "record", "-e", "cpu-clock", "-g", "-F", str(freq), "-D", "-1",
-               "--control", f"fifo:{self.ctl_path},{self.ack_path}",
-               "-p", ",".join(map(str, pids)), "-o", data]
+        cmd = ["perf"] + perf_args + ["-D", "-1", "--control",
+                                      f"fifo:{self.ctl_path},{self.ack_path}",
+                                      "-p", ",".join(map(str, pids)), "-o", out]
         self.proc = procs.spawn(cmd, cores=CLIENT_CORES, stdout=log, stderr=log)
 
     def command(self, what, timeout=10.0):
@@ -242,7 +262,8 @@ class PerfControl:
                 got += os.read(self.ack, 64)
 
     def finish(self):
-        procs.stop(self.proc, sig=signal.SIGINT, grace=30.0)
+        if self.proc.poll() is None:
+            procs.stop(self.proc, sig=signal.SIGINT, grace=30.0)
         for fd in (self.ctl, self.ack):
             os.close(fd)
         for p in (self.ctl_path, self.ack_path):
@@ -258,10 +279,11 @@ def profile_one(target, args, log_dir, label, log):
            "--path", "/index.html"]
     pid = target.pid()
     data = os.path.join(log_dir, label + ".perf.data")
+    counts_path = os.path.join(log_dir, label + ".stat.csv")
     lg = procs.spawn(cmd, cores=CLIENT_CORES, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = measure._Reader(lg.stdout)
     err = openloop._Lines(lg.stderr, log)
-    perf = None
+    perf = stat = None
     edges = []
     try:
         err.opened.wait(60)
@@ -269,18 +291,26 @@ def profile_one(target, args, log_dir, label, log):
         if t0 is None:
             raise ProfileError("loadgen opened no connections: " + " | ".join(err.lines[-3:]))
         # Every process of the server (fork's children exist once the connections are open).
-        perf = PerfControl(process_tree(pid), data, args.freq, log)
+        pids = process_tree(pid)
+        perf = PerfControl(["record", "-e", "cpu-clock", "-g", "-F", str(args.freq)],
+                           pids, data, log)
+        # Counting, not sampling: system calls and context switches in the same window.
+        stat = PerfControl(["stat", "-x,", "-e", ",".join(STAT_EVENTS)], pids, counts_path,
+                           log)
         openloop.sleep_until(t0 + args.warmup)
         load = os.getloadavg()[0]
+        stat.command("enable")
         perf.command("enable")
         edges.append(measure.Snapshot(pid))
         openloop.sleep_until(t0 + args.warmup + args.secs)
         edges.append(measure.Snapshot(pid))
         perf.command("disable")
+        stat.command("disable")
         lg.wait(timeout=30)
     finally:
-        if perf:
-            perf.finish()
+        for p in (perf, stat):
+            if p:
+                p.finish()
         procs.stop(lg)
     err.join(timeout=5)
     text = out.text()
@@ -293,6 +323,7 @@ def profile_one(target, args, log_dir, label, log):
                             capture_output=True, text=True)
     if script.returncode != 0:
         raise ProfileError("perf script failed: " + script.stderr.strip()[-300:])
+    events = read_stat(counts_path)
     counts, leaves = count_buckets(parse_script(script.stdout))
     write_leaves(os.path.join(log_dir, label + ".leaves.txt"), counts, leaves)
     samples = sum(counts.values())
@@ -306,7 +337,9 @@ def profile_one(target, args, log_dir, label, log):
            "client_bound": int(bool(j.get("client_bound"))), "requests": answers,
            "window_s": window, "cpu_s": cpu_s, "server_util": cpu_s / window,
            "cpu_us_per_req": cpu_s * 1e6 / answers if answers else None,
-           "samples": samples}
+           "samples": samples,
+           "syscalls_per_req": events.get(STAT_EVENTS[0], 0) / answers if answers else None,
+           "ctxsw_per_req": events.get(STAT_EVENTS[1], 0) / answers if answers else None}
     for b in BUCKET_NAMES:
         share = counts[b] / samples if samples else 0.0
         row[b + "_share"] = share
@@ -316,7 +349,7 @@ def profile_one(target, args, log_dir, label, log):
 
 CSV_HEADER = (["server", "model", "date", "loadavg", "conns", "rep", "offered_rps", "achieved_rps", "p99_ms",
                "errors", "client_bound", "requests", "window_s", "cpu_s", "server_util",
-               "cpu_us_per_req", "samples"]
+               "cpu_us_per_req", "syscalls_per_req", "ctxsw_per_req", "samples"]
               + [b + "_share" for b in BUCKET_NAMES] + [b + "_us" for b in BUCKET_NAMES])
 
 
@@ -327,7 +360,8 @@ def summarise(rows):
     out = {}
     for r in rows:
         out.setdefault(r["server"], []).append(r)
-    keys = ["cpu_us_per_req", "achieved_rps", "p99_ms", "samples"] + \
+    keys = ["cpu_us_per_req", "syscalls_per_req", "ctxsw_per_req", "achieved_rps", "p99_ms",
+            "samples"] + \
         [b + "_share" for b in BUCKET_NAMES]
     summary = {}
     for name, rs in out.items():
@@ -353,6 +387,9 @@ def table(summary):
             for n in names))
     lines.append(f"{'total CPU per request':<26}" + "".join(
         f"{'':>{w}}{summary[n]['cpu_us_per_req'] or 0:>10.2f}" for n in names))
+    lines.append(f"{'syscalls, ctx switches/req':<26}" + "".join(
+        f"{summary[n]['syscalls_per_req'] or 0:>{w}.2f}{summary[n]['ctxsw_per_req'] or 0:>10.2f}"
+        for n in names))
     lines.append(f"{'achieved req/s, p99 ms':<26}" + "".join(
         f"{summary[n]['achieved_rps']:>{w}.0f}{summary[n]['p99_ms'] or 0:>10.3f}"
         for n in names))
