@@ -4,13 +4,19 @@
 For each server in turn: start it pinned to CPU 0 (a peer with one worker, as the bench
 starts it: bench/procs.py), open N keep-alive connections with build/bench/loadgen pinned
 to CPU 1, offer a fixed open-loop rate, and over exactly the measured window (after the
-warm-up) record the server's process(es) with `perf record -e cpu-clock -g`. perf is
-started during the warm-up with its events disabled and switched on and off through its
-control FIFO at the window's edges, where the server's CPU time (/proc: every thread,
-ns from schedstat or utime+stime ticks) is read too. Nothing of ours samples beside it.
+warm-up) sample CPU 0 with `perf record -e cpu-clock -g -C 0`, keeping the samples of the
+server's processes. perf is started during the warm-up with its events disabled and
+switched on and off through its control FIFO at the window's edges, where the server's CPU
+time (/proc: every thread, ns from schedstat or utime+stime ticks) is read too. Nothing of
+ours samples beside it.
 
-A `perf stat` beside it (counting, not sampling, switched by the same means) counts the
-server's system calls and context switches in the window.
+Why the CPU and not the process (-p): a per-task cpu-clock event is stopped and restarted
+at every context switch of the task (a timer reprogrammed, costly in a VM), and an
+open-loop server switches about once per request. The CPU-wide event runs regardless, so
+the server pays only for the samples: `--overhead` repeats each run without perf, and the
+two CPU-per-request figures agree within the noise. `--count` adds a `perf stat` on the
+server's tasks (system calls and context switches per request): that one is per task and
+does cost the server, so its runs are for the counts, not for the CPU figures.
 
 Each sample's call chain (leaf first) is sorted into one bucket by the rules below; a
 bucket's share of the samples times the server's CPU time over the window, divided by the
@@ -19,39 +25,64 @@ answers that arrived in it, is that bucket's µs per request.
     Rules, tried frame by frame from the leaf towards the root; the first rule that
     matches a frame decides. A sample whose leaf is in user space is user space.
 
-    | bucket    | what it holds                        | frame matched (regex on the symbol) |
-    |-----------|--------------------------------------|-------------------------------------|
-    | parser    | user space, leaf parses HTTP         | leaf in user space: `parse`         |
-    | handler   | user space, leaf answers a request   | leaf in user space: handler_, files_, clock_, beneath_, ngx_http_, h2o_, http_response |
-    | user      | every other user-space leaf          | the event loop, libc, [unknown]     |
-    | syscall   | system-call entry and exit           | LEAF ONLY: entry_SYSCALL*, do_syscall_64, syscall_*, x64_sys_call, __x64_sys_*, exit_to_user_mode*, fpregs/fpu restore (a syscall's whole path sits above do_syscall_64, so only the leaf counts) |
-    | sched     | scheduler and wake-ups               | schedule, __schedule, finish_task_switch, try_to_wake_up, ttwu_*, __wake_up*, wake_up_*, *_task_fair, pick_next*, update_curr, psi_*, __switch_to*, hrtimer sleeps; the sockets' wake-up callbacks sock_def_readable, sock_def_write_space, sk_stream_write_space (they wake the peer's waiter, with interrupts off) |
-    | copy      | copies between user and kernel       | copy_user*, rep_movs*, _copy_to_iter, _copy_from_iter, copy_page_*_iter, memcpy/memmove (kernel) |
-    | poller    | epoll / poll / io_uring machinery    | ep_*, do_epoll_*, __x64_sys_epoll*, *poll_wait, do_sys_poll, do_select, io_uring*, io_*, __io_*, tctx_task_work; the readiness questions tcp_poll, sock_poll, pipe_poll |
-    | net       | sockets, TCP/IP, loopback, skbs      | tcp_*, __tcp_*, ip_*, __ip_*, inet_*, sock_*, sk_*, __sk_*, *_skb*, skb_*, net_rx_action, __netif_*, netif_*, process_backlog, __napi_poll, loopback_xmit, __dev_queue_xmit, dev_hard_start_xmit, __sys_send*, __sys_recv*, ___sys_*msg, ____sys_*msg, release_sock, lock_sock* |
-    | kernel    | any other kernel code                | nothing above matched (files, memory, timers, locks, ...) |
+    bucket   holds                         a frame matching (regex ^name on the symbol)
+    -------  ----------------------------  ----------------------------------------------
+    parser   user space: HTTP parsing      user-space LEAF containing "parse"
+    handler  user space: answering         user-space LEAF handler_, files_, clock_,
+                                           beneath_, ngx_http_, h2o_, http_response
+    user     user space: the rest          any other user-space leaf (event loop, libc,
+                                           [unknown])
+    syscall  system-call entry and exit    kernel LEAF ONLY: entry_SYSCALL, do_syscall_64,
+                                           syscall_, x64_sys_call, __x64_sys_,
+                                           exit_to_user_mode, FPU restore (every syscall
+                                           sits above do_syscall_64: only the leaf counts)
+    sched    scheduler and wake-ups        schedule, __schedule, finish_task_switch,
+                                           try_to_wake_up, ttwu_, __wake_up, wake_up_,
+                                           *_task_fair, pick_next, update_curr, psi_,
+                                           __switch_to, hrtimer sleeps; the sockets'
+                                           wake-up callbacks sock_def_readable,
+                                           sock_def_write_space, sk_stream_write_space
+                                           (they wake the peer's waiter, interrupts off)
+    copy     user<->kernel copies          copy_user, rep_movs, _copy_to_iter,
+                                           _copy_from_iter, copy_page_*_iter, memcpy,
+                                           memmove (kernel), skb_copy_datagram_iter
+    poller   epoll/poll/io_uring           ep_, do_epoll_, *poll_wait, do_sys_poll,
+                                           do_select, io_uring, io_, __io_,
+                                           tctx_task_work; the readiness questions
+                                           tcp_poll, sock_poll, pipe_poll
+    net      sockets, TCP/IP, loopback     tcp_, ip_, inet_, sock_, sk_, skb_, *_skb,
+                                           net_rx_action, netif_, process_backlog,
+                                           __napi_poll, loopback_xmit, __dev_queue_xmit,
+                                           __sys_send, __sys_recv, ___sys_*msg,
+                                           release_sock, lock_sock (and __ forms)
+    kernel   other kernel                  nothing above matched (files, memory, timers)
 
     The rules are ordered: sched before poller (io_schedule is the scheduler), copy before
     net (skb_copy_datagram_iter's copy is a copy), poller before net (tcp_poll, which epoll
-    or io_uring calls to ask a socket whether it is ready, is the poller's question). Locks (_raw_spin_*) match nothing, so a lock
-    counts for whoever took it.
+    or io_uring calls to ask a socket whether it is ready, is the poller's question).
+    Locks (_raw_spin_*) match nothing, so a lock counts for whoever took it.
 
 Caveats a reader should know: cpu-clock in this VM is a timer, not a hardware counter, so
 time spent with interrupts off is charged where they come back on (finish_task_switch,
 _raw_spin_unlock_irqrestore): scheduler figures include that. On loopback the receiving
 side's TCP work runs in the sender's softirq, so the server pays for part of the client's
-receive path, and vice versa. One run is one sample of a noisy machine (FACTS: 16-21 µs per
-request between back-to-back runs of the same server): use --reps for interleaved rounds.
+receive path, and vice versa. One run is one sample of a noisy machine (the same server at
+the same load has varied 16-21 µs per request between back-to-back runs here): use --reps
+for interleaved rounds.
+The `coverage` column (samples ÷ the server's CPU time × the sampling rate) should be near
+1: much less means samples were lost or the server ran where perf did not look.
 
     python3 bench/profile.py [--conns 100] [--rate 5000] [--secs 5] [--warmup 2]
-                             [--freq 4000] [--reps 1] [--out DIR] NAME...
+                             [--freq 4000] [--reps 1] [--count] [--overhead]
+                             [--out DIR] NAME...
     python3 bench/profile.py --replot DIR
 
 NAME is any bin/* server, a peer (nginx, h2o, lighttpd), or a binary in build/bench/ that
 prints the servers' readiness line (e.g. a null server, `floor`). Writes DIR/profile.csv
 (one row per run), DIR/profile.txt (the table), DIR/profile.png and .svg (stacked bars,
 median of the reps), and under DIR/logs/ the perf data and, per run, LABEL.leaves.txt: the
-most frequent leaf symbols of every bucket. Needs root (kernel symbols; perf_event_paranoid is 2 here).
+most frequent leaf symbols of every bucket. Needs root (kernel symbols, CPU-wide events;
+perf_event_paranoid is 2 here).
 """
 
 import argparse
@@ -234,7 +265,7 @@ class PerfControl:
     """A perf command (record or stat) on pids, started with its events off and switched by
     writing to its control FIFO; each command returns when perf acknowledges it."""
 
-    def __init__(self, perf_args, pids, out, log):
+    def __init__(self, perf_args, out, log):
         base = out + ".ctl"
         self.ctl_path, self.ack_path = base, base + ".ack"
         for p in (self.ctl_path, self.ack_path):
@@ -245,8 +276,7 @@ class PerfControl:
         self.ctl = os.open(self.ctl_path, os.O_RDWR)
         self.ack = os.open(self.ack_path, os.O_RDWR)
         cmd = ["perf"] + perf_args + ["-D", "-1", "--control",
-                                      f"fifo:{self.ctl_path},{self.ack_path}",
-                                      "-p", ",".join(map(str, pids)), "-o", out]
+                                      f"fifo:{self.ctl_path},{self.ack_path}", "-o", out]
         self.proc = procs.spawn(cmd, cores=CLIENT_CORES, stdout=log, stderr=log)
 
     def command(self, what, timeout=10.0):
@@ -270,20 +300,20 @@ class PerfControl:
             os.unlink(p)
 
 
-def profile_one(target, args, log_dir, label, log):
-    """One loadgen run against a started target, perf over its window; a profile.csv row."""
+def loadgen_window(target, args, label, log, start_perf):
+    """One loadgen run against a started target; start_perf(pids) returns the
+    PerfControls to switch on and off at the window's edges (none for a bare run).
+    Returns (loadgen's JSON, the two Snapshots, the 1-min load average at the start)."""
     loadgen = os.path.join(BUILD_DIR, "bench", "loadgen")
     cmd = [loadgen, "--host", "127.0.0.1", "--port", str(target.port),
            "--conns", str(args.conns), "--rate", f"{args.rate:g}",
            "--duration", f"{args.secs:g}", "--warmup", f"{args.warmup:g}",
            "--path", "/index.html"]
     pid = target.pid()
-    data = os.path.join(log_dir, label + ".perf.data")
-    counts_path = os.path.join(log_dir, label + ".stat.csv")
     lg = procs.spawn(cmd, cores=CLIENT_CORES, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = measure._Reader(lg.stdout)
     err = openloop._Lines(lg.stderr, log)
-    perf = stat = None
+    perfs = []
     edges = []
     try:
         err.opened.wait(60)
@@ -291,26 +321,20 @@ def profile_one(target, args, log_dir, label, log):
         if t0 is None:
             raise ProfileError("loadgen opened no connections: " + " | ".join(err.lines[-3:]))
         # Every process of the server (fork's children exist once the connections are open).
-        pids = process_tree(pid)
-        perf = PerfControl(["record", "-e", "cpu-clock", "-g", "-F", str(args.freq)],
-                           pids, data, log)
-        # Counting, not sampling: system calls and context switches in the same window.
-        stat = PerfControl(["stat", "-x,", "-e", ",".join(STAT_EVENTS)], pids, counts_path,
-                           log)
+        perfs = start_perf(process_tree(pid))
         openloop.sleep_until(t0 + args.warmup)
         load = os.getloadavg()[0]
-        stat.command("enable")
-        perf.command("enable")
+        for p in perfs:
+            p.command("enable")
         edges.append(measure.Snapshot(pid))
         openloop.sleep_until(t0 + args.warmup + args.secs)
         edges.append(measure.Snapshot(pid))
-        perf.command("disable")
-        stat.command("disable")
+        for p in reversed(perfs):
+            p.command("disable")
         lg.wait(timeout=30)
     finally:
-        for p in (perf, stat):
-            if p:
-                p.finish()
+        for p in perfs:
+            p.finish()
         procs.stop(lg)
     err.join(timeout=5)
     text = out.text()
@@ -319,15 +343,53 @@ def profile_one(target, args, log_dir, label, log):
         j = json.loads(text.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise ProfileError("loadgen gave no result: " + " | ".join(err.lines[-3:]))
-    script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,ip,sym,dso"],
+    return j, edges, load
+
+
+def answers_of(j):
+    return j.get("window_answers") or j.get("requests") or 0
+
+
+def bare_cpu_us(target, args, label, log):
+    """CPU per request of the same load with no perf attached: what perf itself costs."""
+    j, edges, _ = loadgen_window(target, args, label + "-bare", log, lambda pids: [])
+    answers = answers_of(j)
+    return edges[0].cpu_s(edges[1]) * 1e6 / answers if answers else None
+
+
+def profile_one(target, args, log_dir, label, log):
+    """One loadgen run against a started target, perf over its window; a profile.csv row."""
+    data = os.path.join(log_dir, label + ".perf.data")
+    counts_path = os.path.join(log_dir, label + ".stat.csv")
+
+    def start_perf(pids):
+        profiled.extend(pids)
+        # The server's CPU (-C), not its tasks (-p): a per-task cpu-clock event is stopped
+        # and restarted (a timer reprogrammed) at every context switch of the server, which
+        # costs the server far more than the samples do. Other tasks' samples on that CPU
+        # are dropped by pid below.
+        # A fixed period (-c, ns of CPU for cpu-clock), not a target frequency (-F).
+        record = PerfControl(["record", "-e", "cpu-clock", "-g", "-c",
+                              str(int(1e9 / args.freq)),
+                              "-C", ",".join(map(str, SERVER_CORES))], data, log)
+        if not args.count:
+            return [record]
+        # Counting, not sampling: system calls and context switches of the server's tasks.
+        return [PerfControl(["stat", "-x,", "-e", ",".join(STAT_EVENTS),
+                             "-p", ",".join(map(str, pids))], counts_path, log), record]
+
+    profiled = []
+    j, edges, load = loadgen_window(target, args, label, log, start_perf)
+    script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,ip,sym,dso",
+                             "--pid", ",".join(map(str, profiled))],
                             capture_output=True, text=True)
     if script.returncode != 0:
         raise ProfileError("perf script failed: " + script.stderr.strip()[-300:])
-    events = read_stat(counts_path)
+    events = read_stat(counts_path) if args.count else {}
     counts, leaves = count_buckets(parse_script(script.stdout))
     write_leaves(os.path.join(log_dir, label + ".leaves.txt"), counts, leaves)
     samples = sum(counts.values())
-    answers = j.get("window_answers") or j.get("requests") or 0
+    answers = answers_of(j)
     cpu_s = edges[0].cpu_s(edges[1])
     window = edges[1].t - edges[0].t
     row = {"server": target.name, "model": target.model, "conns": args.conns,
@@ -338,8 +400,13 @@ def profile_one(target, args, log_dir, label, log):
            "window_s": window, "cpu_s": cpu_s, "server_util": cpu_s / window,
            "cpu_us_per_req": cpu_s * 1e6 / answers if answers else None,
            "samples": samples,
-           "syscalls_per_req": events.get(STAT_EVENTS[0], 0) / answers if answers else None,
-           "ctxsw_per_req": events.get(STAT_EVENTS[1], 0) / answers if answers else None}
+           # Samples per sample period of CPU the server used: near 1 when the samples
+           # saw all of its time on its core.
+           "coverage": samples / (cpu_s * args.freq) if cpu_s > 0 else None,
+           "syscalls_per_req": events[STAT_EVENTS[0]] / answers
+           if answers and STAT_EVENTS[0] in events else None,
+           "ctxsw_per_req": events[STAT_EVENTS[1]] / answers
+           if answers and STAT_EVENTS[1] in events else None}
     for b in BUCKET_NAMES:
         share = counts[b] / samples if samples else 0.0
         row[b + "_share"] = share
@@ -347,9 +414,11 @@ def profile_one(target, args, log_dir, label, log):
     return row
 
 
-CSV_HEADER = (["server", "model", "date", "loadavg", "conns", "rep", "offered_rps", "achieved_rps", "p99_ms",
+CSV_HEADER = (["server", "model", "date", "loadavg", "conns", "rep", "offered_rps",
+               "achieved_rps", "p99_ms",
                "errors", "client_bound", "requests", "window_s", "cpu_s", "server_util",
-               "cpu_us_per_req", "syscalls_per_req", "ctxsw_per_req", "samples"]
+               "cpu_us_per_req", "bare_cpu_us_per_req", "syscalls_per_req", "ctxsw_per_req",
+               "samples", "coverage"]
               + [b + "_share" for b in BUCKET_NAMES] + [b + "_us" for b in BUCKET_NAMES])
 
 
@@ -360,7 +429,8 @@ def summarise(rows):
     out = {}
     for r in rows:
         out.setdefault(r["server"], []).append(r)
-    keys = ["cpu_us_per_req", "syscalls_per_req", "ctxsw_per_req", "achieved_rps", "p99_ms",
+    keys = ["cpu_us_per_req", "bare_cpu_us_per_req", "coverage", "syscalls_per_req",
+            "ctxsw_per_req", "achieved_rps", "p99_ms",
             "samples"] + \
         [b + "_share" for b in BUCKET_NAMES]
     summary = {}
@@ -387,14 +457,19 @@ def table(summary):
             for n in names))
     lines.append(f"{'total CPU per request':<26}" + "".join(
         f"{'':>{w}}{summary[n]['cpu_us_per_req'] or 0:>10.2f}" for n in names))
-    lines.append(f"{'syscalls, ctx switches/req':<26}" + "".join(
-        f"{summary[n]['syscalls_per_req'] or 0:>{w}.2f}{summary[n]['ctxsw_per_req'] or 0:>10.2f}"
-        for n in names))
+    if any(summary[n]["bare_cpu_us_per_req"] for n in names):
+        lines.append(f"{'... without perf attached':<26}" + "".join(
+            f"{'':>{w}}{summary[n]['bare_cpu_us_per_req'] or 0:>10.2f}" for n in names))
+    if any(summary[n]["syscalls_per_req"] is not None for n in names):
+        lines.append(f"{'syscalls, ctx switches/req':<26}" + "".join(
+            f"{summary[n]['syscalls_per_req'] or 0:>{w}.2f}"
+            f"{summary[n]['ctxsw_per_req'] or 0:>10.2f}" for n in names))
     lines.append(f"{'achieved req/s, p99 ms':<26}" + "".join(
         f"{summary[n]['achieved_rps']:>{w}.0f}{summary[n]['p99_ms'] or 0:>10.3f}"
         for n in names))
-    lines.append(f"{'samples, reps':<26}" + "".join(
-        f"{summary[n]['samples']:>{w}.0f}{summary[n]['reps']:>10}" for n in names))
+    lines.append(f"{'samples, coverage, reps':<26}" + "".join(
+        f"{summary[n]['samples']:>{w}.0f}{summary[n]['coverage'] or 0:>6.2f}"
+        f"{summary[n]['reps']:>4}" for n in names))
     bound = [n for n in names if summary[n]["client_bound"]]
     if bound:
         lines.append("client-bound (the client fell behind; not the server's figure): "
@@ -475,6 +550,11 @@ def main(argv=None):
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--freq", type=int, default=4000, help="perf samples per CPU-second")
     ap.add_argument("--reps", type=int, default=1, help="interleaved rounds over the servers")
+    ap.add_argument("--count", action="store_true",
+                    help="perf stat on the server's tasks beside the record: system calls "
+                         "and context switches per request (it costs the server CPU)")
+    ap.add_argument("--overhead", action="store_true",
+                    help="after each profiled run, the same load without perf")
     ap.add_argument("--out", help="run directory (default results/DATE-profile)")
     ap.add_argument("--replot", metavar="DIR", help="redraw DIR's table and plot only")
     args = ap.parse_args(argv)
@@ -503,6 +583,8 @@ def main(argv=None):
                 try:
                     target.start()
                     row = profile_one(target, args, log_dir, label, log)
+                    if args.overhead:
+                        row["bare_cpu_us_per_req"] = bare_cpu_us(target, args, label, log)
                 except (procs.StartError, ProfileError, measure.MeasureError, OSError) as e:
                     print(f"profile: {name}: {e}", flush=True)
                     continue
