@@ -16,7 +16,8 @@
 #   make profile MODEL=epoll   where the server's CPU goes (bench/profile.py, docs/profile.md):
 #                        perf samples over a fixed open-loop load, sorted into buckets;
 #                        MODELS="epoll uring coro nginx" draws them side by side. As root.
-#                        PROFILE_CONNS, PROFILE_RATE, PROFILE_SECS, PROFILE_REPS
+#                        PROFILE_CONNS, PROFILE_RATE, PROFILE_SECS, PROFILE_REPS, and
+#                        PROFILE_ARGS for more options (--count, --overhead: docs/profile.md)
 #   make demo-idle       for a class: poll against epoll with 0 and 5,000 idle connections
 #                        (bench/demo_idle.py: idlers + loadgen, no peers, no root, ~25 s)
 #
@@ -92,9 +93,11 @@ PROFILE_CONNS ?= 100
 PROFILE_RATE ?= 5000
 PROFILE_SECS ?= 5
 PROFILE_REPS ?= 1
+PROFILE_ARGS ?=
 profile: all $(BENCH_LOADGEN)
 	BUILD=$(BUILD) $(BENCH_PY) bench/profile.py --conns $(PROFILE_CONNS) \
-	  --rate $(PROFILE_RATE) --secs $(PROFILE_SECS) --reps $(PROFILE_REPS) $(or $(MODELS),$(MODEL))
+	  --rate $(PROFILE_RATE) --secs $(PROFILE_SECS) --reps $(PROFILE_REPS) $(PROFILE_ARGS) \
+	  $(or $(MODELS),$(MODEL))
 # No deps here: it needs nothing beyond what make builds, and never root.
 demo-idle: $(BIN)/poll $(BIN)/epoll $(BENCH_TOOLS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/demo_idle.py
