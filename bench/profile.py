@@ -13,10 +13,10 @@ ours samples beside it.
 Why the CPU and not the process (-p): a per-task cpu-clock event is stopped and restarted
 at every context switch of the task (a timer reprogrammed, costly in a VM), and an
 open-loop server switches every other request or so. The CPU-wide event runs regardless,
-so the server pays only for the samples: `--overhead` repeats each run without perf, and the
-two CPU-per-request figures agree within the noise. `--count` adds a `perf stat` on the
-server's tasks (system calls and context switches per request): that one is per task and
-does cost the server, so its runs are for the counts, not for the CPU figures.
+so the server pays only for the samples: `--overhead` repeats each run without perf (the
+two CPU-per-request figures agreed within the noise here). `--count` adds a `perf stat` on
+the server's tasks (system calls and context switches per request): that one is per task
+and may cost the server, so its runs are for the counts, not for the CPU figures.
 
 Each sample's call chain (leaf first) is sorted into one bucket by the rules below; a
 bucket's share of the samples times the server's CPU time over the window, divided by the

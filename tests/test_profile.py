@@ -120,7 +120,7 @@ epoll 31658 cpu-clock:
     ("parser", "libhttp_parser", """\
 epoll 31658 cpu-clock:
 \t            4c2a http_parser_execute (/usr/lib/x86_64-linux-gnu/libhttp_parser.so.2.9.4)
-\t           1a2b3 http_parse_request (/work/c10k/bin/epoll)
+\t           1a2b3 http_parse_request (/home/student/c10k/bin/epoll)
 """),
     ("parser", "nginx's request-line parser", """\
 nginx 777 cpu-clock:
@@ -128,7 +128,7 @@ nginx 777 cpu-clock:
 """),
     ("handler", "our handler", """\
 epoll 31658 cpu-clock:
-\t           1b2c4 handler_prepare_response (/work/c10k/bin/epoll)
+\t           1b2c4 handler_prepare_response (/home/student/c10k/bin/epoll)
 """),
     ("user", "the event loop and libc", """\
 epoll 31658 cpu-clock:
