@@ -494,8 +494,8 @@ def plot(run_dir, summary, note):
         f"set xrange [-0.6:{len(names) - 0.4}]",
         "set key invert",  # listed top to bottom as the bars stack
         "set ylabel 'server CPU per request (µs)'",
-        "set title " + plots.gp_str("Where the CPU goes: server CPU per request by kernel "
-                                    "and user-space bucket (perf cpu-clock samples)"),
+        "set title " + plots.gp_str("Where the CPU goes: server CPU per request, by bucket "
+                                    "(perf cpu-clock samples)"),
         "set label 1 " + plots.gp_str(plots.wrap(note, 120)) +
         " at screen 0.01, screen 0.03 font ',9'",
         "set bmargin 7",
@@ -506,7 +506,7 @@ def plot(run_dir, summary, note):
         parts.append(f"$profile using {using} title {plots.gp_str(label)} "
                      f"lc rgb '{colour}'")
     body = {"data": data, "setup": setup, "plot": "plot " + ", \\\n     ".join(parts)}
-    plots.write_and_run(run_dir, "profile", body, size=(max(700, 160 * len(names) + 420), 620))
+    plots.write_and_run(run_dir, "profile", body, size=(max(1000, 160 * len(names) + 420), 620))
     return os.path.join(run_dir, "profile.png")
 
 

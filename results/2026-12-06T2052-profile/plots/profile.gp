@@ -2,13 +2,13 @@
 set encoding utf8
 $profile << EOD
 # server parser handler user syscall sched copy poller net kernel
-"epoll" 0.9737 0.4007 1.8972 0.8475 13.3485 1.1586 1.4425 9.6632 0.9244
-"uring" 0.7737 0.3422 2.1426 0.5208 9.4794 1.8788 3.7496 11.4125 1.0658
+"epoll" 0.9737 0.4007 1.8972 0.8475 13.3484 1.1586 1.4425 9.6631 0.9244
+"uring" 0.7737 0.3422 2.1427 0.5208 9.4796 1.8788 3.7497 11.4127 1.0659
 "coro" 0.8754 0.8754 2.7467 0.6456 9.4219 1.5224 1.1329 11.3621 0.8535
-"corouring" 1.3674 1.0596 3.8474 0.7434 11.0054 1.2825 5.3713 10.6717 1.6597
-"nginx" 0.3392 1.2941 7.8359 1.3908 12.6381 0.6688 1.7622 16.7063 2.5637
-"h2o" 0.0000 1.1328 3.6109 1.0156 9.2969 1.1718 1.2988 9.8340 4.8425
-"lighttpd" 0.0353 0.2372 5.1856 0.8995 9.6539 1.2229 1.6744 10.7828 2.3888
+"corouring" 1.3674 1.0596 3.8474 0.7434 11.0053 1.2825 5.3712 10.6716 1.6596
+"nginx" 0.3392 1.2941 7.8358 1.3908 12.6381 0.6688 1.7622 16.7063 2.5637
+"h2o" 0.0000 1.1328 3.6109 1.0156 9.2968 1.1718 1.2988 9.8339 4.8424
+"lighttpd" 0.0353 0.2372 5.1855 0.8995 9.6538 1.2229 1.6744 10.7826 2.3888
 EOD
 set terminal pngcairo size 1540,620 enhanced font "DejaVu Sans,11"
 set output "profile.png"
@@ -25,7 +25,7 @@ set yrange [0:*]
 set xrange [-0.6:6.6]
 set key invert
 set ylabel 'server CPU per request (µs)'
-set title "Where the CPU goes: server CPU per request by kernel and user-space bucket (perf cpu-clock samples)"
+set title "Where the CPU goes: server CPU per request, by bucket (perf cpu-clock samples)"
 set label 1 "100 keep-alive connections, 5,000 req/s open loop (loadgen on CPU 1, server on CPU 0), 5.0 s window; median of 3 run(s)\nper server; 2026-12-06, shared 2-core machine, 1-min load average 5-1628: noisy." at screen 0.01, screen 0.03 font ',9'
 set bmargin 7
 plot $profile using 2:xtic(1) title "user: HTTP parser" lc rgb '#9edae5', \
@@ -52,7 +52,7 @@ set yrange [0:*]
 set xrange [-0.6:6.6]
 set key invert
 set ylabel 'server CPU per request (µs)'
-set title "Where the CPU goes: server CPU per request by kernel and user-space bucket (perf cpu-clock samples)"
+set title "Where the CPU goes: server CPU per request, by bucket (perf cpu-clock samples)"
 set label 1 "100 keep-alive connections, 5,000 req/s open loop (loadgen on CPU 1, server on CPU 0), 5.0 s window; median of 3 run(s)\nper server; 2026-12-06, shared 2-core machine, 1-min load average 5-1628: noisy." at screen 0.01, screen 0.03 font ',9'
 set bmargin 7
 plot $profile using 2:xtic(1) title "user: HTTP parser" lc rgb '#9edae5', \

@@ -3,10 +3,10 @@ set encoding utf8
 $profile << EOD
 # server parser handler user syscall sched copy poller net kernel
 "epoll" 0.8662 0.5294 2.1935 1.1551 10.7884 1.3176 1.5155 12.4010 1.9873
-"uring" 0.8726 0.5723 2.7893 0.7385 9.6782 1.4807 4.4208 11.4295 1.6980
-"coro" 1.6681 1.1085 3.2541 1.0644 12.1630 1.1257 1.2459 12.3386 2.0932
+"uring" 0.8726 0.5723 2.7894 0.7385 9.6782 1.4807 4.4209 11.4296 1.6980
+"coro" 1.6681 1.1085 3.2541 1.0644 12.1629 1.1257 1.2459 12.3386 2.0932
 "corouring" 1.5755 1.3604 4.5912 0.8326 10.7287 1.9226 5.7429 16.4487 3.5569
-"nginx" 0.2933 1.1647 8.1316 1.7666 11.5083 0.6161 1.2376 16.7700 4.0811
+"nginx" 0.2933 1.1648 8.1317 1.7666 11.5084 0.6161 1.2377 16.7700 4.0811
 EOD
 set terminal pngcairo size 1220,620 enhanced font "DejaVu Sans,11"
 set output "profile.png"
@@ -23,7 +23,7 @@ set yrange [0:*]
 set xrange [-0.6:4.6]
 set key invert
 set ylabel 'server CPU per request (µs)'
-set title "Where the CPU goes: server CPU per request by kernel and user-space bucket (perf cpu-clock samples)"
+set title "Where the CPU goes: server CPU per request, by bucket (perf cpu-clock samples)"
 set label 1 "100 keep-alive connections, 5,000 req/s open loop (loadgen on CPU 1, server on CPU 0), 5.0 s window; median of 2 run(s)\nper server; 2026-12-06, shared 2-core machine, 1-min load average 45-170: noisy." at screen 0.01, screen 0.03 font ',9'
 set bmargin 7
 plot $profile using 2:xtic(1) title "user: HTTP parser" lc rgb '#9edae5', \
@@ -50,7 +50,7 @@ set yrange [0:*]
 set xrange [-0.6:4.6]
 set key invert
 set ylabel 'server CPU per request (µs)'
-set title "Where the CPU goes: server CPU per request by kernel and user-space bucket (perf cpu-clock samples)"
+set title "Where the CPU goes: server CPU per request, by bucket (perf cpu-clock samples)"
 set label 1 "100 keep-alive connections, 5,000 req/s open loop (loadgen on CPU 1, server on CPU 0), 5.0 s window; median of 2 run(s)\nper server; 2026-12-06, shared 2-core machine, 1-min load average 45-170: noisy." at screen 0.01, screen 0.03 font ',9'
 set bmargin 7
 plot $profile using 2:xtic(1) title "user: HTTP parser" lc rgb '#9edae5', \

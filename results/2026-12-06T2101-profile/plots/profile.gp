@@ -2,10 +2,10 @@
 set encoding utf8
 $profile << EOD
 # server parser handler user syscall sched copy poller net kernel
-"epoll" 0.4617 0.2269 0.8852 0.4826 1.3262 0.9131 0.5322 8.0938 0.5238
-"uring" 0.4347 0.1943 0.9657 0.1799 1.3647 1.0270 2.1620 8.1449 0.5339
+"epoll" 0.4617 0.2269 0.8851 0.4826 1.3262 0.9131 0.5322 8.0936 0.5238
+"uring" 0.4347 0.1943 0.9657 0.1799 1.3647 1.0270 2.1620 8.1448 0.5339
 EOD
-set terminal pngcairo size 740,620 enhanced font "DejaVu Sans,11"
+set terminal pngcairo size 1000,620 enhanced font "DejaVu Sans,11"
 set output "profile.png"
 set grid lc rgb '#dddddd'
 set border 3
@@ -20,7 +20,7 @@ set yrange [0:*]
 set xrange [-0.6:1.6]
 set key invert
 set ylabel 'server CPU per request (µs)'
-set title "Where the CPU goes: server CPU per request by kernel and user-space bucket (perf cpu-clock samples)"
+set title "Where the CPU goes: server CPU per request, by bucket (perf cpu-clock samples)"
 set label 1 "100 keep-alive connections, 20,000 req/s open loop (loadgen on CPU 1, server on CPU 0), 5.0 s window; median of 3 run(s)\nper server; 2026-12-06, shared 2-core machine, 1-min load average 10-14: noisy." at screen 0.01, screen 0.03 font ',9'
 set bmargin 7
 plot $profile using 2:xtic(1) title "user: HTTP parser" lc rgb '#9edae5', \
@@ -32,7 +32,7 @@ plot $profile using 2:xtic(1) title "user: HTTP parser" lc rgb '#9edae5', \
      $profile using 8 title "epoll/poll/io_uring" lc rgb '#2ca02c', \
      $profile using 9 title "sockets, TCP/IP, loopback" lc rgb '#1f77b4', \
      $profile using 10 title "other kernel" lc rgb '#7f7f7f'
-set terminal svg size 740,620 dynamic enhanced font "DejaVu Sans,11" background rgb "white"
+set terminal svg size 1000,620 dynamic enhanced font "DejaVu Sans,11" background rgb "white"
 set output "profile.svg"
 set grid lc rgb '#dddddd'
 set border 3
@@ -47,7 +47,7 @@ set yrange [0:*]
 set xrange [-0.6:1.6]
 set key invert
 set ylabel 'server CPU per request (µs)'
-set title "Where the CPU goes: server CPU per request by kernel and user-space bucket (perf cpu-clock samples)"
+set title "Where the CPU goes: server CPU per request, by bucket (perf cpu-clock samples)"
 set label 1 "100 keep-alive connections, 20,000 req/s open loop (loadgen on CPU 1, server on CPU 0), 5.0 s window; median of 3 run(s)\nper server; 2026-12-06, shared 2-core machine, 1-min load average 10-14: noisy." at screen 0.01, screen 0.03 font ',9'
 set bmargin 7
 plot $profile using 2:xtic(1) title "user: HTTP parser" lc rgb '#9edae5', \

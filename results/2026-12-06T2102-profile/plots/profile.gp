@@ -2,10 +2,10 @@
 set encoding utf8
 $profile << EOD
 # server parser handler user syscall sched copy poller net kernel
-"epoll" 0.4231 0.2145 0.9021 0.5524 2.4653 0.8169 0.5994 7.3664 1.2165
-"uring" 0.4258 0.1175 0.7243 0.2471 1.2308 1.1843 1.7667 8.3416 0.6900
+"epoll" 0.4231 0.2145 0.9021 0.5524 2.4653 0.8169 0.5994 7.3667 1.2165
+"uring" 0.4258 0.1175 0.7243 0.2471 1.2308 1.1843 1.7667 8.3415 0.6900
 EOD
-set terminal pngcairo size 740,620 enhanced font "DejaVu Sans,11"
+set terminal pngcairo size 1000,620 enhanced font "DejaVu Sans,11"
 set output "profile.png"
 set grid lc rgb '#dddddd'
 set border 3
@@ -20,7 +20,7 @@ set yrange [0:*]
 set xrange [-0.6:1.6]
 set key invert
 set ylabel 'server CPU per request (µs)'
-set title "Where the CPU goes: server CPU per request by kernel and user-space bucket (perf cpu-clock samples)"
+set title "Where the CPU goes: server CPU per request, by bucket (perf cpu-clock samples)"
 set label 1 "100 keep-alive connections, 20,000 req/s open loop (loadgen on CPU 1, server on CPU 0), 5.0 s window; median of 1 run(s)\nper server; 2026-12-06, shared 2-core machine, 1-min load average 11-54: noisy." at screen 0.01, screen 0.03 font ',9'
 set bmargin 7
 plot $profile using 2:xtic(1) title "user: HTTP parser" lc rgb '#9edae5', \
@@ -32,7 +32,7 @@ plot $profile using 2:xtic(1) title "user: HTTP parser" lc rgb '#9edae5', \
      $profile using 8 title "epoll/poll/io_uring" lc rgb '#2ca02c', \
      $profile using 9 title "sockets, TCP/IP, loopback" lc rgb '#1f77b4', \
      $profile using 10 title "other kernel" lc rgb '#7f7f7f'
-set terminal svg size 740,620 dynamic enhanced font "DejaVu Sans,11" background rgb "white"
+set terminal svg size 1000,620 dynamic enhanced font "DejaVu Sans,11" background rgb "white"
 set output "profile.svg"
 set grid lc rgb '#dddddd'
 set border 3
@@ -47,7 +47,7 @@ set yrange [0:*]
 set xrange [-0.6:1.6]
 set key invert
 set ylabel 'server CPU per request (µs)'
-set title "Where the CPU goes: server CPU per request by kernel and user-space bucket (perf cpu-clock samples)"
+set title "Where the CPU goes: server CPU per request, by bucket (perf cpu-clock samples)"
 set label 1 "100 keep-alive connections, 20,000 req/s open loop (loadgen on CPU 1, server on CPU 0), 5.0 s window; median of 1 run(s)\nper server; 2026-12-06, shared 2-core machine, 1-min load average 11-54: noisy." at screen 0.01, screen 0.03 font ',9'
 set bmargin 7
 plot $profile using 2:xtic(1) title "user: HTTP parser" lc rgb '#9edae5', \
