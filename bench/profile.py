@@ -567,6 +567,11 @@ def main(argv=None):
         ap.error("name at least one server (MODEL=epoll or MODELS=\"epoll uring nginx\")")
     if os.geteuid() != 0:
         sys.exit("profile: needs root (perf with kernel symbols; perf_event_paranoid)")
+    try:  # every name before the first run: a typo should not cost a run
+        for name in names:
+            make_target(name, "", "", "")
+    except ProfileError as e:
+        sys.exit(f"profile: {e}")
     run_dir = args.out or os.path.join(REPO, "results", run_id())
     log_dir = os.path.join(run_dir, "logs")
     os.makedirs(log_dir, exist_ok=True)
