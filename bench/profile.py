@@ -177,30 +177,54 @@ def classify(frames):
     return "kernel"
 
 
-FRAME_RE = re.compile(r"^\s*[0-9a-f]+\s+(.*?)\s+\((.*)\)\s*$")
+FRAME_RE = re.compile(r"^\s+[0-9a-f]+\s+(.*?)\s+\((.*)\)\s*$")
+# "comm pid/tid ..." opens a sample or a task event; comm may hold spaces.
+HEADER_RE = re.compile(r"^(\S.*?)\s+(\d+)/(\d+)\s*(.*)$")
+FORK_RE = re.compile(r"PERF_RECORD_FORK\((\d+):\d+\):\((\d+):\d+\)")
 
 
 def parse_script(text):
-    """The samples of `perf script -F comm,tid,ip,sym,dso` output, each a list of
-    (symbol, dso) from the leaf to the root. A symbol perf could not name is '[unknown]';
-    the +0xOFFSET suffix, if any, is dropped."""
-    samples, frames, in_sample = [], [], False
+    """(samples, parents) from `perf script -F comm,pid,tid,ip,sym,dso --show-task-events`:
+    each sample as (pid, frames), the frames (symbol, dso) from the leaf to the root (a
+    symbol perf could not name is '[unknown]'; a +0xOFFSET suffix is dropped); parents
+    {child pid: parent pid} from the fork records, to follow a server's new children."""
+    samples, parents = [], {}
+    pid, frames = None, None
     for line in text.splitlines():
-        if not line.strip():
-            if in_sample:
-                samples.append(frames)
-            frames, in_sample = [], False
-            continue
         m = FRAME_RE.match(line)
-        if m and in_sample:
+        if m and frames is not None:
             frames.append((m.group(1).split("+0x")[0], m.group(2)))
-        elif not line[:1].isspace():
-            if in_sample:
-                samples.append(frames)
-            frames, in_sample = [], True  # a header line: comm tid event
-    if in_sample:
-        samples.append(frames)
-    return samples
+            continue
+        if frames is not None:
+            samples.append((pid, frames))
+        pid, frames = None, None
+        h = HEADER_RE.match(line)
+        if not h:
+            continue  # a blank line between samples
+        f = FORK_RE.search(h.group(4))
+        if f:
+            if f.group(1) != f.group(2):
+                parents[int(f.group(1))] = int(f.group(2))
+        elif "PERF_RECORD" not in h.group(4):
+            pid, frames = int(h.group(2)), []
+    if frames is not None:
+        samples.append((pid, frames))
+    return samples, parents
+
+
+def descendants(roots, parents):
+    """roots and every process forked under them, per the fork records."""
+    keep = set(roots)
+    children = collections.defaultdict(list)
+    for child, parent in parents.items():
+        children[parent].append(child)
+    todo = list(keep)
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            if c not in keep:
+                keep.add(c)
+                todo.append(c)
+    return keep
 
 
 def count_buckets(samples):
@@ -380,13 +404,17 @@ def profile_one(target, args, log_dir, label, log):
 
     profiled = []
     j, edges, load = loadgen_window(target, args, label, log, start_perf)
-    script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,ip,sym,dso",
-                             "--pid", ",".join(map(str, profiled))],
+    script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,pid,tid,ip,sym,dso",
+                             "--show-task-events"],
                             capture_output=True, text=True)
     if script.returncode != 0:
         raise ProfileError("perf script failed: " + script.stderr.strip()[-300:])
     events = read_stat(counts_path) if args.count else {}
-    counts, leaves = count_buckets(parse_script(script.stdout))
+    # The server's processes: those at the window's start and any forked under them since
+    # (bin/fork's children); the other tasks on its CPU are not its cost.
+    samples, parents = parse_script(script.stdout)
+    keep = descendants(profiled, parents)
+    counts, leaves = count_buckets([f for pid, f in samples if pid in keep])
     write_leaves(os.path.join(log_dir, label + ".leaves.txt"), counts, leaves)
     samples = sum(counts.values())
     answers = answers_of(j)

@@ -30,7 +30,7 @@ LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 # (expected bucket, why, perf script text of one sample)
 SAMPLES = [
     ("copy", "a copy under tcp_sendmsg is a copy, not TCP", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \tffffffff81ba4974 _copy_from_iter ([kernel.kallsyms])
 \tffffffff82065ed4 tcp_sendmsg_locked ([kernel.kallsyms])
 \tffffffff8206652b tcp_sendmsg ([kernel.kallsyms])
@@ -40,7 +40,7 @@ epoll 31658 cpu-clock:
 \t          10ac10 __libc_sendmsg (/usr/lib/x86_64-linux-gnu/libc.so.6)
 """),
     ("net", "TCP receive in the sender's softirq (loopback)", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \tffffffff8207d306 tcp_chrono_stop ([kernel.kallsyms])
 \tffffffff820750a8 tcp_ack ([kernel.kallsyms])
 \tffffffff8208d30a tcp_v4_rcv ([kernel.kallsyms])
@@ -50,20 +50,20 @@ epoll 31658 cpu-clock:
 \tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
 """),
     ("net", "a lock counts for whoever took it (tcp_v4_rcv)", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \tffffffff822525e7 _raw_spin_lock ([kernel.kallsyms])
 \tffffffff8208d299 tcp_v4_rcv ([kernel.kallsyms])
 \tffffffff8204d1fc ip_protocol_deliver_rcu ([kernel.kallsyms])
 """),
     ("sched", "sock_def_readable's irq-off wake-up is a wake-up", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \tffffffff81416a2b _raw_spin_unlock_irqrestore ([kernel.kallsyms])
 \tffffffff81e7f0c1 sock_def_readable ([kernel.kallsyms])
 \tffffffff82070c1a tcp_data_queue ([kernel.kallsyms])
 \tffffffff8207796b tcp_rcv_established ([kernel.kallsyms])
 """),
     ("sched", "switching back in after epoll_wait slept", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \tffffffff813a1b2e finish_task_switch.isra.0 ([kernel.kallsyms])
 \tffffffff8224c1a0 __schedule ([kernel.kallsyms])
 \tffffffff8224c9b3 schedule ([kernel.kallsyms])
@@ -73,25 +73,25 @@ epoll 31658 cpu-clock:
 \tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
 """),
     ("poller", "epoll's own work", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \tffffffff816a1f30 ep_item_poll.isra.0 ([kernel.kallsyms])
 \tffffffff816a2460 ep_send_events ([kernel.kallsyms])
 \tffffffff816a2d55 do_epoll_wait ([kernel.kallsyms])
 """),
     ("poller", "tcp_poll asked by epoll is the poller's question", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \tffffffff82066a10 tcp_poll ([kernel.kallsyms])
 \tffffffff81e76210 sock_poll ([kernel.kallsyms])
 \tffffffff816a1f30 ep_item_poll.isra.0 ([kernel.kallsyms])
 """, ),
     ("poller", "io_uring's submission path", """\
-uring 4242 cpu-clock:
+uring 4242/4242
 \tffffffff81bd1230 io_submit_sqes ([kernel.kallsyms])
 \tffffffff81bd2a10 __do_sys_io_uring_enter ([kernel.kallsyms])
 \tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
 """),
     ("net", "a receive issued by io_uring is TCP work", """\
-uring 4242 cpu-clock:
+uring 4242/4242
 \tffffffff82063a20 tcp_recvmsg_locked ([kernel.kallsyms])
 \tffffffff82064110 tcp_recvmsg ([kernel.kallsyms])
 \tffffffff81e75a00 sock_recvmsg ([kernel.kallsyms])
@@ -99,18 +99,18 @@ uring 4242 cpu-clock:
 \tffffffff81bd0400 io_issue_sqe ([kernel.kallsyms])
 """),
     ("sched", "io_schedule is the scheduler, not io_uring", """\
-uring 4242 cpu-clock:
+uring 4242/4242
 \tffffffff8224cb00 io_schedule ([kernel.kallsyms])
 \tffffffff81bd5000 io_cqring_wait ([kernel.kallsyms])
 """),
     ("syscall", "the leaf in entry code", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
 \tffffffff81000130 entry_SYSCALL_64_after_hwframe ([kernel.kallsyms])
 \t          10ac10 __libc_recv (/usr/lib/x86_64-linux-gnu/libc.so.6)
 """),
     ("kernel", "do_syscall_64 above an unknown frame decides nothing (leaf only)", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \tffffffff81614ad0 generic_fillattr ([kernel.kallsyms])
 \tffffffff815f0110 vfs_getattr_nosec ([kernel.kallsyms])
 \tffffffff815f0990 __do_sys_newfstat ([kernel.kallsyms])
@@ -118,28 +118,28 @@ epoll 31658 cpu-clock:
 \tffffffff81000130 entry_SYSCALL_64_after_hwframe ([kernel.kallsyms])
 """),
     ("parser", "libhttp_parser", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \t            4c2a http_parser_execute (/usr/lib/x86_64-linux-gnu/libhttp_parser.so.2.9.4)
 \t           1a2b3 http_parse_request (/home/student/c10k/bin/epoll)
 """),
     ("parser", "nginx's request-line parser", """\
-nginx 777 cpu-clock:
+nginx 777/777
 \t           5f1e2 ngx_http_parse_request_line (/usr/sbin/nginx)
 """),
     ("handler", "our handler", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \t           1b2c4 handler_prepare_response (/home/student/c10k/bin/epoll)
 """),
     ("user", "the event loop and libc", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \t           10ac10 __strncasecmp_evex (/usr/lib/x86_64-linux-gnu/libc.so.6)
 """),
     ("user", "an unknown user frame", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \t4000010001000000 [unknown] ([unknown])
 """),
     ("kernel", "a chain that leaves the kernel without a match", """\
-epoll 31658 cpu-clock:
+epoll 31658/31658
 \tffffffff81300000 __get_user_8 ([kernel.kallsyms])
 \t           10ac10 __libc_recv (/usr/lib/x86_64-linux-gnu/libc.so.6)
 """),
@@ -148,9 +148,9 @@ epoll 31658 cpu-clock:
 
 def test_buckets():
     for want, why, text in SAMPLES:
-        samples = prof.parse_script(text)
+        samples, _ = prof.parse_script(text)
         check(len(samples) == 1, f"{why}: one sample parsed, got {len(samples)}")
-        got = prof.classify(samples[0]) if samples else None
+        got = prof.classify(samples[0][1]) if samples else None
         check(got == want, f"{why}: bucket {got}, want {want}")
 
 
@@ -162,17 +162,56 @@ def test_every_bucket_named():
 
 def test_parse_many():
     text = "\n".join(t for _, _, t in SAMPLES) + "\n"
-    samples = prof.parse_script(text)
+    with_pids, _ = prof.parse_script(text)
+    samples = [f for _, f in with_pids]
     check(len(samples) == len(SAMPLES), f"{len(SAMPLES)} samples in one text, got "
                                         f"{len(samples)}")
+    check(with_pids[0][0] == 31658, f"the sample's pid: {with_pids[0][0]}")
     check(samples[0][0] == ("_copy_from_iter", K), f"frame (symbol, dso): {samples[0][0]}")
     check(samples[0][-1] == ("__libc_sendmsg", LIBC), f"last frame: {samples[0][-1]}")
-    offs = prof.parse_script("x 1 cpu-clock:\n\tffff81 tcp_ack+0x1f ([kernel.kallsyms])\n")
-    check(offs == [[("tcp_ack", K)]], f"+0xOFFSET dropped: {offs}")
+    offs, _ = prof.parse_script("x 1/1\n\tffff81 tcp_ack+0x1f ([kernel.kallsyms])\n")
+    check(offs == [(1, [("tcp_ack", K)])], f"+0xOFFSET dropped: {offs}")
     counts, leaves = prof.count_buckets(samples)
     check(sum(counts.values()) == len(SAMPLES), f"every sample counted once: {counts}")
     check(leaves["copy"]["_copy_from_iter"] == 1, "leaves per bucket recorded")
     check(prof.classify([]) == "kernel", "an empty chain is other kernel")
+
+
+# A fork server's child forked in the window, a thread of the child (same pid), an unrelated
+# task on the same CPU (a comm with a space), and the records perf adds for them.
+FORKS = """\
+fork 100/100 PERF_RECORD_FORK(200:200):(100:100)
+fork 200/200 PERF_RECORD_COMM: fork:200/200
+fork 200/200 PERF_RECORD_FORK(200:201):(200:200)
+fork 200/200 PERF_RECORD_FORK(300:300):(200:200)
+Web Content 999/999 PERF_RECORD_FORK(1000:1000):(999:999)
+fork 100/100
+\tffffffff8207d306 tcp_ack ([kernel.kallsyms])
+
+fork 200/201
+\tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
+
+fork 300/300
+\t            4c2a http_parser_execute (/usr/lib/libhttp_parser.so)
+
+Web Content 999/999
+\tffffffff8224c1a0 __schedule ([kernel.kallsyms])
+
+Web Content 1000/1000
+\tffffffff8224c1a0 __schedule ([kernel.kallsyms])
+"""
+
+
+def test_follow_forks():
+    samples, parents = prof.parse_script(FORKS)
+    check(parents == {200: 100, 300: 200, 1000: 999}, f"fork records, threads skipped: "
+                                                     f"{parents}")
+    check([pid for pid, _ in samples] == [100, 200, 300, 999, 1000],
+          f"samples and their pids, task events skipped: {[p for p, _ in samples]}")
+    keep = prof.descendants([100], parents)
+    check(keep == {100, 200, 300}, f"the server and the children forked under it: {keep}")
+    kept = [prof.classify(f) for pid, f in samples if pid in keep]
+    check(kept == ["net", "syscall", "parser"], f"only the server's samples: {kept}")
 
 
 def row(server, cpu, shares):
