@@ -15,6 +15,11 @@
 #   make bench-ci-det    the deterministic layer alone
 #   make bench-ci-update rewrites results/profile.json and prints what changed (commit it)
 #   make bench-baseline  rewrites results/baseline.csv (commit it)
+#   make profile MODEL=epoll   where the server's CPU goes (bench/profile.py, docs/profile.md):
+#                        perf samples over a fixed open-loop load, sorted into buckets;
+#                        MODELS="epoll uring coro nginx" draws them side by side. As root.
+#                        PROFILE_CONNS, PROFILE_RATE, PROFILE_SECS, PROFILE_REPS, and
+#                        PROFILE_ARGS for more options (--count, --overhead: docs/profile.md)
 #   make demo-idle       for a class: poll against epoll with 0 and 5,000 idle connections,
 #                        printed and drawn into build/demo-idle/demo-idle.png
 #                        (bench/demo_idle.py: idlers + loadgen, no peers, no root, ~25 s)
@@ -65,7 +70,7 @@ $(BENCH_RPC_THREADS): bench/rpc_threads.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
-.PHONY: bench bench-quick bench-check bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen bench-floor inject \
+.PHONY: profile bench bench-quick bench-check bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen bench-floor inject \
         demo-idle demo-rpc
 bench-idlers: $(BENCH_IDLERS)
 bench-floor: $(BENCH_FLOOR)
@@ -105,6 +110,16 @@ bench-check: $(BENCH_TOOLS) $(BUILD)/inject/busy_send.so
 	BUILD=$(BUILD) $(BENCH_PY) tests/test_bench_inject.py
 bench-baseline: $(BENCH_IDLERS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/bench.py baseline
+# Any bin/* server, a peer (nginx, h2o, lighttpd) or a server built into $(BUILD)/bench/.
+PROFILE_CONNS ?= 100
+PROFILE_RATE ?= 5000
+PROFILE_SECS ?= 5
+PROFILE_REPS ?= 1
+PROFILE_ARGS ?=
+profile: all $(BENCH_LOADGEN)
+	BUILD=$(BUILD) $(BENCH_PY) bench/profile.py --conns $(PROFILE_CONNS) \
+	  --rate $(PROFILE_RATE) --secs $(PROFILE_SECS) --reps $(PROFILE_REPS) $(PROFILE_ARGS) \
+	  $(or $(MODELS),$(MODEL))
 # No deps here: it needs nothing beyond what make builds, and never root.
 demo-idle: $(BIN)/poll $(BIN)/epoll $(BENCH_TOOLS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/demo_idle.py

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""test_profile.py - bench/profile.py's classifier on fixed `perf script` samples.
+
+No perf, no server: the samples below are call chains as `perf script -F
+comm,tid,ip,sym,dso` printed them for our servers on this kernel (6.18), shortened. Each
+must land in the bucket that the rule table in bench/profile.py promises; the parser must
+split the text into samples; the summary's medians of shares must add up to the whole.
+Ends with "N passed, M failed".
+"""
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "bench"))
+import profile as prof  # noqa: E402
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(cond, what):
+    results["passed" if cond else "failed"] += 1
+    if not cond:
+        print(f"FAIL {what}")
+
+
+K = "[kernel.kallsyms]"
+LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+
+# (expected bucket, why, perf script text of one sample)
+SAMPLES = [
+    ("copy", "a copy under tcp_sendmsg is a copy, not TCP", """\
+epoll 31658/31658
+\tffffffff81ba4974 _copy_from_iter ([kernel.kallsyms])
+\tffffffff82065ed4 tcp_sendmsg_locked ([kernel.kallsyms])
+\tffffffff8206652b tcp_sendmsg ([kernel.kallsyms])
+\tffffffff81e79300 __sys_sendmsg ([kernel.kallsyms])
+\tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
+\tffffffff81000130 entry_SYSCALL_64_after_hwframe ([kernel.kallsyms])
+\t          10ac10 __libc_sendmsg (/usr/lib/x86_64-linux-gnu/libc.so.6)
+"""),
+    ("net", "TCP receive in the sender's softirq (loopback)", """\
+epoll 31658/31658
+\tffffffff8207d306 tcp_chrono_stop ([kernel.kallsyms])
+\tffffffff820750a8 tcp_ack ([kernel.kallsyms])
+\tffffffff8208d30a tcp_v4_rcv ([kernel.kallsyms])
+\tffffffff81eb1bfe net_rx_action ([kernel.kallsyms])
+\tffffffff81369c4d handle_softirqs ([kernel.kallsyms])
+\tffffffff81eadd34 __dev_queue_xmit ([kernel.kallsyms])
+\tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
+"""),
+    ("net", "a lock counts for whoever took it (tcp_v4_rcv)", """\
+epoll 31658/31658
+\tffffffff822525e7 _raw_spin_lock ([kernel.kallsyms])
+\tffffffff8208d299 tcp_v4_rcv ([kernel.kallsyms])
+\tffffffff8204d1fc ip_protocol_deliver_rcu ([kernel.kallsyms])
+"""),
+    ("sched", "sock_def_readable's irq-off wake-up is a wake-up", """\
+epoll 31658/31658
+\tffffffff81416a2b _raw_spin_unlock_irqrestore ([kernel.kallsyms])
+\tffffffff81e7f0c1 sock_def_readable ([kernel.kallsyms])
+\tffffffff82070c1a tcp_data_queue ([kernel.kallsyms])
+\tffffffff8207796b tcp_rcv_established ([kernel.kallsyms])
+"""),
+    ("sched", "switching back in after epoll_wait slept", """\
+epoll 31658/31658
+\tffffffff813a1b2e finish_task_switch.isra.0 ([kernel.kallsyms])
+\tffffffff8224c1a0 __schedule ([kernel.kallsyms])
+\tffffffff8224c9b3 schedule ([kernel.kallsyms])
+\tffffffff81460a1e schedule_hrtimeout_range_clock ([kernel.kallsyms])
+\tffffffff816a2d55 do_epoll_wait ([kernel.kallsyms])
+\tffffffff816a3a1e __x64_sys_epoll_wait ([kernel.kallsyms])
+\tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
+"""),
+    ("poller", "epoll's own work", """\
+epoll 31658/31658
+\tffffffff816a1f30 ep_item_poll.isra.0 ([kernel.kallsyms])
+\tffffffff816a2460 ep_send_events ([kernel.kallsyms])
+\tffffffff816a2d55 do_epoll_wait ([kernel.kallsyms])
+"""),
+    ("poller", "tcp_poll asked by epoll is the poller's question", """\
+epoll 31658/31658
+\tffffffff82066a10 tcp_poll ([kernel.kallsyms])
+\tffffffff81e76210 sock_poll ([kernel.kallsyms])
+\tffffffff816a1f30 ep_item_poll.isra.0 ([kernel.kallsyms])
+""", ),
+    ("poller", "io_uring's submission path", """\
+uring 4242/4242
+\tffffffff81bd1230 io_submit_sqes ([kernel.kallsyms])
+\tffffffff81bd2a10 __do_sys_io_uring_enter ([kernel.kallsyms])
+\tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
+"""),
+    ("net", "a receive issued by io_uring is TCP work", """\
+uring 4242/4242
+\tffffffff82063a20 tcp_recvmsg_locked ([kernel.kallsyms])
+\tffffffff82064110 tcp_recvmsg ([kernel.kallsyms])
+\tffffffff81e75a00 sock_recvmsg ([kernel.kallsyms])
+\tffffffff81bdc120 io_recv ([kernel.kallsyms])
+\tffffffff81bd0400 io_issue_sqe ([kernel.kallsyms])
+"""),
+    ("sched", "io_schedule is the scheduler, not io_uring", """\
+uring 4242/4242
+\tffffffff8224cb00 io_schedule ([kernel.kallsyms])
+\tffffffff81bd5000 io_cqring_wait ([kernel.kallsyms])
+"""),
+    ("syscall", "the leaf in entry code", """\
+epoll 31658/31658
+\tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
+\tffffffff81000130 entry_SYSCALL_64_after_hwframe ([kernel.kallsyms])
+\t          10ac10 __libc_recv (/usr/lib/x86_64-linux-gnu/libc.so.6)
+"""),
+    ("kernel", "do_syscall_64 above an unknown frame decides nothing (leaf only)", """\
+epoll 31658/31658
+\tffffffff81614ad0 generic_fillattr ([kernel.kallsyms])
+\tffffffff815f0110 vfs_getattr_nosec ([kernel.kallsyms])
+\tffffffff815f0990 __do_sys_newfstat ([kernel.kallsyms])
+\tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
+\tffffffff81000130 entry_SYSCALL_64_after_hwframe ([kernel.kallsyms])
+"""),
+    ("parser", "libhttp_parser", """\
+epoll 31658/31658
+\t            4c2a http_parser_execute (/usr/lib/x86_64-linux-gnu/libhttp_parser.so.2.9.4)
+\t           1a2b3 http_parse_request (/home/student/c10k/bin/epoll)
+"""),
+    ("parser", "nginx's request-line parser", """\
+nginx 777/777
+\t           5f1e2 ngx_http_parse_request_line (/usr/sbin/nginx)
+"""),
+    ("handler", "our handler", """\
+epoll 31658/31658
+\t           1b2c4 handler_prepare_response (/home/student/c10k/bin/epoll)
+"""),
+    ("user", "the event loop and libc", """\
+epoll 31658/31658
+\t           10ac10 __strncasecmp_evex (/usr/lib/x86_64-linux-gnu/libc.so.6)
+"""),
+    ("user", "an unknown user frame", """\
+epoll 31658/31658
+\t4000010001000000 [unknown] ([unknown])
+"""),
+    ("kernel", "a chain that leaves the kernel without a match", """\
+epoll 31658/31658
+\tffffffff81300000 __get_user_8 ([kernel.kallsyms])
+\t           10ac10 __libc_recv (/usr/lib/x86_64-linux-gnu/libc.so.6)
+"""),
+]
+
+
+def test_buckets():
+    for want, why, text in SAMPLES:
+        samples, _ = prof.parse_script(text)
+        check(len(samples) == 1, f"{why}: one sample parsed, got {len(samples)}")
+        got = prof.classify(samples[0][1]) if samples else None
+        check(got == want, f"{why}: bucket {got}, want {want}")
+
+
+def test_every_bucket_named():
+    seen = {want for want, _, _ in SAMPLES}
+    check(seen == set(prof.BUCKET_NAMES), f"the samples cover every bucket: missing "
+                                          f"{set(prof.BUCKET_NAMES) - seen}")
+
+
+def test_parse_many():
+    text = "\n".join(t for _, _, t in SAMPLES) + "\n"
+    with_pids, _ = prof.parse_script(text)
+    samples = [f for _, f in with_pids]
+    check(len(samples) == len(SAMPLES), f"{len(SAMPLES)} samples in one text, got "
+                                        f"{len(samples)}")
+    check(with_pids[0][0] == 31658, f"the sample's pid: {with_pids[0][0]}")
+    check(samples[0][0] == ("_copy_from_iter", K), f"frame (symbol, dso): {samples[0][0]}")
+    check(samples[0][-1] == ("__libc_sendmsg", LIBC), f"last frame: {samples[0][-1]}")
+    offs, _ = prof.parse_script("x 1/1\n\tffff81 tcp_ack+0x1f ([kernel.kallsyms])\n")
+    check(offs == [(1, [("tcp_ack", K)])], f"+0xOFFSET dropped: {offs}")
+    counts, leaves = prof.count_buckets(samples)
+    check(sum(counts.values()) == len(SAMPLES), f"every sample counted once: {counts}")
+    check(leaves["copy"]["_copy_from_iter"] == 1, "leaves per bucket recorded")
+    check(prof.classify([]) == "kernel", "an empty chain is other kernel")
+
+
+# A fork server's child forked in the window, a thread of the child (same pid), an unrelated
+# task on the same CPU (a comm with a space), and the records perf adds for them.
+FORKS = """\
+fork 100/100 PERF_RECORD_FORK(200:200):(100:100)
+fork 200/200 PERF_RECORD_COMM: fork:200/200
+fork 200/200 PERF_RECORD_FORK(200:201):(200:200)
+fork 200/200 PERF_RECORD_FORK(300:300):(200:200)
+Web Content 999/999 PERF_RECORD_FORK(1000:1000):(999:999)
+fork 100/100
+\tffffffff8207d306 tcp_ack ([kernel.kallsyms])
+
+fork 200/201
+\tffffffff8223df91 do_syscall_64 ([kernel.kallsyms])
+
+fork 300/300
+\t            4c2a http_parser_execute (/usr/lib/libhttp_parser.so)
+
+Web Content 999/999
+\tffffffff8224c1a0 __schedule ([kernel.kallsyms])
+
+Web Content 1000/1000
+\tffffffff8224c1a0 __schedule ([kernel.kallsyms])
+"""
+
+
+def test_follow_forks():
+    samples, parents = prof.parse_script(FORKS)
+    check(parents == {200: 100, 300: 200, 1000: 999}, f"fork records, threads skipped: "
+                                                     f"{parents}")
+    check([pid for pid, _ in samples] == [100, 200, 300, 999, 1000],
+          f"samples and their pids, task events skipped: {[p for p, _ in samples]}")
+    keep = prof.descendants([100], parents)
+    check(keep == {100, 200, 300}, f"the server and the children forked under it: {keep}")
+    kept = [prof.classify(f) for pid, f in samples if pid in keep]
+    check(kept == ["net", "syscall", "parser"], f"only the server's samples: {kept}")
+
+
+def row(server, cpu, shares):
+    r = {"server": server, "cpu_us_per_req": cpu, "achieved_rps": 5000.0, "p99_ms": 0.2,
+         "samples": 1000, "client_bound": 0}
+    for b in prof.BUCKET_NAMES:
+        r[b + "_share"] = shares.get(b, 0.0)
+    return r
+
+
+def test_summary():
+    rows = [row("epoll", 10.0, {"net": 0.6, "sched": 0.4}),
+            row("epoll", 12.0, {"net": 0.5, "sched": 0.3, "user": 0.2}),
+            row("epoll", 14.0, {"net": 0.7, "sched": 0.3})]
+    s = prof.summarise(rows)["epoll"]
+    total = sum(s[b + "_share"] for b in prof.BUCKET_NAMES)
+    check(abs(total - 1.0) < 1e-9, f"median shares rescaled to a whole: {total}")
+    us = sum(s[b + "_us"] for b in prof.BUCKET_NAMES)
+    check(abs(us - 12.0) < 1e-9, f"bucket µs add up to the median CPU per request: {us}")
+    check(s["reps"] == 3, "three reps")
+    check("epoll" in prof.table(prof.summarise(rows)), "the table names the server")
+
+
+def test_unknown_server():
+    try:
+        prof.make_target("no-such-server", "/tmp", "/tmp", "/tmp")
+        check(False, "an unknown name is refused")
+    except prof.ProfileError as e:
+        check("no server named" in str(e), f"the refusal says why: {e}")
+
+
+def main():
+    tests = [fn for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
+    for fn in tests:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - a crash is a failed test, not a stopped suite
+            check(False, f"{fn.__name__} raised {type(e).__name__}: {e}")
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
