@@ -15,6 +15,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,17 +28,20 @@
 /* fds not given to connections: listener, root, the file cache, files being sent */
 #define FDS_KEPT_BACK (32 + FILES_CACHE_SLOTS)
 
-static volatile sig_atomic_t stop_requested;
+/* Atomic, not volatile sig_atomic_t: the handler runs on whichever thread took the signal
+ * while other threads (bin/actor's workers, bin/blocking's) read the flag, and a lock-free
+ * atomic is both async-signal-safe and free of a data race (C11 7.14.1.1, 5.1.2.3). */
+static atomic_int stop_requested;
 
 static void on_stop_signal(int sig)
 {
     (void)sig;
-    stop_requested = 1;
+    atomic_store_explicit(&stop_requested, 1, memory_order_relaxed);
 }
 
 bool server_stopping(void)
 {
-    return stop_requested != 0;
+    return atomic_load_explicit(&stop_requested, memory_order_relaxed) != 0;
 }
 
 void server_warn(const struct server *s, const char *fmt, ...)
