@@ -141,10 +141,18 @@ def test_profile_tolerances():
           "profile: a wait gets at least the wait tolerance")
     check(abs(ka["close"]["tolerance"] - 0.3) < 1e-9,
           "profile: a count that moved gets 3 x its spread")
-    check(ka["futex"]["tolerance"] is None, "profile: futex is shown, not judged")
+    check(abs(ka["futex"]["tolerance"] - 18) < 1e-9,
+          "profile: futex, where the server has it, is judged: 3 x its spread")
     check("stray" not in ka, "profile: a call now and then outside the requests is left out")
-    check(prof["syscalls"]["epoll"]["churn"]["epoll_wait"]["tolerance"] is None,
-          "profile: waits in the churn workload are not judged")
+    check(prof["syscalls"]["epoll"]["churn"]["epoll_wait"]["tolerance"] == detgate.TOL_WAIT_CHURN,
+          "profile: waits in the churn workload are judged, with the churn wait tolerance")
+    steady = detgate.make_profile([measurement({"futex": 4.0}), measurement({"futex": 4.0})])
+    check(abs(steady["syscalls"]["epoll"]["idle"]["futex"]["tolerance"] - 2.0) < 1e-9,
+          "profile: futex that did not move gets TOL_LOCK_SHARE of its count")
+    spin = detgate.make_profile([measurement({"recvfrom:failed": 90.0}),
+                                 measurement({"recvfrom:failed": 99.0})])
+    check(spin["syscalls"]["epoll"]["idle"]["recvfrom:failed"]["tolerance"] is None,
+          "profile: a spinning server's failed calls are shown, not judged")
     check(prof["instructions"]["epoll"]["keep-alive"] == {"per_request": 4205.0,
                                                           "tolerance": detgate.TOL_INSNS},
           "profile: instructions, the mean, 2% where the runs agree")
@@ -184,6 +192,30 @@ def test_judge_names_what_changed():
     fails, warns = detgate.judge(prof, newcomer, ["fork"])
     check(fails == [] and any("no profile, run make bench-ci-update" in w for w in warns),
           "judge: a server without a profile is a warning, not a failure")
+    sleepy = measurement({"sendmsg": 1.0, "recvfrom": 1.0, "epoll_wait": 1.0,
+                          "nanosleep": 0.5}, 4200)
+    fails, _ = detgate.judge(prof, sleepy, ["epoll"])
+    check(any(f.startswith("epoll, churn: nanosleep +0.50/request (new), sleep") for f in fails),
+          "judge: a sleep on every other request fails in churn too, named a sleep")
+    timed = measurement({"sendmsg": 1.0, "recvfrom": 1.0, "epoll_wait": 1.0,
+                         "poll:timeout": 0.03}, 4200)
+    fails, _ = detgate.judge(prof, timed, ["epoll"])
+    check(any("poll:timeout +0.03/request (new), sleep" in f for f in fails),
+          "judge: a timeout-only poll is a sleep, counted exactly")
+    locked = measurement({"sendmsg": 1.0, "recvfrom": 1.0, "epoll_wait": 1.0,
+                          "futex": 0.05}, 4200)
+    fails, _ = detgate.judge(prof, locked, ["epoll"])
+    check(any(f.startswith("epoll, keep-alive: futex +0.05/request (new), lock") for f in fails),
+          "judge: futex in a server that had none fails, named a lock")
+    check([f for f in detgate.judge(prof, measurement(
+        {"sendmsg": 1.0, "recvfrom": 1.0, "epoll_wait": 1.9}, 4200), ["epoll"])[0]
+        if "epoll_wait" in f] == ["epoll, keep-alive: epoll_wait +0.90/request, I/O wait "
+                                  "(1.00 -> 1.90, tolerance 0.60)",
+                                  "epoll, idle: epoll_wait +0.90/request, I/O wait "
+                                  "(1.00 -> 1.90, tolerance 0.60)",
+                                  "epoll, batch: epoll_wait +0.90/request, I/O wait "
+                                  "(1.00 -> 1.90, tolerance 0.60)"],
+          "judge: an I/O wait past its tolerance fails, except in churn (tolerance 1.0)")
     broken = dict(same, errors={"epoll": "under valgrind (keep-alive): answered 404"})
     fails, _ = detgate.judge(prof, broken, ["epoll"])
     check(fails == ["epoll: under valgrind (keep-alive): answered 404"],
