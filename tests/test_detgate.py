@@ -2,13 +2,19 @@
 """test_detgate.py - the deterministic layer of make bench-ci sees what it must.
 
 Runs bench/detgate.py check against bin/epoll (what make bench-ci runs first, for one
-server, to stay cheap) four times:
+server, to stay cheap) seven times:
 
     unchanged                                          passes
     LD_PRELOAD extra_syscall.so  (one getppid per send) fails: "epoll, keep-alive: getppid +1.00"
     LD_PRELOAD extra_insns.so    (~5% more instructions) fails: "user-space instructions +5%"
     LD_PRELOAD idle_scan.so      (fcntl on every fd at each epoll_wait)
                                                         fails: "epoll, idle: fcntl +100"
+    LD_PRELOAD sleep.so          (1 ms sleep before every second send)
+                                 fails in every workload: "clock_nanosleep +0.50, sleep"
+    LD_PRELOAD lock.so           (a lock handed to another thread and back at each send)
+                                 fails in every workload: "futex +N, lock"
+    LD_PRELOAD one_event.so      (epoll_wait with maxevents = 1)
+                                 fails: "epoll, batch: epoll_wait +0.9, I/O wait"
 
 The injected libraries are built by make (build/inject/*.so); the server inherits the
 LD_PRELOAD from the gate's environment, as it would from `LD_PRELOAD=... make bench-ci`.
@@ -26,6 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(REPO, os.environ.get("BUILD", "build"))
 DETGATE = os.path.join(REPO, "bench", "detgate.py")
 PROFILE = os.path.join(REPO, "results", "profile.json")
+WORKLOADS = ("keep-alive", "churn", "idle", "batch")
 SERVER = "epoll"
 INSNS_SHARE = 0.05  # the instruction regression: this share of a keep-alive request
 
@@ -61,7 +68,8 @@ def per_request(output, pattern):
 
 
 def main():
-    libs = ["extra_syscall.so", "extra_insns.so", "idle_scan.so"]
+    libs = ["extra_syscall.so", "extra_insns.so", "idle_scan.so", "sleep.so", "lock.so",
+            "one_event.so"]
     missing = [lib for lib in libs if not os.path.exists(os.path.join(BUILD, "inject", lib))]
     if missing or not os.path.exists(os.path.join(REPO, "bin", SERVER)):
         check(False, f"built: bin/{SERVER} and {', '.join(libs)} (run make all inject)")
@@ -91,6 +99,27 @@ def main():
     check(status == 1 and delta is not None and delta >= 100,
           f"a scan of every connection at each wait fails, naming it (fcntl +{delta}/request "
           "with 100 idle)", out)
+
+    status, out = detgate("syscalls", "sleep.so")
+    deltas = [per_request(out, rf"FAIL: {SERVER}, {w}: (?:clock_)?nanosleep \+([0-9.]+)/request "
+                               r"\(new\), sleep") for w in WORKLOADS]
+    check(status == 1 and all(d is not None and abs(d - 0.5) < 0.05 for d in deltas),
+          f"a 1 ms sleep on every second request fails in {', '.join(WORKLOADS)}, named a "
+          f"sleep (+{deltas}/request)", out)
+
+    status, out = detgate("syscalls", "lock.so")
+    deltas = [per_request(out, rf"FAIL: {SERVER}, {w}: futex \+([0-9.]+)/request \(new\), lock")
+              for w in WORKLOADS]
+    check(status == 1 and all(d is not None and d >= 0.5 for d in deltas),
+          f"a contended lock at each request fails in {', '.join(WORKLOADS)}, named a lock "
+          f"(futex +{deltas}/request)", out)
+
+    status, out = detgate("syscalls", "one_event.so")
+    delta = per_request(out, rf"FAIL: {SERVER}, batch: epoll_wait \+([0-9.]+)/request, I/O wait")
+    others = re.findall(rf"FAIL: {SERVER}, (?!batch)", out)
+    check(status == 1 and delta is not None and delta >= 0.6 and not others,
+          f"epoll_wait with maxevents = 1 fails in the batch workload alone, naming it "
+          f"(epoll_wait +{delta}/request)", out)
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
