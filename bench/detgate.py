@@ -59,11 +59,14 @@ PROFILE = os.path.join(REPO, "results", "profile.json")
 
 FILE_NAME = "index.html"
 FILE_SIZE = 4096
+LARGE_NAME = "large.bin"  # the large workload's file: 1 MiB, so a request is a MiB
+LARGE_SIZE = 1 << 20
 IDLE_CONNS = 100          # held open during the idle workload (bin/select's limit is 1024)
 BATCH_CONNS = 20          # connections that send at once in the batch workload
 SHORT, LONG = 40, 440     # requests (or connections) in the two run lengths
-WORKLOADS = ("keep-alive", "churn", "idle", "batch")
-INSNS_WORKLOADS = WORKLOADS[:3]  # batch: syscalls only, to keep the gate short
+WORKLOADS = ("keep-alive", "churn", "idle", "batch", "large")
+INSNS_WORKLOADS = WORKLOADS[:3]  # batch and large: syscalls only, to keep the gate short
+LENGTHS = {"large": (4, 44)}     # 40 MiB between its two runs (in 1 to 3 s)
 ASLEEP_TIMEOUT = 0.1      # s a batch round waits for the server to sleep (bin/busypoll never)
 
 # Every call is judged by name in every workload, each by its kind (kind()):
@@ -89,6 +92,7 @@ ASLEEP_TIMEOUT = 0.1      # s a batch round waits for the server to sleep (bin/b
 # exception: a failed call whose spread is past TOL_TIMING_MAX is shown, not judged: only
 # bin/busypoll's spinning reads and accepts, whose count grows with time, not work.
 TOL_EXACT = 0.02          # per request: a count that should not move at all (8 calls in 400)
+TOL_EXACT_LARGE = 0.1     # the same per MiB in the large workload (4 calls in its 40 MiB)
 TOL_SPREAD_FACTOR = 3     # counts that moved between the runs of an update: 3 x their spread
 TOL_WAIT = 0.6            # per request, at least, for the calls whose count follows timing
 TOL_WAIT_CHURN = 1.0      # the same for the waits of the churn workload
@@ -138,6 +142,8 @@ SETTLE_TIMEOUT = 2
 IO_TIMEOUT = 20
 LISTEN_RE = re.compile(rb"listening on ([0-9.]+):([0-9]+)")
 RAW_RE = re.compile(r"^\s*(\S+)\s.*?raw_syscalls:sys_exit: NR (\d+) = (-?\d+)", re.M)
+URING_EVENT = "io_uring:io_uring_submit_req"
+URING_RE = re.compile(r"^\s*(\S+)\s.*?io_uring:io_uring_submit_req:.*?opcode (\w+)", re.M)
 UNISTD_PATHS = ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h")
 SYSCALL_NAMES = {}
 
@@ -158,11 +164,13 @@ def make_root():
     body = (line * (FILE_SIZE // len(line) + 1))[:FILE_SIZE - 1] + b"\n"
     with open(os.path.join(root, FILE_NAME), "wb") as f:
         f.write(body)
+    with open(os.path.join(root, LARGE_NAME), "wb") as f:
+        f.write(bytes(range(256)) * (LARGE_SIZE // 256))
     return root
 
 
-def request(close=False):
-    return (f"GET /{FILE_NAME} HTTP/1.1\r\nHost: localhost\r\n"
+def request(close=False, name=FILE_NAME):
+    return (f"GET /{name} HTTP/1.1\r\nHost: localhost\r\n"
             + ("Connection: close\r\n" if close else "") + "\r\n").encode()
 
 
@@ -172,8 +180,9 @@ def connect(port):
     return s
 
 
-def read_response(s, buf, until_eof=False):
-    """Reads one response from s (buf: bytes already read); returns the rest of buf."""
+def read_response(s, buf, until_eof=False, size=FILE_SIZE):
+    """Reads one response of size bytes from s (buf: bytes already read); returns the rest
+    of buf."""
     while b"\r\n\r\n" not in buf:
         chunk = s.recv(65536)
         if not chunk:
@@ -182,15 +191,18 @@ def read_response(s, buf, until_eof=False):
     head, _, buf = buf.partition(b"\r\n\r\n")
     status = head.split(b" ", 2)[1] if head.startswith(b"HTTP/1.1 ") else head[:20]
     m = re.search(rb"\r\ncontent-length: *([0-9]+)", head, re.I)
-    if status != b"200" or not m or int(m.group(1)) != FILE_SIZE:
+    if status != b"200" or not m or int(m.group(1)) != size:
         raise GateError(f"answered {status.decode(errors='replace')} instead of 200 with "
-                        f"{FILE_SIZE} bytes")
-    while len(buf) < FILE_SIZE:
-        chunk = s.recv(65536)
+                        f"{size} bytes")
+    chunks, got = [buf], len(buf)
+    while got < size:
+        chunk = s.recv(size)
         if not chunk:
             raise GateError("the server closed the connection in the middle of a body")
-        buf += chunk
-    rest = buf[FILE_SIZE:]
+        chunks.append(chunk)
+        got += len(chunk)
+    buf = b"".join(chunks)
+    rest = buf[size:]
     if until_eof:
         while True:
             chunk = s.recv(65536)
@@ -267,7 +279,20 @@ def batch(port, n, held, pid):
         bufs = [read_response(s, buf) for s, buf in zip(conns, bufs)]
 
 
-DRIVERS = {"keep-alive": keep_alive, "churn": churn, "idle": idle, "batch": batch}
+def large(port, n, held, pid):
+    """n requests for the 1 MiB file on one connection: the calls per MiB served
+    (sendfile, splice, read and write, setsockopt for TCP_CORK) show the size of each
+    chunk and how it is copied."""
+    s = connect(port)
+    held.append(s)
+    buf = b""
+    for _ in range(n):
+        s.sendall(request(name=LARGE_NAME))
+        buf = read_response(s, buf, size=LARGE_SIZE)
+
+
+DRIVERS = {"keep-alive": keep_alive, "churn": churn, "idle": idle, "batch": batch,
+           "large": large}
 
 
 def process_tree(pid):
@@ -339,8 +364,10 @@ def run_once(binary, root, workload, n, counter, out_path):
         # SIGCHLD it gets, a child's stop included: there the server runs under a shell
         # that waits for it (its stops do not wake the shell).
         under = ["sh", "-c", '"$@"; exit $?', "sh"] if workload == "batch" else []
+        # And every io_uring operation submitted, with its opcode (bin/uring, corouring).
         argv = ["perf", "record", "-q", "-B", "-N", "--no-bpf-event", "-m", "1024",
-                "-e", "raw_syscalls:sys_exit", "-o", out_path, "--"] + under + server
+                "-e", "raw_syscalls:sys_exit", "-e", URING_EVENT, "-o", out_path,
+                "--"] + under + server
     else:
         argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
                 f"--cachegrind-out-file={out_path}", f"--log-file={out_path}.log"] + server
@@ -442,7 +469,10 @@ def read_syscalls(path):
     """{name: calls} summed over every thread and process that perf recorded (a call
     counts when it returns: clone3 twice, exit never); calls that failed (EAGAIN and the
     like) count apart, as "name:failed", and a poll or select that returned 0 (nothing
-    ready: it slept until its timeout) as "name:timeout"."""
+    ready: it slept until its timeout) as "name:timeout". io_uring operations submitted
+    count as "io_uring_op:OPCODE" (RECV, SENDMSG, ...), judged like calls: each passes
+    the kernel's io_uring_submit_req tracepoint once, however many one io_uring_enter
+    carries."""
     done = subprocess.run(["perf", "script", "-i", path, "-F", "comm,event,trace"],
                           capture_output=True, text=True)
     if done.returncode != 0 or "lost" in done.stderr.lower():
@@ -463,6 +493,10 @@ def read_syscalls(path):
         counts[name] = counts.get(name, 0) + 1
     if not counts:
         raise GateError("perf recorded no syscalls")
+    for m in URING_RE.finditer(done.stdout):
+        if m.group(1) != "sh":
+            name = f"io_uring_op:{m.group(2)}"
+            counts[name] = counts.get(name, 0) + 1
     return counts
 
 
@@ -477,13 +511,14 @@ def read_instructions(path):
 def per_request(binary, root, workload, counter, tmp):
     """The counter's figures per request: {syscall: calls} or {"instructions": n}."""
     figures = []
-    for n in (SHORT, LONG):
+    short_n, long_n = LENGTHS.get(workload, (SHORT, LONG))
+    for n in (short_n, long_n):
         out = os.path.join(tmp, f"{os.path.basename(binary)}.{workload}.{counter}.{n}")
         run_once(binary, root, workload, n, counter, out)
         figures.append(read_syscalls(out) if counter == "perf"
                        else {"instructions": read_instructions(out)})
     short, long_ = figures
-    return {k: (long_.get(k, 0) - short.get(k, 0)) / (LONG - SHORT)
+    return {k: (long_.get(k, 0) - short.get(k, 0)) / (long_n - short_n)
             for k in sorted(set(short) | set(long_))}
 
 
@@ -556,11 +591,12 @@ def floor(workload, name, names, mean=None):
     that finds data one time in 25 and nothing the rest: bin/sigio's reads in the idle
     workload moved between 0 and 0.04 per request)."""
     k = kind(name)
+    exact = TOL_EXACT_LARGE if workload == "large" else TOL_EXACT
     if k == "lock":
-        return TOL_EXACT if mean is None else max(TOL_WAIT, TOL_LOCK_SHARE * abs(mean))
+        return exact if mean is None else max(TOL_WAIT, TOL_LOCK_SHARE * abs(mean))
     if k == "wait" or (k == "call" and name + ":failed" in names):
         return TOL_WAIT_CHURN if workload == "churn" else TOL_WAIT
-    return TOL_EXACT
+    return exact
 
 
 def make_profile(runs):
@@ -571,8 +607,10 @@ def make_profile(runs):
     prof = {"about": "syscalls and user-space instructions per request; bench/detgate.py "
                      "writes it (make bench-ci-update) and judges against it (make bench-ci)",
             "workloads": {"file": FILE_NAME, "size": FILE_SIZE, "idle_conns": IDLE_CONNS,
-                          "short": SHORT, "long": LONG, "runs": len(runs)},
-            "tolerance": {"exact": TOL_EXACT, "wait": TOL_WAIT, "wait_churn": TOL_WAIT_CHURN,
+                          "batch_conns": BATCH_CONNS, "large_file": LARGE_NAME,
+                          "large_size": LARGE_SIZE, "short": SHORT, "long": LONG,
+                          "lengths": LENGTHS, "runs": len(runs)},
+            "tolerance": {"exact": TOL_EXACT, "exact_large": TOL_EXACT_LARGE, "wait": TOL_WAIT, "wait_churn": TOL_WAIT_CHURN,
                           "lock_share": TOL_LOCK_SHARE, "spread_factor": TOL_SPREAD_FACTOR,
                           "timing_max": TOL_TIMING_MAX, "instructions": TOL_INSNS,
                           "instructions_churn": TOL_INSNS_CHURN},
@@ -587,7 +625,8 @@ def make_profile(runs):
                 vals = [x.get(name, 0.0) for x in samples]
                 mean = sum(vals) / len(vals)
                 spread = max(vals) - min(vals)
-                if abs(mean) < TOL_EXACT / 2 and spread < TOL_EXACT:
+                least = TOL_EXACT_LARGE if w == "large" else TOL_EXACT
+                if abs(mean) < least / 2 and spread < least:
                     continue  # absent in effect: a call now and then outside the requests
                 tol = max(floor(w, name, names, mean), TOL_SPREAD_FACTOR * spread)
                 ok = spread <= TOL_TIMING_MAX or not name.endswith(":failed")
