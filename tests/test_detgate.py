@@ -2,7 +2,7 @@
 """test_detgate.py - the deterministic layer of make bench-ci sees what it must.
 
 Runs bench/detgate.py check against bin/epoll (what make bench-ci runs first, for one
-server, to stay cheap) seven times:
+server, to stay cheap) eight times, and bin/uring and bin/corouring once:
 
     unchanged                                          passes
     LD_PRELOAD extra_syscall.so  (one getppid per send) fails: "epoll, keep-alive: getppid +1.00"
@@ -15,6 +15,10 @@ server, to stay cheap) seven times:
                                  fails in every workload: "futex +N, lock"
     LD_PRELOAD one_event.so      (epoll_wait with maxevents = 1)
                                  fails: "epoll, batch: epoll_wait +0.9, I/O wait"
+    LD_PRELOAD sendfile_64k.so   (sendfile sends at most 64 KiB a call)
+                                 fails: "epoll, large: sendfile +15.00" (per MiB)
+    LD_PRELOAD uring_nop.so      (a NOP in every io_uring submission), on bin/uring and
+                                 bin/corouring: fails: "uring, keep-alive: io_uring_op:NOP"
 
 The injected libraries are built by make (build/inject/*.so); the server inherits the
 LD_PRELOAD from the gate's environment, as it would from `LD_PRELOAD=... make bench-ci`.
@@ -32,7 +36,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(REPO, os.environ.get("BUILD", "build"))
 DETGATE = os.path.join(REPO, "bench", "detgate.py")
 PROFILE = os.path.join(REPO, "results", "profile.json")
-WORKLOADS = ("keep-alive", "churn", "idle", "batch")
+WORKLOADS = ("keep-alive", "churn", "idle", "batch", "large")
+URING_SERVERS = ("uring", "corouring")
 SERVER = "epoll"
 INSNS_SHARE = 0.05  # the instruction regression: this share of a keep-alive request
 
@@ -51,8 +56,8 @@ def check(cond, what, output=""):
             print(f"     | {line}")
 
 
-def detgate(layers, preload=None, **env):
-    e = dict(os.environ, BENCH_SERVERS=SERVER, DETGATE_LAYERS=layers, **env)
+def detgate(layers, preload=None, servers=SERVER, **env):
+    e = dict(os.environ, BENCH_SERVERS=servers, DETGATE_LAYERS=layers, **env)
     e.pop("LD_PRELOAD", None)
     if preload:
         e["LD_PRELOAD"] = os.path.join(BUILD, "inject", preload)
@@ -69,9 +74,10 @@ def per_request(output, pattern):
 
 def main():
     libs = ["extra_syscall.so", "extra_insns.so", "idle_scan.so", "sleep.so", "lock.so",
-            "one_event.so"]
+            "one_event.so", "sendfile_64k.so", "uring_nop.so"]
     missing = [lib for lib in libs if not os.path.exists(os.path.join(BUILD, "inject", lib))]
-    if missing or not os.path.exists(os.path.join(REPO, "bin", SERVER)):
+    if missing or not all(os.path.exists(os.path.join(REPO, "bin", s))
+                          for s in (SERVER,) + URING_SERVERS):
         check(False, f"built: bin/{SERVER} and {', '.join(libs)} (run make all inject)")
         print(f"{passed} passed, {failed} failed")
         return 1
@@ -120,6 +126,20 @@ def main():
     check(status == 1 and delta is not None and delta >= 0.6 and not others,
           f"epoll_wait with maxevents = 1 fails in the batch workload alone, naming it "
           f"(epoll_wait +{delta}/request)", out)
+
+    status, out = detgate("syscalls", "sendfile_64k.so")
+    delta = per_request(out, rf"FAIL: {SERVER}, large: sendfile \+([0-9.]+)/request")
+    others = re.findall(rf"FAIL: {SERVER}, (?!large)", out)
+    check(status == 1 and delta is not None and delta >= 10 and not others,
+          f"sendfile capped at 64 KiB fails in the large workload alone, naming it "
+          f"(sendfile +{delta} per MiB)", out)
+
+    status, out = detgate("syscalls", "uring_nop.so", servers=",".join(URING_SERVERS))
+    deltas = [per_request(out, rf"FAIL: {s}, keep-alive: io_uring_op:NOP \+([0-9.]+)/request "
+                               r"\(new\)") for s in URING_SERVERS]
+    check(status == 1 and all(d is not None and d >= 0.9 for d in deltas),
+          f"one more io_uring operation per submission fails for {', '.join(URING_SERVERS)}, "
+          f"naming its opcode (io_uring_op:NOP +{deltas}/request)", out)
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
