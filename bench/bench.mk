@@ -12,6 +12,8 @@
 #                        reported, failing only with BENCH_STRICT=1
 #   make bench-ci-det    the deterministic layer alone
 #   make bench-ci-update rewrites results/profile.json and prints what changed (commit it)
+#   make bench-history   draws each server's syscalls and instructions per request for every
+#                        commit of results/profile.json (results/history/)
 #   make bench-baseline  rewrites results/baseline.csv (commit it)
 #
 # Each writes results/RUN_ID/. Environment knobs (BENCH_SERVERS, BENCH_PEERS, BENCH_OPEN_CONNS,
@@ -46,7 +48,8 @@ $(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/loadgen_results.h
 endif
 test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN)
 
-.PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen inject
+.PHONY: bench bench-quick bench-ci bench-ci-det bench-ci-update bench-history bench-baseline \
+        bench-idlers bench-loadgen inject
 bench-idlers: $(BENCH_IDLERS)
 bench-loadgen: $(BENCH_LOADGEN)
 
@@ -78,6 +81,8 @@ bench-ci-det:
 	$(BENCH_PY) bench/detgate.py check
 bench-ci-update:
 	$(BENCH_PY) bench/detgate.py update
+bench-history:
+	$(BENCH_PY) bench/history.py
 bench-baseline: $(BENCH_IDLERS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/bench.py baseline
 
