@@ -36,8 +36,8 @@ reaches them: tests/test_detgate.py relies on that). A server in bin/ with no pr
 measured and reported ("no profile, run make bench-ci-update") but does not fail the gate:
 adding a server must not fail an unrelated change. Knobs: BENCH_SERVERS (a comma list),
 DETGATE_RUNS (update: repetitions measured to set the timing-dependent tolerances, 5),
-DETGATE_LAYERS (syscalls,instructions: either or both). Standard library only; needs perf
-and valgrind.
+DETGATE_LAYERS (syscalls,instructions,memory: any of them). Standard library and
+bench/c10kutil.py only; needs perf, valgrind and ss (iproute2).
 """
 
 import concurrent.futures
@@ -52,6 +52,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from c10kutil import proc_pss_kib, process_tree  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(REPO, "bin")
@@ -116,6 +119,14 @@ def kind(name):
     if call in WAITS or result == "failed":
         return "wait"
     return "call"
+# Memory: the server's Pss (c10kutil.proc_pss_kib, summed over its processes) with
+# MEM_CONNS connections held open, each answered once; the least-squares slope is its
+# memory per connection. What a connection costs is mostly fixed (buffers, a thread's
+# stack), but the allocator and the kernel's page accounting move it a little:
+# TOL_MEM_KIB, or 3 x the spread over the update's runs.
+MEM_CONNS = (0, 1000, 2000)
+MEM_CONNS_SELECT = (0, 450, 900)  # bin/select: FD_SETSIZE is 1024
+TOL_MEM_KIB = 1.0         # KiB per connection, at least
 TOL_INSNS = 0.02          # instructions per request, as a fraction (or 3 x the spread)
 TOL_INSNS_CHURN = 0.10    # the same in the churn workload, where wakeups follow timing
 UPDATE_RUNS = 5           # make bench-ci-update: runs whose spread sets the tolerances
@@ -291,18 +302,41 @@ def large(port, n, held, pid):
         buf = read_response(s, buf, size=LARGE_SIZE)
 
 
+def memory_per_conn(binary, root):
+    """{"kib_per_conn": slope, "pss_kib": [Pss at each count]}: the server alone (no
+    counter), its Pss with MEM_CONNS connections open, each answered once and then idle."""
+    counts = MEM_CONNS_SELECT if os.path.basename(binary) == "select" else MEM_CONNS
+    proc = subprocess.Popen([binary, "--port", "0", "--root", root, "--idle-timeout", "120",
+                             "--max-conns", str(max(counts) + 100)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    LIVE.add(proc)
+    held = []
+    try:
+        port = wait_listening(proc)
+        pss = []
+        for n in counts:
+            while len(held) < n:
+                s = connect(port)
+                held.append(s)
+                s.sendall(request())
+                read_response(s, b"")
+            kib = proc_pss_kib(proc.pid)
+            if kib is None:
+                raise GateError(f"exited with {n} connections open")
+            pss.append(kib)
+    finally:
+        for s in held:
+            s.close()
+        stop_group(proc)
+    mean_n, mean_p = sum(counts) / len(counts), sum(pss) / len(pss)
+    slope = (sum((n - mean_n) * (p - mean_p) for n, p in zip(counts, pss))
+             / sum((n - mean_n) ** 2 for n in counts))
+    return {"kib_per_conn": slope, "pss_kib": pss, "conns": list(counts)}
+
+
 DRIVERS = {"keep-alive": keep_alive, "churn": churn, "idle": idle, "batch": batch,
            "large": large}
-
-
-def process_tree(pid):
-    """pid and every process descended from it (bin/fork's and bin/prefork's children)."""
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo += children_of(p)
-    return tree
 
 
 def wait_threads(pids, states, timeout):
@@ -534,12 +568,16 @@ def servers():
     return names
 
 
-def measure(names, layers=("syscalls", "instructions"), log=print):
+LAYERS = ("syscalls", "instructions", "memory")
+
+
+def measure(names, layers=LAYERS, log=print):
     """{"syscalls": {server: {workload: {name: per_req}}}, "instructions": {server:
-    {workload: per_req}}, "errors": {server: message}}."""
+    {workload: per_req}}, "memory": {server: memory_per_conn()}, "errors": {server:
+    message}}."""
     root = make_root()
     tmp = tempfile.mkdtemp(prefix="c10k-detgate-out-")
-    result = {"syscalls": {}, "instructions": {}, "errors": {}}
+    result = {"syscalls": {}, "instructions": {}, "memory": {}, "errors": {}}
     try:
         # Syscalls one server at a time: the counts of epoll_wait and the like depend on
         # timing, which a second server beside it would disturb.
@@ -552,6 +590,13 @@ def measure(names, layers=("syscalls", "instructions"), log=print):
             except GateError as e:
                 result["errors"][s] = f"under perf: {e}"
             log(f"detgate: {s}: syscalls counted ({time.monotonic() - t0:.1f} s)")
+        for s in names if "memory" in layers else []:
+            t0 = time.monotonic()
+            try:
+                result["memory"][s] = memory_per_conn(os.path.join(BIN_DIR, s), root)
+            except GateError as e:
+                result["errors"].setdefault(s, f"memory: {e}")
+            log(f"detgate: {s}: memory measured ({time.monotonic() - t0:.1f} s)")
         if "instructions" in layers:
             # Instructions hardly depend on timing (the wakeups in churn aside, which the
             # tolerance allows for): two servers at a time.
@@ -610,7 +655,7 @@ def make_profile(runs):
                           "batch_conns": BATCH_CONNS, "large_file": LARGE_NAME,
                           "large_size": LARGE_SIZE, "short": SHORT, "long": LONG,
                           "lengths": LENGTHS, "runs": len(runs)},
-            "tolerance": {"exact": TOL_EXACT, "exact_large": TOL_EXACT_LARGE, "wait": TOL_WAIT, "wait_churn": TOL_WAIT_CHURN,
+            "tolerance": {"memory_kib": TOL_MEM_KIB, "exact": TOL_EXACT, "exact_large": TOL_EXACT_LARGE, "wait": TOL_WAIT, "wait_churn": TOL_WAIT_CHURN,
                           "lock_share": TOL_LOCK_SHARE, "spread_factor": TOL_SPREAD_FACTOR,
                           "timing_max": TOL_TIMING_MAX, "instructions": TOL_INSNS,
                           "instructions_churn": TOL_INSNS_CHURN},
@@ -633,6 +678,14 @@ def make_profile(runs):
                 out[name] = {"per_request": round(mean, 3),
                              "tolerance": round(tol, 3) if ok else None}
             prof["syscalls"][s][w] = out
+    prof["memory"] = {}
+    for s in sorted({s for r in runs for s in r.get("memory", {})}):
+        samples = [r["memory"][s] for r in runs if s in r.get("memory", {})]
+        vals = [m["kib_per_conn"] for m in samples]
+        prof["memory"][s] = {
+            "kib_per_conn": round(sum(vals) / len(vals), 2),
+            "tolerance": round(max(TOL_MEM_KIB, TOL_SPREAD_FACTOR * (max(vals) - min(vals))), 2),
+            "conns": samples[0]["conns"], "pss_kib": samples[0]["pss_kib"]}
     for s in sorted({s for r in runs for s in r["instructions"]}):
         prof["instructions"][s] = {}
         for w in WORKLOADS:
@@ -674,6 +727,16 @@ def judge(prof, now, names):
                     fails.append(f"{s}, {w}: {name} {delta:+.2f}/request{what}, "
                                  f"{KIND_LABEL[kind(name)]} ({b['per_request']:.2f} -> "
                                  f"{g:.2f}, tolerance {b['tolerance']:.2f})")
+        base_m, got_m = prof.get("memory", {}).get(s), now.get("memory", {}).get(s)
+        if got_m and base_m is None:
+            warns.append(f"{s}, memory: no memory profile, run make bench-ci-update")
+        elif got_m:
+            delta = got_m["kib_per_conn"] - base_m["kib_per_conn"]
+            if abs(delta) > base_m["tolerance"] + 1e-9:
+                fails.append(f"{s}, memory: Pss {delta:+.1f} KiB/connection "
+                             f"({base_m['kib_per_conn']:.1f} -> {got_m['kib_per_conn']:.1f}, "
+                             f"tolerance {base_m['tolerance']:.1f}; idle connections "
+                             f"{'/'.join(map(str, got_m['conns']))})")
         base_i = prof["instructions"].get(s, {})
         for w, g in sorted(now["instructions"].get(s, {}).items()):
             b = base_i.get(w)
@@ -740,7 +803,7 @@ def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "check"
     if mode not in ("check", "update", "show"):
         sys.exit(f"usage: {sys.argv[0]} [check|update|show]")
-    layers = os.environ.get("DETGATE_LAYERS", "syscalls,instructions").split(",")
+    layers = os.environ.get("DETGATE_LAYERS", ",".join(LAYERS)).split(",")
     if not check_tools(layers):
         return 1
     names = servers()
@@ -758,7 +821,7 @@ def main():
     prof = load_profile()
 
     if mode == "update":
-        layers = ["syscalls", "instructions"]  # a profile is always written whole
+        layers = list(LAYERS)  # a profile is always written whole
         if not check_tools(layers):
             return 1
         runs = [measure(names, layers, log)

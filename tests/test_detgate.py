@@ -2,7 +2,7 @@
 """test_detgate.py - the deterministic layer of make bench-ci sees what it must.
 
 Runs bench/detgate.py check against bin/epoll (what make bench-ci runs first, for one
-server, to stay cheap) eight times, and bin/uring and bin/corouring once:
+server, to stay cheap) nine times, and bin/uring and bin/corouring once:
 
     unchanged                                          passes
     LD_PRELOAD extra_syscall.so  (one getppid per send) fails: "epoll, keep-alive: getppid +1.00"
@@ -19,11 +19,13 @@ server, to stay cheap) eight times, and bin/uring and bin/corouring once:
                                  fails: "epoll, large: sendfile +15.00" (per MiB)
     LD_PRELOAD uring_nop.so      (a NOP in every io_uring submission), on bin/uring and
                                  bin/corouring: fails: "uring, keep-alive: io_uring_op:NOP"
+    LD_PRELOAD conn_leak.so      (4 KiB allocated and kept at each accept)
+                                 fails: "epoll, memory: Pss +4.0 KiB/connection"
 
 The injected libraries are built by make (build/inject/*.so); the server inherits the
 LD_PRELOAD from the gate's environment, as it would from `LD_PRELOAD=... make bench-ci`.
-Each syscall case measures the syscall layer only, the instruction case the instruction
-layer only. Needs perf and valgrind; ends with "N passed, M failed".
+Each case measures only the layer it injects into (syscalls, instructions or memory).
+Needs perf, valgrind and ss; ends with "N passed, M failed".
 """
 
 import json
@@ -74,7 +76,7 @@ def per_request(output, pattern):
 
 def main():
     libs = ["extra_syscall.so", "extra_insns.so", "idle_scan.so", "sleep.so", "lock.so",
-            "one_event.so", "sendfile_64k.so", "uring_nop.so"]
+            "one_event.so", "sendfile_64k.so", "uring_nop.so", "conn_leak.so"]
     missing = [lib for lib in libs if not os.path.exists(os.path.join(BUILD, "inject", lib))]
     if missing or not all(os.path.exists(os.path.join(REPO, "bin", s))
                           for s in (SERVER,) + URING_SERVERS):
@@ -84,7 +86,7 @@ def main():
     with open(PROFILE) as f:
         insns = json.load(f)["instructions"][SERVER]["keep-alive"]["per_request"]
 
-    status, out = detgate("syscalls,instructions")
+    status, out = detgate("syscalls,instructions,memory")
     check(status == 0 and "detgate: PASS" in out, f"unchanged bin/{SERVER} passes", out)
 
     status, out = detgate("syscalls", "extra_syscall.so")
@@ -140,6 +142,12 @@ def main():
     check(status == 1 and all(d is not None and d >= 0.9 for d in deltas),
           f"one more io_uring operation per submission fails for {', '.join(URING_SERVERS)}, "
           f"naming its opcode (io_uring_op:NOP +{deltas}/request)", out)
+
+    status, out = detgate("memory", "conn_leak.so")
+    delta = per_request(out, rf"FAIL: {SERVER}, memory: Pss \+([0-9.]+) KiB/connection")
+    check(status == 1 and delta is not None and 3 <= delta <= 5,
+          f"4 KiB kept per connection fails, naming the memory (Pss +{delta} KiB/connection)",
+          out)
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -11,6 +11,7 @@ pressure is not judged; efficiency still is), and that its failure only warns un
 BENCH_STRICT=1. Ends with "N passed, M failed".
 """
 
+import json
 import os
 import sys
 import tempfile
@@ -213,6 +214,22 @@ def test_judge_names_what_changed():
                                   "1.90, tolerance 0.60)" for w in detgate.WORKLOADS
                                   if w != "churn"],
           "judge: an I/O wait past its tolerance fails, except in churn (tolerance 1.0)")
+    mem = dict(measurement({"sendmsg": 1.0}, 4200),
+               memory={"epoll": {"kib_per_conn": 0.2, "pss_kib": [260, 460, 660],
+                                 "conns": [0, 1000, 2000]}})
+    mem2 = json.loads(json.dumps(mem))
+    mem2["memory"]["epoll"]["kib_per_conn"] = 0.5
+    mprof = detgate.make_profile([mem, mem2])
+    check(mprof["memory"]["epoll"]["kib_per_conn"] == 0.35
+          and mprof["memory"]["epoll"]["tolerance"] == 1.0,
+          "profile: memory per connection, the mean, at least TOL_MEM_KIB")
+    leaky = json.loads(json.dumps(mem))
+    leaky["memory"]["epoll"]["kib_per_conn"] = 4.2
+    check(any(f.startswith("epoll, memory: Pss +3.9 KiB/connection (0.3 -> 4.2, tolerance 1.0")
+              for f in detgate.judge(mprof, leaky, ["epoll"])[0]),
+          "judge: 4 KiB more per connection fails, naming the memory")
+    check(not [f for f in detgate.judge(mprof, mem, ["epoll"])[0] if "memory" in f],
+          "judge: the same memory per connection passes")
     broken = dict(same, errors={"epoll": "under valgrind (keep-alive): answered 404"})
     fails, _ = detgate.judge(prof, broken, ["epoll"])
     check(fails == ["epoll: under valgrind (keep-alive): answered 404"],
