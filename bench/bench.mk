@@ -54,11 +54,13 @@ bench-idlers: $(BENCH_IDLERS)
 bench-loadgen: $(BENCH_LOADGEN)
 
 # LD_PRELOAD libraries that inject a regression into every server (tests/test_detgate.py),
-# each linked with the wrappers of the response-sending calls in sends.c.
+# each linked with the wrappers of the response-sending calls in sends.c and of the
+# accepting calls in accepts.c.
+INJECT_SHARED := tests/inject/sends.c tests/inject/accepts.c
 INJECT_LIBS := $(patsubst tests/inject/%.c,$(BUILD)/inject/%.so,\
-                 $(filter-out tests/inject/sends.c,$(wildcard tests/inject/*.c)))
+                 $(filter-out $(INJECT_SHARED),$(wildcard tests/inject/*.c)))
 inject: $(INJECT_LIBS)
-$(BUILD)/inject/%.so: tests/inject/%.c tests/inject/sends.c
+$(BUILD)/inject/%.so: tests/inject/%.c $(INJECT_SHARED)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $^ -ldl
 

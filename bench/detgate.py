@@ -5,19 +5,26 @@
     python3 bench/detgate.py update    make bench-ci-update: rewrites results/profile.json
     python3 bench/detgate.py show      measures once and prints the profile, judges nothing
 
-A serial client (this process; one request at a time, fixed counts) drives every bin/*
-server through three workloads on a 4 KiB file:
+A client (this process; fixed counts) drives every bin/* server through five workloads:
 
-    keep-alive  one connection, n requests
+    keep-alive  one connection, n requests for a 4 KiB file (serial, as all but batch)
     churn       n connections, one request each (Connection: close)
     idle        IDLE_CONNS connections opened and held, then one connection, n requests
+    batch       BATCH_CONNS connections; rounds of: server stopped (SIGSTOP), one request
+                on each, server resumed, every answer read (a wake-up finds them all)
+    large       one connection, n requests for a 1 MiB file (LENGTHS: 4 and 44)
 
-and two counts per request come out of it, both independent of how busy the machine is:
+and counts per request come out of it, independent of how busy the machine is:
 
     syscalls      by name, counted by the kernel: the server runs under `perf record`
-                  (the raw_syscalls:sys_exit tracepoint: every call and its result)
+                  (the raw_syscalls:sys_exit tracepoint: every call and its result), and
+                  io_uring operations by opcode (io_uring:io_uring_submit_req)
     instructions  user-space instructions, counted by valgrind (cachegrind, no cache
-                  simulation); for the servers valgrind runs faithfully (VALGRIND_SKIP)
+                  simulation), in the first three workloads; for the servers valgrind
+                  runs faithfully (VALGRIND_SKIP)
+
+and a third layer, memory: the server's Pss with 0, 1,000 and 2,000 idle connections
+(MEM_CONNS), whose slope is its memory per connection (memory_per_conn()).
 
 Each count is taken at two run lengths (n = SHORT and LONG), each a fresh server, and the
 difference divided by LONG - SHORT: start-up, shutdown and the first request's cache fill
@@ -25,9 +32,11 @@ cancel. The results are compared with results/profile.json: a syscall fails when
 per request moves by more than its tolerance, set by its kind (kind(): a call or a
 sleep, counted exactly; a lock, futex and sched_yield; a wait for I/O, whose count
 follows timing) or by the spread over the runs that wrote the profile where that asks
-for more, in every workload; instructions fail when they move by more than TOL_INSNS (2%; in the churn workload TOL_INSNS_CHURN, 10%: how often the server
-wakes per connection follows timing, and sigio's count there moved by 6% between a quiet
-and a loaded machine), or 3 x their spread over those runs where that is wider. Fewer
+for more, in every workload; instructions fail when they move by more than TOL_INSNS
+(2%; in the churn workload TOL_INSNS_CHURN, 10%: how often the server wakes per
+connection follows timing, and sigio's count there moved by 6% between a quiet and a
+loaded machine), or 3 x their spread over those runs where that is wider; memory when
+it moves by more than TOL_MEM_KIB per connection or 3 x its spread. Fewer
 counts as a change too: a drop often means a path not taken (a 404 instead of a 200); an
 intended change is committed with make bench-ci-update.
 

@@ -74,6 +74,16 @@ def per_request(output, pattern):
     return float(m.group(1)) if m else None
 
 
+def fails_only_in(preload, workload, call, least, what):
+    """Checks that preload fails the syscall layer in workload alone, naming call with at
+    least this much more per request."""
+    status, out = detgate("syscalls", preload)
+    delta = per_request(out, rf"FAIL: {SERVER}, {workload}: {call} \+([0-9.]+)/request")
+    others = re.findall(rf"FAIL: {SERVER}, (?!{workload})", out)
+    check(status == 1 and delta is not None and delta >= least and not others,
+          f"{what} fails in the {workload} workload alone, naming it ({call} +{delta})", out)
+
+
 def main():
     libs = ["extra_syscall.so", "extra_insns.so", "idle_scan.so", "sleep.so", "lock.so",
             "one_event.so", "sendfile_64k.so", "uring_nop.so", "conn_leak.so"]
@@ -122,19 +132,10 @@ def main():
           f"a contended lock at each request fails in {', '.join(WORKLOADS)}, named a lock "
           f"(futex +{deltas}/request)", out)
 
-    status, out = detgate("syscalls", "one_event.so")
-    delta = per_request(out, rf"FAIL: {SERVER}, batch: epoll_wait \+([0-9.]+)/request, I/O wait")
-    others = re.findall(rf"FAIL: {SERVER}, (?!batch)", out)
-    check(status == 1 and delta is not None and delta >= 0.6 and not others,
-          f"epoll_wait with maxevents = 1 fails in the batch workload alone, naming it "
-          f"(epoll_wait +{delta}/request)", out)
-
-    status, out = detgate("syscalls", "sendfile_64k.so")
-    delta = per_request(out, rf"FAIL: {SERVER}, large: sendfile \+([0-9.]+)/request")
-    others = re.findall(rf"FAIL: {SERVER}, (?!large)", out)
-    check(status == 1 and delta is not None and delta >= 10 and not others,
-          f"sendfile capped at 64 KiB fails in the large workload alone, naming it "
-          f"(sendfile +{delta} per MiB)", out)
+    fails_only_in("one_event.so", "batch", "epoll_wait", 0.6,
+                  "epoll_wait with maxevents = 1")
+    fails_only_in("sendfile_64k.so", "large", "sendfile", 10,
+                  "sendfile capped at 64 KiB (per MiB)")
 
     status, out = detgate("syscalls", "uring_nop.so", servers=",".join(URING_SERVERS))
     deltas = [per_request(out, rf"FAIL: {s}, keep-alive: io_uring_op:NOP \+([0-9.]+)/request "

@@ -6,7 +6,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "inject.h"
 
@@ -15,7 +14,7 @@
 /* Every block, chained: reachable, so the compiler cannot drop the allocation. */
 static void *volatile leaked;
 
-static void leak(int fd)
+void inject_after_accept(int fd)
 {
     if (fd < 0)
         return;
@@ -25,24 +24,4 @@ static void leak(int fd)
         *lost = leaked;
         leaked = lost;
     }
-}
-
-int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
-{
-    static int (*real_accept4)(int, struct sockaddr *, socklen_t *, int);
-    if (!real_accept4)
-        real_accept4 = inject_next("accept4");
-    int r = real_accept4(fd, addr, len, flags);
-    leak(r);
-    return r;
-}
-
-int accept(int fd, struct sockaddr *addr, socklen_t *len)
-{
-    static int (*real_accept)(int, struct sockaddr *, socklen_t *);
-    if (!real_accept)
-        real_accept = inject_next("accept");
-    int r = real_accept(fd, addr, len);
-    leak(r);
-    return r;
 }
