@@ -83,7 +83,7 @@ tsan:
 	  LDFLAGS="$(SAN_FLAGS_tsan)" $(TSAN_SERVERS:%=bin-tsan/%)
 
 # ---- dependencies: Debian packages, installed when missing (as root) ----------
-PACKAGES := gcc make libc6-dev pkg-config libhttp-parser-dev liburing-dev \
+PACKAGES := gcc make libc6-dev pkg-config libhttp-parser-dev liburing-dev iproute2 \
             wrk nginx-light gnuplot-nox strace procps python3 clang libclang-rt-dev \
             slowhttptest util-linux linux-perf valgrind linux-libc-dev h2o lighttpd \
             httperf pandoc chromium

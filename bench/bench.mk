@@ -14,6 +14,8 @@
 #                        reported, failing only with BENCH_STRICT=1
 #   make bench-ci-det    the deterministic layer alone
 #   make bench-ci-update rewrites results/profile.json and prints what changed (commit it)
+#   make bench-history   draws each server's syscalls and instructions per request for every
+#                        commit of results/profile.json (results/history/)
 #   make bench-baseline  rewrites results/baseline.csv (commit it)
 #   make profile MODEL=epoll   where the server's CPU goes (bench/profile.py, docs/profile.md):
 #                        perf samples over a fixed open-loop load, sorted into buckets;
@@ -70,18 +72,20 @@ $(BENCH_RPC_THREADS): bench/rpc_threads.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
-.PHONY: profile bench bench-quick bench-check bench-ci bench-ci-det bench-ci-update bench-baseline bench-idlers bench-loadgen bench-floor inject \
+.PHONY: profile bench bench-quick bench-check bench-ci bench-ci-det bench-ci-update bench-history bench-baseline bench-idlers bench-loadgen bench-floor inject \
         demo-idle demo-rpc
 bench-idlers: $(BENCH_IDLERS)
 bench-floor: $(BENCH_FLOOR)
 bench-loadgen: $(BENCH_LOADGEN)
 
 # LD_PRELOAD libraries that inject a regression into every server (tests/test_detgate.py),
-# each linked with the wrappers of the response-sending calls in sends.c.
+# each linked with the wrappers of the response-sending calls in sends.c and of the
+# accepting calls in accepts.c.
+INJECT_SHARED := tests/inject/sends.c tests/inject/accepts.c
 INJECT_LIBS := $(patsubst tests/inject/%.c,$(BUILD)/inject/%.so,\
-                 $(filter-out tests/inject/sends.c,$(wildcard tests/inject/*.c)))
+                 $(filter-out $(INJECT_SHARED),$(wildcard tests/inject/*.c)))
 inject: $(INJECT_LIBS)
-$(BUILD)/inject/%.so: tests/inject/%.c tests/inject/sends.c
+$(BUILD)/inject/%.so: tests/inject/%.c $(INJECT_SHARED)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $^ -ldl
 
@@ -108,6 +112,8 @@ bench-ci-update:
 # made ~30% dearer per request by tests/inject/busy_send.c (tests/test_bench_inject.py).
 bench-check: $(BENCH_TOOLS) $(BUILD)/inject/busy_send.so
 	BUILD=$(BUILD) $(BENCH_PY) tests/test_bench_inject.py
+bench-history:
+	$(BENCH_PY) bench/history.py
 bench-baseline: $(BENCH_IDLERS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/bench.py baseline
 # Any bin/* server, a peer (nginx, h2o, lighttpd) or a server built into $(BUILD)/bench/.

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -32,7 +33,7 @@
 
 #define STAGE_SIZE (64 * 1024) /* a file body goes out in chunks of this size */
 #define STAGE_KEEP 64          /* free staging buffers kept for reuse */
-#define AIO_IDLE_S 1           /* seconds an idle glibc thread lives: see aio_setup() */
+#define AIO_IDLE_S 3600        /* seconds an idle glibc thread lives: see aio_setup() */
 #define TICK_MS 1000           /* the longest wait */
 
 _Static_assert(CONN_OUT_CAP + FILES_SMALL_MAX <= STAGE_SIZE, "a head and a small body fit a stage");
@@ -311,13 +312,27 @@ static int aio_setup(struct aio_loop *a)
     struct server *s = a->s;
 
     /* glibc's pool defaults to 20 threads, and a pending read on an idle socket
-     * holds one until the client speaks: allow one per connection. Idle threads
-     * die after a second; longer was worse: requests that find idle threads wake
-     * them rather than start new ones, and a burst then waited for the pool to
-     * grow one thread at a time (no request served at -c10000, measured). */
+     * holds one until the client speaks: allow one per connection. An idle
+     * thread lives an hour, longer than any measured run: glibc starts a thread
+     * only when none is idle, so the pool grows to the most operations ever in
+     * flight at once and then stays, and a thread's start (clone3, and mmap and
+     * mprotect for its stack) no longer follows timing. With one second, threads
+     * left and came back within a run, so bench/detgate.py counted 0.00 to 0.04
+     * mmap per request between identical runs (docs/bench.md). An earlier
+     * measurement found a long idle time slower at -c10000: a burst that finds a
+     * few idle threads wakes them and the pool then grows one thread at a time. */
     struct aioinit init = {
         .aio_threads = s->max_conns, .aio_num = s->max_conns, .aio_idle_time = AIO_IDLE_S};
     aio_init(&init);
+    /* One malloc arena for every thread. glibc gives a thread that allocates an
+     * arena of its own, up to 8 per core (an mmap, munmap and mprotect each), and
+     * which of the pool's threads get one follows timing: 118 to 130 mmap and 5
+     * to 14 munmap calls between identical runs of bench/detgate.py's idle
+     * workload (100 threads), against 115 and 2 every time with one arena. */
+    if (mallopt(M_ARENA_MAX, 1) != 1) {
+        errno = EINVAL;
+        return -1;
+    }
 
     /* Blocked before glibc starts a thread (its threads block every signal), so
      * they stay queued for sigtimedwait(): no handler, no global. SIGINT and

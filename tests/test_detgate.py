@@ -2,18 +2,31 @@
 """test_detgate.py - the deterministic layer of make bench-ci sees what it must.
 
 Runs bench/detgate.py check against bin/epoll (what make bench-ci runs first, for one
-server, to stay cheap) four times:
+server, to stay cheap) nine times, and bin/uring and bin/corouring once:
 
     unchanged                                          passes
     LD_PRELOAD extra_syscall.so  (one getppid per send) fails: "epoll, keep-alive: getppid +1.00"
     LD_PRELOAD extra_insns.so    (~5% more instructions) fails: "user-space instructions +5%"
     LD_PRELOAD idle_scan.so      (fcntl on every fd at each epoll_wait)
                                                         fails: "epoll, idle: fcntl +100"
+    LD_PRELOAD sleep.so          (1 ms sleep before every second send)
+                                 fails in every workload: "clock_nanosleep +0.50, sleep"
+                                 (+1.00 in large, where the head and body go apart)
+    LD_PRELOAD lock.so           (a lock handed to another thread and back at each send)
+                                 fails in every workload: "futex +N, lock"
+    LD_PRELOAD one_event.so      (epoll_wait with maxevents = 1)
+                                 fails: "epoll, batch: epoll_wait +0.9, I/O wait"
+    LD_PRELOAD sendfile_64k.so   (sendfile sends at most 64 KiB a call)
+                                 fails: "epoll, large: sendfile +15.00" (per MiB)
+    LD_PRELOAD uring_nop.so      (a NOP in every io_uring submission), on bin/uring and
+                                 bin/corouring: fails: "uring, keep-alive: io_uring_op:NOP"
+    LD_PRELOAD conn_leak.so      (4 KiB allocated and kept at each accept)
+                                 fails: "epoll, memory: Pss +4.0 KiB/connection"
 
 The injected libraries are built by make (build/inject/*.so); the server inherits the
 LD_PRELOAD from the gate's environment, as it would from `LD_PRELOAD=... make bench-ci`.
-Each syscall case measures the syscall layer only, the instruction case the instruction
-layer only. Needs perf and valgrind; ends with "N passed, M failed".
+Each case measures only the layer it injects into (syscalls, instructions or memory).
+Needs perf, valgrind and ss; ends with "N passed, M failed".
 """
 
 import json
@@ -26,6 +39,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(REPO, os.environ.get("BUILD", "build"))
 DETGATE = os.path.join(REPO, "bench", "detgate.py")
 PROFILE = os.path.join(REPO, "results", "profile.json")
+WORKLOADS = ("keep-alive", "churn", "idle", "batch", "large")
+URING_SERVERS = ("uring", "corouring")
 SERVER = "epoll"
 INSNS_SHARE = 0.05  # the instruction regression: this share of a keep-alive request
 
@@ -44,8 +59,8 @@ def check(cond, what, output=""):
             print(f"     | {line}")
 
 
-def detgate(layers, preload=None, **env):
-    e = dict(os.environ, BENCH_SERVERS=SERVER, DETGATE_LAYERS=layers, **env)
+def detgate(layers, preload=None, servers=SERVER, **env):
+    e = dict(os.environ, BENCH_SERVERS=servers, DETGATE_LAYERS=layers, **env)
     e.pop("LD_PRELOAD", None)
     if preload:
         e["LD_PRELOAD"] = os.path.join(BUILD, "inject", preload)
@@ -60,17 +75,29 @@ def per_request(output, pattern):
     return float(m.group(1)) if m else None
 
 
+def fails_only_in(preload, workload, call, least, what):
+    """Checks that preload fails the syscall layer in workload alone, naming call with at
+    least this much more per request."""
+    status, out = detgate("syscalls", preload)
+    delta = per_request(out, rf"FAIL: {SERVER}, {workload}: {call} \+([0-9.]+)/request")
+    others = re.findall(rf"FAIL: {SERVER}, (?!{workload})", out)
+    check(status == 1 and delta is not None and delta >= least and not others,
+          f"{what} fails in the {workload} workload alone, naming it ({call} +{delta})", out)
+
+
 def main():
-    libs = ["extra_syscall.so", "extra_insns.so", "idle_scan.so"]
+    libs = ["extra_syscall.so", "extra_insns.so", "idle_scan.so", "sleep.so", "lock.so",
+            "one_event.so", "sendfile_64k.so", "uring_nop.so", "conn_leak.so"]
     missing = [lib for lib in libs if not os.path.exists(os.path.join(BUILD, "inject", lib))]
-    if missing or not os.path.exists(os.path.join(REPO, "bin", SERVER)):
+    if missing or not all(os.path.exists(os.path.join(REPO, "bin", s))
+                          for s in (SERVER,) + URING_SERVERS):
         check(False, f"built: bin/{SERVER} and {', '.join(libs)} (run make all inject)")
         print(f"{passed} passed, {failed} failed")
         return 1
     with open(PROFILE) as f:
         insns = json.load(f)["instructions"][SERVER]["keep-alive"]["per_request"]
 
-    status, out = detgate("syscalls,instructions")
+    status, out = detgate("syscalls,instructions,memory")
     check(status == 0 and "detgate: PASS" in out, f"unchanged bin/{SERVER} passes", out)
 
     status, out = detgate("syscalls", "extra_syscall.so")
@@ -91,6 +118,41 @@ def main():
     check(status == 1 and delta is not None and delta >= 100,
           f"a scan of every connection at each wait fails, naming it (fcntl +{delta}/request "
           "with 100 idle)", out)
+
+    status, out = detgate("syscalls", "sleep.so")
+    deltas = [per_request(out, rf"FAIL: {SERVER}, {w}: (?:clock_)?nanosleep \+([0-9.]+)/request "
+                               r"\(new\), sleep") for w in WORKLOADS]
+    # Every second send: every second request, but in large, where epoll sends the head
+    # and the body apart, every request.
+    want = [1.0 if w == "large" else 0.5 for w in WORKLOADS]
+    check(status == 1 and all(d is not None and abs(d - x) < 0.05 for d, x in zip(deltas, want)),
+          f"a 1 ms sleep on every second send fails in {', '.join(WORKLOADS)}, named a "
+          f"sleep (+{deltas}/request)", out)
+
+    status, out = detgate("syscalls", "lock.so")
+    deltas = [per_request(out, rf"FAIL: {SERVER}, {w}: futex \+([0-9.]+)/request \(new\), lock")
+              for w in WORKLOADS]
+    check(status == 1 and all(d is not None and d >= 0.5 for d in deltas),
+          f"a contended lock at each request fails in {', '.join(WORKLOADS)}, named a lock "
+          f"(futex +{deltas}/request)", out)
+
+    fails_only_in("one_event.so", "batch", "epoll_wait", 0.6,
+                  "epoll_wait with maxevents = 1")
+    fails_only_in("sendfile_64k.so", "large", "sendfile", 10,
+                  "sendfile capped at 64 KiB (per MiB)")
+
+    status, out = detgate("syscalls", "uring_nop.so", servers=",".join(URING_SERVERS))
+    deltas = [per_request(out, rf"FAIL: {s}, keep-alive: io_uring_op:NOP \+([0-9.]+)/request "
+                               r"\(new\)") for s in URING_SERVERS]
+    check(status == 1 and all(d is not None and d >= 0.9 for d in deltas),
+          f"one more io_uring operation per submission fails for {', '.join(URING_SERVERS)}, "
+          f"naming its opcode (io_uring_op:NOP +{deltas}/request)", out)
+
+    status, out = detgate("memory", "conn_leak.so")
+    delta = per_request(out, rf"FAIL: {SERVER}, memory: Pss \+([0-9.]+) KiB/connection")
+    check(status == 1 and delta is not None and 3 <= delta <= 5,
+          f"4 KiB kept per connection fails, naming the memory (Pss +{delta} KiB/connection)",
+          out)
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

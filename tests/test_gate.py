@@ -11,6 +11,7 @@ pressure is not judged; efficiency still is), and that its failure only warns un
 BENCH_STRICT=1. Ends with "N passed, M failed".
 """
 
+import json
 import os
 import sys
 import tempfile
@@ -141,10 +142,18 @@ def test_profile_tolerances():
           "profile: a wait gets at least the wait tolerance")
     check(abs(ka["close"]["tolerance"] - 0.3) < 1e-9,
           "profile: a count that moved gets 3 x its spread")
-    check(ka["futex"]["tolerance"] is None, "profile: futex is shown, not judged")
+    check(abs(ka["futex"]["tolerance"] - 18) < 1e-9,
+          "profile: futex, where the server has it, is judged: 3 x its spread")
     check("stray" not in ka, "profile: a call now and then outside the requests is left out")
-    check(prof["syscalls"]["epoll"]["churn"]["epoll_wait"]["tolerance"] is None,
-          "profile: waits in the churn workload are not judged")
+    check(prof["syscalls"]["epoll"]["churn"]["epoll_wait"]["tolerance"] == detgate.TOL_WAIT_CHURN,
+          "profile: waits in the churn workload are judged, with the churn wait tolerance")
+    steady = detgate.make_profile([measurement({"futex": 4.0}), measurement({"futex": 4.0})])
+    check(abs(steady["syscalls"]["epoll"]["idle"]["futex"]["tolerance"] - 2.0) < 1e-9,
+          "profile: futex that did not move gets TOL_LOCK_SHARE of its count")
+    spin = detgate.make_profile([measurement({"recvfrom:failed": 90.0}),
+                                 measurement({"recvfrom:failed": 99.0})])
+    check(spin["syscalls"]["epoll"]["idle"]["recvfrom:failed"]["tolerance"] is None,
+          "profile: a spinning server's failed calls are shown, not judged")
     check(prof["instructions"]["epoll"]["keep-alive"] == {"per_request": 4205.0,
                                                           "tolerance": detgate.TOL_INSNS},
           "profile: instructions, the mean, 2% where the runs agree")
@@ -184,6 +193,41 @@ def test_judge_names_what_changed():
     fails, warns = detgate.judge(prof, newcomer, ["fork"])
     check(fails == [] and any("no profile, run make bench-ci-update" in w for w in warns),
           "judge: a server without a profile is a warning, not a failure")
+    def fails_with(extra):
+        return detgate.judge(prof, measurement(dict({"sendmsg": 1.0, "recvfrom": 1.0,
+                                                     "epoll_wait": 1.0}, **extra), 4200),
+                             ["epoll"])[0]
+    check("epoll, churn: nanosleep +0.50/request (new), sleep (0.00 -> 0.50, tolerance 0.02)"
+          in fails_with({"nanosleep": 0.5}),
+          "judge: a sleep on every other request fails in churn too, named a sleep")
+    check(any("poll:timeout +0.03/request (new), sleep" in f
+              for f in fails_with({"poll:timeout": 0.03})),
+          "judge: a timeout-only poll is a sleep, counted exactly")
+    check(any(f.startswith("epoll, keep-alive: futex +0.05/request (new), lock")
+              for f in fails_with({"futex": 0.05})),
+          "judge: futex in a server that had none fails, named a lock")
+    check([f for f in detgate.judge(prof, measurement(
+        {"sendmsg": 1.0, "recvfrom": 1.0, "epoll_wait": 1.9}, 4200), ["epoll"])[0]
+        if "epoll_wait" in f] == [f"epoll, {w}: epoll_wait +0.90/request, I/O wait (1.00 -> "
+                                  "1.90, tolerance 0.60)" for w in detgate.WORKLOADS
+                                  if w != "churn"],
+          "judge: an I/O wait past its tolerance fails, except in churn (tolerance 1.0)")
+    mem = dict(measurement({"sendmsg": 1.0}, 4200),
+               memory={"epoll": {"kib_per_conn": 0.2, "pss_kib": [260, 460, 660],
+                                 "conns": [0, 1000, 2000]}})
+    mem2 = json.loads(json.dumps(mem))
+    mem2["memory"]["epoll"]["kib_per_conn"] = 0.5
+    mprof = detgate.make_profile([mem, mem2])
+    check(mprof["memory"]["epoll"]["kib_per_conn"] == 0.35
+          and mprof["memory"]["epoll"]["tolerance"] == 1.0,
+          "profile: memory per connection, the mean, at least TOL_MEM_KIB")
+    leaky = json.loads(json.dumps(mem))
+    leaky["memory"]["epoll"]["kib_per_conn"] = 4.2
+    check(any(f.startswith("epoll, memory: Pss +3.9 KiB/connection (0.3 -> 4.2, tolerance 1.0")
+              for f in detgate.judge(mprof, leaky, ["epoll"])[0]),
+          "judge: 4 KiB more per connection fails, naming the memory")
+    check(not [f for f in detgate.judge(mprof, mem, ["epoll"])[0] if "memory" in f],
+          "judge: the same memory per connection passes")
     broken = dict(same, errors={"epoll": "under valgrind (keep-alive): answered 404"})
     fails, _ = detgate.judge(prof, broken, ["epoll"])
     check(fails == ["epoll: under valgrind (keep-alive): answered 404"],

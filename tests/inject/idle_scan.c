@@ -8,37 +8,17 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 
 #include "inject.h"
 
 static atomic_int highest_fd;
 
-static void note_fd(int fd)
+/* The highest fd accepted so far. */
+void inject_after_accept(int fd)
 {
     int seen = atomic_load(&highest_fd);
     while (fd > seen && !atomic_compare_exchange_weak(&highest_fd, &seen, fd))
         ;
-}
-
-int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
-{
-    static int (*real_accept4)(int, struct sockaddr *, socklen_t *, int);
-    if (!real_accept4)
-        real_accept4 = inject_next("accept4");
-    int r = real_accept4(fd, addr, len, flags);
-    note_fd(r);
-    return r;
-}
-
-int accept(int fd, struct sockaddr *addr, socklen_t *len)
-{
-    static int (*real_accept)(int, struct sockaddr *, socklen_t *);
-    if (!real_accept)
-        real_accept = inject_next("accept");
-    int r = real_accept(fd, addr, len);
-    note_fd(r);
-    return r;
 }
 
 int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)

@@ -8,6 +8,7 @@
 #define C10K_INJECT_H
 
 #include <dlfcn.h>
+#include <stddef.h>
 
 /* The next definition of name after this library's own: libc's. */
 static inline void *inject_next(const char *name)
@@ -18,5 +19,12 @@ static inline void *inject_next(const char *name)
 /* Runs before each send, sendto, sendmsg, writev and sendfile; sends.c's own does nothing,
  * a library that defines it adds its regression there. */
 void inject_before_send(void);
+
+/* Runs after each accept4 and accept with the fd it returned (-1 on an error);
+ * accepts.c's own does nothing. */
+void inject_after_accept(int fd);
+
+/* The count each sendfile passes on to libc's (sends.c's own: count, unchanged). */
+size_t inject_sendfile_count(size_t count);
 
 #endif

@@ -15,6 +15,11 @@ __attribute__((weak)) void inject_before_send(void)
 {
 }
 
+__attribute__((weak)) size_t inject_sendfile_count(size_t count)
+{
+    return count;
+}
+
 ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
     static ssize_t (*real_send)(int, const void *, size_t, int);
@@ -59,5 +64,5 @@ ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
     if (!real_sendfile)
         real_sendfile = inject_next("sendfile");
     inject_before_send();
-    return real_sendfile(out_fd, in_fd, offset, count);
+    return real_sendfile(out_fd, in_fd, offset, inject_sendfile_count(count));
 }
