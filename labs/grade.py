@@ -93,7 +93,7 @@ def main():
             print(f"  the profile could not be measured: {e}")
     if calls:
         keep = calls["keep-alive"]
-        waits = sum(v for k, v in keep.items() if detgate.is_wait(k) and ":" not in k)
+        waits = sum(v for k, v in keep.items() if detgate.kind(k) == "wait" and ":" not in k)
         ctl = keep.get("epoll_ctl", 0.0)
         idle_calls = sum(calls["idle"].values()) - sum(keep.values())
         idle_insns = insns["idle"] - insns["keep-alive"]

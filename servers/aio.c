@@ -328,11 +328,10 @@ static int aio_setup(struct aio_loop *a)
      * arena of its own, up to 8 per core (an mmap, munmap and mprotect each), and
      * which of the pool's threads get one follows timing: 118 to 130 mmap and 5
      * to 14 munmap calls between identical runs of bench/detgate.py's idle
-     * workload (100 threads), against 115 and 2 every time with one arena. */
-    if (mallopt(M_ARENA_MAX, 1) != 1) {
-        errno = EINVAL;
-        return -1;
-    }
+     * workload (100 threads), against 115 and 2 every time with one arena. A
+     * malloc that is not glibc's (AddressSanitizer's) refuses the option: that
+     * costs only the count's determinism, so it is not a reason to stop. */
+    (void)mallopt(M_ARENA_MAX, 1);
 
     /* Blocked before glibc starts a thread (its threads block every signal), so
      * they stay queued for sigtimedwait(): no handler, no global. SIGINT and
