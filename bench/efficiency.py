@@ -288,7 +288,17 @@ class Efficiency:
                         passed = mid
                     else:
                         failed = mid
-                self.ceiling[conns] = passed or cfg.open_max
+                if passed is None:
+                    # No rate kept: the machine, not a server, limits loadgen here (seen
+                    # while bin/fork's thousands of children from the idle sweep exited).
+                    # A made-up ceiling would put the whole grid past every server's knee.
+                    print(f"bench: loadgen kept its schedule at no rate down to {failed:,.0f} "
+                          f"req/s against the null server at {conns:,} connections: the "
+                          "machine is too busy; no efficiency curves there", flush=True)
+                    self.b.notes.append(f"no client's ceiling at {conns:,} connections: "
+                                        "loadgen kept its schedule at no rate")
+                    continue
+                self.ceiling[conns] = passed
                 print(f"bench: the client's ceiling at {conns:,} connections: "
                       f"{self.ceiling[conns]:,.0f} req/s", flush=True)
         finally:
@@ -322,6 +332,8 @@ class Efficiency:
                     for conns in cfg.open_conns:
                         if not started:
                             break  # it exited and would not start again
+                        if conns not in self.ceiling:
+                            continue  # no ceiling measured there (calibrate())
                         for frac in fractions:
                             if not started[0].alive():
                                 self.b.stop(started)

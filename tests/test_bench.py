@@ -363,6 +363,29 @@ def test_efficiency_runs():
               "fast: ≥ ceiling")
 
 
+class BusyBench(FakeBench):
+    """A machine too busy for loadgen: every point is client-bound, the floor's too."""
+
+    def open_point(self, started, conns, rate, close, label):
+        row = super().open_point(started, conns, rate, close, label)
+        row.update(client_bound=1, client_cpu=0.1, status="client_bound")
+        return row
+
+
+def test_no_ceiling_on_a_busy_machine():
+    fake = BusyBench({"floor": 30000})
+    with tempfile.TemporaryDirectory() as tmp:
+        eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
+        eff.calibrate()
+        check(eff.ceiling == {},
+              f"no rate kept against the floor: no ceiling, not the top of the range "
+              f"({eff.ceiling})")
+        eff.grid(["fast"], 1, [0.25, 0.5, 0.9])
+        grid = [r for r in eff.rows if r["phase"] == "grid"]
+        check(not grid and any("no client's ceiling" in n for n in fake.notes),
+              f"no grid without a ceiling, and the summary says why ({len(grid)} rows)")
+
+
 def test_compare_efficiency():
     mod = compare_module()
 
