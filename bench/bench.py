@@ -7,12 +7,13 @@ static files, h2o, lighttpd), measured open-loop with bench/loadgen and closed-l
     python3 bench/bench.py ci         make bench-ci        wall-clock layer: ratios vs results/baseline.csv
     python3 bench/bench.py baseline   make bench-baseline  rewrites results/baseline.csv
 
-A full run, per server, in three phases:
-    closed loop   wrk at BENCH_CONNS connections: the peak a closed-loop client sees
-    idle sweep    100 busy wrk connections while M idle ones are held (bench/idlers)
-    open loop     bench/loadgen at 100 and 10,000 established connections, the offered rate
-                  climbing to past saturation (openloop.py), the server's CPU capped by a
-                  cgroup quota so that one client core outruns it; then churn (--close)
+A full run, in three phases:
+    open loop     bench/loadgen at 100 and 10,000 established connections: the client's
+                  ceiling against bench/floor, then every server and peer at fractions of it,
+                  uncapped, repetitions interleaved, then the knees (efficiency.py)
+    closed loop   wrk at BENCH_CONNS connections: wrk's peak, one point per server
+    idle sweep    100 busy wrk connections while M idle ones are held (bench/idlers); last,
+                  because bin/fork leaves thousands of children to reap
 
 Knobs (environment): BENCH_SERVERS, BENCH_PEERS, BENCH_CONNS, BENCH_FILES, BENCH_REPS,
 BENCH_SECS, BENCH_WARMUP, BENCH_IDLE, BENCH_IDLE_REPS, BENCH_IDLE_SECS, BENCH_OPEN_CONNS,
@@ -269,6 +270,7 @@ class Bench:
         self.total = 0
         self.syscalls = "none"
         self.cap = None
+        self.closed_s = 0  # plan(): what the closed loop and the idle sweep will take
         self.sysctls = procs.Sysctls()
 
     @property
@@ -391,6 +393,7 @@ class Bench:
             if cfg.budget_min:
                 # The claims' repetitions and the knees stop at the budget (efficiency.py).
                 est = min(est, max(cfg.budget_min * 60, closed + self.efficiency_s(False)))
+        self.closed_s = closed
         return targets, points, main, idle, est, per_server
 
     def efficiency_s(self, budgeted=True):
@@ -722,9 +725,15 @@ class Bench:
                   flush=True)
         print(f"bench: server on CPU {cfg.server_cores}, clients on CPU {cfg.client_cores}; "
               f"syscalls: {self.syscalls}; estimated {report.fmt_duration(est)}", flush=True)
+        # The open loop first: it is the headline, and it is read against the client's
+        # ceiling, which a machine still reaping thousands of bin/fork children from the
+        # idle sweep would lower. Its budget leaves time for the closed loop after it.
+        if cfg.ladders:
+            open_rows = self.run_open(per_server)
+        else:
+            open_rows = self.run_efficiency(t0 - self.closed_s)
         rows = self.run_matrix(points)
         idle_rows = self.run_idle_sweep()
-        open_rows = self.run_open(per_server) if cfg.ladders else self.run_efficiency(t0)
         summarise(self.dir, cfg, self.rid, rows, idle_rows, open_rows, sizes, self.syscalls,
                   self.failures, self.notes, time.monotonic() - t0,
                   self.cap.describe() if self.cap else None)
