@@ -62,13 +62,14 @@ SELECT_IDLE_STEPS = (500, 900)
 # Per mode: the matrix and timing unless the environment says otherwise. open_conns empty:
 # no open-loop sweep (bench-ci and bench-baseline keep their plain-nginx protocol).
 MODES = {
-    "full": dict(conns="1000", files="index.html", reps=2, secs=2, warm=0.5,
+    "full": dict(conns="1000", files="index.html", reps=1, secs=2, warm=0.5,
                  idle="0,3000,9000", idle_reps=1, idle_secs=1.5, perf=True,
                  peers="nginx,h2o,lighttpd", open_conns="100,10000", open_secs=1,
                  open_warm=0.3, open_start=4000, open_step=2, open_refine=2,
-                 open_max=256000, open_extra=True, churn_conns=0, churn_start=2000,
-                 fixed_rps=8000, churn_fixed_rps=2000, quota=0, budget=26,
-                 fractions="0.1,0.25,0.5,0.75,0.9", open_reps=3, knee_reps=2, claim_reps=2),
+                 open_max=256000, open_extra=True, churn_conns=1000, churn_start=2000,
+                 churn_fractions="0.25,0.5,0.9", fixed_rps=8000, churn_fixed_rps=2000,
+                 quota=0, budget=27.5,
+                 fractions="0.1,0.25,0.5,0.9", open_reps=3, knee_reps=2, claim_reps=2),
     "quick": dict(conns="1000", files="index.html", reps=1, secs=1, warm=0.2, idle="",
                   idle_reps=1, idle_secs=2, perf=True, peers="nginx,h2o,lighttpd",
                   open_conns="100", open_secs=0.5, open_warm=0.2, open_start=8000,
@@ -86,8 +87,8 @@ MODES = {
 OPEN_DEFAULTS = dict(open_secs=2, open_warm=0.5, open_start=2000, open_step=2, open_refine=2,
                      open_max=256000, open_extra=True, churn_conns=0, churn_start=2000,
                      fixed_rps=8000, churn_fixed_rps=2000, quota=0,
-                     fractions="0.1,0.25,0.5,0.75,0.9", open_reps=3, knee_reps=2,
-                     claim_reps=2)
+                     fractions="0.1,0.25,0.5,0.75,0.9", churn_fractions="0.25,0.5,0.9",
+                     open_reps=3, knee_reps=2, claim_reps=2)
 
 # Seconds a measurement costs beyond warm-up + run (wrk start, perf attach, /proc reads),
 # and per 1,000 connections (connecting them, twice: warm-up and run). For the estimate.
@@ -168,6 +169,8 @@ class Config:
         # ladders instead.
         self.fractions = [float(f) for f in
                           env.get("BENCH_FRACTIONS", o["fractions"]).split(",") if f]
+        self.churn_fractions = [float(f) for f in env.get(
+            "BENCH_CHURN_FRACTIONS", o["churn_fractions"]).split(",") if f]
         self.open_reps = int(env.get("BENCH_OPEN_REPS", o["open_reps"]))
         self.knee_reps = int(env.get("BENCH_KNEE_REPS", o["knee_reps"]))
         self.claim_reps = int(env.get("BENCH_CLAIM_REPS", o["claim_reps"]))
@@ -271,6 +274,7 @@ class Bench:
         self.syscalls = "none"
         self.cap = None
         self.closed_s = 0  # plan(): what the closed loop and the idle sweep will take
+        self.acct = None  # procs.CpuAccount: the server's CPU, children included
         self.sysctls = procs.Sysctls()
 
     @property
@@ -308,6 +312,10 @@ class Bench:
         except procs.StartError as e:
             self.fail(name, f"did not start: {e}")
             return None
+        if self.acct:
+            # Every process of the server, and every child it forks later, is counted.
+            self.acct.add_session(t.proc.pid)
+            t.acct = self.acct
         hog = None
         if self.cfg.slow.get(name) is not None:
             hog = procs.CpuHog(self.cfg.server_cores, self.cfg.slow[name])
@@ -402,15 +410,17 @@ class Bench:
         cfg = self.cfg
         if not cfg.open_conns:
             return 0
-        per_rep = sum(len(cfg.fractions) * self.per_open_point_s(c) for c in cfg.open_conns)
+        loads = [c for c, _ in efficiency.workloads(cfg)]
+        per_rep = sum(len(cfg.churn_fractions if close else cfg.fractions)
+                      * self.per_open_point_s(c) for c, close in efficiency.workloads(cfg))
         grid = (len(self.targets) + 1) * cfg.open_reps * (per_rep + SERVER_START_S)
-        calibrate = sum(CALIBRATION_POINTS * self.per_open_point_s(c) for c in cfg.open_conns)
+        calibrate = sum(CALIBRATION_POINTS * self.per_open_point_s(c) for c in loads)
         if not budgeted:
             return calibrate + grid
         claims = (len(self.targets) + 1) * cfg.claim_reps * sum(
-            self.per_open_point_s(c) + SERVER_START_S for c in cfg.open_conns)
-        knees = KNEE_SHARE * len(self.targets) * len(cfg.open_conns) * cfg.knee_reps * \
-            efficiency.KNEE_POINTS * self.per_open_point_s(max(cfg.open_conns))
+            self.per_open_point_s(c) + SERVER_START_S for c in loads)
+        knees = KNEE_SHARE * len(self.targets) * len(loads) * cfg.knee_reps * \
+            efficiency.KNEE_POINTS * self.per_open_point_s(max(loads))
         return calibrate + grid + claims + knees
 
     # -- closed loop: wrk -----------------------------------------------------------------
@@ -683,6 +693,12 @@ class Bench:
         with open(os.path.join(self.logs, "config.json"), "w") as f:
             json.dump(dict(vars(cfg), syscalls=self.syscalls), f, indent=1)  # for `replot`
         t0 = time.monotonic()
+        if os.geteuid() == 0:
+            try:
+                self.acct = procs.CpuAccount(f"c10k-bench-{os.getpid()}-acct")
+            except OSError as e:
+                self.notes.append(f"the server's CPU is read per process ({e}): a server "
+                                  "that forks per connection reads low")
         try:
             if cfg.mode in ("ci", "baseline"):
                 result = gate.run(self, cfg)
@@ -695,6 +711,8 @@ class Bench:
             self.sysctls.restore()
             if self.cap:
                 self.cap.remove()
+            if self.acct:
+                self.acct.remove()
         print(f"bench: done in {report.fmt_duration(time.monotonic() - t0)}; results in "
               f"{os.path.relpath(self.dir, os.getcwd())}/", flush=True)
         return result
@@ -711,7 +729,8 @@ class Bench:
               + (f" + {idle} idle-sweep points" if idle else ""), flush=True)
         if cfg.open_conns and not cfg.ladders:
             cap = f"CPU capped at {cfg.quota:.0%} of a core" if cfg.quota > 0 else "uncapped"
-            print(f"bench: open loop (loadgen): conns {','.join(map(str, cfg.open_conns))}, "
+            print(f"bench: open loop (loadgen): conns {','.join(map(str, cfg.open_conns))}"
+                  + (f" + churn at {cfg.churn_conns}" if cfg.churn_conns else "") + ", "
                   f"the client's ceiling against bench/floor, then "
                   f"{', '.join(f'{x:.0%}' for x in cfg.fractions)} of it x {cfg.open_reps} "
                   f"interleaved reps, {cfg.open_secs:g} s windows, {cap}"

@@ -1,13 +1,16 @@
 """efficiency.py - the open loop as efficiency curves, read against a null server.
 
-    calibrate  bench/floor (the null server: one recv, one send, nothing else) at each
-               connection count, rates climbing x1.5 then bisected: the client's ceiling is
+A workload is (conns, close): N established keep-alive connections, or churn, N at a
+time each carrying one request (`Connection: close`), a new connection per request.
+
+    calibrate  bench/floor (the null server: one recv, one send, nothing else) in each
+               workload, rates climbing x1.5 then bisected: the client's ceiling is
                the highest offered rate at which loadgen kept its schedule (not client-bound,
                achieved >= 99% of offered). A client-bound point at which loadgen had CPU to
                spare is measured again, up to twice: on a shared machine other work on the
                client core makes one window late, not loadgen's own limit.
-    grid       every server, the floor and the peers, at fractions of that ceiling (10, 25,
-               50, 75, 90%), uncapped, repetitions outermost so that a burst of someone
+    grid       every server, the floor and the peers, at fractions of that ceiling (make
+               bench: 10, 25, 50, 90%; churn 25, 50, 90%), uncapped, repetitions outermost so that a burst of someone
                else's work hits one repetition of everyone rather than every repetition of
                one server. A server that fell far behind at a rate skips the rates above it
                in that repetition (they are past its knee).
@@ -88,9 +91,9 @@ def ratio_interval(a, b):
 def paired(rows, a, b, conns, rate, metric="cpu_us_per_req"):
     """interval() of a's metric over b's, repetition by repetition, at one point: the
     repetitions where both were usable; with their number appended."""
-    by = {}
+    by, w = {}, workload(conns)
     for r in rows:
-        if (r["conns"] == conns and r["offered_rps"] == rate and usable(r)
+        if (row_workload(r) == w and r["offered_rps"] == rate and usable(r)
                 and r.get(metric) and r["server"] in (a, b)):
             by[(r["server"], r.get("rep"))] = r[metric]
     ratios = [v / by[(b, rep)] for (s, rep), v in by.items() if s == a and (b, rep) in by]
@@ -130,6 +133,32 @@ def round2(x):
     return float(f"{x:.2g}")
 
 
+def workload(conns, close=0):
+    """A workload key: (connections, 1 for churn else 0); a bare int is keep-alive."""
+    if isinstance(conns, tuple):
+        return conns
+    return (int(conns), int(float(close or 0)))
+
+
+def row_workload(row):
+    return workload(row["conns"], row.get("close") or 0)
+
+
+def workloads(cfg):
+    """The workloads of a run: each BENCH_OPEN_CONNS count kept alive, then churn."""
+    out = [workload(c) for c in cfg.open_conns]
+    if getattr(cfg, "churn_conns", 0):
+        out.append(workload(cfg.churn_conns, 1))
+    return out
+
+
+def title(w):
+    conns, close = workload(w)
+    if close:
+        return f"churn ({conns:,} at a time, a new connection per request)"
+    return f"{conns:,} connections"
+
+
 # ---- what a point says ----------------------------------------------------------------------
 
 
@@ -148,10 +177,13 @@ def missed(rows):
 
 
 def summarise(rows):
-    """Per (server, conns, offered rate): the interval of each figure over the usable
+    """Per (server, workload, offered rate): the interval of each figure over the usable
     repetitions, and how many were dropped as client-bound."""
     out = {}
-    for key, rs in c10kutil.group(rows, ("server", "conns", "offered_rps")).items():
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["server"], row_workload(r), r["offered_rps"]), []).append(r)
+    for key, rs in groups.items():
         use = [r for r in rs if usable(r)]
         fig = {"n": len(use), "dropped": len(rs) - len(use), "missed": missed(rs),
                "status": sorted({r["status"] for r in rs}),
@@ -185,8 +217,9 @@ def capacity(fig, server, conns, ceiling):
     ceiling' when it met the SLO at every rate measured; '< lowest' when it missed even the
     lowest; else the p99 crossing with its bracket: the nearest rates below and above it
     that most repetitions met and missed."""
+    w = workload(conns)
     pts = sorted((rate, f["p99_ms"][0] if f["p99_ms"] else None, f["missed"])
-                 for (s, c, rate), f in fig.items() if s == server and c == conns)
+                 for (s, c, rate), f in fig.items() if s == server and c == w)
     pts = [p for p in pts if p[1] is not None or p[2]]
     if not pts:
         return "–", None, None, None
@@ -205,8 +238,9 @@ def knee_rates(lo, hi, fig, server, conns):
     """Up to KNEE_POINTS rates KNEE_STEP apart (3 significant figures), inside the grid's last
     pass lo and first miss hi (3% clear of each), the nearest to where the grid's medians put
     the p99 crossing (the geometric middle if they do not say)."""
+    w = workload(conns)
     pts = sorted((rate, f["p99_ms"][0] if f["p99_ms"] else None, f["missed"])
-                 for (s, c, rate), f in fig.items() if s == server and c == conns)
+                 for (s, c, rate), f in fig.items() if s == server and c == w)
     centre = crossing(pts) or math.sqrt(lo * hi)
     reach = int(math.log(hi / lo) / math.log(KNEE_STEP)) + 1
     inside = [k for k in range(-reach, reach + 1)
@@ -225,27 +259,29 @@ class Efficiency:
     def __init__(self, bench, csv_path):
         self.b, self.cfg, self.csv = bench, bench.cfg, csv_path
         self.rows = []
-        self.ceiling = {}  # conns -> rate
+        self.ceiling = {}  # workload -> rate
         self.retries_left = 0
 
-    def point(self, started, conns, rate, phase, rep, fraction=None):
-        what = f"{started[0].name} c={conns} rate={rate:g} {phase} rep {rep}"
+    def point(self, started, w, rate, phase, rep, fraction=None):
+        conns, close = w
+        what = (f"{started[0].name} {'churn' if close else 'open'} c={conns} rate={rate:g} "
+                f"{phase} rep {rep}")
         if self.b.cap:
             self.b.cap.add_session(started[0].proc.pid)
-        row = self.b.open_point(started, conns, rate, False, what)
+        row = self.b.open_point(started, conns, rate, bool(close), what)
         if row is None:
             return None
-        row.update(phase=phase, rep=rep, fraction=fraction, ceiling=self.ceiling.get(conns))
+        row.update(phase=phase, rep=rep, fraction=fraction, ceiling=self.ceiling.get(w))
         self.rows.append(row)
         c10kutil.append_csv(self.csv, openloop.OPEN_HEADER, row)
         print(report.open_progress_line(row) + f" {phase} rep {rep}", flush=True)
         return row
 
-    def kept(self, started, conns, rate):
+    def kept(self, started, w, rate):
         """Whether loadgen kept its schedule against the floor at rate (a retry when it was
         late with CPU to spare: someone else's work on its core)."""
         for _ in range(CEILING_TRIES):
-            row = self.point(started, conns, rate, "ceiling", 0)
+            row = self.point(started, w, rate, "ceiling", 0)
             if row is None:
                 return False
             if row["status"] == "ok":
@@ -259,7 +295,7 @@ class Efficiency:
         cfg = self.cfg
         if cfg.ceiling:
             # Given (BENCH_CEILING): a test, or a rerun at the rates of an earlier run.
-            self.ceiling = {conns: cfg.ceiling for conns in cfg.open_conns}
+            self.ceiling = {w: cfg.ceiling for w in workloads(cfg)}
             self.b.notes.append(f"the client's ceiling was given (BENCH_CEILING="
                                 f"{cfg.ceiling:g}), not measured")
             return True
@@ -267,10 +303,11 @@ class Efficiency:
         if not started:
             return False
         try:
-            for conns in cfg.open_conns:
-                rate, passed, failed = float(cfg.open_start), None, None
+            for w in workloads(cfg):
+                start = cfg.churn_start if w[1] else cfg.open_start
+                rate, passed, failed = float(start), None, None
                 while rate <= cfg.open_max:
-                    if self.kept(started, conns, rate):
+                    if self.kept(started, w, rate):
                         passed = rate
                         rate = round2(rate * CEILING_STEP)
                     else:
@@ -284,7 +321,7 @@ class Efficiency:
                     mid = round2(math.sqrt(passed * failed))
                     if not passed < mid < failed:
                         break
-                    if self.kept(started, conns, mid):
+                    if self.kept(started, w, mid):
                         passed = mid
                     else:
                         failed = mid
@@ -293,33 +330,39 @@ class Efficiency:
                     # while bin/fork's thousands of children from the idle sweep exited).
                     # A made-up ceiling would put the whole grid past every server's knee.
                     print(f"bench: loadgen kept its schedule at no rate down to {failed:,.0f} "
-                          f"req/s against the null server at {conns:,} connections: the "
+                          f"req/s against the null server, {title(w)}: the "
                           "machine is too busy; no efficiency curves there", flush=True)
-                    self.b.notes.append(f"no client's ceiling at {conns:,} connections: "
+                    self.b.notes.append(f"no client's ceiling, {title(w)}: "
                                         "loadgen kept its schedule at no rate")
                     continue
-                self.ceiling[conns] = passed
-                print(f"bench: the client's ceiling at {conns:,} connections: "
-                      f"{self.ceiling[conns]:,.0f} req/s", flush=True)
+                self.ceiling[w] = passed
+                print(f"bench: the client's ceiling, {title(w)}: "
+                      f"{self.ceiling[w]:,.0f} req/s", flush=True)
         finally:
             self.b.stop(started)
         return True
 
-    def grid_point(self, started, conns, rate, rep, frac):
+    def grid_point(self, started, w, rate, rep, frac):
         """One grid point, measured again once if loadgen fell behind with CPU to spare; the
         repetition's figure is the usable one (summarise() and paired() skip the other)."""
-        row = self.point(started, conns, rate, "grid", rep, frac)
+        row = self.point(started, w, rate, "grid", rep, frac)
         if (row and row["status"] == "client_bound" and self.retries_left > 0
                 and (row.get("client_cpu") or 0) < openloop.CLIENT_SATURATED
                 and not openloop.overloaded(row)):
             self.retries_left -= 1
-            row = self.point(started, conns, rate, "grid", rep, frac) or row
+            row = self.point(started, w, rate, "grid", rep, frac) or row
         return row
+
+    def fractions(self, w, fractions):
+        """The grid's fractions in workload w: churn gets those of them in churn_fractions
+        (its points cost a connection each; the budget goes to keep-alive's curves)."""
+        churn = getattr(self.cfg, "churn_fractions", None)
+        return [f for f in fractions if f in churn] if w[1] and churn else fractions
 
     def grid(self, targets, reps, fractions, first_rep=1, deadline=math.inf):
         cfg = self.cfg
-        self.retries_left += int(RETRY_SHARE * reps * (len(targets) + 1) * len(fractions)
-                                 * len(cfg.open_conns))
+        self.retries_left += int(RETRY_SHARE * reps * (len(targets) + 1) * sum(
+            len(self.fractions(w, fractions)) for w in workloads(cfg)))
         for rep in range(first_rep, first_rep + reps):
             if time.monotonic() > deadline:
                 self.b.notes.append(f"repetitions from {rep} on were not run: time budget")
@@ -329,19 +372,19 @@ class Efficiency:
                 if not started:
                     continue
                 try:
-                    for conns in cfg.open_conns:
+                    for w in workloads(cfg):
                         if not started:
                             break  # it exited and would not start again
-                        if conns not in self.ceiling:
+                        if w not in self.ceiling:
                             continue  # no ceiling measured there (calibrate())
-                        for frac in fractions:
+                        for frac in self.fractions(w, fractions):
                             if not started[0].alive():
                                 self.b.stop(started)
                                 started = self.b.start(name)
                                 if not started:
                                     break
-                            rate = round2(frac * self.ceiling[conns])
-                            row = self.grid_point(started, conns, rate, rep, frac)
+                            rate = round2(frac * self.ceiling[w])
+                            row = self.grid_point(started, w, rate, rep, frac)
                             if row is None or row["status"] in ("refused", "failed"):
                                 break
                             if openloop.overloaded(row) and \
@@ -356,16 +399,16 @@ class Efficiency:
         fig = summarise([r for r in self.rows if r["phase"] == "grid"])
         plan = {}
         for name in targets:
-            for conns in self.cfg.open_conns:
+            for w in workloads(self.cfg):
                 pts = sorted((rate, f["missed"]) for (s, c, rate), f in fig.items()
-                             if s == name and c == conns)
+                             if s == name and c == w)
                 first = next((i for i, (_, m) in enumerate(pts) if m), None)
                 if not first:  # none missed, or even the lowest did: no knee to find
                     continue
                 lo, hi = pts[first - 1][0], pts[first][0]
-                rates = knee_rates(lo, hi, fig, name, conns)
+                rates = knee_rates(lo, hi, fig, name, w)
                 if rates:
-                    plan.setdefault(name, []).append((conns, rates))
+                    plan.setdefault(name, []).append((w, rates))
         for rep in range(1, reps + 1):
             for name, work in plan.items():
                 if time.monotonic() > deadline:
@@ -375,9 +418,9 @@ class Efficiency:
                 if not started:
                     continue
                 try:
-                    for conns, rates in work:
+                    for w, rates in work:
                         for rate in rates:
-                            self.point(started, conns, rate, "knee", rep)
+                            self.point(started, w, rate, "knee", rep)
                 finally:
                     self.b.stop(started)
 
@@ -393,7 +436,7 @@ def section(cfg, rows, targets):
     ceilings = {}
     for r in rows:
         if r.get("ceiling"):
-            ceilings[r["conns"]] = r["ceiling"]
+            ceilings[row_workload(r)] = r["ceiling"]
     eff = [r for r in rows if r.get("phase") in ("grid", "knee")]
     fig = summarise(eff)
     reps = max((r.get("rep") or 0 for r in eff if r.get("fraction") != CLAIM_FRACTION),
@@ -421,13 +464,14 @@ def section(cfg, rows, targets):
         "CPU over the window per answer in it; × floor is the median of the repetitions' "
         "ratios to the floor at the same rate (paired: both measured seconds apart in each "
         "repetition), with their interval.", ""]
-    for conns in cfg.open_conns:
+    for conns in workloads(cfg):
         ceiling = ceilings.get(conns)
         if not ceiling:
             continue
         rates = sorted({rate for (s, c, rate), f in fig.items() if c == conns
                         and f["fraction"] is not None})
-        lines += [f"### {conns:,} connections: ceiling {ceiling:,.0f} req/s", ""]
+        lines += [f"### {title(conns)[0].upper() + title(conns)[1:]}: ceiling "
+                  f"{ceiling:,.0f} req/s", ""]
         head = ["server"] + [f"{report.k(r)}/s µs/req" for r in rates] + \
             [f"× floor @ {report.k(rates[len(rates) // 2])}/s" if rates else "× floor",
              f"user / sys @ {report.k(rates[len(rates) // 2])}/s" if rates else "user/sys",
@@ -464,7 +508,7 @@ def section(cfg, rows, targets):
 
 
 def latency_table(fig, conns, rates, names):
-    lines = [f"p50 / p99 / p99.9 ms and achieved ÷ offered at {conns:,} connections (medians):",
+    lines = [f"p50 / p99 / p99.9 ms and achieved ÷ offered, {title(conns)} (medians):",
              "", "| server | " + " | ".join(f"{report.k(r)}/s" for r in rates) + " |",
              "|---|" + "---:|" * len(rates)]
     for s in names:
@@ -497,7 +541,7 @@ def claims(cfg, fig, rows, targets):
              "from order statistics; n paired repetitions]. \"cheaper\" or \"dearer\" only "
              f"where n ≥ {MIN_VERDICT_N} and the interval lies wholly below or above 1; "
              "otherwise the difference is within this run's noise.", ""]
-    for conns in cfg.open_conns:
+    for conns in workloads(cfg):
         # At CLAIM_FRACTION of the ceiling, or the highest fraction of a grid without it.
         fracs = {f["fraction"]: rate for (_, c, rate), f in fig.items()
                  if c == conns and f["fraction"] is not None}
@@ -505,8 +549,8 @@ def claims(cfg, fig, rows, targets):
             continue
         frac = CLAIM_FRACTION if CLAIM_FRACTION in fracs else max(fracs)
         rate = fracs[frac]
-        lines.append(f"At {conns:,} connections, {rate:,.0f} req/s ({frac:.0%} of the "
-                     "ceiling):")
+        lines.append(f"{title(conns)[0].upper() + title(conns)[1:]}, {rate:,.0f} req/s "
+                     f"({frac:.0%} of the ceiling):")
         lines.append("")
         for s in ours:
             a = fig.get((s, conns, rate))

@@ -151,12 +151,14 @@ class Snapshot:
     """What the kernel says at one edge of a measured window: the server's CPU time (all
     its threads), per-CPU softirq and steal time, CPU pressure (PSI)."""
 
-    def __init__(self, pid, tree=None):
+    def __init__(self, pid, tree=None, acct=None):
         """tree: the server's processes (c10kutil.process_tree), found before the window
         by the caller, so that the edge reads only the server's own counters: walking
         /proc at the edge took 30-250 ms on a busy machine with the client on the same
         core, and the CPU read somewhere inside that is no edge at all."""
         self.t = time.monotonic()
+        # acct: the server's procs.CpuAccount, exact for every process it ever had.
+        self.acct = acct.usage() if acct else None
         self.run = run_ns(pid, tree=tree)
         self.user_sys = cpu_ticks_split(pid, tree)
         self.ticks = sum(self.user_sys)
@@ -166,7 +168,9 @@ class Snapshot:
     def cpu_s(self, after):
         """The server's CPU seconds from self to after: nanoseconds from schedstat when the
         same threads were alive at both edges, else clock ticks (every thread, exited
-        ones included, but in 10 ms steps)."""
+        ones included, but in 10 ms steps); the server's cgroup counter when it has one."""
+        if self.acct and after.acct:
+            return (after.acct[0] - self.acct[0]) / 1e9
         if self.run and after.run and self.run[1] == after.run[1]:
             return (after.run[0] - self.run[0]) / 1e9
         return (after.ticks - self.ticks) / CLK_TCK
@@ -176,8 +180,12 @@ class Snapshot:
         from self to after, per request where that is what it means."""
         window = max(after.t - self.t, 1e-9)
         cpu = self.cpu_s(after)
-        user = after.user_sys[0] - self.user_sys[0]
-        both = user + after.user_sys[1] - self.user_sys[1]
+        if self.acct and after.acct:
+            user = after.acct[1] - self.acct[1]
+            both = user + after.acct[2] - self.acct[2]
+        else:
+            user = after.user_sys[0] - self.user_sys[0]
+            both = user + after.user_sys[1] - self.user_sys[1]
         user_share = user / both if both > 0 else None
         softirq = cpu_stat_delta(self.stat, after.stat, cores, "softirq")
         steal = cpu_stat_delta(self.stat, after.stat, cores, "steal")
@@ -188,7 +196,7 @@ class Snapshot:
             # No CPU seen at all (a server whose work is in children that exited unreaped
             # in the window, read in 10 ms ticks) is no figure, not a free request.
             "cpu_us_per_req": cpu * 1e6 / requests if requests and cpu > 0 else None,
-            # The split comes in clock ticks (10 ms) and is applied to the exact total.
+            # The split (clock ticks, or the cgroup's) is applied to the exact total.
             "cpu_user_us_per_req": cpu * user_share * 1e6 / requests
             if requests and cpu > 0 and user_share is not None else None,
             "cpu_sys_us_per_req": cpu * (1 - user_share) * 1e6 / requests
@@ -371,7 +379,8 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
     edges = []
     try:
         w = run_wrk(url, conns, secs, client_cores, log, label,
-                    edge=lambda: edges.append(Snapshot(pid)))
+                    edge=lambda: edges.append(Snapshot(pid, acct=getattr(target, "acct",
+                                                                           None))))
     finally:
         sampler.finish()
         if counter:

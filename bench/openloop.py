@@ -158,10 +158,10 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
             # connection is open and primed), and the ones that exit are in cutime.
             tree = process_tree(pid) or None
             sleep_until(t0 + cfg.open_warm)
-            edges.append(Snapshot(pid, tree))
+            edges.append(Snapshot(pid, tree, getattr(target, "acct", None)))
             throttle = [cap.stat()] if cap else []
             sleep_until(t0 + cfg.open_warm + cfg.open_secs)
-            edges.append(Snapshot(pid, tree))
+            edges.append(Snapshot(pid, tree, getattr(target, "acct", None)))
             throttle += [cap.stat()] if cap else []
             if rt:
                 harness_rt(False)

@@ -547,10 +547,12 @@ def make_efficiency(run_dir, cfg, eff_rows, targets):
     refs = [s for s in everyone if s in REFERENCES]
     reps = max((r.get("rep") or 0 for r in eff_rows), default=0)
     capped = any(r.get("capped") for r in eff_rows)
-    for conns in cfg.open_conns:
-        ceiling = max((r.get("ceiling") or 0 for r in eff_rows if r["conns"] == conns),
-                      default=0)
-        note = (f"bench/loadgen, open loop, {conns:,} keep-alive connections, {cfg.open_secs:g} "
+    for conns in efficiency.workloads(cfg):
+        ceiling = max((r.get("ceiling") or 0 for r in eff_rows
+                       if efficiency.row_workload(r) == conns), default=0)
+        what_load = efficiency.title(conns) if conns[1] else \
+            f"{conns[0]:,} keep-alive connections"
+        note = (f"bench/loadgen, open loop, {what_load}, {cfg.open_secs:g} "
                 f"s windows, server {'CPU-CAPPED' if capped else 'uncapped'} on CPU "
                 f"{','.join(map(str, cfg.server_cores))}. Points: median of {reps} interleaved "
                 "repetitions (client-bound ones dropped); whiskers: their interval from order "
@@ -567,8 +569,8 @@ def make_efficiency(run_dir, cfg, eff_rows, targets):
                 flagged[s] = [(rate, 1 if logy else 50 if metric == "achieved" else 0,
                                "client" if "client_bound" in f["status"] else "failed")
                               for rate, f in pts if not f["n"]]
-            multiples(run_dir, f"{name}_c{conns}",
-                      f"{what} against offered load, {conns:,} connections (one panel per "
+            multiples(run_dir, f"{name}_{'churn' if conns[1] else 'c'}{conns[0]}",
+                      f"{what} against offered load, {efficiency.title(conns)} (one panel per "
                       "server; floor and peers in each)", "offered requests/s", ylabel,
                       series, targets, refs, everyone, logx=True, logy=logy, note=note,
                       errorbars=True, flagged=flagged, hline=hline,

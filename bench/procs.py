@@ -411,7 +411,89 @@ PEERS = {"nginx": (Nginx, "/usr/sbin/nginx"), "h2o": (H2o, "/usr/bin/h2o"),
          "lighttpd": (Lighttpd, "/usr/sbin/lighttpd")}
 
 
-class CpuCap:
+class _Cgroup:
+    """What both cgroups below share: a directory under a hierarchy's root, the server's
+    session moved in, and moved out again at the end."""
+
+    def _write(self, name, value):
+        with open(os.path.join(self.dir, name), "w") as f:
+            f.write(f"{value}\n")
+
+    def add_session(self, sid):
+        """Moves every process of session sid (the server's children too) into the group;
+        their threads, and what they start later, follow."""
+        for pid in session_pids(sid):
+            try:
+                self._write("cgroup.procs", pid)
+            except OSError:
+                pass  # it exited meanwhile
+
+    def remove(self):
+        """Moves what is left back to the root group and removes the group."""
+        try:
+            with open(os.path.join(self.dir, "cgroup.procs")) as f:
+                left = f.read().split()
+            for pid in left:
+                try:
+                    with open(os.path.join(self.root, "cgroup.procs"), "w") as f:
+                        f.write(pid + "\n")
+                except OSError:
+                    pass
+            os.rmdir(self.dir)
+        except OSError:
+            pass
+
+
+class CpuAccount(_Cgroup):
+    """A cgroup that only counts: the server's processes are moved in when it starts, and
+    what they and every child they fork later spend on a CPU, exited children included,
+    is one counter in nanoseconds, read at a window's two edges. Per-process counters
+    cannot do this for a server that forks: /proc/PID/stat rounds each process down to
+    10 ms ticks (a hundred children serving 100 requests a second each read as nothing),
+    and a child that exits takes its schedstat with it. cgroup v1 cpuacct (cpuacct.usage,
+    usage_user, usage_sys) where it is mounted, else cgroup v2 (cpu.stat: usage_usec,
+    user_usec, system_usec, which every v2 group has, no controller needed)."""
+
+    V1 = "/sys/fs/cgroup/cpuacct"
+    V2_ROOTS = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+
+    def __init__(self, name):
+        self.kind = self.root = None
+        if os.access(os.path.join(self.V1, "cpuacct.usage"), os.R_OK) and \
+                os.access(self.V1, os.W_OK):
+            self.kind, self.root = "v1", self.V1
+        else:
+            for root in self.V2_ROOTS:
+                if os.path.exists(os.path.join(root, "cgroup.controllers")) and \
+                        os.access(root, os.W_OK):
+                    self.kind, self.root = "v2", root
+                    break
+        if not self.kind:
+            raise OSError("no writable cgroup to count the server's CPU in (v1 cpuacct or v2)")
+        self.dir = os.path.join(self.root, name)
+        os.makedirs(self.dir, exist_ok=True)
+        if self.usage() is None:
+            os.rmdir(self.dir)
+            raise OSError(f"{self.dir}: no CPU usage counter")
+
+    def _read(self, name):
+        with open(os.path.join(self.dir, name)) as f:
+            return f.read()
+
+    def usage(self):
+        """(total, user, system) ns of CPU spent in the group so far, or None."""
+        try:
+            if self.kind == "v1":
+                return tuple(int(self._read(f"cpuacct.{k}"))
+                             for k in ("usage", "usage_user", "usage_sys"))
+            stat = dict(line.split() for line in self._read("cpu.stat").splitlines())
+            return tuple(int(stat[k]) * 1000 for k in ("usage_usec", "user_usec",
+                                                       "system_usec"))
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+class CpuCap(_Cgroup):
     """A CPU quota for the server: `quota_us` of CPU time per `period_us`, enforced by the
     kernel's CFS bandwidth control on every thread of every process moved into the group.
     cgroup v1 (cpu.cfs_quota_us, cpu.cfs_period_us) where the cpu controller is mounted
@@ -457,19 +539,6 @@ class CpuCap:
         return (f"{self.quota_us} µs per {self.period_us} µs = {self.fraction:.0%} of a core "
                 f"(cgroup {self.kind} {where})")
 
-    def _write(self, name, value):
-        with open(os.path.join(self.dir, name), "w") as f:
-            f.write(f"{value}\n")
-
-    def add_session(self, sid):
-        """Moves every process of session sid (the server's children too) into the group;
-        their threads, and what they start later, follow."""
-        for pid in session_pids(sid):
-            try:
-                self._write("cgroup.procs", pid)
-            except OSError:
-                pass  # it exited meanwhile
-
     def stat(self):
         """(periods throttled, ns held back) so far, from cpu.stat, or (None, None)."""
         nr, ns = None, None
@@ -487,20 +556,6 @@ class CpuCap:
             pass
         return nr, ns
 
-    def remove(self):
-        """Moves what is left back to the root group and removes the group."""
-        try:
-            with open(os.path.join(self.dir, "cgroup.procs")) as f:
-                left = f.read().split()
-            for pid in left:
-                try:
-                    with open(os.path.join(self.root, "cgroup.procs"), "w") as f:
-                        f.write(pid + "\n")
-                except OSError:
-                    pass
-            os.rmdir(self.dir)
-        except OSError:
-            pass
 
 
 class Sysctls:

@@ -220,7 +220,7 @@ def compare_efficiency(a_rows, b_rows):
     a, b = claim_ratios(a_rows), claim_ratios(b_rows)
     print("efficiency: CPU per request over another's, paired, at the claims' fraction of "
           "each run's ceiling")
-    print(f"{'conns':>6} {'server':<10} {'over':<6} {'A [interval] (n)':>26} {'B':>6}  inside")
+    print(f"{'conns':>11} {'server':<10} {'over':<6} {'A [interval] (n)':>26} {'B':>6}  inside")
     landed = verdicts = 0
     for key in sorted(set(a) & set(b)):
         ra, rb = a[key], b[key]
@@ -229,7 +229,8 @@ def compare_efficiency(a_rows, b_rows):
         claimed = v in ("cheaper", "dearer")
         verdicts += claimed
         landed += claimed and inside
-        print(f"{key[0]:>6} {key[1]:<10} {key[2]:<6} "
+        load = f"{key[0][0]}{' churn' if key[0][1] else ''}"
+        print(f"{load:>11} {key[1]:<10} {key[2]:<6} "
               f"{efficiency.fmt_interval(ra, 2) + f' ({ra[4]})':>26} {rb[0]:>6.2f}  "
               f"{'yes' if inside else 'NO'}{' (a verdict in A: ' + v + ')' if claimed else ''}")
     print(f"\nefficiency: {landed} of {verdicts} ratios with a verdict in A land inside A's "

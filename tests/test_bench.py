@@ -266,7 +266,7 @@ def test_capacity_at_slo():
     two = [eff_row("d", 1000, 20.0, rep=1), eff_row("d", 1000, 1.0, rep=2),
            eff_row("d", 1000, 30.0, rep=3), eff_row("d", 1000, 1.0, status="client_bound",
                                                     rep=4)]
-    f = efficiency.summarise(two)[("d", 100, 1000.0)]
+    f = efficiency.summarise(two)[("d", (100, 0), 1000.0)]
     check(f["missed"] and f["n"] == 3 and f["dropped"] == 1,
           "a rate is missed when most usable repetitions missed; client-bound ones dropped")
 
@@ -280,8 +280,8 @@ def test_paired():
                  eff_row("b", 1000, 1.0, cpu=12 * drift, rep=rep)]
     fig = efficiency.summarise(rows)
     ri = efficiency.paired(rows, "b", "a", 100, 1000.0)
-    check(efficiency.compare(fig[("b", 100, 1000.0)]["cpu_us_per_req"],
-                             fig[("a", 100, 1000.0)]["cpu_us_per_req"]) == "overlap"
+    check(efficiency.compare(fig[("b", (100, 0), 1000.0)]["cpu_us_per_req"],
+                             fig[("a", (100, 0), 1000.0)]["cpu_us_per_req"]) == "overlap"
           and abs(ri[1] - 1.2) < 1e-9 and abs(ri[2] - 1.2) < 1e-9 and ri[4] == 3,
           f"paired by repetition: a drift that hides 1.2x unpaired cancels ({ri})")
     check(efficiency.verdict(ri) == "no verdict",
@@ -319,8 +319,9 @@ class FakeBench:
     def open_point(self, started, conns, rate, close, label):
         name = started[0].name
         cap = self.capacity.get(name, float("inf"))
+        cap = cap / 2 if close else cap  # a new connection per request costs more
         row = point(rate, achieved=min(rate, cap * 1.02), p99=1.0 if rate <= cap else 50.0,
-                    server=name, conns=conns)
+                    server=name, conns=conns, close=int(close))
         if name == "noisy" and self.noisy_left:
             self.noisy_left -= 1
             row.update(client_bound=1, client_cpu=0.3, status="client_bound")
@@ -333,7 +334,7 @@ def test_efficiency_runs():
         eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
         eff.calibrate()
         # 4k, 6k, 9k, 14k, 21k kept; 32k missed; bisections 26k and 29k kept.
-        check(eff.ceiling == {100: 29000.0},
+        check(eff.ceiling == {(100, 0): 29000.0},
               f"the ceiling: the floor kept up to 29k, missed 32k ({eff.ceiling})")
         fake.order.clear()
         servers = ["fast", "slow", "tiny", "noisy"]
@@ -356,11 +357,36 @@ def test_efficiency_runs():
               f"a knee only where the SLO was missed between two grid rates, steps ≤ 10% "
               f"({knee})")
         fig = efficiency.summarise([r for r in eff.rows if r["phase"] in ("grid", "knee")])
-        text, low, mid, high = efficiency.capacity(fig, "slow", 100, eff.ceiling[100])
+        text, low, mid, high = efficiency.capacity(fig, "slow", 100, eff.ceiling[(100, 0)])
         check(low and high and low <= 9000 <= high,
               f"slow's capacity brackets its true 9,000 ({text})")
-        check(efficiency.capacity(fig, "fast", 100, eff.ceiling[100])[0].startswith("≥"),
+        check(efficiency.capacity(fig, "fast", 100, eff.ceiling[(100, 0)])[0].startswith("≥"),
               "fast: ≥ ceiling")
+
+
+def test_efficiency_churn():
+    """Churn is a workload of its own: its own ceiling (set up from churn_start), grid rows
+    with close=1 and their own section and claims in summary.md."""
+    fake = FakeBench({"floor": 30000, "slow": 9000})
+    fake.cfg.churn_conns, fake.cfg.churn_start = 50, 2000
+    fake.cfg.open_secs, fake.cfg.open_warm, fake.cfg.peers = 1, 0.3, []
+    with tempfile.TemporaryDirectory() as tmp:
+        eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
+        eff.calibrate()
+        check(sorted(eff.ceiling) == [(50, 1), (100, 0)] and eff.ceiling[(50, 1)] < 16000,
+              f"a ceiling for keep-alive and one, lower, for churn ({eff.ceiling})")
+        eff.grid(["slow"], 1, [0.25, 0.5, 0.9])
+        churn = [r for r in eff.rows if r["phase"] == "grid" and r["close"]]
+        check(churn and all(r["conns"] == 50 for r in churn)
+              and {r["server"] for r in churn} == {"floor", "slow"},
+              f"the grid runs churn for every server ({len(churn)} rows)")
+        fig = efficiency.summarise([r for r in eff.rows if r["phase"] == "grid"])
+        check(fig[("slow", (50, 1), churn[-1]["offered_rps"])]["n"] == 1
+              and not any(k[1] == (50, 0) for k in fig),
+              "churn rows are grouped apart from keep-alive rows")
+        text = "\n".join(efficiency.section(fake.cfg, eff.rows, ["slow"]))
+        check("### Churn (50 at a time" in text and "### 100 connections" in text,
+              "summary.md has a churn section beside the keep-alive one")
 
 
 class BusyBench(FakeBench):
@@ -435,6 +461,54 @@ def test_readme_results():
           and "results/RUN/summary.md" in text and "0.50 0.40 0.30" in text
           and text.endswith("\n\nafter\n"),
           "readme-results: the block is the summary's, with the run and its load average")
+
+
+FORKER = """
+import os, sys, time
+sys.stdin.readline()
+for _ in range(20):
+    if os.fork() == 0:
+        t = time.process_time()
+        while time.process_time() - t < 0.005:
+            pass
+        os.write(1, b"x")
+        time.sleep(30)
+        os._exit(0)
+time.sleep(30)
+"""
+
+
+def test_cpu_account():
+    """A server that forks: 20 live children that burnt 5 ms each. Per process, /proc
+    rounds each down to a 10 ms tick and sees nothing; the server's cgroup counts 100 ms."""
+    import measure
+    import procs
+    import subprocess
+    if os.geteuid() != 0:
+        print("skip test_cpu_account: needs root (a cgroup)")
+        return
+    acct = procs.CpuAccount(f"c10k-test-{os.getpid()}")
+    p = subprocess.Popen([sys.executable, "-c", FORKER], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        acct.add_session(p.pid)
+        before = measure.Snapshot(p.pid, [p.pid], acct)
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        got = b""
+        while len(got) < 20:  # each child writes one byte once it has burnt its 5 ms
+            got += os.read(p.stdout.fileno(), 20)
+        tree = c10kutil.process_tree(p.pid)
+        after = measure.Snapshot(p.pid, tree, acct)
+        counted = before.cpu_s(after)
+        ticks = (after.ticks - before.ticks) / measure.CLK_TCK
+        check(counted >= 0.09, f"the cgroup counts the children's 100 ms ({counted * 1e3:.0f} ms; "
+              f"per-process ticks: {ticks * 1e3:.0f} ms)")
+    finally:
+        os.killpg(p.pid, 9)
+        p.wait()
+        acct.remove()
+    check(not os.path.exists(acct.dir), "the group is removed")
 
 
 def main():
