@@ -156,12 +156,13 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
             # The server's processes are found now, in the warm-up, not at the edges: a
             # server that forks per connection has forked them all by now (every
             # connection is open and primed), and the ones that exit are in cutime.
-            tree = process_tree(pid) or None
+            acct = getattr(target, "acct", None)  # the server's cgroup: no tree needed
+            tree = None if acct else (process_tree(pid) or None)
             sleep_until(t0 + cfg.open_warm)
-            edges.append(Snapshot(pid, tree, getattr(target, "acct", None)))
+            edges.append(Snapshot(pid, tree, acct))
             throttle = [cap.stat()] if cap else []
             sleep_until(t0 + cfg.open_warm + cfg.open_secs)
-            edges.append(Snapshot(pid, tree, getattr(target, "acct", None)))
+            edges.append(Snapshot(pid, tree, acct))
             throttle += [cap.stat()] if cap else []
             if rt:
                 harness_rt(False)
