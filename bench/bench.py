@@ -688,8 +688,8 @@ class Bench:
             check = os.path.join(self.logs, "perf-check.out")
             self.syscalls = "perf" if measure.perf_works(check) else "strace"
         raised = self.sysctls.raise_all() if cfg.sysctl and os.geteuid() == 0 else {}
-        report.write_env(os.path.join(self.dir, "env.txt"), cfg, self.rid, self.syscalls, REPO,
-                         raised, self.targets)
+        env_width = report.write_env(os.path.join(self.dir, "env.txt"), cfg, self.rid,
+                                     self.syscalls, REPO, raised, self.targets)
         with open(os.path.join(self.logs, "config.json"), "w") as f:
             json.dump(dict(vars(cfg), syscalls=self.syscalls), f, indent=1)  # for `replot`
         t0 = time.monotonic()
@@ -713,6 +713,7 @@ class Bench:
                 self.cap.remove()
             if self.acct:
                 self.acct.remove()
+        report.append_env_end(os.path.join(self.dir, "env.txt"), env_width)
         print(f"bench: done in {report.fmt_duration(time.monotonic() - t0)}; results in "
               f"{os.path.relpath(self.dir, os.getcwd())}/", flush=True)
         return result

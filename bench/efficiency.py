@@ -529,9 +529,22 @@ def latency_table(fig, conns, rates, names):
                     "differed; docs/loadgen.md), kept but to be read with care.", ""]
 
 
-def claims(cfg, fig, rows, targets):
+def claim_rate(fig, w):
+    """(fraction, rate) the claims are read at in workload w: CLAIM_FRACTION of the
+    ceiling, or the highest fraction of a grid without it; None without a grid there."""
+    fracs = {f["fraction"]: rate for (_, c, rate), f in fig.items()
+             if c == w and f["fraction"] is not None}
+    if not fracs:
+        return None
+    frac = CLAIM_FRACTION if CLAIM_FRACTION in fracs else max(fracs)
+    return frac, fracs[frac]
+
+
+def claims(cfg, fig, rows, targets, rerun=None):
     """The ratios a reader takes away, each with its interval; a verdict only where the
-    intervals are apart. Between the markers scripts/readme-results.py copies."""
+    intervals are apart. Between the markers scripts/readme-results.py copies. rerun: the
+    grid and knee rows of a second run of the same code; then a ratio is stated only where
+    the second run's median (at its own claim rate) lands inside this run's interval."""
     peers = [p for p in report.RATIO_PEERS if p in targets]
     ours = [s for s in targets if s not in cfg.peers]
     lines = ["<!-- results:begin -->", "### CPU per request, relative (this run)", "",
@@ -540,15 +553,18 @@ def claims(cfg, fig, rows, targets):
              "the ratios within each repetition (both measured seconds apart) [their interval "
              "from order statistics; n paired repetitions]. \"cheaper\" or \"dearer\" only "
              f"where n ≥ {MIN_VERDICT_N} and the interval lies wholly below or above 1; "
-             "otherwise the difference is within this run's noise.", ""]
+             "otherwise the difference is within this run's noise."
+             + (" Stated only where a second run of the same code, made later, put the "
+                "same ratio inside this interval (its median after \"rerun\")."
+                if rerun is not None else ""), ""]
+    fig_b = summarise(rerun) if rerun is not None else None
     for conns in workloads(cfg):
-        # At CLAIM_FRACTION of the ceiling, or the highest fraction of a grid without it.
-        fracs = {f["fraction"]: rate for (_, c, rate), f in fig.items()
-                 if c == conns and f["fraction"] is not None}
-        if not fracs:
+        at = claim_rate(fig, conns)
+        if not at:
             continue
-        frac = CLAIM_FRACTION if CLAIM_FRACTION in fracs else max(fracs)
-        rate = fracs[frac]
+        frac, rate = at
+        at_b = claim_rate(fig_b, conns) if fig_b is not None else None
+        withdrawn = []
         lines.append(f"{title(conns)[0].upper() + title(conns)[1:]}, {rate:,.0f} req/s "
                      f"({frac:.0%} of the ceiling):")
         lines.append("")
@@ -565,9 +581,20 @@ def claims(cfg, fig, rows, targets):
                     continue
                 v = verdict(ri)
                 v = v if v == "no verdict" else f"{v} than {other}"
-                parts.append(f"× {other} {fmt_interval(ri, 2)} ({v}, n={ri[4]})")
+                again = ""
+                if rerun is not None:
+                    rb = paired(rerun, s, other, conns, at_b[1]) if at_b else None
+                    if not rb or not ri[1] <= rb[0] <= ri[2]:
+                        withdrawn.append(f"{s} × {other}"
+                                         + (f" (rerun {rb[0]:.2f})" if rb else ""))
+                        continue
+                    again = f"; rerun {rb[0]:.2f}"
+                parts.append(f"× {other} {fmt_interval(ri, 2)} ({v}, n={ri[4]}{again})")
             if parts:
                 lines.append(f"- {s}: " + "; ".join(parts))
+        if withdrawn:
+            lines += ["", "Not stated: the second run's ratio fell outside this run's interval, "
+                      "or it had none: " + ", ".join(withdrawn) + "."]
         lines.append("")
     lines += ["<!-- results:end -->", ""]
     return lines

@@ -562,3 +562,11 @@ def write_env(path, cfg, rid, syscalls, repo, sysctls_raised=None, targets=()):
         for k, v in items:
             v = re.sub(r"\s+", " ", str(v))  # one line per item, whatever a tool printed
             f.write(f"{k + ':':<{width + 1}} {v}\n")
+    return width
+
+
+def append_env_end(path, width):
+    """The load average at the end of the run: with the one at its start it brackets what
+    else the machine was doing meanwhile (the 15-minute figure covers most of a full run)."""
+    with open(path, "a") as f:
+        f.write(f"{'load average at end:':<{width + 1}} {_read('/proc/loadavg').strip()}\n")

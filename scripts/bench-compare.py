@@ -200,16 +200,14 @@ def claim_ratios(rows):
     peers = ("nginx", "h2o", "lighttpd")  # ratios are stated for our servers only
     out = {}
     for conns in sorted({c for _, c, _ in fig}):
-        fracs = {f["fraction"]: rate for (_, c, rate), f in fig.items()
-                 if c == conns and f["fraction"] is not None}
-        if not fracs:
+        at = efficiency.claim_rate(fig, conns)
+        if not at:
             continue
-        frac = efficiency.CLAIM_FRACTION if efficiency.CLAIM_FRACTION in fracs else max(fracs)
         others = [efficiency.FLOOR] + [p for p in ("nginx", "h2o") if p in servers]
         for s in servers:
             for o in others:
                 if s != o and s not in others and s not in peers:
-                    ri = efficiency.paired(eff, s, o, conns, fracs[frac])
+                    ri = efficiency.paired(eff, s, o, conns, at[1])
                     if ri:
                         out[(conns, s, o)] = ri
     return out
