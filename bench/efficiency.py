@@ -10,7 +10,8 @@ time each carrying one request (`Connection: close`), a new connection per reque
                spare is measured again, up to twice: on a shared machine other work on the
                client core makes one window late, not loadgen's own limit.
     grid       every server, the floor and the peers, at fractions of that ceiling (make
-               bench: 10, 25, 50, 90%; churn 25, 50, 90%), uncapped, repetitions outermost so that a burst of someone
+               bench: 10, 50, 90%; churn 25, 50, 90%: the budget goes to repetitions
+               and knees rather than rungs), uncapped, repetitions outermost so that a burst of someone
                else's work hits one repetition of everyone rather than every repetition of
                one server. A server that fell far behind at a rate skips the rates above it
                in that repetition (they are past its knee).
