@@ -537,7 +537,7 @@ class Bench:
         eff = efficiency.Efficiency(self, os.path.join(self.dir, "openloop.csv"))
         if not eff.calibrate():
             return eff.rows
-        eff.grid(self.targets, cfg.open_reps, cfg.fractions)
+        eff.grid(self.targets, cfg.open_reps)
         deadline = t0 + cfg.budget_min * 60 if cfg.budget_min else math.inf
         if cfg.claim_reps and efficiency.CLAIM_FRACTION in cfg.fractions:
             # More repetitions where the claims are read: a verdict needs 5 (efficiency.py).

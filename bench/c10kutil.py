@@ -322,6 +322,18 @@ def cpu_stat_delta(before, after, cpus, field):
 PRESSURE_PATH = "/proc/pressure/cpu"
 
 
+def psi_some_avg10():
+    """The share (%) of the last 10 s during which some task waited for a CPU, or None."""
+    try:
+        with open(PRESSURE_PATH) as f:
+            for line in f:
+                if line.startswith("some "):
+                    return float(line.split("avg10=", 1)[1].split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def psi_some_us():
     """Total µs during which some task waited for a CPU (PSI), or None without PSI."""
     try:

@@ -40,6 +40,12 @@ CEILING_START = 4000
 CEILING_STEP = 1.5
 CEILING_REFINE = 2
 CEILING_TRIES = 3  # measurements of one calibration rate before it counts as missed
+CEILING_RETRY_PAUSE_S = 1.0  # between them: a busy spell on the client core passes
+# Before the calibration: CPU pressure (PSI "some", 10 s average) at most this, waited for
+# up to QUIET_WAIT_S. A run started while an earlier one's servers were still exiting
+# measured a ceiling of 4,400 req/s at 100 connections, a tenth of what loadgen keeps here.
+QUIET_PRESSURE = 5.0
+QUIET_WAIT_S = 90
 KNEE_STEP = 1.08  # at most 10% between rates near the knee
 KNEE_POINTS = 5  # rates around the coarse grid's p99 crossing, KNEE_STEP apart
 # A repetition stops climbing for a server whose answers fell below this share of the
@@ -281,7 +287,9 @@ class Efficiency:
     def kept(self, started, w, rate):
         """Whether loadgen kept its schedule against the floor at rate (a retry when it was
         late with CPU to spare: someone else's work on its core)."""
-        for _ in range(CEILING_TRIES):
+        for attempt in range(CEILING_TRIES):
+            if attempt:
+                time.sleep(getattr(self.cfg, "ceiling_retry_pause_s", CEILING_RETRY_PAUSE_S))
             row = self.point(started, w, rate, "ceiling", 0)
             if row is None:
                 return False
@@ -300,6 +308,7 @@ class Efficiency:
             self.b.notes.append(f"the client's ceiling was given (BENCH_CEILING="
                                 f"{cfg.ceiling:g}), not measured")
             return True
+        self.wait_quiet(wait_s=getattr(cfg, "quiet_wait_s", QUIET_WAIT_S))
         started = self.b.start(FLOOR)
         if not started:
             return False
@@ -343,6 +352,21 @@ class Efficiency:
             self.b.stop(started)
         return True
 
+    def wait_quiet(self, limit=QUIET_PRESSURE, wait_s=QUIET_WAIT_S):
+        """Waits until other work on the machine has settled (CPU pressure at most limit)
+        before the ceiling is measured, since every grid rate follows from it."""
+        t0 = time.monotonic()
+        p = c10kutil.psi_some_avg10() if wait_s else None
+        while p is not None and p > limit and time.monotonic() - t0 < wait_s:
+            time.sleep(2)
+            p = c10kutil.psi_some_avg10()
+        if p is not None and p > limit:
+            self.b.notes.append(f"the calibration started with the CPU pressure at {p:.0f}% "
+                                f"(PSI some avg10) after {wait_s} s of waiting for {limit:g}%")
+        elif time.monotonic() - t0 > 1:
+            print(f"bench: waited {time.monotonic() - t0:.0f} s for the machine to settle "
+                  "before the calibration", flush=True)
+
     def grid_point(self, started, w, rate, rep, frac):
         """One grid point, measured again once if loadgen fell behind with CPU to spare; the
         repetition's figure is the usable one (summarise() and paired() skip the other)."""
@@ -354,13 +378,15 @@ class Efficiency:
             row = self.point(started, w, rate, "grid", rep, frac) or row
         return row
 
-    def fractions(self, w, fractions):
-        """The grid's fractions in workload w: churn gets those of them in churn_fractions
-        (its points cost a connection each; the budget goes to keep-alive's curves)."""
+    def fractions(self, w, only=None):
+        """The grid's fractions in workload w: cfg.fractions, or for churn its own
+        churn_fractions (its points cost a connection each; the budget goes to keep-alive's
+        curves); only: of those, just these (the claims' repetitions)."""
         churn = getattr(self.cfg, "churn_fractions", None)
-        return [f for f in fractions if f in churn] if w[1] and churn else fractions
+        mine = churn if w[1] and churn else self.cfg.fractions
+        return [f for f in mine if only is None or f in only]
 
-    def grid(self, targets, reps, fractions, first_rep=1, deadline=math.inf):
+    def grid(self, targets, reps, fractions=None, first_rep=1, deadline=math.inf):
         cfg = self.cfg
         self.retries_left += int(RETRY_SHARE * reps * (len(targets) + 1) * sum(
             len(self.fractions(w, fractions)) for w in workloads(cfg)))

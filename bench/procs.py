@@ -428,20 +428,28 @@ class _Cgroup:
             except OSError:
                 pass  # it exited meanwhile
 
-    def remove(self):
-        """Moves what is left back to the root group and removes the group."""
-        try:
-            with open(os.path.join(self.dir, "cgroup.procs")) as f:
-                left = f.read().split()
-            for pid in left:
-                try:
-                    with open(os.path.join(self.root, "cgroup.procs"), "w") as f:
-                        f.write(pid + "\n")
-                except OSError:
-                    pass
-            os.rmdir(self.dir)
-        except OSError:
-            pass
+    def remove(self, wait_s=2.0):
+        """Moves what is left back to the root group and removes the group; a process that
+        was killed but has not finished exiting keeps the group busy for a moment."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                with open(os.path.join(self.dir, "cgroup.procs")) as f:
+                    left = f.read().split()
+                for pid in left:
+                    try:
+                        with open(os.path.join(self.root, "cgroup.procs"), "w") as f:
+                            f.write(pid + "\n")
+                    except OSError:
+                        pass
+                os.rmdir(self.dir)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
 
 
 class CpuAccount(_Cgroup):

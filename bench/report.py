@@ -251,7 +251,7 @@ def idle_lesson(fig, many, cfg):
 def closed_section(cfg, rows, targets, sizes):
     med = closed_medians(rows, ("server", "conns", "file"))
     peers = [p for p in RATIO_PEERS if p in targets]
-    lines = ["## Closed loop (wrk): the peak a closed-loop client reaches", "",
+    lines = ["## Closed loop (wrk): wrk's peak, one point per server", "",
              f"wrk (`-t{len(cfg.client_cores)}`, keep-alive, `--latency`) on CPU "
              f"{','.join(map(str, cfg.client_cores))}, server uncapped on CPU "
              f"{','.join(map(str, cfg.server_cores))}; {cfg.warm:g} s warm-up, then "

@@ -305,7 +305,8 @@ class FakeBench:
     def __init__(self, capacity):
         self.capacity = capacity
         self.cfg = SimpleNamespace(open_conns=[100], open_start=4000, open_max=256000,
-                                   fractions=[0.25, 0.5, 0.9], ceiling=0)
+                                   fractions=[0.25, 0.5, 0.9], ceiling=0, quiet_wait_s=0,
+                                   ceiling_retry_pause_s=0)
         self.cap, self.notes, self.order, self.noisy_left = None, [], [], 1
 
     def start(self, name):
@@ -369,14 +370,18 @@ def test_efficiency_churn():
     with close=1 and their own section and claims in summary.md."""
     fake = FakeBench({"floor": 30000, "slow": 9000})
     fake.cfg.churn_conns, fake.cfg.churn_start = 50, 2000
+    fake.cfg.fractions, fake.cfg.churn_fractions = [0.1, 0.5, 0.9], [0.25, 0.5, 0.9]
     fake.cfg.open_secs, fake.cfg.open_warm, fake.cfg.peers = 1, 0.3, []
     with tempfile.TemporaryDirectory() as tmp:
         eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
         eff.calibrate()
         check(sorted(eff.ceiling) == [(50, 1), (100, 0)] and eff.ceiling[(50, 1)] < 16000,
               f"a ceiling for keep-alive and one, lower, for churn ({eff.ceiling})")
-        eff.grid(["slow"], 1, [0.25, 0.5, 0.9])
+        eff.grid(["slow"], 1)
         churn = [r for r in eff.rows if r["phase"] == "grid" and r["close"]]
+        kinds = {(r["close"], r["fraction"]) for r in eff.rows if r["phase"] == "grid"}
+        check(kinds == {(0, 0.1), (0, 0.5), (0, 0.9), (1, 0.25), (1, 0.5), (1, 0.9)},
+              f"keep-alive at its fractions, churn at its own ({sorted(kinds)})")
         check(churn and all(r["conns"] == 50 for r in churn)
               and {r["server"] for r in churn} == {"floor", "slow"},
               f"the grid runs churn for every server ({len(churn)} rows)")
