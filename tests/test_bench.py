@@ -394,6 +394,27 @@ def test_efficiency_churn():
               "summary.md has a churn section beside the keep-alive one")
 
 
+class StallBench(FakeBench):
+    """The null server misses the SLO once at 14k, far from busy: a stall of the machine."""
+
+    def open_point(self, started, conns, rate, close, label):
+        row = super().open_point(started, conns, rate, close, label)
+        if started[0].name == "floor" and rate == 14000 and not getattr(self, "stalled", 0):
+            self.stalled = 1
+            row.update(p99_ms=10.4, server_util=0.33, status="over")
+        return row
+
+
+def test_ceiling_past_a_stall():
+    fake = StallBench({"floor": 30000})
+    with tempfile.TemporaryDirectory() as tmp:
+        eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
+        eff.calibrate()
+        check(eff.ceiling == {(100, 0): 29000.0},
+              f"one stalled window of the null server does not lower the ceiling "
+              f"({eff.ceiling})")
+
+
 class BusyBench(FakeBench):
     """A machine too busy for loadgen: every point is client-bound, the floor's too."""
 
