@@ -3,7 +3,8 @@
 #
 #   unit tests:        build/tests/test_*   (each prints "N passed, M failed")
 #                      tests/test_gate.py   (the judging rules of make bench-ci)
-#                      scripts/check-doc-refs.py (the docs' path:LINE references)
+#                      scripts/check-doc-refs.py (the names and lines the docs cite)
+#                      tests/test_doc_refs.py (that checker fails on a name or line gone)
 #                      tests/test_detgate.py (its deterministic layer fails on injected
 #                                            regressions, passes without; ~1 min)
 #                      tests/test_loadgen.py (build/bench/loadgen against bin/epoll and httperf)
@@ -51,6 +52,7 @@ for t in build/tests/test_*; do
 done
 run "unit test_gate.py (bench-ci's rules)" python3 tests/test_gate.py
 run "unit check-doc-refs.py (docs cite existing code)" python3 scripts/check-doc-refs.py
+run "unit test_doc_refs.py (the doc checker fails on a citation gone)" python3 tests/test_doc_refs.py
 run "test_detgate.py (bench-ci sees injected regressions)" python3 tests/test_detgate.py
 run "bench/loadgen (open-loop load generator)" python3 tests/test_loadgen.py
 run "unit test_bench.py (the bench harness's rules)" python3 tests/test_bench.py
