@@ -85,7 +85,7 @@ out = {}
 def probe(key, fn):
     try:
         out[key] = fn()
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # pick_servers() exits when bin/ has nothing
         out[key] = f"error: {type(e).__name__}: {e}"
 import bench, detgate, plots, stress, swimlane
 probe("bench", lambda: bench.pick_servers(""))
