@@ -26,19 +26,15 @@ ROW = "\t".join(["dummy", "loop.o", "-", "asan", "fdset,spins,blockingio,iouring
                  str(POINT), REASON]) + "\n"
 TREE = ("Makefile", "common", "servers", "bench", "tests", "scripts")
 
-passed = failed = 0
+RESULTS = []  # one bool per check
 
 
 def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {what}")
-    else:
-        failed += 1
-        print(f"FAIL {what}")
-        for line in str(detail).splitlines()[-12:]:
-            print(f"     | {line}")
+    """One line per check, and the last lines of detail under a failure."""
+    RESULTS.append(bool(cond))
+    print(f"{'ok  ' if cond else 'FAIL'} {what}")
+    if not cond:
+        print("".join(f"     | {line}\n" for line in str(detail).splitlines()[-12:]), end="")
 
 
 def copy_tree(dst):
@@ -156,8 +152,9 @@ def main():
     check(rows == files, "servers/models.tsv has one row per servers/*.c",
           f"rows without a file: {sorted(rows - files)}, files without a row: "
           f"{sorted(files - rows)}")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    passed = sum(RESULTS)
+    print(f"{passed} passed, {len(RESULTS) - passed} failed")
+    return 0 if all(RESULTS) else 1
 
 
 if __name__ == "__main__":
