@@ -26,30 +26,29 @@ BIN   ?= bin
 
 SERVERS    := $(sort $(basename $(notdir $(wildcard servers/*.c))))
 # The readiness models' event loop, poll's interest set and the completion models'
-# ring are linked only into the binaries named below, never picked from the archive
-# by link order.
+# ring are linked only into the binaries whose row in servers/models.tsv names them,
+# never picked from the archive by link order.
 LOOP_SRC   := common/loop.c common/pollset.c common/ring.c
 COMMON_OBJ := $(patsubst common/%.c,$(BUILD)/common/%.o,$(filter-out $(LOOP_SRC),$(wildcard common/*.c)))
 UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
 
-# What each binary links besides its servers/ file and libc10k.a. The readiness
-# models share loop.o and bring their own poller_*(); poll and busypoll differ
-# only in poller_wait(), and take the rest from pollset.o.
-OBJS_select   := loop.o
-OBJS_poll     := loop.o pollset.o
-OBJS_busypoll := loop.o pollset.o
-OBJS_epoll    := loop.o
-OBJS_sigio    := loop.o
-# uring and corouring share ring.o (io_uring set-up, receive, wait), which needs -luring.
-OBJS_uring     := ring.o
-OBJS_corouring := ring.o
+# The models: servers/models.tsv, one row each (its header says what each column holds).
+# Each row sets OBJS_name, what the binary links from common/ besides its servers/ file and
+# libc10k.a (the readiness models share loop.o and bring their own poller_*(); poll and
+# busypoll differ only in poller_wait() and take the rest from pollset.o; uring and
+# corouring share ring.o), LIBS_name, the libraries only it needs, and puts the model in
+# SAN_SERVERS_asan, _ubsan and _tsan, the sanitizer builds its row names.
+comma      := ,
+MODEL_ROWS := $(shell awk -F'\t+' '!/^\#/ && NF { print $$1 "|" $$2 "|" $$3 "|" $$4 }' servers/models.tsv)
+model_cell  = $(filter-out -,$(subst $(comma), ,$(word $(2),$(subst |, ,$(1)))))
+$(foreach row,$(MODEL_ROWS), \
+  $(eval OBJS_$(call model_cell,$(row),1) := $(call model_cell,$(row),2)) \
+  $(eval LIBS_$(call model_cell,$(row),1) := $(call model_cell,$(row),3)) \
+  $(foreach san,$(call model_cell,$(row),4),$(eval SAN_SERVERS_$(san) += $(call model_cell,$(row),1))))
+
 # The unit test of conn_drive() brings its own poller_wait().
 OBJS_test_loop := loop.o pollset.o
 OBJS_test_ring := ring.o
-
-# Libraries that only one model needs.
-LIBS_uring := -luring
-LIBS_corouring := -luring
 LIBS_test_ring := -luring
 
 .PHONY: all deps asan ubsan tsan test clean format fuzz trace trace-figures www costs slides
@@ -63,7 +62,8 @@ $(BUILD)/libc10k.a: $(COMMON_OBJ)
 	$(AR) rcs $@ $^
 
 .SECONDEXPANSION:
-$(BIN)/%: $(BUILD)/servers/%.o $$(addprefix $(BUILD)/common/,$$(OBJS_$$*)) $(BUILD)/libc10k.a
+$(BIN)/%: $(BUILD)/servers/%.o $$(addprefix $(BUILD)/common/,$$(OBJS_$$*)) $(BUILD)/libc10k.a \
+          servers/models.tsv
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libc10k.a $(LIBS_$*) $(LDLIBS)
 
@@ -73,14 +73,12 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(addprefix $(BUILD)/common/,$$(OBJS_
 SAN_FLAGS_asan  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SAN_FLAGS_ubsan := -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SAN_FLAGS_tsan  := -fsanitize=thread
-asan ubsan:
-	$(MAKE) BUILD=build-$@ BIN=bin-$@ OPT="-O1 -g $(SAN_FLAGS_$@)" LDFLAGS="$(SAN_FLAGS_$@)" all
-# ThreadSanitizer, for the threaded models. (bin/aio cannot run under it: glibc starts its aio
-# threads with an internal pthread_create that TSan does not see, and TSan crashes.)
-TSAN_SERVERS := blocking actor
-tsan:
-	$(MAKE) BUILD=build-tsan BIN=bin-tsan OPT="-O1 -g $(SAN_FLAGS_tsan)" \
-	  LDFLAGS="$(SAN_FLAGS_tsan)" $(TSAN_SERVERS:%=bin-tsan/%)
+# Each builds the models whose row in servers/models.tsv names it; ThreadSanitizer only the
+# threaded ones. (bin/aio cannot run under TSan: glibc starts its aio threads with an
+# internal pthread_create that TSan does not see, and TSan crashes.)
+asan ubsan tsan:
+	$(MAKE) BUILD=build-$@ BIN=bin-$@ OPT="-O1 -g $(SAN_FLAGS_$@)" LDFLAGS="$(SAN_FLAGS_$@)" \
+	  $(SAN_SERVERS_$@:%=bin-$@/%)
 
 # ---- dependencies: Debian packages, installed when missing (as root) ----------
 PACKAGES := gcc make libc6-dev pkg-config libhttp-parser-dev liburing-dev iproute2 \

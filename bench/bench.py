@@ -54,8 +54,9 @@ LOADGEN = os.environ.get("BENCH_LOADGEN", os.path.join(BUILD_DIR, "bench", "load
 FLOOR = os.path.join(BUILD_DIR, "bench", "floor")
 INJECT_DIR = os.path.join(BUILD_DIR, "inject")
 
-# bin/select cannot hold an fd >= FD_SETSIZE (1024): its idle sweep stops below that, with
-# room for wrk's 100 connections and the server's own fds.
+# A model with the fdset trait (servers/models.tsv: bin/select) cannot hold an fd >=
+# FD_SETSIZE (1024): its idle sweep stops below that, with room for wrk's 100 connections
+# and the server's own fds.
 SELECT_IDLE_MAX = 900
 SELECT_IDLE_STEPS = (500, 900)
 
@@ -196,7 +197,7 @@ class Config:
         return self.trim and file == "1m.bin" and conns >= 10000
 
     def idle_steps(self, server):
-        if server != "select":
+        if "fdset" not in c10kutil.model_traits(server):
             return self.idle
         steps = {m for m in self.idle if m <= SELECT_IDLE_MAX}
         if any(m > SELECT_IDLE_MAX for m in self.idle):
@@ -216,13 +217,11 @@ def parse_slow(text):
 
 
 def pick_servers(wanted):
-    """Our servers: every bin/* (or those named in BENCH_SERVERS), in a stable order."""
-    order = ["blocking", "fork", "prefork", "busypoll", "select", "poll", "epoll", "sigio",
-             "uring", "aio", "coro", "corouring", "actor"]
+    """Our servers: every bin/* (or those named in BENCH_SERVERS), in the model table's
+    order (servers/models.tsv), a binary without a row last."""
     bin_dir = os.path.join(REPO, "bin")
     have = sorted((f for f in os.listdir(bin_dir) if os.access(os.path.join(bin_dir, f), os.X_OK))
-                  if os.path.isdir(bin_dir) else [],
-                  key=lambda s: (order.index(s) if s in order else len(order), s))
+                  if os.path.isdir(bin_dir) else [], key=c10kutil.model_rank)
     if wanted:
         names = [n for n in wanted.split(",") if n and n not in procs.PEERS]
         missing = [n for n in names if n.split("@")[0] not in have]

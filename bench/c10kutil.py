@@ -1,6 +1,7 @@
 """c10kutil.py - what the bench harness, scripts/ and tests/ share, in one place.
 
     LISTENING_RE, parse_listening()   the server's readiness line (SPEC.md section 2)
+    models(), model_rank(), ...       the model table, servers/models.tsv, and its order
     read_csv(), append_csv()          the run's CSVs, with declared column types
     median(), medians()               per-group medians, with min and max of every metric
     cpu_ticks(), proc_*()             what the kernel says about a server and the processes
@@ -11,6 +12,7 @@ Standard library only; importable from tests/ with bench/ on sys.path.
 """
 
 import csv
+import functools
 import os
 import re
 import statistics
@@ -31,6 +33,57 @@ def parse_listening(line):
     if not m:
         return None
     return m[1].strip("[]"), int(m[2]), m[3], m[4]
+
+
+# ---- the models: servers/models.tsv --------------------------------------------------------
+
+MODELS_TSV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "servers", "models.tsv")
+MODEL_COLUMNS = ("name", "objects", "libs", "sanitizers", "traits", "colour", "point",
+                 "valgrind_skip")
+LIST_COLUMNS = ("objects", "libs", "sanitizers", "traits")
+
+
+@functools.lru_cache(maxsize=None)
+def models(path=MODELS_TSV):
+    """{name: {column: value}} from the model table, in its rows' order (the order every
+    tool lists the models in; the file's header says what each column holds): "-" is
+    empty (None, or () in the list columns, which are tuples); point is an int."""
+    table = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            cells = re.split(r"\t+", line)
+            if len(cells) != len(MODEL_COLUMNS):
+                raise ValueError(f"{path}:{n}: {len(cells)} tab-separated cells, "
+                                 f"not {len(MODEL_COLUMNS)} ({', '.join(MODEL_COLUMNS)})")
+            row = dict(zip(MODEL_COLUMNS, (None if c == "-" else c for c in cells)))
+            for col in LIST_COLUMNS:
+                row[col] = tuple(row[col].split(",")) if row[col] else ()
+            row["point"] = int(row["point"])
+            table[row["name"]] = row
+    return table
+
+
+def model_rank(name):
+    """Sort key for server names: the table's order, then (an executable in bin/ without
+    a row: a user's own experiment) by name, after every model."""
+    order = list(models())
+    return (order.index(name) if name in order else len(order), name)
+
+
+def model_traits(name):
+    """The traits column of name's row; () for a name without one (a peer, or a binary
+    without a row)."""
+    row = models().get(name)
+    return row["traits"] if row else ()
+
+
+def models_with(trait):
+    """The models whose row has trait, in the table's order."""
+    return [name for name, row in models().items() if trait in row["traits"]]
 
 
 # ---- CSV -----------------------------------------------------------------------------------

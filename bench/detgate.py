@@ -21,7 +21,7 @@ and counts per request come out of it, independent of how busy the machine is:
                   io_uring operations by opcode (io_uring:io_uring_submit_req)
     instructions  user-space instructions, counted by valgrind (cachegrind, no cache
                   simulation), in the first three workloads; for the servers valgrind
-                  runs faithfully (VALGRIND_SKIP)
+                  runs faithfully (VALGRIND_SKIP: servers/models.tsv)
 
 and a third layer, memory: the server's Pss with 0, 1,000 and 2,000 idle connections
 (MEM_CONNS), whose slope is its memory per connection (memory_per_conn()).
@@ -64,7 +64,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from c10kutil import proc_pss_kib, process_tree  # noqa: E402
+from c10kutil import model_traits, models, proc_pss_kib, process_tree  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(REPO, "bin")
@@ -138,27 +138,16 @@ def kind(name):
 # stack), but the allocator and the kernel's page accounting move it a little:
 # TOL_MEM_KIB, or 3 x the spread over the update's runs.
 MEM_CONNS = (0, 1000, 2000)
-MEM_CONNS_SELECT = (0, 450, 900)  # bin/select: FD_SETSIZE is 1024
+MEM_CONNS_FDSET = (0, 450, 900)   # the fdset trait (bin/select): FD_SETSIZE is 1024
 TOL_MEM_KIB = 1.0         # KiB per connection, at least
 TOL_INSNS = 0.02          # instructions per request, as a fraction (or 3 x the spread)
 TOL_INSNS_CHURN = 0.10    # the same in the churn workload, where wakeups follow timing
 UPDATE_RUNS = 5           # make bench-ci-update: runs whose spread sets the tolerances
 
-# Servers whose user-space instructions valgrind cannot count faithfully; they are judged
-# on their syscall profile only.
-VALGRIND_SKIP = {
-    "aio": "glibc runs each aio_read on a thread of its pool, and how many threads it starts "
-           "and wakes follows timing: its idle workload came out between 8,969 and 9,654 "
-           "instructions per request (7%) in identical runs",
-    "uring": "under valgrind 3.19 it answers, but is still running 30 s after SIGTERM "
-             "(measured), so valgrind never writes its counts",
-    "busypoll": "it spins: its instructions grow with the time a request takes, not with "
-                "the work it does",
-    "fork": "its requests are served in child processes, which valgrind does not follow "
-            "unless told to, and then writes one count per child",
-    "prefork": "likewise: its requests are served in the processes it forks at start",
-    "corouring": "it drives io_uring, like bin/uring, which valgrind 3.19 cannot stop",
-}
+# Servers whose user-space instructions valgrind cannot count faithfully, and why (the
+# valgrind_skip column of servers/models.tsv); they are judged on their syscall profile only.
+VALGRIND_SKIP = {name: row["valgrind_skip"] for name, row in models().items()
+                 if row["valgrind_skip"]}
 
 START_TIMEOUT = 30        # seconds for a listening line (valgrind starts slowly)
 STOP_TIMEOUT = 30
@@ -319,7 +308,7 @@ def large(port, n, held, pid):
 def memory_per_conn(binary, root):
     """{"kib_per_conn": slope, "pss_kib": [Pss at each count]}: the server alone (no
     counter), its Pss with MEM_CONNS connections open, each answered once and then idle."""
-    counts = MEM_CONNS_SELECT if os.path.basename(binary) == "select" else MEM_CONNS
+    counts = MEM_CONNS_FDSET if "fdset" in model_traits(os.path.basename(binary)) else MEM_CONNS
     proc = subprocess.Popen([binary, "--port", "0", "--root", root, "--idle-timeout", "120",
                              "--max-conns", str(max(counts) + 100)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -15,30 +15,19 @@ import os
 import statistics
 import subprocess
 
+from c10kutil import models
 from report import closed_medians, idle_slopes
 
-# Stable styles: colour (and point type, for readers without colour) per server. Every one
-# of the 13 models, the 3 peers and the floor has its own saturated colour, none a paler
-# twin of another (pairs such as sigio/actor or aio/corouring were once told apart by
-# shade alone).
+# Stable styles: colour (and point type, for readers without colour) per server. Every
+# model has its own in servers/models.tsv, and the 3 peers and the floor theirs here: each a
+# saturated colour, none a paler twin of another (pairs such as sigio/actor or
+# aio/corouring were once told apart by shade alone). A binary without a row gets a spare.
 STYLE = {
     "nginx": ("#000000", 6),
     "h2o": ("#555555", 8),
     "lighttpd": ("#999999", 10),
     "floor": ("#006400", 7),
-    "blocking": ("#9a6324", 5),
-    "fork": ("#800000", 2),
-    "prefork": ("#f58231", 14),
-    "busypoll": ("#f032e6", 9),
-    "select": ("#808000", 11),
-    "poll": ("#d4a600", 13),
-    "epoll": ("#4363d8", 7),
-    "sigio": ("#911eb4", 15),
-    "uring": ("#e6194b", 3),
-    "aio": ("#3cb44b", 12),
-    "coro": ("#00a0c0", 4),
-    "corouring": ("#469990", 6),
-    "actor": ("#000075", 8),
+    **{name: (row["colour"], row["point"]) for name, row in models().items()},
 }
 SPARE_COLOURS = ["#7f7fff", "#ff7f7f", "#7fbf7f", "#bf7fbf", "#7fbfbf"]
 PEER_NAMES = ("nginx", "h2o", "lighttpd")

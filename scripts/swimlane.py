@@ -17,9 +17,13 @@ their lane says when they would work. The picture shows one cycle: from after th
 /trace-begin marker's answer to the read of the second request.
 """
 import argparse
+import os
 import re
 import sys
 from xml.sax.saxutils import escape
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from c10kutil import model_traits, models_with  # noqa: E402
 
 SLEPT_MS = 0.05  # under strace a call that does not wait takes 5-35 µs; one that took longer slept
 
@@ -30,7 +34,7 @@ RESUMED = re.compile(r"^<\.\.\. (?P<name>\w+) resumed>(?P<args>.*)\)\s+=\s+(?P<r
 WAITS = {"epoll_wait", "epoll_pwait", "select", "pselect6", "poll", "ppoll", "rt_sigtimedwait",
          "sigtimedwait", "accept", "accept4"}
 READS = {"recvfrom", "read", "recvmsg", "readv"}
-BLOCKING_SOCKETS = {"blocking", "aio"}  # the models whose reads may sleep
+BLOCKING_SOCKETS = set(models_with("blockingio"))  # the models whose reads may sleep
 WRITES = {"sendto", "sendmsg", "write", "writev"}
 
 
@@ -250,6 +254,11 @@ def draw_spin(o, r, y, h, lane_x, kx, t0):
         o.append(f'<text x="{kx + 11}" y="{y + 20 + j * 16}">{escape(line)}</text>')
 
 
+def io_wq(model):
+    """Whether model drives io_uring, whose io-wq workers get a lane (the iouring trait)."""
+    return "iouring" in model_traits(model)
+
+
 def draw(calls, model, main_tid, out):
     rows = collapse(calls)
     heights = [r.rows * ROW if isinstance(r, Spin) else ROW for r in rows]
@@ -264,7 +273,7 @@ def draw(calls, model, main_tid, out):
         lanes[main_tid] = f"main thread, in accept ({main_tid})"
     x0 = {t: TIMECOL + i * LANE for i, t in enumerate(tids)}
     kx = TIMECOL + len(tids) * LANE
-    wq = model in ("uring", "corouring")
+    wq = io_wq(model)
     width = max(kx + KLANE + (WQLANE if wq else 0) + 10, 920)
     height = max(bottom, TOP + (130 if wq else 0)) + 40
     t0 = calls[0].start if calls else 0

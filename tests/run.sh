@@ -9,6 +9,8 @@
 #                                            regressions, passes without; ~1 min)
 #                      tests/test_loadgen.py (build/bench/loadgen against bin/epoll and httperf)
 #                      tests/test_bench.py  (the bench harness's rules: SLO, ladder, CSV types)
+#                      tests/test_models.py (a model added as one row of servers/models.tsv
+#                                            and one servers/NAME.c: every tool sees it)
 #                      tests/test_profile.py (make profile's buckets, on fixed perf samples)
 #                      tests/test_teaching.py (make demo-idle, demo-rpc, slides, trace.sh, the
 #                                            Python examples: the lecture's tools run)
@@ -56,6 +58,7 @@ run "unit test_doc_refs.py (the doc checker fails on a citation gone)" python3 t
 run "test_detgate.py (bench-ci sees injected regressions)" python3 tests/test_detgate.py
 run "bench/loadgen (open-loop load generator)" python3 tests/test_loadgen.py
 run "unit test_bench.py (the bench harness's rules)" python3 tests/test_bench.py
+run "test_models.py (a new model: one row, one file)" python3 tests/test_models.py
 run "unit test_profile.py (make profile's buckets)" python3 tests/test_profile.py
 run "test_teaching.py (the lecture's tools run)" python3 tests/test_teaching.py
 run "test_lab.py (make grade: reference passes, skeleton fails)" python3 tests/test_lab.py

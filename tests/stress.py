@@ -36,14 +36,13 @@ import traceback
 
 from fixtures import (Client, Failure, Server, build_root, describe_exit, process_tree,
                       remove_root)
+from c10kutil import model_rank, model_traits  # noqa: E402 (fixtures puts bench/ on the path)
 from stress_tools import (Failed, Swarm, Tool, WrkResult, expect, human, proc_cpu_seconds,
                           proc_fd_kinds, proc_fds, proc_rss_kib, proc_threads, run_wrk,
                           start_wrk, stop_tools, wait_until)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(REPO, "bin")
-MODEL_ORDER = ["blocking", "busypoll", "select", "poll", "epoll", "sigio", "uring", "aio", "coro",
-               "fork", "prefork", "actor", "corouring"]
 
 # ---- thresholds and sizes (docs/reliability.md says why) --------------------------
 IDLE = 5                 # --idle-timeout of the servers under test
@@ -147,7 +146,13 @@ class Target:
 
     @property
     def is_select(self):
-        return self.model == "select"
+        """Holds at most FD_SETSIZE fds: the fdset trait (servers/models.tsv, bin/select)."""
+        return "fdset" in model_traits(self.model)
+
+    @property
+    def spins(self):
+        """Never sleeps, so its CPU while idle is not judged: the spins trait (bin/busypoll)."""
+        return "spins" in model_traits(self.model)
 
 
 def expect_alive(server, when):
@@ -251,8 +256,8 @@ def quiet_cpu(t, server):
 def expect_quiet(t, server, when):
     used = quiet_cpu(t, server)
     t.note(f"{used:.2f} s CPU in a {QUIET_SECS:g} s quiet period {when}")
-    if t.model == "busypoll":
-        t.note("bin/busypoll spins by design: its quiet CPU is not judged")
+    if t.spins:
+        t.note(f"bin/{t.model} spins by design: its quiet CPU is not judged")
         return
     expect(used <= QUIET_MAX_CPU, "spins",
            f"{used:.2f} s CPU in a {QUIET_SECS:g} s quiet period {when} "
@@ -699,7 +704,7 @@ def truncated_send(t, server, name, cut):
     expect(got <= limit, "trunc overrun",
            f"{name}: {got} bytes received from a file cut to {cut} after 2 MiB were read "
            f"(allowed {limit}, with what was in flight)")
-    if t.model != "busypoll":
+    if not t.spins:
         expect(secs < 0.5 or cpu / secs < 0.5, "trunc spin",
                f"{name}: {cpu:.2f} s CPU in the {secs:.2f} s until the connection ended")
 
@@ -894,12 +899,7 @@ def find_binaries():
         return []
     paths = [os.path.join(BIN_DIR, n) for n in os.listdir(BIN_DIR)]
     paths = [p for p in paths if os.path.isfile(p) and os.access(p, os.X_OK)]
-    return sorted(paths, key=model_rank)
-
-
-def model_rank(path):
-    name = os.path.basename(path)
-    return (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER), name)
+    return sorted(paths, key=lambda p: model_rank(os.path.basename(p)))
 
 
 def run_one(sc, binary, root, files, workdir):

@@ -35,12 +35,15 @@ import re
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+import c10kutil  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(REPO, os.environ.get("BUILD", "build"))
 DETGATE = os.path.join(REPO, "bench", "detgate.py")
 PROFILE = os.path.join(REPO, "results", "profile.json")
 WORKLOADS = ("keep-alive", "churn", "idle", "batch", "large")
-URING_SERVERS = ("uring", "corouring")
+URING_SERVERS = tuple(c10kutil.models_with("iouring"))  # servers/models.tsv
 SERVER = "epoll"
 INSNS_SHARE = 0.05  # the instruction regression: this share of a keep-alive request
 
