@@ -470,7 +470,7 @@ def hosts(cfg):
     # One line each: kernel, CPU model, CPUs, the device the host reaches the server
     # through (lo, a veth, a NIC), and "veth" if it is one.
     probe = ('echo "$(uname -r)"; '
-             'echo "$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2)"; echo "$(nproc)"; '
+             'echo "$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2)"; echo "$(nproc --all)"; '
              f'dev=$(ip -o route get {shlex.quote(cfg.server_addr)} | '
              'sed -n "s/.* dev \\([^ ]*\\).*/\\1/p"); echo "$dev"; '
              'echo "$(ip -o -d link show dev "$dev" | grep -ow veth | head -1)"')
