@@ -21,7 +21,10 @@ BENCH_OPEN_SECS, BENCH_OPEN_START, BENCH_OPEN_STEP, BENCH_OPEN_REFINE, BENCH_OPE
 BENCH_CHURN_CONNS, BENCH_FIXED_RPS, BENCH_CPU_QUOTA, BENCH_BUDGET, BENCH_SYSCTL, BENCH_CLIENT_RT,
 BENCH_TRIM,
 BENCH_PERF, BENCH_SLOW, BENCH_TOLERANCE, BENCH_CPU_TOLERANCE, BENCH_BUSY, BENCH_NGINX,
-BENCH_LOADGEN. docs/bench.md says what each does and how to read the output.
+BENCH_LOADGEN; for more cores and labs (docs/lab-bench.md) BENCH_SERVER_CPUS,
+BENCH_CLIENT_CPUS, BENCH_WORKERS, BENCH_CLIENT_INSTANCES, BENCH_SERVER_HOST,
+BENCH_CLIENT_HOSTS, BENCH_SERVER_ADDR. docs/bench.md says what each does and how to read
+the output.
 
 Standard library only. Writes results/RUN_ID/: results.csv, idle.csv, openloop.csv,
 summary.md, env.txt, plots (PNG and SVG), and logs/ with every server's stderr and the raw
@@ -31,6 +34,7 @@ reports of wrk and loadgen.
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -45,6 +49,7 @@ import openloop  # noqa: E402
 import plots  # noqa: E402
 import procs  # noqa: E402
 import report  # noqa: E402
+import scaling  # noqa: E402
 import www  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -188,8 +193,39 @@ class Config:
         cpus = sorted(os.sched_getaffinity(0))
         self.cpus = cpus
         half = max(1, len(cpus) // 2)
-        self.server_cores = cpus[:half]
-        self.client_cores = cpus[half:] or cpus  # one core: share it, and say so in env.txt
+        self.server_cores = parse_cpus(env.get("BENCH_SERVER_CPUS", "")) or cpus[:half]
+        # The rest (one core: share it, and say so in env.txt).
+        self.client_cores = parse_cpus(env.get("BENCH_CLIENT_CPUS", "")) or \
+            [c for c in cpus if c not in self.server_cores] or cpus
+        # Where the server and the clients run: command prefixes (none: here).
+        self.server_host = shlex.split(env.get("BENCH_SERVER_HOST", ""))
+        self.client_hosts = [shlex.split(h) for h in env.get("BENCH_CLIENT_HOSTS", "").split(",")
+                             if h.strip()]
+        self.server_addr = env.get("BENCH_SERVER_ADDR", "127.0.0.1")
+        # One loadgen per client core of every client host.
+        self.client_instances = int(env.get("BENCH_CLIENT_INSTANCES", 0)) or \
+            len(self.client_cores) * max(1, len(self.client_hosts))
+        # BENCH_WORKERS=1,2,4: every server and peer once per worker count, as NAME-wN.
+        self.workers = [int(w) for w in env.get("BENCH_WORKERS", "").split(",") if w.strip()]
+        self.base_servers, self.base_peers = self.servers, self.peers
+        if len(self.workers) > 1:
+            self.servers = [f"{s}-w{w}" for s in self.servers for w in self.workers]
+            self.peers = [f"{p}-w{w}" for p in self.peers for w in self.workers]
+
+    def workers_of(self, name):
+        """(NAME without its -wN, its worker count): N in a sweep; else BENCH_WORKERS's one
+        count, or one per server core when there are several; None (the model's own
+        default, as without this knob) on one server core."""
+        base, n = scaling.split(name)
+        if n:
+            return base, n
+        if self.workers:
+            return name, self.workers[0]
+        return name, len(self.server_cores) if len(self.server_cores) > 1 else None
+
+    def cores_for(self, workers):
+        """The server cores N workers get: the first N (all of them if N is more)."""
+        return self.server_cores[:workers] if workers else self.server_cores
 
     def skip(self, conns, file):
         """The full matrix's one trim: 1 MiB bodies to 10,000 connections would hold
@@ -197,12 +233,21 @@ class Config:
         return self.trim and file == "1m.bin" and conns >= 10000
 
     def idle_steps(self, server):
-        if "fdset" not in c10kutil.model_traits(server):
+        if "fdset" not in c10kutil.model_traits(self.workers_of(server)[0]):
             return self.idle
         steps = {m for m in self.idle if m <= SELECT_IDLE_MAX}
         if any(m > SELECT_IDLE_MAX for m in self.idle):
             steps |= set(s for s in SELECT_IDLE_STEPS if s <= max(self.idle))
         return sorted(steps)
+
+
+def parse_cpus(text):
+    """A CPU list as taskset and cpuset write it ("0-3,8"), sorted; [] for none."""
+    out = set()
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        lo, _, hi = item.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return sorted(out)
 
 
 def parse_slow(text):
@@ -283,25 +328,30 @@ class Bench:
     # -- targets ------------------------------------------------------------------------
 
     def make_target(self, name):
-        if name in procs.PEERS:
-            cls, default = procs.PEERS[name]
-            binary = self.cfg.nginx if name == "nginx" else default
-            if name == "nginx":
-                return cls(binary, self.www, self.cfg.server_cores, self.dir,
-                           tuned=self.cfg.nginx_tuned)
-            return cls(binary, self.www, self.cfg.server_cores, self.dir)
-        if name == efficiency.FLOOR:
-            return procs.Server(FLOOR, self.www, self.cfg.server_cores, self.logs)
-        if "@" in name:
-            base, lib = name.split("@")
-            return procs.Server(os.path.join(REPO, "bin", base), self.www,
-                                self.cfg.server_cores, self.logs, name=name,
-                                env={"LD_PRELOAD": os.path.join(INJECT_DIR, lib + ".so")})
+        cfg = self.cfg
+        base, workers = cfg.workers_of(name)
+        # Where, on which cores, how many workers, under which name (NAME-wN in a sweep).
+        where = dict(workers=workers, name=name, addr=cfg.server_addr, host=cfg.server_host)
+        cores = cfg.cores_for(workers)
+        if base in procs.PEERS:
+            cls, default = procs.PEERS[base]
+            if base == "nginx":
+                return cls(cfg.nginx, self.www, cores, self.dir, tuned=cfg.nginx_tuned, **where)
+            return cls(default, self.www, cores, self.dir, **where)
+        if base == efficiency.FLOOR:
+            # One thread, whatever the workers: it has no --workers.
+            return procs.Server(FLOOR, self.www, cfg.server_cores, self.logs,
+                                **dict(where, workers=None))
+        if "@" in base:
+            model, lib = base.split("@")
+            return procs.Server(os.path.join(REPO, "bin", model), self.www, cores, self.logs,
+                                env={"LD_PRELOAD": os.path.join(INJECT_DIR, lib + ".so")},
+                                **where)
         # BENCH_SLOW=NAME: every syscall of the server stops for strace, which writes nothing.
         wrapper = ["strace", "-f", "-qq", "-o", "/dev/null"] \
-            if name in self.cfg.slow and self.cfg.slow[name] is None else []
-        return procs.Server(os.path.join(REPO, "bin", name), self.www, self.cfg.server_cores,
-                            self.logs, wrapper)
+            if base in cfg.slow and cfg.slow[base] is None else []
+        return procs.Server(os.path.join(REPO, "bin", base), self.www, cores, self.logs,
+                            wrapper, **where)
 
     def start(self, name):
         """Starts a target (and its BENCH_SLOW hog); returns (target, hog) or None."""
@@ -337,7 +387,7 @@ class Bench:
         try:
             return measure.measure(t, conns, file, secs or self.cfg.secs, self.cfg.warm,
                                    self.cfg.client_cores, self.syscalls, self.logs,
-                                   self.wrk_log, label, self.cfg.server_cores)
+                                   self.wrk_log, label, t.cores)
         except (measure.MeasureError, OSError) as e:
             self.fail(f"{t.name} c={conns} {file}", str(e))
             return None
@@ -683,7 +733,8 @@ class Bench:
     def run(self):
         cfg = self.cfg
         # The harness's own work (sampling /proc, spawning) stays off the server's cores.
-        os.sched_setaffinity(0, cfg.client_cores)
+        # (BENCH_CLIENT_CPUS may name CPUs of other machines only.)
+        os.sched_setaffinity(0, [c for c in cfg.client_cores if c in cfg.cpus] or cfg.cpus)
         sizes = www.generate(self.www)
         if cfg.perf:
             check = os.path.join(self.logs, "perf-check.out")
@@ -744,7 +795,10 @@ class Bench:
                   + f", rates from {cfg.open_start:g} x{cfg.open_step:g} to past saturation, "
                   f"{cfg.open_secs:g} s windows, {cap}; up to {per_server:.0f} s per server",
                   flush=True)
-        print(f"bench: server on CPU {cfg.server_cores}, clients on CPU {cfg.client_cores}; "
+        print(f"bench: server on CPU {cfg.server_cores} ({report.workers_note(cfg)}), "
+              f"clients on CPU {cfg.client_cores}, {cfg.client_instances} loadgen instance(s)"
+              + (f" on {len(cfg.client_hosts)} client host(s)" if cfg.client_hosts else "")
+              + "; "
               f"syscalls: {self.syscalls}; estimated {report.fmt_duration(est)}", flush=True)
         # The open loop first: it is the headline, and it is read against the client's
         # ceiling, which a machine still reaping thousands of bin/fork children from the
@@ -770,8 +824,10 @@ def summarise(run_dir, cfg, rid, rows, idle_rows, open_rows, sizes, syscalls, fa
     targets = cfg.servers + cfg.peers
     report.write_summary(os.path.join(run_dir, "summary.md"), cfg, rid, rows, idle_rows,
                          ladder_rows, sizes, syscalls, failures, notes, elapsed, cap_desc,
-                         efficiency.section(cfg, eff_rows, targets))
+                         efficiency.section(cfg, eff_rows, targets)
+                         + scaling.section(cfg, eff_rows))
     plots.make_all(run_dir, cfg, rows, idle_rows, ladder_rows, eff_rows)
+    scaling.plot(run_dir, cfg, eff_rows)
 
 
 def replot(run_dir):
@@ -781,7 +837,8 @@ def replot(run_dir):
     cfg = Config.__new__(Config)
     # Runs made before the open loop and the peers existed lack these settings.
     cfg.__dict__.update(dict(OPEN_DEFAULTS, peers=["nginx"], nginx_tuned=False, open_conns=[],
-                             idle_secs=saved.get("secs", 1), budget_min=0, sysctl=False))
+                             idle_secs=saved.get("secs", 1), budget_min=0, sysctl=False,
+                             workers=[]))
     cfg.__dict__.update(saved)
 
     def load(name):

@@ -94,7 +94,7 @@ TEXT_COLUMNS = {"server", "model", "file", "status", "run", "mode", "kind", "not
 INT_COLUMNS = {"conns", "rep", "idle", "idle_open", "idle_kept", "errors", "non2xx",
                "rss_kib", "threads", "requests", "capped", "client_bound", "wrk_bound",
                "close", "late_sends", "setup_failed", "fixed", "steady", "primed",
-               "nr_throttled"}
+               "nr_throttled", "instances", "workers"}
 
 
 def convert(column, cell):

@@ -3,7 +3,7 @@
  *
  *   loadgen --host 127.0.0.1 --port P --conns N --rate R --duration S [--path /index.html]
  *           [--warmup S] [--close] [--arrivals uniform|poisson] [--timeout S]
- *           [--connect-window W] [--seed X] [--hist-out FILE]
+ *           [--connect-window W] [--seed X] [--hist-out FILE] [--start-on-stdin]
  *   loadgen --merge FILE...      sums the --hist-out files of several instances
  *   loadgen --selftest           checks the histogram's error bound; "N passed, M failed"
  *
@@ -49,10 +49,13 @@
  * client-bound run measured the client, not the server: never report it as the server's figure.
  *
  * Merging (several client machines): each instance runs the same command with its share of the
- * rate and connections, started together, and writes --hist-out FILE. `loadgen --merge FILE...`
- * adds the histograms bucket by bucket (exact: percentiles of the union, not an average of
- * percentiles), sums rates, requests, statuses and errors, and takes the maximum of behind_ms,
- * client_cpu (each instance's own core) and duration; client_bound if any instance was.
+ * rate and connections, started together, and writes --hist-out FILE. --start-on-stdin holds
+ * each instance after its set-up until a line arrives on stdin, so that one writer starts
+ * every schedule at once, however long each took to open its connections.
+ * `loadgen --merge FILE...` adds the histograms bucket by bucket (exact: percentiles of the union,
+ * not an average of percentiles), sums rates, requests, statuses and errors, and takes the maximum
+ * of behind_ms, client_cpu (each instance's own core) and duration; client_bound if any instance
+ * was.
  *
  * Histogram: log-linear like HdrHistogram, in nanoseconds. Each power of two is cut into 128
  * equal buckets; a value is reported as its bucket's midpoint, so the relative error is at most
@@ -214,7 +217,7 @@ struct options {
     int port;
     uint32_t conns, connect_window;
     double rate, duration_s, warmup_s, timeout_s;
-    bool close_mode, poisson;
+    bool close_mode, poisson, start_on_stdin;
     uint64_t seed;
 };
 
@@ -640,6 +643,23 @@ static uint32_t open_all(struct loadgen *lg)
     return open;
 }
 
+/* --start-on-stdin: blocks until a whole line arrives on stdin (the harness's start signal
+ * to every instance at once). Returns -1 if stdin closed first (the harness went away). */
+static int wait_for_start(void)
+{
+    char c;
+    fprintf(stderr, "loadgen: ready; waiting for the start line on stdin\n");
+    for (;;) {
+        ssize_t n = read(STDIN_FILENO, &c, 1);
+        if (n == 1 && c == '\n')
+            return 0;
+        if (n == 0)
+            return -1;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
 /* Back to SCHED_OTHER if loadgen was started under a real-time policy. */
 static void drop_realtime(void)
 {
@@ -764,6 +784,7 @@ static void usage_exit(const char *why)
             "loadgen: %s\nusage: loadgen --host H --port P --conns N --rate R --duration S\n"
             "         [--path /index.html] [--warmup S] [--close] [--arrivals uniform|poisson]\n"
             "         [--timeout S] [--connect-window W] [--seed X] [--hist-out FILE]\n"
+            "         [--start-on-stdin]\n"
             "       loadgen --merge FILE...\n       loadgen --selftest\n",
             why);
     exit(2);
@@ -782,13 +803,11 @@ static double parse_num(const char *s, double min, double max, const char *what)
 static struct options parse_args(int argc, char **argv)
 {
     static const struct option longs[] = {
-        {"host", 1, 0, 'h'},           {"port", 1, 0, 'p'},
-        {"conns", 1, 0, 'c'},          {"rate", 1, 0, 'r'},
-        {"duration", 1, 0, 'd'},       {"path", 1, 0, 'P'},
-        {"warmup", 1, 0, 'w'},         {"close", 0, 0, 'C'},
-        {"arrivals", 1, 0, 'a'},       {"timeout", 1, 0, 't'},
-        {"connect-window", 1, 0, 'W'}, {"seed", 1, 0, 's'},
-        {"hist-out", 1, 0, 'o'},       {0, 0, 0, 0},
+        {"host", 1, 0, 'h'},     {"port", 1, 0, 'p'},           {"conns", 1, 0, 'c'},
+        {"rate", 1, 0, 'r'},     {"duration", 1, 0, 'd'},       {"path", 1, 0, 'P'},
+        {"warmup", 1, 0, 'w'},   {"close", 0, 0, 'C'},          {"arrivals", 1, 0, 'a'},
+        {"timeout", 1, 0, 't'},  {"connect-window", 1, 0, 'W'}, {"seed", 1, 0, 's'},
+        {"hist-out", 1, 0, 'o'}, {"start-on-stdin", 0, 0, 'G'}, {0, 0, 0, 0},
     };
     struct options o = {.host = "127.0.0.1",
                         .path = "/index.html",
@@ -821,6 +840,7 @@ static struct options parse_args(int argc, char **argv)
             break;
         case 's': o.seed = (uint64_t)parse_num(optarg, 1, 1e18, "bad --seed"); break;
         case 'o': o.hist_out = optarg; break;
+        case 'G': o.start_on_stdin = true; break;
         default: usage_exit("unknown option");
         }
     }
@@ -994,6 +1014,10 @@ int main(int argc, char **argv)
     if (o.close_mode)
         for (uint32_t i = 0; i < o.conns; i++)
             slot_make_ready(lg, &lg->conns[i], i, 0);
+    if (o.start_on_stdin && wait_for_start() < 0) {
+        fprintf(stderr, "loadgen: stdin closed before the start line\n");
+        goto out;
+    }
     if (run(lg) < 0) {
         perror("loadgen: epoll_pwait2");
         goto out;

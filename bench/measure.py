@@ -364,7 +364,7 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
     The server's CPU, softirq and pressure are read at the edges of the window wrk's
     request count covers: from right before wrk starts (its connects are in the window:
     wrk cannot open them earlier) to right before it is stopped."""
-    url = f"http://127.0.0.1:{target.port}/{file}"
+    url = f"http://{getattr(target, 'addr', '127.0.0.1')}:{target.port}/{file}"
     if warm > 0:
         run_wrk(url, conns, warm, client_cores, log, label + " warm-up")
     pid = target.pid()

@@ -3,10 +3,13 @@ cost is read from the kernel over exactly loadgen's measured window.
 
     point      one loadgen run: N connections opened first (outside the window), then R
                requests/s for warm-up + window seconds, latency from each request's scheduled
-               time (docs/loadgen.md). The server's CPU (/proc/PID/stat, every thread), the
-               softirq and steal time of its cores (/proc/stat) and CPU pressure are read at
-               the window's edges: loadgen starts its schedule right after it prints
-               "N connections open", so the window is [that line + warm-up, + window].
+               time (docs/loadgen.md). K instances (one per client core, BENCH_CLIENT_INSTANCES)
+               each take N/K connections and R/K requests/s; each waits after its set-up
+               (--start-on-stdin) until the harness starts them all with one line, and their
+               histograms are merged exactly (loadgen --merge). The server's CPU
+               (/proc/PID/stat, every thread), the softirq and steal time of its cores
+               (/proc/stat) and CPU pressure are read at the window's edges: the window is
+               [start line + warm-up, + window].
     ladder     offered rates start, start x step, ... until a point misses the SLO, then
                `refine` geometric bisections between the last pass and the first miss, and
                one more point past saturation if none of those missed: the hockey stick and
@@ -19,17 +22,21 @@ A point where loadgen fell behind its schedule (client_bound) measured the clien
 in openloop.csv with status client_bound and never counted as the server's figure.
 """
 
+import contextlib
 import json
 import math
 import os
 import re
+import shlex
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
 from c10kutil import proc_fds, process_tree
 from measure import MeasureError, Snapshot, _Reader
-from procs import spawn, stop
+from procs import run_on, spawn, stop
 
 OPEN_HEADER = ["server", "model", "conns", "close", "offered_rps", "achieved_rps", "p50_ms",
                "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors", "non2xx", "cpu_us_per_req",
@@ -37,7 +44,8 @@ OPEN_HEADER = ["server", "model", "conns", "close", "offered_rps", "achieved_rps
                "client_bound", "behind_ms", "late_sends", "cpu_pressure", "steal", "window_s",
                "requests", "setup_failed", "fixed", "status", "cpu_user_us_per_req",
                "cpu_sys_us_per_req", "late_p999_ms", "steady", "primed", "nr_throttled",
-               "throttled_ms", "edge_late_ms", "phase", "rep", "fraction", "ceiling"]
+               "throttled_ms", "edge_late_ms", "phase", "rep", "fraction", "ceiling",
+               "instances", "workers"]
 
 SLO_P99_MS = 10.0
 SLO_ACHIEVED = 0.99
@@ -63,6 +71,7 @@ FAILED_SHARE = 0.1
 EDGE_SLACK = 0.05
 HARNESS_RT_PRIORITY = 40
 OPEN_LINE = re.compile(r"^loadgen: (\d+) connections open in ([\d.]+) s")
+READY_LINE = "loadgen: ready; waiting for the start line"
 
 
 def judge(row, conns, close):
@@ -88,7 +97,8 @@ class _Lines(threading.Thread):
         super().__init__(daemon=True)
         self.pipe, self.log = pipe, log
         self.opened = threading.Event()
-        self.open_at = None
+        self.ready = threading.Event()  # --start-on-stdin: waiting for the start line
+        self.open_at = self.ready_at = None
         self.open_match = None
         self.lines = []
         self.start()
@@ -101,8 +111,13 @@ class _Lines(threading.Thread):
                 self.open_at = time.monotonic()
                 self.open_match = m
                 self.opened.set()
+            if line.startswith(READY_LINE) and not self.ready.is_set():
+                self.ready_at = time.monotonic()
+                self.ready.set()
             self.lines.append(line)
-        self.opened.set()  # loadgen exited: nobody waits for a line that will not come
+        # loadgen exited: nobody waits for a line that will not come
+        self.opened.set()
+        self.ready.set()
 
 
 def sleep_until(t):
@@ -126,31 +141,112 @@ def settle(target, timeout=10.0):
         time.sleep(0.05)
 
 
+class Instance:
+    """One loadgen of a point: its share of the connections and of the rate, on one client
+    core of one client host (a command prefix; none: here), held after its set-up until
+    the harness writes the start line, writing its histogram for `loadgen --merge`."""
+
+    def __init__(self, loadgen, target, conns, rate, close, cfg, host, core, hist):
+        self.host, self.core, self.hist, self.conns = list(host), core, hist, conns
+        self.cmd = [loadgen, "--host", getattr(cfg, "server_addr", "127.0.0.1"),
+                    "--port", str(target.port), "--conns", str(conns),
+                    "--rate", f"{rate:.9g}", "--duration", f"{cfg.open_secs:g}",
+                    "--warmup", f"{cfg.open_warm:g}", "--path", "/index.html",
+                    "--timeout", f"{cfg.open_timeout:g}", "--start-on-stdin",
+                    "--hist-out", hist]
+        if close:
+            self.cmd.append("--close")
+        if getattr(cfg, "client_rt", False):
+            self.cmd = ["chrt", "-f", str(CLIENT_RT_PRIORITY)] + self.cmd
+
+    def start(self, log):
+        self.p = spawn(self.cmd, cores=[self.core], host=self.host, stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out = _Reader(self.p.stdout)
+        self.err = _Lines(self.p.stderr, log)
+
+    def go(self):
+        """Writes the start line; False if the instance is gone."""
+        try:
+            self.p.stdin.write(b"go\n")
+            self.p.stdin.close()
+            return True
+        except OSError:
+            return False
+
+    def histogram(self):
+        """The --hist-out file's text (read where the instance ran), removed there; or None."""
+        if self.host:
+            q = shlex.quote(self.hist)
+            rc, text = run_on(self.host, ["sh", "-c", f"cat {q} && rm -f {q}"])
+            return text if rc == 0 else None
+        try:
+            with open(self.hist) as f:
+                return f.read()
+        except OSError:
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(self.hist)
+
+
+def instances(loadgen, target, conns, rate, close, cfg):
+    """The point's loadgen instances (BENCH_CLIENT_INSTANCES): instance i on client host
+    i mod H, on that host's client core i div H; the connections split as evenly as whole
+    numbers go, the rate evenly, so that together they offer `rate` over `conns`."""
+    hosts = getattr(cfg, "client_hosts", None) or [[]]
+    cores = cfg.client_cores
+    k = max(1, min(getattr(cfg, "client_instances", 1) or 1, conns))
+    return [Instance(loadgen, target, conns // k + (i < conns % k), rate / k, close, cfg,
+                     hosts[i % len(hosts)], cores[(i // len(hosts)) % len(cores)],
+                     f"/tmp/c10k-loadgen-{os.getpid()}-{i}.hist")
+            for i in range(k)]
+
+
+def merged(loadgen, texts, log):
+    """`loadgen --merge` of the instances' histograms: the JSON of their union, or None."""
+    tmp = tempfile.mkdtemp(prefix="c10k-merge-")
+    try:
+        paths = []
+        for i, text in enumerate(texts):
+            paths.append(os.path.join(tmp, f"{i}.hist"))
+            with open(paths[-1], "w") as f:
+                f.write(text)
+        p = subprocess.run([loadgen, "--merge"] + paths, capture_output=True, text=True,
+                           timeout=30)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.write(f"==== merged {len(texts)} instances\n{p.stdout}{p.stderr}\n")
+    return parse_json(p.stdout)
+
+
+def parse_json(text):
+    """loadgen's JSON: the last line of its stdout, or None."""
+    last = text.strip().splitlines()[-1] if text.strip() else ""
+    try:
+        return json.loads(last)
+    except ValueError:
+        return None
+
+
 def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
-    """One loadgen run at `rate` against target; returns an openloop.csv row (dict)."""
-    cmd = [loadgen, "--host", "127.0.0.1", "--port", str(target.port), "--conns", str(conns),
-           "--rate", f"{rate:g}", "--duration", f"{cfg.open_secs:g}",
-           "--warmup", f"{cfg.open_warm:g}", "--path", "/index.html",
-           "--timeout", f"{cfg.open_timeout:g}"]
-    if close:
-        cmd.append("--close")
-    if getattr(cfg, "client_rt", False):
-        cmd = ["chrt", "-f", str(CLIENT_RT_PRIORITY)] + cmd
+    """One open-loop point at `rate` against target, offered by every loadgen instance at
+    once (instances()), their results merged; returns an openloop.csv row (dict)."""
     pid = target.pid()
     settle(target)
-    p = spawn(cmd, cores=cfg.client_cores, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    t_spawn = time.monotonic()
-    out = _Reader(p.stdout)
-    err = _Lines(p.stderr, log)
+    group = instances(loadgen, target, conns, rate, close, cfg)
+    for inst in group:
+        inst.start(log)
     edges, throttle, planned = [], [], ()
     try:
-        if close:
-            # Churn has no set-up phase: the schedule starts as soon as loadgen runs.
-            t0 = t_spawn + 0.01
-        else:
-            err.opened.wait(cfg.open_connect_timeout)
-            t0 = err.open_at
-        if t0 is not None and p.poll() is None:
+        # Every instance has opened and primed its connections (churn has no set-up) and
+        # waits for the start line: all schedules start together, at t0.
+        deadline = time.monotonic() + cfg.open_connect_timeout
+        for inst in group:
+            inst.err.ready.wait(max(0.0, deadline - time.monotonic()))
+        ready = all(inst.err.ready_at is not None for inst in group)
+        t0 = time.monotonic() if ready and all([inst.go() for inst in group]) else None
+        if t0 is not None and all(inst.p.poll() is None for inst in group):
             rt = getattr(cfg, "client_rt", False) and harness_rt(True)
             planned = (t0 + cfg.open_warm, t0 + cfg.open_warm + cfg.open_secs)
             # The server's processes are found now, in the warm-up, not at the edges: a
@@ -166,30 +262,41 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
             throttle += [cap.stat()] if cap else []
             if rt:
                 harness_rt(False)
-        p.wait(timeout=cfg.open_connect_timeout + cfg.open_warm + cfg.open_secs
-               + cfg.open_timeout + 10)
+        # Not started (one could not connect): the others wait for a line that will not
+        # come, and are stopped below.
+        end = time.monotonic() + cfg.open_warm + cfg.open_secs + cfg.open_timeout + 10
+        for inst in group if t0 is not None else ():
+            inst.p.wait(timeout=max(0.0, end - time.monotonic()))
     except subprocess.TimeoutExpired:
         pass
     except OSError:
         pass  # the server exited: /proc/PID is gone; reported below
     finally:
-        stop(p)
-    text = out.text()
-    err.join(timeout=5)
-    log.write(f"==== {label}: {' '.join(cmd)}\n" + "\n".join(err.lines) + "\n" + text + "\n")
+        for inst in group:
+            stop(inst.p)
+            if not inst.p.stdin.closed:
+                inst.p.stdin.close()
+    results = []
+    for inst in group:
+        text = inst.out.text()
+        inst.err.join(timeout=5)
+        log.write(f"==== {label}: {' '.join(inst.host + inst.cmd)}\n"
+                  + "\n".join(inst.err.lines) + "\n" + text + "\n")
+        results.append(parse_json(text))
     log.flush()
+    texts = [inst.histogram() for inst in group]
     if not target.alive():
         raise MeasureError(f"{target.name} died during the run")
-    last = text.strip().splitlines()[-1] if text.strip() else ""
-    try:
-        j = json.loads(last)
-    except ValueError:
-        j = None
+    j = results[0] if len(group) == 1 else \
+        merged(loadgen, texts, log) if None not in results + texts else None
     if j is None:
-        if not close and err.open_match is None and any("no connection" in l for l in err.lines):
+        if not close and any(inst.err.open_match is None and
+                             any("no connection" in l for l in inst.err.lines)
+                             for inst in group):
             return refused_row(target, conns, close, rate, cap)
-        tail = (err.lines[-1] if err.lines else "no output")
-        raise MeasureError(f"loadgen gave no result (exit {p.returncode}): {tail}")
+        bad = next((inst for inst, r in zip(group, results) if r is None), group[0])
+        tail = (bad.err.lines[-1] if bad.err.lines else "no output")
+        raise MeasureError(f"loadgen gave no result (exit {bad.p.returncode}): {tail}")
 
     statuses = j.get("statuses", {})
     requests = j.get("requests", 0)
@@ -207,6 +314,8 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
         "cpu_quota": cap.fraction if cap else None, "capped": int(cap is not None),
         "late_p999_ms": j.get("late_p999_ms"), "primed": j.get("primed"),
         "steady": int(j["steady"]["ok"]) if "steady" in j else None,
+        "instances": j.get("instances", 1), "workers": getattr(target, "workers", None),
+        "parts": results,  # each instance's own JSON (not a CSV column; for the tests)
     }
     if len(throttle) == 2 and None not in throttle[0] + throttle[1]:
         # How often, and how long, the quota held the server back inside the window.
@@ -219,7 +328,8 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
         # The server's CPU in the window served the answers that arrived in it (under
         # overload fewer than the requests due in it): per request is per such answer.
         answers = j.get("window_answers", requests)
-        row.update(edges[0].figures(edges[1], cfg.server_cores, answers))
+        row.update(edges[0].figures(edges[1], getattr(target, "cores", cfg.server_cores),
+                                    answers))
     row["status"] = judge(row, conns, close)
     return row
 

@@ -6,18 +6,23 @@ harness killed with SIGKILL takes its direct children with it). `reap_all()` run
 on Ctrl-C, on SIGTERM/SIGHUP and after any exception: it signals each child's process
 group (a server with its threads, nginx's master with its worker), then kills what is left.
 
-    Server    one of our bin/* binaries, pinned to the server cores, --port 0
-    Nginx     peer and bench-ci's baseline: config generated into the run directory, 1 worker
-    H2o       peer: h2o (Debian), one thread
-    Lighttpd  peer: lighttpd (Debian), its epoll backend
+    Server    one of our bin/* binaries, pinned to the server cores, --port 0 (--workers N)
+    Nginx     peer and bench-ci's baseline: config generated into the run directory, N
+              worker processes (1 unless the bench gives the server more cores)
+    H2o       peer: h2o (Debian), N threads
+    Lighttpd  peer: lighttpd (Debian), its epoll backend, N worker processes
     CpuCap    a cgroup CPU quota on the server (cgroup v1 cpu.cfs_quota_us or v2 cpu.max)
     Sysctls   listen-queue limits raised for the run (as root) and restored
     Idlers    build/bench/idlers holding M idle keep-alive connections
     CpuHog    one BENCH_SLOW hook: a busy loop sharing the server's cores
+
+Every start may go through a host prefix (BENCH_SERVER_HOST, BENCH_CLIENT_HOSTS): a command
+that runs the rest elsewhere, such as `ip netns exec NS` or `ssh -tt user@host` (through()).
 """
 
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -30,15 +35,17 @@ _children = []  # every Popen still possibly alive
 SERVER_MAX_CONNS = 20000
 
 
-def spawn(cmd, cores=None, stdout=None, stderr=None, env=None):
+def spawn(cmd, cores=None, stdout=None, stderr=None, env=None, host=(),
+          stdin=subprocess.DEVNULL):
     """Starts cmd in its own session, pinned to cores, dying with the harness; env: extra
-    environment variables for it."""
-    prefix = ["setpriv", "--pdeathsig", "KILL"]
-    if cores:
-        prefix += ["taskset", "-c", ",".join(map(str, cores))]
-    p = subprocess.Popen(prefix + list(cmd), stdin=subprocess.DEVNULL, stdout=stdout,
-                         stderr=stderr, start_new_session=True,
-                         env=dict(os.environ, **env) if env else None)
+    environment variables for it; host: a command prefix that runs it elsewhere (the
+    pinning and the variables then apply there)."""
+    inner = ["taskset", "-c", ",".join(map(str, cores))] if cores else []
+    if env and host:
+        inner = ["env"] + [f"{k}={v}" for k, v in env.items()] + inner
+    p = subprocess.Popen(["setpriv", "--pdeathsig", "KILL"] + through(host, inner + list(cmd)),
+                         stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True,
+                         env=dict(os.environ, **env) if env and not host else None)
     _children.append(p)
     return p
 
@@ -88,6 +95,38 @@ def install_cleanup():
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def through(host, argv):
+    """argv run through a host prefix: ssh hands the remote shell one command line, so it
+    gets argv quoted into one; other prefixes (ip netns exec, sudo) exec argv as it is."""
+    host = list(host)
+    if host and os.path.basename(host[0]) == "ssh":
+        return host + [shlex.join(argv)]
+    return host + list(argv)
+
+
+def run_on(host, argv, timeout=30):
+    """Runs argv through host to its end: (exit status, stdout); (None, "") if it could not."""
+    try:
+        p = subprocess.run(through(host, argv), stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=timeout)
+        return p.returncode, p.stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None, ""
+
+
+def accepts(addr, port, host=()):
+    """Whether addr:port accepts a connection, tried from where host runs (the harness
+    may have no route into a lab's network)."""
+    if not host:
+        try:
+            with socket.create_connection((addr, port), timeout=1):
+                return True
+        except OSError:
+            return False
+    probe = f"import socket; socket.create_connection(({addr!r}, {port}), timeout=1).close()"
+    return run_on(host, ["python3", "-c", probe])[0] == 0
+
+
 def free_port():
     """A port that was free a moment ago (nginx cannot pick its own like --port 0)."""
     with socket.socket() as s:
@@ -122,8 +161,11 @@ class StartError(Exception):
 class Server:
     """One of our binaries: bin/MODEL --port 0, ready when it prints its listening line."""
 
-    def __init__(self, binary, root, cores, log_dir, wrapper=(), name=None, env=None):
+    def __init__(self, binary, root, cores, log_dir, wrapper=(), name=None, env=None,
+                 workers=None, addr="127.0.0.1", host=()):
         self.binary = os.path.abspath(binary)
+        self.workers = workers  # --workers N; None: the model's default
+        self.addr, self.host = addr, list(host)
         self.wrapper = list(wrapper)  # e.g. strace, for the BENCH_SLOW check
         self.env = env  # e.g. an LD_PRELOAD that makes it slower (a variant, bench.py)
         self.name = name or os.path.basename(binary)
@@ -138,17 +180,20 @@ class Server:
         offset = os.path.getsize(self.log) if os.path.exists(self.log) else 0
         with open(self.log, "ab") as log:
             # Big limits: 10,000 wrk connections plus 9,000 idlers, held for a whole sweep.
-            cmd = [self.binary, "--addr", "127.0.0.1", "--port", "0", "--root", self.root,
+            cmd = [self.binary, "--addr", self.addr, "--port", "0", "--root", self.root,
                    "--max-conns", str(SERVER_MAX_CONNS), "--idle-timeout", "60", "--quiet"]
+            if self.workers:
+                cmd += ["--workers", str(self.workers)]
             self.proc = spawn(self.wrapper + cmd, cores=self.cores, stdout=log, stderr=log,
-                              env=self.env)
+                              env=self.env, host=self.host)
         m = wait_for_line(self.log, offset, LISTENING_RE, self.proc, 10.0, self.name)
         self.port = int(m.group(2))
         self.model = m.group(3)
 
     def pid(self):
         """The process whose cost is measured (setpriv and taskset exec, so it is ours;
-        under a wrapper such as strace it is the wrapper's child)."""
+        under a wrapper such as strace it is the wrapper's child). A host prefix must exec
+        what it runs, as `ip netns exec` does, for the server's CPU to be read here."""
         if not self.wrapper:
             return self.proc.pid
         with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
@@ -163,15 +208,16 @@ class Server:
         return rc
 
 
-# The peers. Each runs one worker on the server cores, serves the same root with keep-alive
-# as long as ours (60 s) and effectively unlimited requests per connection, without an
-# access log, and is configured as its own documentation advises for static files.
+# The peers. Each runs as many workers as ours (one per server core; one here) on the server
+# cores, serves the same root with keep-alive as long as ours (60 s) and effectively
+# unlimited requests per connection, without an access log, and is configured as its own
+# documentation advises for static files.
 
 NGINX_CONF = """\
-# Generated by bench/procs.py for this run. 1 worker, sendfile, no access log, keep-alive
-# as long as ours (--idle-timeout 60), effectively unlimited requests per connection,
-# listen backlog as ours (4096).{tuned_note}
-{user}worker_processes 1;
+# Generated by bench/procs.py for this run. {workers} worker(s), sendfile, no access log,
+# keep-alive as long as ours (--idle-timeout 60), effectively unlimited requests per
+# connection, listen backlog as ours (4096).{tuned_note}
+{user}worker_processes {workers};
 daemon off;
 master_process on;
 pid nginx.pid;
@@ -200,7 +246,7 @@ http {{
     scgi_temp_path {prefix}/tmp/scgi;
 
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen {addr}:{port} backlog=4096;
         server_name localhost;
         root {root};
         location / {{ }}
@@ -218,15 +264,15 @@ NGINX_TUNED = """\
 """
 
 H2O_CONF = """\
-# Generated by bench/procs.py for this run: h2o with one worker thread, no access log,
-# keep-alive as long as ours (60 s), connections up to our --max-conns.
-{user}num-threads: 1
+# Generated by bench/procs.py for this run: h2o with {workers} worker thread(s), no access
+# log, keep-alive as long as ours (60 s), connections up to our --max-conns.
+{user}num-threads: {workers}
 max-connections: {max_conns}
 http1-request-timeout: 60
 pid-file: {prefix}/h2o.pid
 error-log: {prefix}/error.log
 listen:
-  host: 127.0.0.1
+  host: {addr}
   port: {port}
 hosts:
   default:
@@ -240,7 +286,7 @@ LIGHTTPD_CONF = """\
 # no access log, keep-alive as long as ours (60 s). max-keep-alive-requests must be large:
 # 0 would turn keep-alive off. lighttpd allows at most max-fds / 2 connections.
 server.document-root = "{root}"
-server.bind = "127.0.0.1"
+server.bind = "{addr}"
 server.port = {port}
 server.event-handler = "linux-sysepoll"
 server.network-backend = "sendfile"
@@ -250,7 +296,7 @@ server.max-keep-alive-requests = 1000000
 server.max-keep-alive-idle = 60
 server.errorlog = "{prefix}/error.log"
 server.pid-file = "{prefix}/lighttpd.pid"
-index-file.names = ( "index.html" )
+{max_worker}index-file.names = ( "index.html" )
 mimetype.assign = ( ".html" => "text/html", ".txt" => "text/plain",
                     ".bin" => "application/octet-stream" )
 """
@@ -271,10 +317,14 @@ class Peer:
 
     name = model = package = None
 
-    def __init__(self, binary, root, cores, run_dir):
+    def __init__(self, binary, root, cores, run_dir, workers=None, name=None,
+                 addr="127.0.0.1", host=()):
         self.binary = binary
         self.root = root
         self.cores = cores
+        self.workers = workers or 1
+        self.name = name or self.name  # NAME-wN in a BENCH_WORKERS sweep
+        self.addr, self.host = addr, list(host)
         self.prefix = os.path.join(run_dir, self.name)
         self.log = os.path.join(self.prefix, "stderr.log")
         self.conf = os.path.join(self.prefix, self.conf_name)
@@ -290,7 +340,8 @@ class Peer:
                 f.write(self.config(self.port))
             offset = os.path.getsize(self.log) if os.path.exists(self.log) else 0
             with open(self.log, "ab") as log:
-                self.proc = spawn(self.command(), cores=self.cores, stdout=log, stderr=log)
+                self.proc = spawn(self.command(), cores=self.cores, stdout=log, stderr=log,
+                                  host=self.host)
             try:
                 self._wait_ready()
                 return
@@ -309,12 +360,8 @@ class Peer:
                 raise StartError(f"{self.name} exited with status {self.proc.returncode} "
                                  f"(see {self.log} and {self.prefix}/error.log)")
             self.worker = self.find_worker()
-            if self.worker:
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                        return
-                except OSError:
-                    pass
+            if self.worker and accepts(self.addr, self.port, self.host):
+                return
             time.sleep(0.02)
         raise StartError(f"{self.name}: not accepting connections after 10 s")
 
@@ -351,8 +398,8 @@ class Nginx(Peer):
 
     name, model, package, conf_name = "nginx", "epoll", "nginx-light", "nginx.conf"
 
-    def __init__(self, binary, root, cores, run_dir, tuned=True):
-        super().__init__(binary, root, cores, run_dir)
+    def __init__(self, binary, root, cores, run_dir, tuned=True, **kw):
+        super().__init__(binary, root, cores, run_dir, **kw)
         self.tuned = tuned
 
     def config(self, port):
@@ -365,15 +412,19 @@ class Nginx(Peer):
             # As root the worker would become "nobody"; keep it able to read any root.
             user="user root root;\n" if os.geteuid() == 0 else "",
             prefix=self.prefix, nofile=nofile, worker_connections=nofile - 100,
-            port=port, root=self.root)
+            port=port, root=self.root, workers=self.workers, addr=self.addr)
 
     def command(self):
         return [self.binary, "-c", self.conf, "-p", self.prefix + "/",
                 "-e", os.path.join(self.prefix, "error.log")]
 
     def find_worker(self):
+        """The one worker; with several, the master (its tree holds them all, and the
+        cgroup, when there is one, every process), once all of them are up."""
         kids = self.children()
-        return kids[0] if len(kids) == 1 else None
+        if len(kids) != self.workers:
+            return None
+        return kids[0] if self.workers == 1 else self.proc.pid
 
 
 class H2o(Peer):
@@ -386,7 +437,8 @@ class H2o(Peer):
         return H2O_CONF.format(
             # Started as root, h2o refuses to run without being told which user to become.
             user="user: root\n" if os.geteuid() == 0 else "",
-            max_conns=SERVER_MAX_CONNS, prefix=self.prefix, port=port, root=self.root)
+            max_conns=SERVER_MAX_CONNS, prefix=self.prefix, port=port, root=self.root,
+            workers=self.workers, addr=self.addr)
 
     def command(self):
         return [self.binary, "-c", self.conf]
@@ -399,9 +451,13 @@ class Lighttpd(Peer):
 
     def config(self, port):
         nofile = nofile_hard()
+        # server.max-worker forks that many processes under the first (measured with its
+        # tree); left out for one, lighttpd's own default.
         return LIGHTTPD_CONF.format(root=self.root, port=port, nofile=nofile,
                                     max_conns=min(SERVER_MAX_CONNS, nofile // 2),
-                                    prefix=self.prefix)
+                                    prefix=self.prefix, addr=self.addr,
+                                    max_worker=f"server.max-worker = {self.workers}\n"
+                                    if self.workers > 1 else "")
 
     def command(self):
         return [self.binary, "-D", "-f", self.conf]

@@ -4,9 +4,11 @@ import hashlib
 import os
 import platform
 import re
+import shlex
 import subprocess
 import time
 
+import procs
 from c10kutil import append_csv, medians  # noqa: F401 (append_csv: gate.py uses it)
 from openloop import SLO_ACHIEVED, SLO_P99_MS, capacity, fixed_cpu
 
@@ -311,9 +313,10 @@ def write_summary(path, cfg, rid, rows, idle_rows, open_rows, sizes, syscalls, f
                 "strace": "counted by `strace -c -f` on a separate 1 s run (perf could not "
                           "attach here), so they come from a slowed server",
                 "none": "not counted (BENCH_PERF=0)"}[syscalls]
-    tuning = ("" if "nginx" not in cfg.peers else " (nginx tuned for static files)"
+    tuning = ("" if "nginx" not in getattr(cfg, "base_peers", cfg.peers)
+              else " (nginx tuned for static files)"
               if cfg.nginx_tuned else " (nginx plain)")
-    lines += [f"Servers: {' '.join(cfg.servers)}; peers, one core each as ours: "
+    lines += [f"Servers: {' '.join(cfg.servers)}; peers, on the same cores as ours: "
               f"{', '.join(cfg.peers)}{tuning}. "
               f"Server on CPU {','.join(map(str, cfg.server_cores))}, clients on CPU "
               f"{','.join(map(str, cfg.client_cores))} (`taskset`). Syscalls {sys_note}.", ""]
@@ -457,6 +460,45 @@ def steal_share():
     return "unavailable"
 
 
+def hosts(cfg):
+    """env.txt's lines for every host a run used: its command prefix, kernel and CPU, read
+    through the prefix (the harness's own machine: "here")."""
+    where = [("server host", getattr(cfg, "server_host", []))] + \
+        [(f"client host {i + 1}", h) for i, h in enumerate(getattr(cfg, "client_hosts", []))]
+    if not any(h for _, h in where):
+        return []
+    # One line each: kernel, CPU model, CPUs, the device the host reaches the server
+    # through (lo, a veth, a NIC), and "veth" if it is one.
+    probe = ('echo "$(uname -r)"; '
+             'echo "$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2)"; echo "$(nproc --all)"; '
+             f'dev=$(ip -o route get {shlex.quote(cfg.server_addr)} | '
+             'sed -n "s/.* dev \\([^ ]*\\).*/\\1/p"); echo "$dev"; '
+             'echo "$(ip -o -d link show dev "$dev" | grep -ow veth | head -1)"')
+    out = []
+    for what, prefix in where:
+        info = [s.strip() for s in procs.run_on(prefix, ["sh", "-c", probe])[1].splitlines()]
+        info += [""] * (5 - len(info))
+        kind = "loopback" if info[3] == "lo" else info[4]
+        out.append((what, f"{' '.join(prefix) or 'here'}: kernel {info[0] or '?'}, cpu "
+                          f"{info[1] or '?'}, {info[2] or '?'} CPUs; to {cfg.server_addr} "
+                          f"via {info[3] or '?'}" + (f" ({kind})" if kind else "")))
+    return out
+
+
+def workers_note(cfg):
+    """env.txt's line on how many workers each server ran."""
+    w = getattr(cfg, "workers", [])
+    if len(w) > 1:
+        return (f"swept: {','.join(map(str, w))} (NAME-wN: N workers on the first N server "
+                "cores; more workers than cores share them)")
+    if w or len(cfg.server_cores) > 1:
+        n = w[0] if w else len(cfg.server_cores)
+        return (f"{n} (our --workers; nginx worker_processes, h2o num-threads, lighttpd "
+                "server.max-worker)")
+    return ("each model's default (one server core: no --workers; bin/prefork runs 4 "
+            "processes, bin/actor 2 loops), one per peer")
+
+
 def bin_hashes(repo, servers):
     out = []
     for s in servers:
@@ -491,7 +533,7 @@ def write_env(path, cfg, rid, syscalls, repo, sysctls_raised=None, targets=()):
 
     commit = _cmd(["git", "-C", repo, "rev-parse", "HEAD"])
     dirty = _cmd(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"])
-    peers = getattr(cfg, "peers", ["nginx"])
+    peers = getattr(cfg, "base_peers", None) or getattr(cfg, "peers", ["nginx"])
     items = [
         ("run", rid),
         ("mode", cfg.mode),
@@ -508,13 +550,21 @@ def write_env(path, cfg, rid, syscalls, repo, sysctls_raised=None, targets=()):
                     f"(taskset); wrk -t{len(cfg.client_cores)}, loadgen, idlers and the "
                     f"harness on CPU {','.join(map(str, cfg.client_cores))}"
                     + (" (one core: shared!)" if cfg.server_cores == cfg.client_cores else "")),
+        ("server workers", workers_note(cfg)),
+        ("loadgen instances", f"{getattr(cfg, 'client_instances', 1)} per point, each its "
+                              "share of the connections and the rate, histograms merged "
+                              "(loadgen --merge)"),
+        ("server address", getattr(cfg, "server_addr", "127.0.0.1")
+         + (" (loopback)" if getattr(cfg, "server_addr", "127.0.0.1").startswith("127.")
+            else "")),
+    ] + hosts(cfg) + [
         ("load average at start", _read("/proc/loadavg")),
         ("cpu pressure at start", _first(_read("/proc/pressure/cpu"))),
         ("memory", _first(_read("/proc/meminfo"))),
         ("glibc", _first(_cmd(["ldd", "--version"]))),
         ("compiler", _first(_cmd([os.environ.get("CC", "cc"), "--version"]))),
         ("CFLAGS", make_cflags(repo)),
-        ("bin/* sha256", bin_hashes(repo, cfg.servers)),
+        ("bin/* sha256", bin_hashes(repo, getattr(cfg, "base_servers", cfg.servers))),
         ("wrk", _first(_cmd(["wrk", "-v"])) + f" (package {dpkg('wrk')})"),
         ("nginx", _first(_cmd([cfg.nginx, "-v"])) + f" ({cfg.nginx}, package "
                   f"{dpkg('nginx-light')}, "

@@ -16,6 +16,8 @@
 #                                            Python examples: the lecture's tools run)
 #                      tests/test_lab.py    (make grade passes the lab's reference solution
 #                                            and fails its skeleton)
+#                      tests/test_netlab.py (make bench-quick on three network namespaces
+#                                            joined by veth pairs, and Ctrl-C in it; root)
 #   integration suite: tests/integration.py against every bin/* server,
 #                      then again against the ASan+UBSan builds in bin-asan/
 #                      and the ThreadSanitizer builds of the threaded models in bin-tsan/;
@@ -62,6 +64,7 @@ run "test_models.py (a new model: one row, one file)" python3 tests/test_models.
 run "unit test_profile.py (make profile's buckets)" python3 tests/test_profile.py
 run "test_teaching.py (the lecture's tools run)" python3 tests/test_teaching.py
 run "test_lab.py (make grade: reference passes, skeleton fails)" python3 tests/test_lab.py
+run "test_netlab.py (the bench on a lab of network namespaces; root)" python3 tests/test_netlab.py
 run "integration (bin/)" python3 tests/integration.py bin/*
 for k in confine symlink_inside dir_; do
     run "integration -k $k (bin/, without openat2)" \

@@ -578,6 +578,95 @@ def test_cpu_account():
     check(not os.path.exists(acct.dir), "the group is removed")
 
 
+def test_scaling():
+    """BENCH_WORKERS=1,2: a curve per server, each point labelled with what limited it."""
+    import scaling
+
+    cfg = SimpleNamespace(workers=[1, 2], server_cores=[0], servers=["a-w1", "a-w2", "b-w1",
+                          "b-w2", "c-w1", "c-w2"], peers=[], open_conns=[100], churn_conns=0)
+    rows = []
+    for rate, p99 in ((1000, 1.0), (2000, 5.0), (4000, 20.0)):  # missed at 4000, CPU full
+        rows.append(dict(eff_row("a-w1", rate, p99), server_util=0.95, ceiling=5000))
+        rows.append(dict(eff_row("a-w2", rate, p99 / 2), server_util=0.5, ceiling=5000))
+        rows.append(dict(eff_row("b-w1", rate, 1.0), server_util=0.3, ceiling=5000))
+        rows.append(dict(eff_row("b-w2", rate, 50.0 if rate > 1000 else 1.0),
+                         server_util=0.4, ceiling=5000))
+    rows.append(dict(eff_row("c-w1", 1000, 50.0), server_util=0.2, ceiling=5000))
+    curves = scaling.curves(cfg, rows)[(100, 0)]
+    a1, a2 = curves["a"]
+    check(abs(a1["thr"] - 3000) < 1 and a1["limit"] == "server CPU"
+          and a1["how"] == "capacity at SLO",
+          f"scaling: missed below the ceiling with its core busy: server CPU ({a1})")
+    check(a2["limit"] == "client-bound" and a2["thr"] == 4000,
+          f"scaling: met the SLO at every rate: client-bound, highest rate met ({a2})")
+    b1, b2 = curves["b"]
+    check(b1["limit"] == "client-bound" and b2["limit"] == "SLO miss"
+          and 1500 < b2["thr"] < 1700,
+          f"scaling: missed with CPU to spare: SLO miss ({b2})")
+    check(curves["c"][0]["thr"] is None and curves["c"][0]["how"] == "missed the lowest",
+          "scaling: missed at the lowest rate: no throughput")
+    check(scaling.ideal(curves["a"]) == [a1["thr"], a1["thr"]] and a2["cores"] == 1,
+          "scaling: two workers on one core: the ideal line is flat")
+    text = "\n".join(scaling.section(cfg, rows))
+    check("## Scaling with workers" in text and "share it" in text
+          and "| a | 2 | 1 |" in text and "server CPU" in text,
+          "scaling: summary.md's table, saying the workers shared one core")
+    check(scaling.split("nginx-w12") == ("nginx", 12) and scaling.split("epoll") ==
+          ("epoll", None), "scaling: NAME-wN names")
+
+
+def test_config_cores():
+    """BENCH_SERVER_CPUS, BENCH_WORKERS, BENCH_CLIENT_HOSTS: cores, workers, instances."""
+    import bench
+
+    saved, pick = dict(os.environ), bench.pick_servers
+    bench.pick_servers = lambda wanted: ["epoll"]  # no bin/ needed
+    try:
+        os.environ.update(BENCH_SERVERS="", BENCH_PEERS="nginx", BENCH_WORKERS="1,2",
+                          BENCH_CLIENT_HOSTS="ip netns exec a, ssh -tt b")
+        os.environ.pop("BENCH_SERVER_CPUS", None)
+        os.environ.pop("BENCH_CLIENT_INSTANCES", None)
+        cfg = bench.Config("quick")
+        check(cfg.peers == ["nginx-w1", "nginx-w2"] and cfg.base_peers == ["nginx"]
+              and cfg.workers_of("nginx-w2") == ("nginx", 2),
+              f"Config: a sweep runs every peer once per worker count ({cfg.peers})")
+        check(cfg.client_hosts == [["ip", "netns", "exec", "a"], ["ssh", "-tt", "b"]]
+              and cfg.client_instances == 2 * len(cfg.client_cores),
+              "Config: one loadgen per client core of every client host")
+        os.environ.update(BENCH_WORKERS="", BENCH_CLIENT_HOSTS="")
+        cfg = bench.Config("quick")
+        one = len(cfg.server_cores) == 1
+        check(cfg.workers_of("epoll") == ("epoll", None if one else len(cfg.server_cores))
+              and cfg.client_instances == len(cfg.client_cores),
+              "Config: no knobs: the model's default on one server core, one loadgen per "
+              "client core")
+        check(bench.parse_cpus("0-2,5") == [0, 1, 2, 5] and bench.parse_cpus("") == [],
+              "parse_cpus: a CPU list")
+    finally:
+        bench.pick_servers = pick
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_split_instances():
+    """A point's connections and rate split over K instances: the same totals as one."""
+    target = SimpleNamespace(port=1)
+    for k, conns in ((1, 100), (2, 100), (3, 100), (4, 3)):
+        cfg = SimpleNamespace(open_secs=1, open_warm=0.1, open_timeout=1, client_rt=False,
+                              client_cores=[1, 2], client_instances=k,
+                              client_hosts=[["h1"], ["h2"]], server_addr="10.0.0.1")
+        group = openloop.instances("loadgen", target, conns, 1000.0, False, cfg)
+        rates = [float(i.cmd[i.cmd.index("--rate") + 1]) for i in group]
+        shares = [int(i.cmd[i.cmd.index("--conns") + 1]) for i in group]
+        check(len(group) == min(k, conns) and sum(shares) == conns
+              and abs(sum(rates) - 1000) < 1e-3 and max(shares) - min(shares) <= 1,
+              f"instances: {k} over {conns} connections offer 1000 req/s in all "
+              f"({shares}, {rates})")
+        check([i.host for i in group] == [["h1"], ["h2"], ["h1"], ["h2"]][:len(group)]
+              and [i.core for i in group] == [1, 1, 2, 2][:len(group)],
+              "instances: spread over the client hosts first, then their cores")
+
+
 def main():
     """Runs every test_*; one that raises counts as a failure and the others still run."""
     tests = [fn for name, fn in globals().items() if name.startswith("test_") and callable(fn)]

@@ -248,6 +248,66 @@ def test_merge(port, tmp):
     check(code == 1, "--merge of a file that is not a histogram: exit 1")
 
 
+def test_start_on_stdin(port):
+    """--start-on-stdin: held after the set-up until a line arrives; stdin closed first
+    (the harness gone) is no run at all."""
+    args = ["--host", "127.0.0.1", "--port", str(port), "--conns", "4", "--rate", "200",
+            "--duration", "0.3", "--start-on-stdin"]
+    p = subprocess.run([LOADGEN, *args], input="", capture_output=True, text=True, timeout=60)
+    check(p.returncode == 1 and "stdin closed before the start line" in p.stderr
+          and not p.stdout.strip(), "--start-on-stdin, stdin closed at once: exit 1, no run")
+    p = subprocess.run([LOADGEN, *args], input="go\n", capture_output=True, text=True,
+                       timeout=60)
+    lines = p.stdout.strip().splitlines()
+    check(p.returncode == 0 and "ready; waiting for the start line" in p.stderr and lines
+          and json.loads(lines[-1])["offered_rps"] == 200,
+          "--start-on-stdin, then a line: the ready line, then the run")
+
+
+def test_split(server):
+    """The harness's point split over K loadgen instances (bench/openloop.py): together
+    they offer the same rate over the same connections as one, and the merged counts are
+    the sums of the instances'."""
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import types
+
+    import openloop
+
+    target = types.SimpleNamespace(port=server.port, name="epoll", model="epoll",
+                                   pid=lambda: server.proc.pid, alive=lambda: True,
+                                   cores=[0], workers=None)
+    cpus = sorted(os.sched_getaffinity(0))
+    log = open(os.devnull, "w")
+    rows = {}
+    for k in (1, 2, 3):
+        cfg = types.SimpleNamespace(open_secs=0.5, open_warm=0.1, open_timeout=2.0,
+                                    open_connect_timeout=30.0, client_rt=False,
+                                    server_cores=[0], client_cores=cpus, client_instances=k,
+                                    client_hosts=[], server_addr="127.0.0.1")
+        try:
+            rows[k] = openloop.run_point(LOADGEN, target, 20, 1000.0, False, cfg, log,
+                                         f"split {k}", None)
+        except Exception as e:  # noqa: BLE001 (reported as a failed check)
+            print(f"     split over {k}: {e!r}")
+    log.close()
+    for k, row in rows.items():
+        parts = row.get("parts") or []
+        check(len(parts) == k and None not in parts
+              and abs(row["offered_rps"] - 1000) < 0.2  # the JSON's rounding
+              and abs(sum(p["offered_rps"] for p in parts) - 1000) < 0.2
+              and sum(p["conns"] for p in parts) == 20
+              and row["instances"] == k,
+              f"a point split over {k} instance(s): {k} runs offering 1000 req/s in all "
+              "over 20 connections")
+        check(len(parts) == k and None not in parts
+              and row["requests"] == sum(p["requests"] for p in parts)
+              and row["achieved_rps"] > 0,
+              f"a point split over {k} instance(s): merged requests ({row.get('requests')}) "
+              f"= the instances' sum ({[p and p['requests'] for p in parts]})")
+    if len(rows) < 3:
+        check(False, f"every split ran ({sorted(rows)} of 1, 2, 3)")
+
+
 def test_asan(port, tmp):
     if not os.access(LOADGEN_ASAN, os.X_OK):
         check(False, f"{LOADGEN_ASAN} is built (make test builds it)")
@@ -457,6 +517,8 @@ def main():
         server.start()
         test_json(server.port)
         test_merge(server.port, tmp)
+        test_start_on_stdin(server.port)
+        test_split(server)
         test_asan(server.port, tmp)
         test_httperf(server.port)
         test_stall(server)
