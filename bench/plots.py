@@ -514,8 +514,10 @@ def make_open(run_dir, cfg, open_rows, targets):
 
 EFFICIENCY_PLOTS = (
     # (metric, file name, title, y label, log y, reference line, scale)
-    ("cpu_us_per_req", "cpu_per_request", "Server CPU per request", "server CPU µs per request",
-     False, None, 1),
+    # Log y: busypoll and poll at low rates cost 10x the rest, and on a linear axis the
+    # differences between the fast models and the floor, the point of the plot, vanish.
+    ("cpu_us_per_req", "cpu_per_request", "Server CPU per request",
+     "server CPU µs per request (log scale)", True, None, 1),
     ("p99_ms", "p99_latency", "p99 latency", "p99 ms (log scale)", True, (10, "SLO 10 ms"), 1),
     ("achieved", "achieved_vs_offered", "Achieved ÷ offered", "achieved ÷ offered (%)", False,
      (99, "SLO 99%"), 100),
@@ -534,7 +536,14 @@ def make_efficiency(run_dir, cfg, eff_rows, targets):
         return
     everyone = [efficiency.FLOOR] + targets
     refs = [s for s in everyone if s in REFERENCES]
-    reps = max((r.get("rep") or 0 for r in eff_rows), default=0)
+    def most(phase, claim=None):
+        return max((r.get("rep") or 0 for r in eff_rows if r.get("phase") == phase and (
+            claim is None or (r.get("fraction") == efficiency.CLAIM_FRACTION) == claim)),
+            default=0)
+    grid_reps, claim_reps, knee_reps = most("grid", False), most("grid", True), most("knee")
+    reps = f"{grid_reps}" + (f" ({claim_reps} at 50% of the ceiling" if claim_reps > grid_reps
+                              else "") + (f", {knee_reps} at the knees" if knee_reps else "") \
+        + (")" if claim_reps > grid_reps else "")
     capped = any(r.get("capped") for r in eff_rows)
     for conns in efficiency.workloads(cfg):
         ceiling = max((r.get("ceiling") or 0 for r in eff_rows
@@ -555,9 +564,13 @@ def make_efficiency(run_dir, cfg, eff_rows, targets):
                              if srv == s and c == conns)
                 series[s] = [(rate, f[metric][0] * scale, f[metric][1] * scale,
                               f[metric][2] * scale) for rate, f in pts if f[metric]]
-                flagged[s] = [(rate, 1 if logy else 50 if metric == "achieved" else 0,
-                               "client" if "client_bound" in f["status"] else "failed")
-                              for rate, f in pts if not f["n"]]
+                flagged[s] = [(rate, None, "client" if "client_bound" in f["status"]
+                               else "failed") for rate, f in pts if not f["n"]]
+            # Points without a figure sit on the axis: the lowest value drawn (log scale),
+            # 50% (achieved) or 0.
+            drawn = [p[1] for pts in series.values() for p in pts if p[1]]
+            bottom = (min(drawn) if drawn else 1) if logy else 50 if metric == "achieved" else 0
+            flagged = {s: [(r, bottom, why) for r, _, why in fl] for s, fl in flagged.items()}
             multiples(run_dir, f"{name}_{'churn' if conns[1] else 'c'}{conns[0]}",
                       f"{what} against offered load, {efficiency.title(conns)} (one panel per "
                       "server; floor and peers in each)", "offered requests/s", ylabel,
