@@ -58,6 +58,9 @@ static int ring_setup(struct ring *r)
         server_warn(r->s, "this kernel's io_uring lacks what this server uses (Linux 6.0+)");
         return -1;
     }
+    /* A registered ring fd spares every io_uring_enter the lookup of the ring's file in
+     * the fd table (liburing then passes IORING_ENTER_REGISTERED_RING). Optional. */
+    r->fd_registered = io_uring_register_ring_fd(&r->uring) == 1;
     return 0;
 }
 

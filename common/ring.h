@@ -4,7 +4,8 @@
  * that the two differ only in how a connection keeps its place.
  *
  *     ring_init(r, s)            the ring (SINGLE_ISSUER + DEFER_TASKRUN where the
- *                                kernel has them), the opcode probe, the receive buffers
+ *                                kernel has them, its fd registered), the opcode probe,
+ *                                the receive buffers
  *     ring_sqe(r)                a submission entry, submitting first if the queue is full
  *     ring_prep_recv(sqe, fd, rx) a connection's one multishot receive into provided buffers
  *     ring_rx_on_cqe(r, rx, cqe) keeps what a completion of it brought, in arrival order
@@ -52,6 +53,7 @@ struct ring {
     char *bufs;                   /* RING_BUFS buffers of RING_BUF_SIZE bytes */
     const char *mode;             /* the setup flags the kernel took, for the start-up line */
     bool has_ring;
+    bool fd_registered; /* io_uring_enter finds the ring by its index, not by fd */
 };
 
 /* A connection's multishot receive, and the bytes it brought that the connection has

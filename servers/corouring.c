@@ -11,8 +11,10 @@
  * does, and resumes whichever coroutine a completion belongs to: user_data is
  * the coroutine's task, and a task has at most one operation in flight.
  * Beside it runs the connection's one multishot receive (common/ring.c), whose
- * user_data is the connection with its low bit set: its completions are kept
- * until the coroutine reads, and wake it only while it waits for input.
+ * user_data is (RX_TAG, generation, fd), as uring.c tags its operations: its
+ * completions are kept until the coroutine reads, and wake it only while it
+ * waits for input. A closing connection cancels it and does not wait: a late
+ * completion carries an older generation than the slot's next connection.
  *
  * The two axes are independent: readiness or completion is where the loop
  * waits (epoll.c, coro.c | uring.c, this file); callbacks or coroutines is how
@@ -63,10 +65,12 @@ struct corouring_conn {
     struct pipe_user pipe;
     struct ring_rx rx;
     bool rx_waiting; /* the coroutine is parked until the receive brings something */
+    uint32_t gen;    /* bumped on every reuse of the slot: tells late completions apart */
 };
 
-/* The low bit of a completion's user_data: the connection's receive, not a task. */
-#define RX_TAG 1u
+/* The top bit of a completion's user_data: the connection's receive, not a task (no
+ * user-space pointer has it); then bits 32-62 hold the generation, 0-31 the fd. */
+#define RX_TAG (1ull << 63)
 
 struct corouring {
     struct server *s;
@@ -153,7 +157,7 @@ static int co_poll(struct task *t, int fd, unsigned mask)
 
 static uint64_t rx_data(const struct corouring_conn *rc)
 {
-    return (uint64_t)(uintptr_t)rc | RX_TAG;
+    return RX_TAG | (uint64_t)(rc->gen & 0x7fffffff) << 32 | (uint32_t)rc->conn.fd;
 }
 
 /* Parks the running connection until its receive's next completion. */
@@ -183,15 +187,14 @@ static enum conn_want co_read(struct corouring_conn *rc)
     return want;
 }
 
-/* Ends the receive and waits for its last completion, so that none comes for
- * this slot once the fd is closed; the bytes it held go back to the ring. */
+/* Ends the receive, not waiting for its last completion: it writes only into the
+ * ring's buffers, and on_cqe() knows it by its generation. The bytes it held go
+ * back to the ring. */
 static void co_end_rx(struct corouring_conn *rc)
 {
     struct ring *r = &rc->task.rs->ring;
     if (ring_rx_cancel(r, &rc->rx, rx_data(rc)) < 0)
         shutdown(rc->conn.fd, SHUT_RDWR); /* ends it as well, without the ring */
-    while (rc->rx.armed)
-        co_wait_rx(rc);
     ring_rx_drop(r, &rc->rx);
 }
 
@@ -291,6 +294,8 @@ static void serve_connection(void *arg)
         } else {
             struct conn_tx tx;
             ssize_t sent;
+            if (c->res.close) /* the last response: nothing more is read (uring_after) */
+                co_end_rx(rc);
             conn_tx(c, &tx, true);
             if (tx.len > 0) /* the head (and a small body from the file cache) */
                 sent = co_write(rc, &tx);
@@ -316,6 +321,7 @@ static void spawn(void *arg, int fd)
     rc->pipe = (struct pipe_user){0};
     ring_rx_init(&rc->rx);
     rc->rx_waiting = false;
+    rc->gen++;
     if (!(rc->task.co = coro_create(&rs->pool, serve_connection, rc))) {
         server_warn(rs->s, "cannot serve a connection: %s", strerror(errno));
         server_close_conn(rs->s, c);
@@ -414,7 +420,12 @@ static void on_cqe(struct corouring *rs, const struct io_uring_cqe *cqe)
     if (cqe->user_data == RING_UNTRACKED) /* a cancel's own completion */
         return;
     if (cqe->user_data & RX_TAG) {
-        on_rx(rs, (struct corouring_conn *)(uintptr_t)(cqe->user_data & ~(uint64_t)RX_TAG), cqe);
+        struct corouring_conn *rc =
+            corouring_conn(server_conn(rs->s, (int)(uint32_t)cqe->user_data));
+        if (rc->task.co && (rc->gen & 0x7fffffff) == ((cqe->user_data >> 32) & 0x7fffffff))
+            on_rx(rs, rc, cqe);
+        else /* a closed connection's last completion */
+            ring_recycle(&rs->ring, cqe->flags);
         return;
     }
     struct task *t = io_uring_cqe_get_data(cqe);
@@ -461,9 +472,10 @@ static int corouring_run(struct server *s)
     }
     rs->coroutines = 1;
     server_warn(s,
-                "io_uring: %s, multishot recv into %d provided buffers, file bodies by splice "
+                "io_uring: %s%s, multishot recv into %d provided buffers, file bodies by splice "
                 "(%d pipes)",
-                rs->ring.mode, RING_BUFS, PIPEPOOL_PIPES);
+                rs->ring.mode, rs->ring.fd_registered ? ", registered ring fd" : "", RING_BUFS,
+                PIPEPOOL_PIPES);
     run(&rs->acceptor);
 
     while (rs->coroutines > 0) {

@@ -16,8 +16,9 @@
  * (an idle connection holds no buffer), the request parsed where it lies; head and
  * cached body in one SENDMSG; file bodies spliced file -> pipe -> socket through a
  * small pool of pipes (common/pipepool.c); cancel by fd; SINGLE_ISSUER +
- * DEFER_TASKRUN where the kernel has them (6.1). The ring's set-up, receive and
- * wait are common/ring.c's, shared with corouring.c.
+ * DEFER_TASKRUN where the kernel has them (6.1); the ring's fd registered, so
+ * that io_uring_enter need not look it up. The ring's set-up, receive and wait
+ * are common/ring.c's, shared with corouring.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -89,12 +90,19 @@ static void uring_send_next(struct uring *u, struct conn *c);
 
 /* ---- submission ------------------------------------------------------------- */
 
+/* The user_data of op on c's connection: (op, generation, fd). */
+static uint64_t uring_tag(enum uring_op op, struct conn *c)
+{
+    union uring_tag tag = {.fd = c->fd, .gen = uring_conn(c)->gen, .op = op};
+    return tag.u64;
+}
+
 /* Tags sqe with (op, generation, fd) and counts it until it completes; c NULL: the listener. */
 static void uring_track(struct uring *u, struct io_uring_sqe *sqe, enum uring_op op, struct conn *c)
 {
-    union uring_tag tag = {.fd = c ? c->fd : u->s->listen_fd, .op = op};
+    union uring_tag tag = {.fd = u->s->listen_fd, .op = op};
     if (c) {
-        tag.gen = uring_conn(c)->gen;
+        tag.u64 = uring_tag(op, c);
         uring_conn(c)->in_flight++;
     } else {
         u->listen_ops++;
@@ -126,7 +134,12 @@ static void uring_close(struct uring *u, struct conn *c)
     conn_forget_deadline(c);
     pipepool_leave(&u->pipes, &uc->pipe);
     ring_rx_drop(&u->ring, &uc->rx);
-    if (uc->in_flight == 0) {
+    if (uc->in_flight == (uc->rx.armed ? 1u : 0u)) {
+        /* Nothing in flight but the recv: it is cancelled and not waited for. It
+         * writes only into the ring's buffers, and its last completion, if the fd
+         * number serves a new connection by then, carries an older generation. */
+        if (ring_rx_cancel(&u->ring, &uc->rx, uring_tag(OP_RECV, c)) < 0)
+            shutdown(c->fd, SHUT_RDWR); /* ends it as well, without the ring */
         uring_finish_close(u, c);
         return;
     }
@@ -334,10 +347,15 @@ static void uring_after(struct uring *u, struct conn *c, enum conn_want want)
     if (want == CONN_READ) {
         if (!rx->armed) /* ended (no buffer was free, or paused): armed again */
             uring_arm_recv(u, c);
-    } else if (want == CONN_WRITE)
+    } else if (want == CONN_WRITE) {
+        /* The last response: nothing more is read. The recv, cancelled now, ends in
+         * the turn that submits the send instead of waking a turn of its own. */
+        if (c->res.close)
+            (void)ring_rx_cancel(&u->ring, rx, uring_tag(OP_RECV, c));
         uring_send_next(u, c);
-    else
+    } else {
         uring_close(u, c);
+    }
 }
 
 static void uring_on_conn_cqe(struct uring *u, const struct io_uring_cqe *cqe, enum uring_op op)
@@ -431,9 +449,10 @@ static int uring_run(struct server *s)
         return -1;
     }
     server_warn(s,
-                "io_uring: %s, multishot accept, multishot recv into %d provided buffers, cached "
+                "io_uring: %s%s, multishot accept, multishot recv into %d provided buffers, cached "
                 "bodies by sendmsg, file bodies by splice (%d pipes)",
-                u.ring.mode, RING_BUFS, PIPEPOOL_PIPES);
+                u.ring.mode, u.ring.fd_registered ? ", registered ring fd" : "", RING_BUFS,
+                PIPEPOOL_PIPES);
     uring_arm_accept(&u);
 
     uint64_t stop_by = 0;

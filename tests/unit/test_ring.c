@@ -133,6 +133,7 @@ static void ring_sets_up(void)
 {
     CHECK(r.mode != NULL);
     CHECK(r.br != NULL && r.bufs != NULL);
+    CHECK(r.fd_registered); /* Linux 5.18+ */
 }
 
 static void whole_request_is_answered_from_the_provided_buffer(void)
