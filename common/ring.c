@@ -1,7 +1,14 @@
 /*
  * ring.c - the io_uring that servers/uring.c and servers/corouring.c share: one
- * set-up, one receive strategy (provided buffers), one wait, so that comparing
- * the two compares callbacks with coroutines and nothing else.
+ * set-up, one receive strategy, one wait, so that comparing the two compares
+ * callbacks with coroutines and nothing else.
+ *
+ * The receive: one multishot receive per connection, armed when it opens and again
+ * only when a completion lacks IORING_CQE_F_MORE (the peer closed, every buffer was
+ * taken, or we paused it). The kernel fills a buffer of a provided-buffer ring each
+ * time data comes, so an idle connection holds none; the request is parsed where it
+ * lies and the buffer goes back. Bytes that come while the connection is sending
+ * stay in their buffers (struct ring_rx) until it reads again.
  */
 #include "ring.h"
 
@@ -11,7 +18,10 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 
-/* What both servers submit; the kernel must have them all (Linux 5.19+). */
+#include "http.h"
+
+/* What both servers submit; the kernel must have them all, and multishot receive
+ * (Linux 6.0+). */
 static const int ring_ops_needed[] = {IORING_OP_ACCEPT,      IORING_OP_RECV,   IORING_OP_SEND,
                                       IORING_OP_SENDMSG,     IORING_OP_SPLICE, IORING_OP_POLL_ADD,
                                       IORING_OP_ASYNC_CANCEL};
@@ -45,9 +55,12 @@ static int ring_setup(struct ring *r)
         ok = io_uring_opcode_supported(probe, ring_ops_needed[i]);
     io_uring_free_probe(probe);
     if (!ok) {
-        server_warn(r->s, "this kernel's io_uring lacks what this server uses (Linux 5.19+)");
+        server_warn(r->s, "this kernel's io_uring lacks what this server uses (Linux 6.0+)");
         return -1;
     }
+    /* A registered ring fd spares every io_uring_enter the lookup of the ring's file in
+     * the fd table (liburing then passes IORING_ENTER_REGISTERED_RING). Optional. */
+    r->fd_registered = io_uring_register_ring_fd(&r->uring) == 1;
     return 0;
 }
 
@@ -110,17 +123,6 @@ struct io_uring_sqe *ring_sqe(struct ring *r)
     return sqe;
 }
 
-void ring_prep_recv(struct io_uring_sqe *sqe, const struct conn *c)
-{
-    /* While a connection reads, its input holds less than a header block, so
-     * this much fits conn_rx_buf(). */
-    size_t room = CONN_IN_CAP - c->in_len;
-    io_uring_prep_recv(sqe, c->fd, NULL, room < RING_BUF_SIZE ? room : RING_BUF_SIZE, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = RING_BGID;
-    sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-}
-
 void ring_prep_send(struct io_uring_sqe *sqe, int fd, const struct conn_tx *tx, struct msghdr *msg,
                     struct iovec iov[2])
 {
@@ -136,27 +138,114 @@ void ring_prep_send(struct io_uring_sqe *sqe, int fd, const struct conn_tx *tx, 
     }
 }
 
-void ring_recycle(struct ring *r, unsigned cqe_flags)
+static char *ring_buf(struct ring *r, unsigned bid)
 {
-    if (!(cqe_flags & IORING_CQE_F_BUFFER))
-        return;
-    unsigned bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
-    io_uring_buf_ring_add(r->br, r->bufs + (size_t)bid * RING_BUF_SIZE, RING_BUF_SIZE, bid,
+    return r->bufs + (size_t)bid * RING_BUF_SIZE;
+}
+
+/* Buffer bid goes back to the ring: the kernel may fill it again. */
+static void ring_give(struct ring *r, unsigned bid)
+{
+    io_uring_buf_ring_add(r->br, ring_buf(r, bid), RING_BUF_SIZE, (unsigned short)bid,
                           io_uring_buf_ring_mask(RING_BUFS), 0);
     io_uring_buf_ring_advance(r->br, 1);
 }
 
-enum conn_want ring_on_recv(struct ring *r, struct conn *c, int res, unsigned cqe_flags)
+void ring_recycle(struct ring *r, unsigned cqe_flags)
 {
-    enum conn_want want = CONN_CLOSE;
-    if (res == 0) {
-        want = conn_on_input(c, 0); /* the peer closed */
-    } else if (res > 0 && (cqe_flags & IORING_CQE_F_BUFFER)) {
-        unsigned bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
-        want = conn_on_input_from(c, r->bufs + (size_t)bid * RING_BUF_SIZE, (size_t)res);
+    if (cqe_flags & IORING_CQE_F_BUFFER)
+        ring_give(r, cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+}
+
+/* ---- a connection's multishot receive ---------------------------------------- */
+
+/* ring_rx_feed() hands a whole buffer to conn_on_input_from(): it fits, since a
+ * connection that waits for input holds less than a header block. */
+_Static_assert(HTTP_MAX_HEADER + RING_BUF_SIZE <= CONN_IN_CAP,
+               "a buffer fits after a partial head");
+
+void ring_rx_init(struct ring_rx *rx)
+{
+    *rx = (struct ring_rx){.first = -1, .last = -1};
+}
+
+void ring_prep_recv(struct io_uring_sqe *sqe, int fd, struct ring_rx *rx)
+{
+    /* Length 0: each completion fills at most one provided buffer. */
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RING_BGID;
+    rx->armed = true;
+}
+
+/* Appends buffer bid, holding len bytes, to rx's held ones. */
+static void ring_rx_hold(struct ring *r, struct ring_rx *rx, unsigned bid, int len)
+{
+    r->held_len[bid] = (uint16_t)len;
+    r->held_next[bid] = -1;
+    if (rx->last >= 0)
+        r->held_next[rx->last] = (int16_t)bid;
+    else
+        rx->first = (int32_t)bid;
+    rx->last = (int32_t)bid;
+    rx->held++;
+}
+
+/* Takes the oldest held buffer off rx's list; returns its id. */
+static unsigned ring_rx_pop(struct ring *r, struct ring_rx *rx)
+{
+    unsigned bid = (unsigned)rx->first;
+    rx->first = r->held_next[bid];
+    if (rx->first < 0)
+        rx->last = -1;
+    rx->held--;
+    return bid;
+}
+
+void ring_rx_on_cqe(struct ring *r, struct ring_rx *rx, const struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE)) /* its last: armed again only when wanted */
+        rx->armed = rx->cancelling = false;
+    /* -ENOBUFS (no buffer was free) and -ECANCELED (a pause) end the receive only: it
+     * is armed again when the connection next wants to read. */
+    if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER))
+        ring_rx_hold(r, rx, cqe->flags >> IORING_CQE_BUFFER_SHIFT, cqe->res);
+    else if (cqe->res != -ENOBUFS && cqe->res != -ECANCELED)
+        rx->ended = true; /* 0: the peer closed; else the socket failed */
+    if (rx->held > RING_RX_HOLD)
+        (void)ring_rx_cancel(r, rx, cqe->user_data); /* no entry free: the next completion */
+}
+
+enum conn_want ring_rx_feed(struct ring *r, struct ring_rx *rx, struct conn *c)
+{
+    enum conn_want want = CONN_READ;
+    while (want == CONN_READ && rx->first >= 0) {
+        unsigned bid = ring_rx_pop(r, rx);
+        want = conn_on_input_from(c, ring_buf(r, bid), r->held_len[bid]);
+        ring_give(r, bid); /* parsed in place, or copied: it can take the next receive */
     }
-    ring_recycle(r, cqe_flags); /* parsed, or copied: the buffer can take the next receive */
+    if (want == CONN_READ && rx->ended) /* every byte before the end is in */
+        want = conn_on_input(c, 0);
     return want;
+}
+
+int ring_rx_cancel(struct ring *r, struct ring_rx *rx, uint64_t user_data)
+{
+    if (!rx->armed || rx->cancelling)
+        return 0;
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    if (!sqe)
+        return -1;
+    io_uring_prep_cancel64(sqe, user_data, 0);
+    io_uring_sqe_set_data64(sqe, RING_UNTRACKED);
+    rx->cancelling = true;
+    return 0;
+}
+
+void ring_rx_drop(struct ring *r, struct ring_rx *rx)
+{
+    while (rx->first >= 0)
+        ring_give(r, ring_rx_pop(r, rx));
 }
 
 int ring_wait(struct ring *r, int timeout_ms)

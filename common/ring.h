@@ -4,10 +4,13 @@
  * that the two differ only in how a connection keeps its place.
  *
  *     ring_init(r, s)            the ring (SINGLE_ISSUER + DEFER_TASKRUN where the
- *                                kernel has them), the opcode probe, the receive buffers
+ *                                kernel has them, its fd registered), the opcode probe,
+ *                                the receive buffers
  *     ring_sqe(r)                a submission entry, submitting first if the queue is full
- *     ring_prep_recv(sqe, c)     a receive into a provided buffer, taken when data comes
- *     ring_on_recv(r, c, res, f) hands the received bytes to the connection, buffer back
+ *     ring_prep_recv(sqe, fd, rx) a connection's one multishot receive into provided buffers
+ *     ring_rx_on_cqe(r, rx, cqe) keeps what a completion of it brought, in arrival order
+ *     ring_rx_feed(r, rx, c)     hands the kept bytes to the connection, buffers back
+ *     ring_rx_cancel(r, rx, ud)  ends the receive early (to pause it, or to close)
  *     ring_prep_send(sqe, ...)   a response's head and cached body, in one operation
  *     ring_wait(r, ms)           the one system call of a loop turn: submit and wait
  *     ring_accept_backlog(...)   out of fds: take what waits in the backlog by hand
@@ -34,16 +37,34 @@
 #define RING_BUFS 4096 /* provided receive buffers, a power of two */
 #define RING_BUF_SIZE 2048
 #define RING_BGID 1
+#define RING_RX_HOLD 8   /* buffers a busy connection may hold before its receive is paused */
+#define RING_UNTRACKED 0 /* the user_data of operations whose completions nobody awaits */
 #define RING_PIPE_SIZE (256 * 1024) /* PIPEPOOL_PIPES x 64 pages: half of pipe-user-pages-soft */
 #define RING_STOP_MS 3000           /* how long a stop waits for cancelled operations */
 
 struct ring {
     struct server *s;
+    /* Buffers a connection holds (struct ring_rx): how many bytes each holds, and the
+     * next one the same connection received. */
+    uint16_t held_len[RING_BUFS];
+    int16_t held_next[RING_BUFS];
     struct io_uring uring;
     struct io_uring_buf_ring *br; /* the provided-buffer ring, RING_BUFS entries */
     char *bufs;                   /* RING_BUFS buffers of RING_BUF_SIZE bytes */
     const char *mode;             /* the setup flags the kernel took, for the start-up line */
     bool has_ring;
+    bool fd_registered; /* io_uring_enter finds the ring by its index, not by fd */
+};
+
+/* A connection's multishot receive, and the bytes it brought that the connection has
+ * not taken yet: those that came while it was sending (a pipelined request, the peer's
+ * FIN). They stay in their provided buffers, in arrival order, until ring_rx_feed(). */
+struct ring_rx {
+    int32_t first, last; /* the held buffers' ids, linked through held_next; -1: none */
+    uint16_t held;       /* how many */
+    bool armed;          /* the receive is in flight: its last completion is not back */
+    bool cancelling;     /* a cancel of it is on its way */
+    bool ended;          /* the peer closed or the socket failed, after the held bytes */
 };
 
 /* Sets up r for s; on failure, ring_exit() still has to be called. */
@@ -58,9 +79,32 @@ void ring_close(struct ring *r);
  * if there is still no room. */
 struct io_uring_sqe *ring_sqe(struct ring *r);
 
-/* Prepares a receive on c's socket into a provided buffer that the kernel picks
- * when data comes, after it waited for data (the next request is rarely there yet). */
-void ring_prep_recv(struct io_uring_sqe *sqe, const struct conn *c);
+/* A connection's receive state, before its first receive. */
+void ring_rx_init(struct ring_rx *rx);
+
+/* Prepares one multishot receive on fd, for as long as the connection lives: each
+ * time data comes, the kernel takes a provided buffer, fills it and posts a completion
+ * (with IORING_CQE_F_MORE while the receive stays armed). Marks rx armed. */
+void ring_prep_recv(struct io_uring_sqe *sqe, int fd, struct ring_rx *rx);
+
+/* A completion of rx's receive: its buffer is held until ring_rx_feed(), the end of
+ * the stream is noted. A connection that holds more than RING_RX_HOLD buffers has
+ * its receive cancelled: the socket's window then stops the peer, as it would stop a
+ * readiness server's peer that is not read from. */
+void ring_rx_on_cqe(struct ring *r, struct ring_rx *rx, const struct io_uring_cqe *cqe);
+
+/* Hands rx's held bytes to c, which wants to read, oldest first; each buffer goes
+ * back to the ring once c has parsed it in place or copied it. Returns what c wants
+ * next: CONN_READ only if nothing is held and the stream has not ended. */
+enum conn_want ring_rx_feed(struct ring *r, struct ring_rx *rx, struct conn *c);
+
+/* Cancels rx's receive (user_data is the one it was submitted with), unless it is not
+ * armed or a cancel is already on its way. Its last completion follows. Returns -1
+ * if no submission entry was free. */
+int ring_rx_cancel(struct ring *r, struct ring_rx *rx, uint64_t user_data);
+
+/* Gives every held buffer back to the ring (a closing connection). */
+void ring_rx_drop(struct ring *r, struct ring_rx *rx);
 
 /* A response tx's bytes in memory (tx->len > 0) are sent with one operation
  * that the kernel finishes itself if the socket takes only part (MSG_WAITALL):
@@ -71,12 +115,6 @@ void ring_prep_send(struct io_uring_sqe *sqe, int fd, const struct conn_tx *tx, 
 
 /* Gives back the provided buffer a completion carries, if it carries one. */
 void ring_recycle(struct ring *r, unsigned cqe_flags);
-
-/* A receive's completion (res, cqe_flags): its bytes go to c's state machine,
- * parsed in place in the provided buffer when they hold a whole request, and the
- * buffer goes back to the ring. Returns what c wants next. -ENOBUFS (every
- * buffer taken) is not handled here: the caller receives again. */
-enum conn_want ring_on_recv(struct ring *r, struct conn *c, int res, unsigned cqe_flags);
 
 /* Submits what is queued and waits up to timeout_ms for one completion. Returns
  * 0 (completions may be there), or -1 (warned) on an error that ends the loop. */

@@ -10,13 +10,19 @@
  * result. The loop waits in io_uring_enter(2) for completions, as uring.c's
  * does, and resumes whichever coroutine a completion belongs to: user_data is
  * the coroutine's task, and a task has at most one operation in flight.
+ * Beside it runs the connection's one multishot receive (common/ring.c), whose
+ * user_data is (RX_TAG, generation, fd), as uring.c tags its operations: its
+ * completions are kept until the coroutine reads, and wake it only while it
+ * waits for input. A closing connection cancels it and does not wait: a late
+ * completion carries an older generation than the slot's next connection.
  *
  * The two axes are independent: readiness or completion is where the loop
  * waits (epoll.c, coro.c | uring.c, this file); callbacks or coroutines is how
  * a connection keeps its place (epoll.c, uring.c: a state machine in struct
  * conn | coro.c, this file: the coroutine's stack). The ring is uring.c's, from
- * common/ring.c: the same set-up flags, and the same receive, into a provided
- * buffer the kernel picks when data comes (an idle connection holds none). A
+ * common/ring.c: the same set-up flags, and the same receive, multishot into
+ * provided buffers the kernel picks when data comes (an idle connection holds
+ * none), the request parsed where it lies. A
  * file body goes file -> pipe -> socket by SPLICE through common/pipepool.c,
  * since io_uring has no sendfile. The acceptor is a coroutine too, resumed by
  * each completion of one multishot accept, as uring.c arms it.
@@ -46,18 +52,25 @@ struct task {
     struct coro *co;
     struct task *next_ready; /* on the ready list, to be resumed by the loop */
     int res;                 /* the completion's result (or -errno), for the coroutine */
-    unsigned cqe_flags;      /* and its flags: which provided buffer a receive filled */
     bool in_flight;          /* an operation is submitted, its (last) completion not back yet */
     bool wants_pipe;         /* on the pipe pool's waiting list */
     bool cancelled;          /* timed out or stopping: its waits fail from now on */
 };
 
-/* A connection: the protocol's state, its coroutine, and its turn at a pipe. */
+/* A connection: the protocol's state, its coroutine, its turn at a pipe, and its
+ * receive. */
 struct corouring_conn {
     struct conn conn;
     struct task task;
     struct pipe_user pipe;
+    struct ring_rx rx;
+    bool rx_waiting; /* the coroutine is parked until the receive brings something */
+    uint32_t gen;    /* bumped on every reuse of the slot: tells late completions apart */
 };
+
+/* The top bit of a completion's user_data: the connection's receive, not a task (no
+ * user-space pointer has it); then bits 32-62 hold the generation, 0-31 the fd. */
+#define RX_TAG (1ull << 63)
 
 struct corouring {
     struct server *s;
@@ -142,14 +155,47 @@ static int co_poll(struct task *t, int fd, unsigned mask)
     return co_submit(t, sqe);
 }
 
-/* Receives into a provided buffer, which the kernel picks when data comes: an
- * idle connection holds none. Its id is in rc->task.cqe_flags. */
-static int co_recv(struct corouring_conn *rc)
+static uint64_t rx_data(const struct corouring_conn *rc)
 {
-    struct io_uring_sqe *sqe = co_sqe(&rc->task);
-    if (sqe)
-        ring_prep_recv(sqe, &rc->conn);
-    return co_submit(&rc->task, sqe);
+    return RX_TAG | (uint64_t)(rc->gen & 0x7fffffff) << 32 | (uint32_t)rc->conn.fd;
+}
+
+/* Parks the running connection until its receive's next completion. */
+static void co_wait_rx(struct corouring_conn *rc)
+{
+    rc->rx_waiting = true;
+    coro_yield(); /* on_rx() resumes us */
+}
+
+/* Hands the connection its input: what came while it was sending first, then what
+ * its multishot receive brings, armed here when it is not (the first read, or
+ * after it ended). Returns what the connection wants next. */
+static enum conn_want co_read(struct corouring_conn *rc)
+{
+    struct ring *r = &rc->task.rs->ring;
+    enum conn_want want;
+    while ((want = ring_rx_feed(r, &rc->rx, &rc->conn)) == CONN_READ) {
+        if (!rc->rx.armed) {
+            struct io_uring_sqe *sqe = co_sqe(&rc->task);
+            if (!sqe)
+                return CONN_CLOSE;
+            ring_prep_recv(sqe, rc->conn.fd, &rc->rx);
+            io_uring_sqe_set_data64(sqe, rx_data(rc));
+        }
+        co_wait_rx(rc);
+    }
+    return want;
+}
+
+/* Ends the receive, not waiting for its last completion: it writes only into the
+ * ring's buffers, and on_cqe() knows it by its generation. The bytes it held go
+ * back to the ring. */
+static void co_end_rx(struct corouring_conn *rc)
+{
+    struct ring *r = &rc->task.rs->ring;
+    if (ring_rx_cancel(r, &rc->rx, rx_data(rc)) < 0)
+        shutdown(rc->conn.fd, SHUT_RDWR); /* ends it as well, without the ring */
+    ring_rx_drop(r, &rc->rx);
 }
 
 /* Sends tx's bytes in memory, the head and a cached body together, in one
@@ -244,13 +290,12 @@ static void serve_connection(void *arg)
 
     while (want != CONN_CLOSE) {
         if (want == CONN_READ) {
-            int r = co_recv(rc); /* parks until the bytes are in a provided buffer */
-            if (r == -ENOBUFS)   /* every buffer was taken; they are back by the next submit */
-                continue;
-            want = ring_on_recv(&rc->task.rs->ring, c, r, rc->task.cqe_flags);
+            want = co_read(rc); /* parks until bytes are in a provided buffer */
         } else {
             struct conn_tx tx;
             ssize_t sent;
+            if (c->res.close) /* the last response: nothing more is read (uring_after) */
+                co_end_rx(rc);
             conn_tx(c, &tx, true);
             if (tx.len > 0) /* the head (and a small body from the file cache) */
                 sent = co_write(rc, &tx);
@@ -261,6 +306,7 @@ static void serve_connection(void *arg)
             want = conn_on_output(c, (size_t)sent);
         }
     }
+    co_end_rx(rc);
     server_close_conn(s, c); /* no operation of ours is in flight: the fd may go */
 }
 
@@ -273,6 +319,9 @@ static void spawn(void *arg, int fd)
     struct corouring_conn *rc = corouring_conn(c);
     rc->task = (struct task){.rs = rs};
     rc->pipe = (struct pipe_user){0};
+    ring_rx_init(&rc->rx);
+    rc->rx_waiting = false;
+    rc->gen++;
     if (!(rc->task.co = coro_create(&rs->pool, serve_connection, rc))) {
         server_warn(rs->s, "cannot serve a connection: %s", strerror(errno));
         server_close_conn(rs->s, c);
@@ -341,8 +390,11 @@ static void cancel(struct corouring *rs, struct task *t, struct pipe_user *pu)
 
 static void cancel_conn(struct corouring *rs, struct conn *c)
 {
+    struct corouring_conn *rc = corouring_conn(c);
     conn_forget_deadline(c); /* it closes itself once its coroutine unwinds */
-    cancel(rs, &corouring_conn(c)->task, &corouring_conn(c)->pipe);
+    if (rc->task.co && ring_rx_cancel(&rs->ring, &rc->rx, rx_data(rc)) < 0)
+        shutdown(c->fd, SHUT_RDWR); /* a coroutine waiting for input wakes to EOF */
+    cancel(rs, &rc->task, &rc->pipe);
 }
 
 static void pipe_ready(struct pipe_user *pu, void *arg)
@@ -352,27 +404,45 @@ static void pipe_ready(struct pipe_user *pu, void *arg)
     make_ready(arg, &rc->task);
 }
 
+/* A completion of rc's receive: kept for it, and it runs if it waits for input. */
+static void on_rx(struct corouring *rs, struct corouring_conn *rc, const struct io_uring_cqe *cqe)
+{
+    ring_rx_on_cqe(&rs->ring, &rc->rx, cqe);
+    if (rc->rx_waiting) {
+        rc->rx_waiting = false;
+        run(&rc->task);
+    }
+}
+
+/* Resumes whoever a completion is for. */
+static void on_cqe(struct corouring *rs, const struct io_uring_cqe *cqe)
+{
+    if (cqe->user_data == RING_UNTRACKED) /* a cancel's own completion */
+        return;
+    if (cqe->user_data & RX_TAG) {
+        struct corouring_conn *rc =
+            corouring_conn(server_conn(rs->s, (int)(uint32_t)cqe->user_data));
+        if (rc->task.co && (rc->gen & 0x7fffffff) == ((cqe->user_data >> 32) & 0x7fffffff))
+            on_rx(rs, rc, cqe);
+        else /* a closed connection's last completion */
+            ring_recycle(&rs->ring, cqe->flags);
+        return;
+    }
+    struct task *t = io_uring_cqe_get_data(cqe);
+    t->in_flight = cqe->flags & IORING_CQE_F_MORE; /* else its last */
+    t->res = cqe->res;
+    run(t);
+}
+
 static void reap_completions(struct corouring *rs)
 {
     struct io_uring_cqe *cqes[CQE_BATCH];
     unsigned n;
     while ((n = io_uring_peek_batch_cqe(&rs->ring.uring, cqes, CQE_BATCH)) > 0) {
-        struct task *done[CQE_BATCH];
-        int res[CQE_BATCH];
-        unsigned flags[CQE_BATCH];
         for (unsigned i = 0; i < n; i++) {
-            done[i] = io_uring_cqe_get_data(cqes[i]);
-            res[i] = cqes[i]->res;
-            flags[i] = cqes[i]->flags;
-        }
-        io_uring_cq_advance(&rs->ring.uring, n); /* copied out: the kernel may reuse the entries */
-        for (unsigned i = 0; i < n; i++) {
-            if (!done[i]) /* a cancel's own completion */
-                continue;
-            done[i]->in_flight = flags[i] & IORING_CQE_F_MORE; /* else its last */
-            done[i]->res = res[i];
-            done[i]->cqe_flags = flags[i];
-            run(done[i]);
+            struct io_uring_cqe cqe = *cqes[i];
+            io_uring_cq_advance(&rs->ring.uring, 1); /* copied out: the kernel may reuse it */
+            on_cqe(rs, &cqe);
             run_ready(rs);
         }
     }
@@ -401,8 +471,11 @@ static int corouring_run(struct server *s)
         goto out;
     }
     rs->coroutines = 1;
-    server_warn(s, "io_uring: %s, recv into %d provided buffers, file bodies by splice (%d pipes)",
-                rs->ring.mode, RING_BUFS, PIPEPOOL_PIPES);
+    server_warn(s,
+                "io_uring: %s%s, multishot recv into %d provided buffers, file bodies by splice "
+                "(%d pipes)",
+                rs->ring.mode, rs->ring.fd_registered ? ", registered ring fd" : "", RING_BUFS,
+                PIPEPOOL_PIPES);
     run(&rs->acceptor);
 
     while (rs->coroutines > 0) {

@@ -10,12 +10,15 @@
  *
  * What to look at: each request carries (op, generation, fd) in user_data
  * (union uring_tag), and a connection's slot and fd are freed only once its
- * last completion is back (struct uring_conn counts them). Used (Linux 5.19+):
- * multishot accept, recv into a provided-buffer ring (an idle connection holds
- * no buffer), head and cached body in one SENDMSG, file bodies spliced file ->
- * pipe -> socket through a small pool of pipes (common/pipepool.c), cancel by
- * fd; SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them (6.1). The ring's
- * set-up, receive and wait are common/ring.c's, shared with corouring.c.
+ * last completion is back (struct uring_conn counts them; a multishot operation
+ * counts once, until the completion without IORING_CQE_F_MORE). Used (Linux 6.0+):
+ * multishot accept; one multishot recv per connection into a provided-buffer ring
+ * (an idle connection holds no buffer), the request parsed where it lies; head and
+ * cached body in one SENDMSG; file bodies spliced file -> pipe -> socket through a
+ * small pool of pipes (common/pipepool.c); cancel by fd; SINGLE_ISSUER +
+ * DEFER_TASKRUN where the kernel has them (6.1); the ring's fd registered, so
+ * that io_uring_enter need not look it up. The ring's set-up, receive and wait
+ * are common/ring.c's, shared with corouring.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +66,7 @@ struct uring_conn {
     uint32_t gen : 24;  /* bumped on every reuse of the slot: tells stale completions apart */
     unsigned in_flight; /* operations submitted whose completions are not back yet */
     bool closing;       /* closing: waits for its last completion */
+    struct ring_rx rx;  /* its multishot receive, and what it brought while we sent */
     struct msghdr msg;  /* head + cached body; read by the kernel at submit */
     struct iovec iov[2];
     struct pipe_user pipe; /* the pipe a file body is spliced through, while it has one */
@@ -86,12 +90,19 @@ static void uring_send_next(struct uring *u, struct conn *c);
 
 /* ---- submission ------------------------------------------------------------- */
 
+/* The user_data of op on c's connection: (op, generation, fd). */
+static uint64_t uring_tag(enum uring_op op, struct conn *c)
+{
+    union uring_tag tag = {.fd = c->fd, .gen = uring_conn(c)->gen, .op = op};
+    return tag.u64;
+}
+
 /* Tags sqe with (op, generation, fd) and counts it until it completes; c NULL: the listener. */
 static void uring_track(struct uring *u, struct io_uring_sqe *sqe, enum uring_op op, struct conn *c)
 {
-    union uring_tag tag = {.fd = c ? c->fd : u->s->listen_fd, .op = op};
+    union uring_tag tag = {.fd = u->s->listen_fd, .op = op};
     if (c) {
-        tag.gen = uring_conn(c)->gen;
+        tag.u64 = uring_tag(op, c);
         uring_conn(c)->in_flight++;
     } else {
         u->listen_ops++;
@@ -122,11 +133,17 @@ static void uring_close(struct uring *u, struct conn *c)
     c->want = CONN_CLOSE;
     conn_forget_deadline(c);
     pipepool_leave(&u->pipes, &uc->pipe);
-    if (uc->in_flight == 0) {
+    ring_rx_drop(&u->ring, &uc->rx);
+    if (uc->in_flight == (uc->rx.armed ? 1u : 0u)) {
+        /* Nothing in flight but the recv: it is cancelled and not waited for. It
+         * writes only into the ring's buffers, and its last completion, if the fd
+         * number serves a new connection by then, carries an older generation. */
+        if (ring_rx_cancel(&u->ring, &uc->rx, uring_tag(OP_RECV, c)) < 0)
+            shutdown(c->fd, SHUT_RDWR); /* ends it as well, without the ring */
         uring_finish_close(u, c);
         return;
     }
-    /* A recv waiting for data or a poll waiting for room would never end on
+    /* The multishot recv, or a poll waiting for room, would never end on
      * its own. The fd stays open until all are back, so the kernel cannot
      * give its number to a new connection while a late completion is due. */
     struct io_uring_sqe *sqe = ring_sqe(&u->ring);
@@ -160,6 +177,7 @@ static void uring_open(struct uring *u, int fd)
     uc->in_flight = 0;
     uc->closing = false;
     uc->pipe = (struct pipe_user){0};
+    ring_rx_init(&uc->rx);
     uring_arm_recv(u, c);
 }
 
@@ -206,6 +224,7 @@ static void uring_on_accept(struct uring *u, const struct io_uring_cqe *cqe)
 
 /* ---- receiving ---------------------------------------------------------------- */
 
+/* Arms c's multishot recv: once when it opens, again only after it ended. */
 static void uring_arm_recv(struct uring *u, struct conn *c)
 {
     struct io_uring_sqe *sqe = ring_sqe(&u->ring);
@@ -213,17 +232,17 @@ static void uring_arm_recv(struct uring *u, struct conn *c)
         uring_close(u, c);
         return;
     }
-    ring_prep_recv(sqe, c); /* the kernel picks a buffer when data comes */
+    ring_prep_recv(sqe, c->fd, &uring_conn(c)->rx); /* buffers picked when data comes */
     uring_track(u, sqe, OP_RECV, c);
 }
 
+/* The recv brought bytes (or the end): a connection that waits for them takes
+ * them now; one that is sending finds them held when it reads again. */
 static void uring_on_recv(struct uring *u, struct conn *c, const struct io_uring_cqe *cqe)
 {
-    if (cqe->res == -ENOBUFS) { /* every buffer was taken; they are back by the next submit */
-        uring_arm_recv(u, c);
-        return;
-    }
-    uring_after(u, c, ring_on_recv(&u->ring, c, cqe->res, cqe->flags));
+    ring_rx_on_cqe(&u->ring, &uring_conn(c)->rx, cqe);
+    if (c->want == CONN_READ)
+        uring_after(u, c, CONN_READ);
 }
 
 /* ---- sending: one operation, or one linked chain, in flight per socket ----------- */
@@ -322,12 +341,21 @@ static void uring_on_splice_out(struct uring *u, struct conn *c, int res)
 
 static void uring_after(struct uring *u, struct conn *c, enum conn_want want)
 {
-    if (want == CONN_READ)
-        uring_arm_recv(u, c);
-    else if (want == CONN_WRITE)
+    struct ring_rx *rx = &uring_conn(c)->rx;
+    if (want == CONN_READ) /* what came while it was busy goes first */
+        want = ring_rx_feed(&u->ring, rx, c);
+    if (want == CONN_READ) {
+        if (!rx->armed) /* ended (no buffer was free, or paused): armed again */
+            uring_arm_recv(u, c);
+    } else if (want == CONN_WRITE) {
+        /* The last response: nothing more is read. The recv, cancelled now, ends in
+         * the turn that submits the send instead of waking a turn of its own. */
+        if (c->res.close)
+            (void)ring_rx_cancel(&u->ring, rx, uring_tag(OP_RECV, c));
         uring_send_next(u, c);
-    else
+    } else {
         uring_close(u, c);
+    }
 }
 
 static void uring_on_conn_cqe(struct uring *u, const struct io_uring_cqe *cqe, enum uring_op op)
@@ -340,7 +368,8 @@ static void uring_on_conn_cqe(struct uring *u, const struct io_uring_cqe *cqe, e
         ring_recycle(&u->ring, cqe->flags); /* cannot happen while slots outlive their operations */
         return;
     }
-    uc->in_flight--;
+    if (!(cqe->flags & IORING_CQE_F_MORE)) /* a multishot recv's last, or a one-shot's */
+        uc->in_flight--;
     if (uc->closing) {
         ring_recycle(&u->ring, cqe->flags);
         if (uc->in_flight == 0)
@@ -374,7 +403,9 @@ static void uring_on_cqe(struct uring *u, const struct io_uring_cqe *cqe)
 {
     union uring_tag tag = {.u64 = cqe->user_data};
     enum uring_op op = (enum uring_op)tag.op;
-    if (op == OP_ACCEPT) {
+    if (cqe->user_data == RING_UNTRACKED) { /* a paused recv's cancel */
+        return;
+    } else if (op == OP_ACCEPT) {
         uring_on_accept(u, cqe);
     } else if (op == OP_LISTEN_POLL || op == OP_LISTEN_CANCEL) {
         u->listen_ops--;
@@ -418,9 +449,10 @@ static int uring_run(struct server *s)
         return -1;
     }
     server_warn(s,
-                "io_uring: %s, multishot accept, recv into %d provided buffers, cached "
+                "io_uring: %s%s, multishot accept, multishot recv into %d provided buffers, cached "
                 "bodies by sendmsg, file bodies by splice (%d pipes)",
-                u.ring.mode, RING_BUFS, PIPEPOOL_PIPES);
+                u.ring.mode, u.ring.fd_registered ? ", registered ring fd" : "", RING_BUFS,
+                PIPEPOOL_PIPES);
     uring_arm_accept(&u);
 
     uint64_t stop_by = 0;

@@ -745,6 +745,29 @@ def pipeline_then_garbage(t):
     expect_alive(t)
 
 
+@case
+def pipeline_deep(t):
+    """A 1 MiB answer with 600 small requests pipelined behind it: all answered, in order."""
+    count = 600     # about 27 KiB of requests: more than a server buffers while it sends
+    with Client(t.port) as c:
+        c.send(req("/1m.bin") + req("/small.txt") * count)
+        expect_file(c.response(what="response 1"), t, "1m.bin")
+        for i in range(count):
+            expect_file(c.response(what=f"response {i + 2}"), t, "small.txt")
+    expect_alive(t)
+
+
+@case
+def byte_at_a_time(t):
+    """Two requests, each sent one byte per segment: both answered on one connection."""
+    with Client(t.port) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for name in ("small.txt", "index.html"):
+            for byte in req("/" + name):
+                c.send(bytes([byte]))
+            expect_file(c.response(what=name), t, name)
+
+
 # ---------------------------------------------------------------------------
 # Timeouts (the server runs with --idle-timeout 2)
 

@@ -2,11 +2,14 @@
  * test_ring.c - common/ring.c against the kernel's io_uring, without a server loop.
  *
  * A connection's slot is one end of a socketpair; the test writes requests into
- * the other end, receives them through the ring into provided buffers, and checks
- * what ring_on_recv() made of them: a whole request parsed where it lies, a split
- * one put together, the buffer back in the ring each time. Then the answer goes out
- * through ring_prep_send() and is read back from the other end.
+ * the other end, receives them through the connection's multishot receive into
+ * provided buffers, and checks what ring_rx_feed() made of them: a whole request
+ * parsed where it lies, a split one put together, the buffer back in the ring each
+ * time, bytes that come while the connection sends held for later, a connection
+ * that holds too many paused. The answer goes out through ring_prep_send() and is
+ * read back from the other end.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +27,10 @@
 
 static struct server s;
 static struct ring r;
-static int peer = -1; /* the client's end of the socketpair */
+static int peer = -1;     /* the client's end of the socketpair */
+static struct ring_rx rx; /* the connection's receive */
+
+#define RX_DATA 7 /* the receive's user_data */
 
 /* A connection on one end of a fresh socketpair; the other end is peer. */
 static struct conn *open_pair(void)
@@ -33,26 +39,48 @@ static struct conn *open_pair(void)
     if (!CHECK_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0))
         return NULL;
     peer = sv[1];
+    ring_rx_init(&rx);
     return server_open_conn(&s, sv[0]);
 }
 
-static void close_pair(struct conn *c)
-{
-    server_close_conn(&s, c);
-    close(peer);
-}
-
-/* Submits what is queued and takes one completion: its result and flags. */
-static bool complete_one(int *res, unsigned *flags)
+/* Submits what is queued and takes one completion, copied into out. */
+static bool complete_one(struct io_uring_cqe *out)
 {
     struct io_uring_cqe *cqe;
     if (!CHECK_EQ_INT(ring_wait(&r, 2000), 0) ||
         !CHECK_EQ_INT(io_uring_peek_cqe(&r.uring, &cqe), 0))
         return false;
-    *res = cqe->res;
-    *flags = cqe->flags;
+    *out = *cqe;
     io_uring_cqe_seen(&r.uring, cqe);
     return true;
+}
+
+/* Arms c's receive if it is not, then takes its next completion into cqe. */
+static bool next_rx(struct conn *c, struct io_uring_cqe *cqe)
+{
+    if (!rx.armed) {
+        struct io_uring_sqe *sqe = ring_sqe(&r);
+        ring_prep_recv(sqe, c->fd, &rx);
+        io_uring_sqe_set_data64(sqe, RX_DATA);
+    }
+    do {
+        if (!complete_one(cqe))
+            return false;
+    } while (cqe->user_data != RX_DATA); /* a cancel's own completion */
+    ring_rx_on_cqe(&r, &rx, cqe);
+    return true;
+}
+
+/* Cancels the receive, waits for its last completion, then closes both ends. */
+static void close_pair(struct conn *c)
+{
+    struct io_uring_cqe cqe;
+    CHECK_EQ_INT(ring_rx_cancel(&r, &rx, RX_DATA), 0);
+    while (rx.armed && next_rx(c, &cqe))
+        ;
+    ring_rx_drop(&r, &rx);
+    server_close_conn(&s, c);
+    close(peer);
 }
 
 /* The buffer ring's tail: it moves on by one for each buffer given back. */
@@ -64,17 +92,15 @@ static unsigned ring_tail(void)
 /* Writes text to the peer, receives it through the ring, hands it to c. */
 static enum conn_want receive(struct conn *c, const char *text, size_t len)
 {
-    int res;
-    unsigned flags, tail;
-    if (!CHECK_EQ_INT(write(peer, text, len), len))
+    struct io_uring_cqe cqe;
+    unsigned tail;
+    if (!CHECK_EQ_INT(write(peer, text, len), len) || !next_rx(c, &cqe))
         return CONN_CLOSE;
-    ring_prep_recv(ring_sqe(&r), c);
-    if (!complete_one(&res, &flags))
-        return CONN_CLOSE;
-    CHECK_EQ_INT(res, len);
-    CHECK(flags & IORING_CQE_F_BUFFER);
+    CHECK_EQ_INT(cqe.res, len);
+    CHECK(cqe.flags & IORING_CQE_F_BUFFER);
+    CHECK(cqe.flags & IORING_CQE_F_MORE); /* the receive stays armed */
     tail = ring_tail();
-    enum conn_want want = ring_on_recv(&r, c, res, flags);
+    enum conn_want want = ring_rx_feed(&r, &rx, c);
     CHECK_EQ_INT((unsigned short)(ring_tail() - tail), 1); /* the buffer is back */
     return want;
 }
@@ -85,19 +111,20 @@ static size_t send_reply(struct conn *c, char *buf, size_t cap)
     struct conn_tx tx;
     struct msghdr msg;
     struct iovec iov[2];
-    int res;
-    unsigned flags;
+    struct io_uring_cqe cqe;
     size_t got = 0;
     ssize_t n;
 
     conn_tx(c, &tx, true);
     if (!CHECK(tx.len > 0))
         return 0;
-    ring_prep_send(ring_sqe(&r), c->fd, &tx, &msg, iov);
-    if (!complete_one(&res, &flags) || !CHECK_EQ_INT(res, tx.len + tx.len2))
+    struct io_uring_sqe *sqe = ring_sqe(&r);
+    ring_prep_send(sqe, c->fd, &tx, &msg, iov);
+    io_uring_sqe_set_data64(sqe, RX_DATA + 1);
+    if (!complete_one(&cqe) || !CHECK_EQ_INT(cqe.res, tx.len + tx.len2))
         return 0;
-    CHECK_EQ_INT(conn_on_output(c, (size_t)res), CONN_READ);
-    while (got < (size_t)res && (n = read(peer, buf + got, cap - got)) > 0)
+    CHECK_EQ_INT(conn_on_output(c, (size_t)cqe.res), CONN_READ);
+    while (got < (size_t)cqe.res && (n = read(peer, buf + got, cap - got)) > 0)
         got += (size_t)n;
     return got;
 }
@@ -106,6 +133,7 @@ static void ring_sets_up(void)
 {
     CHECK(r.mode != NULL);
     CHECK(r.br != NULL && r.bufs != NULL);
+    CHECK(r.fd_registered); /* Linux 5.18+ */
 }
 
 static void whole_request_is_answered_from_the_provided_buffer(void)
@@ -138,20 +166,64 @@ static void split_request_is_put_together(void)
 
 static void peer_close_ends_without_a_buffer(void)
 {
-    int res;
-    unsigned flags, tail;
+    struct io_uring_cqe cqe;
+    unsigned tail;
     struct conn *c = open_pair();
     if (!c)
         return;
     shutdown(peer, SHUT_WR);
-    ring_prep_recv(ring_sqe(&r), c);
-    if (complete_one(&res, &flags)) {
-        CHECK_EQ_INT(res, 0);
-        CHECK(!(flags & IORING_CQE_F_BUFFER));
+    if (next_rx(c, &cqe)) {
+        CHECK_EQ_INT(cqe.res, 0);
+        CHECK(!(cqe.flags & (IORING_CQE_F_BUFFER | IORING_CQE_F_MORE))); /* its last */
+        CHECK(!rx.armed);
         tail = ring_tail();
-        CHECK_EQ_INT(ring_on_recv(&r, c, res, flags), CONN_CLOSE);
+        CHECK_EQ_INT(ring_rx_feed(&r, &rx, c), CONN_CLOSE);
         CHECK_EQ_INT(ring_tail(), tail);
     }
+    close_pair(c);
+}
+
+/* A pipelined request and the peer's FIN come while the first answer is unsent:
+ * both wait in the receive's keeping, then the second is answered and c closes. */
+static void bytes_that_come_while_sending_are_held(void)
+{
+    char reply[1024];
+    struct io_uring_cqe cqe;
+    struct conn *c = open_pair();
+    if (!c)
+        return;
+    CHECK_EQ_INT(receive(c, GET_SMALL, strlen(GET_SMALL)), CONN_WRITE);
+    CHECK_EQ_INT(write(peer, GET_SMALL, strlen(GET_SMALL)), strlen(GET_SMALL));
+    shutdown(peer, SHUT_WR);
+    while (rx.armed && next_rx(c, &cqe)) /* the second request, then the end */
+        ;
+    CHECK_EQ_INT(rx.held, 1);
+    CHECK(rx.ended);
+    CHECK(send_reply(c, reply, sizeof reply) > strlen(SMALL_TEXT));
+    CHECK_EQ_INT(ring_rx_feed(&r, &rx, c), CONN_WRITE);
+    CHECK_EQ_INT(rx.held, 0);
+    CHECK(send_reply(c, reply, sizeof reply) > strlen(SMALL_TEXT));
+    CHECK_EQ_INT(ring_rx_feed(&r, &rx, c), CONN_CLOSE);
+    close_pair(c);
+}
+
+/* A connection that does not read while the peer keeps sending holds at most
+ * RING_RX_HOLD buffers, and one more: then its receive is cancelled. */
+static void a_connection_holding_too_much_is_paused(void)
+{
+    static char bytes[(RING_RX_HOLD + 1) * RING_BUF_SIZE];
+    struct io_uring_cqe cqe;
+    struct conn *c = open_pair();
+    if (!c)
+        return;
+    memset(bytes, 'x', sizeof bytes);
+    CHECK_EQ_INT(write(peer, bytes, sizeof bytes), sizeof bytes);
+    for (int i = 0; i < 2 * RING_RX_HOLD && (i == 0 || rx.armed); i++)
+        if (!next_rx(c, &cqe))
+            break;
+    CHECK(!rx.armed);
+    CHECK_EQ_INT(cqe.res, -ECANCELED);
+    CHECK_EQ_INT(rx.held, RING_RX_HOLD + 1);
     close_pair(c);
 }
 
@@ -175,6 +247,8 @@ int main(void)
         CASE(whole_request_is_answered_from_the_provided_buffer),
         CASE(split_request_is_put_together),
         CASE(peer_close_ends_without_a_buffer),
+        CASE(bytes_that_come_while_sending_are_held),
+        CASE(a_connection_holding_too_much_is_paused),
 #undef CASE
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
