@@ -65,7 +65,7 @@ $(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/loadgen_results.h
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -O1 $(SAN_FLAGS_asan) -o $@ $(LOADGEN_SRC) -lm
 endif
-test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN) $(BENCH_IDLERS) $(BENCH_RPC_THREADS)
+test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN) $(BENCH_IDLERS) $(BENCH_RPC_THREADS) $(BENCH_FLOOR)
 
 # The thread-per-call client of make demo-rpc: one blocking connection per thread.
 $(BENCH_RPC_THREADS): bench/rpc_threads.c
