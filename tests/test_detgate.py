@@ -88,7 +88,22 @@ def fails_only_in(preload, workload, call, least, what):
           f"{what} fails in the {workload} workload alone, naming it ({call} +{delta})", out)
 
 
+def judged_by_trait():
+    """No server needed: the same -2.1% in keep-alive instructions fails bin/epoll (2%) and
+    passes bin/sigio, whose models.tsv row has the wakeups trait (10%)."""
+    import detgate as gate
+    prof = {"syscalls": {"sigio": {}, "epoll": {}}, "memory": {},
+            "instructions": {s: {"keep-alive": {"per_request": 4921.5, "tolerance": 0.02}}
+                             for s in ("sigio", "epoll")}}
+    now = {"errors": {}, "syscalls": {}, "memory": {},
+           "instructions": {s: {"keep-alive": 4817.0} for s in ("sigio", "epoll")}}
+    fails, _ = gate.judge(prof, now, ["sigio", "epoll"])
+    check(len(fails) == 1 and fails[0].startswith("epoll, keep-alive: user-space instructions"),
+          f"a 2.1% instruction change fails epoll, not sigio (wakeups trait): {fails}")
+
+
 def main():
+    judged_by_trait()
     libs = ["extra_syscall.so", "extra_insns.so", "idle_scan.so", "sleep.so", "lock.so",
             "one_event.so", "sendfile_64k.so", "uring_nop.so", "conn_leak.so"]
     missing = [lib for lib in libs if not os.path.exists(os.path.join(BUILD, "inject", lib))]
