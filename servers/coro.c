@@ -1,9 +1,10 @@
 /*
  * coro.c - blocking-style code on an event loop: a coroutine per connection.
  *
- * serve_connection() is servers/blocking.c's loop almost line for line (recv,
- * conn_on_input, send the head, sendfile the body, conn_on_output), but it runs
- * on a 64 KiB coroutine stack (common/coro.c), not a thread. co_read(),
+ * serve_connection() is bin/blocking's loop (serve_blocking() in
+ * common/serve_blocking.c) almost line for line (recv, conn_on_input, send the
+ * head, sendfile the body, conn_on_output), but it runs on a 64 KiB coroutine
+ * stack (common/coro.c), not a thread. co_read(),
  * co_write() and co_sendfile() try the nonblocking call; on EAGAIN they note
  * what they wait for and yield to the loop, which waits in epoll_wait(2) as
  * servers/epoll.c does (edge-triggered, one epoll_ctl per connection) and
@@ -127,7 +128,7 @@ static ssize_t co_sendfile(struct coro_conn *cc, int fd, off_t *off, size_t n)
     }
 }
 
-/* ---- one connection: blocking.c's serve_connection(), on a coroutine ----------- */
+/* ---- one connection: serve_blocking()'s loop, on a coroutine --------------- */
 
 static void serve_connection(void *arg)
 {
