@@ -100,6 +100,14 @@ def judged_by_trait():
     fails, _ = gate.judge(prof, now, ["sigio", "epoll"])
     check(len(fails) == 1 and fails[0].startswith("epoll, keep-alive: user-space instructions"),
           f"a 2.1% instruction change fails epoll, not sigio (wakeups trait): {fails}")
+    prof = {"syscalls": {s: {"batch": {}} for s in ("prefork", "epoll")}, "memory": {},
+            "instructions": {}}
+    now = {"errors": {}, "memory": {}, "instructions": {},
+           "syscalls": {s: {w: ({"futex": 0.14} if w == "batch" else {}) for w in WORKLOADS}
+                        for s in ("prefork", "epoll")}}
+    fails, _ = gate.judge(prof, now, ["prefork", "epoll"])
+    check(len(fails) == 1 and fails[0].startswith("epoll, batch: futex +0.14/request (new)"),
+          f"a futex never seen fails single-threaded epoll, not prefork (locks trait): {fails}")
 
 
 def main():
