@@ -321,8 +321,13 @@ void server_close_conn(struct server *s, struct conn *c)
     if (c->linger)
         server_drain_input(fd);
     conn_close(c);
-    close(fd);
+    /* Counted out before the fd is closed, not after: the next accept() to get this
+     * fd number passes server_admit(), whose atomic read of nconns then follows this
+     * decrement, so every write to the slot above happens before its next owner's
+     * first (in bin/actor that may be another loop thread; the kernel's reuse of the
+     * number alone orders nothing in the C memory model). */
     server_conn_gone(s);
+    close(fd);
 }
 
 void server_conn_gone(struct server *s)
