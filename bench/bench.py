@@ -738,7 +738,7 @@ class Bench:
         sizes = www.generate(self.www)
         if cfg.perf:
             check = os.path.join(self.logs, "perf-check.out")
-            self.syscalls = "perf" if measure.perf_works(check) else "strace"
+            self.syscalls = "perf" if measure.perf_works(check) else "none"
         raised = self.sysctls.raise_all() if cfg.sysctl and os.geteuid() == 0 else {}
         env_width = report.write_env(os.path.join(self.dir, "env.txt"), cfg, self.rid,
                                      self.syscalls, REPO, raised, self.targets)

@@ -35,8 +35,8 @@ import threading
 import time
 
 from c10kutil import proc_fds, process_tree
-from measure import MeasureError, Snapshot, _Reader
-from procs import run_on, spawn, stop
+from measure import MeasureError, Snapshot
+from procs import PipeReader, run_on, spawn, stop
 
 OPEN_HEADER = ["server", "model", "conns", "close", "offered_rps", "achieved_rps", "p50_ms",
                "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors", "non2xx", "cpu_us_per_req",
@@ -162,7 +162,7 @@ class Instance:
     def start(self, log):
         self.p = spawn(self.cmd, cores=[self.core], host=self.host, stdin=subprocess.PIPE,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.out = _Reader(self.p.stdout)
+        self.out = PipeReader(self.p.stdout)
         self.err = _Lines(self.p.stderr, log)
 
     def go(self):

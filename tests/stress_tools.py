@@ -26,6 +26,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
 from c10kutil import (cpu_seconds, proc_fd_kinds, proc_fds, proc_rss_kib,  # noqa: E402,F401
                       proc_threads)
+import http_client  # noqa: E402 (responses read as the bench and the gate read them)
 
 
 class Failed(Exception):
@@ -175,9 +176,6 @@ def run_wrk(port, conns, secs, out_path, path="/"):
 # ---------------------------------------------------------------------------
 # Many connections at once
 
-STATUS_LINE_RE = re.compile(rb"^HTTP/1\.[01] (\d{3})")
-
-
 class SwarmConn:
     def __init__(self, sock):
         self.sock = sock
@@ -194,25 +192,16 @@ class SwarmConn:
 
     def take_responses(self):
         while not self.bad:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buf) >= 5 and not self.buf.startswith(b"HTTP/"):
-                    self.bad = f"not a status line: {bytes(self.buf[:40])!r}"
+            try:
+                got = http_client.parse(self.buf)
+            except http_client.BadResponse as e:
+                self.bad = str(e)
                 return
-            head = bytes(self.buf[:end])
-            m = STATUS_LINE_RE.match(head)
-            if not m:
-                self.bad = f"bad status line: {head[:40]!r}"
+            if got is None:
                 return
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip() or b"0")
-            if len(self.buf) < end + 4 + length:
-                return
-            self.responses.append((int(m[1]), bytes(self.buf[end + 4:end + 4 + length])))
-            del self.buf[:end + 4 + length]
+            r, rest = got
+            self.responses.append((r.status, r.body))
+            self.buf = bytearray(rest)
 
 
 class Swarm:
