@@ -46,8 +46,9 @@ measured and reported ("no profile, run make bench-ci-update") but does not fail
 adding a server must not fail an unrelated change. Knobs: BENCH_SERVERS (a comma list),
 DETGATE_JOBS (servers measured at a time, 2),
 DETGATE_RUNS (update: repetitions measured to set the timing-dependent tolerances, 5),
-DETGATE_LAYERS (syscalls,instructions,memory: any of them). Standard library and bench/c10kutil.py,
-procs.py, http_client.py and syscalls.py only; needs perf, valgrind and ss (iproute2).
+DETGATE_LAYERS (syscalls,instructions,memory: any of them). Standard library and
+bench/'s c10kutil.py, procs.py, http_client.py and syscalls.py only; needs perf, valgrind
+and ss (iproute2).
 """
 
 import concurrent.futures

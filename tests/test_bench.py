@@ -96,6 +96,47 @@ def test_ladder():
           "ladder: stepping down skips a rate already measured without a figure")
 
 
+def walk(statuses, start=2000):
+    """The rates a ladder measures when each point says the next of statuses (a status, or
+    a dict of the row's fields): bench.py's loop without the measuring."""
+    lad = openloop.Ladder(start, 2, 256000, 2, True)
+    rate, seq = lad.first(), []
+    for said in statuses:
+        if rate is None:
+            break
+        seq.append(rate)
+        row = said if isinstance(said, dict) else {"status": said}
+        rate = lad.after(rate, row)
+    return seq, rate
+
+
+def test_ladder_policy():
+    seq, nxt = walk(["ok", "ok", "over", "over"])
+    check(seq == [2000, 4000, 8000, 8000] and nxt == 5700,
+          f"ladder policy: a first miss is measured once more, then bisected: {seq}, {nxt}")
+    seq, nxt = walk(["ok", "over", "ok"])
+    check(seq == [2000, 4000, 4000] and nxt == 8000,
+          f"ladder policy: a first miss not confirmed: the climb goes on: {seq}, {nxt}")
+    seq, nxt = walk(["ok", "refused"])
+    check(seq == [2000, 4000] and nxt is None, "ladder policy: refused connections end it")
+    bound = {"status": "client_bound", "client_cpu": 0.3, "offered_rps": 1.0, "achieved_rps": 1.0}
+    seq, nxt = walk(["ok", bound, bound])
+    check(seq == [2000, 4000, 4000] and nxt == 8000,
+          f"ladder policy: a client-bound point with CPU to spare is measured again, then "
+          f"climbed past: {seq}, {nxt}")
+    seq, nxt = walk(["ok", dict(bound, client_cpu=0.95)])
+    check(nxt is None, "ladder policy: a saturated client ends the ladder")
+    seq, nxt = walk([bound] * 8)
+    check(len(seq) == 4 and nxt is None,
+          f"ladder policy: at most three client-bound points in a row: {seq}")
+    late = {"status": "client_bound", "client_cpu": 0.3, "offered_rps": 8000.0,
+            "achieved_rps": 2000.0, "p99_ms": 900.0, "conns": 100, "close": 0}
+    check(openloop.overloaded(late), "ladder policy: the made-up point is overloaded")
+    seq, nxt = walk(["ok", "ok", late, "over"])
+    check(seq == [2000, 4000, 8000, 5700],
+          f"ladder policy: client-bound and overloaded counts as a miss: {seq}")
+
+
 def test_capacity():
     rows = [point(2000), point(4000), point(8000), point(16000, p99=30)]
     check(openloop.capacity(rows) == (8000, False), "capacity: the highest rate that met it")
