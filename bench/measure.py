@@ -56,7 +56,8 @@ def parse_bytes(text):
 
 
 def parse_wrk(out):
-    """Reads wrk's text report into a dict; raises ValueError if it is not one."""
+    """Reads wrk's text report into a dict; raises ValueError if it is not one. The one
+    reader of wrk's report (tests/stress_tools.py's WrkResult reads through it too)."""
     r = {"errors": 0, "non2xx": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None,
          "max_ms": None}
     m = re.search(r"^\s*(\d+) requests in ([\d.]+\w+), ([\d.]+\w+) read", out, re.M)
@@ -77,8 +78,9 @@ def parse_wrk(out):
             if m:
                 r[f"p{pct}_ms"] = parse_ms(m.group(1))
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        r["errors"] = sum(int(g) for g in m.groups())
+    # (connect, read, write, timeout): make stress tells them apart
+    r["socket_errors"] = tuple(int(g) for g in m.groups()) if m else (0, 0, 0, 0)
+    r["errors"] = sum(r["socket_errors"])
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:
         r["non2xx"] = int(m.group(1))

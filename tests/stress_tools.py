@@ -4,8 +4,8 @@
 - proc_*(): what the kernel says about a server process (fds, RSS, CPU time), summed over
   the processes under it (bin/fork's children, the workers of bin/prefork and --workers).
 - wait_until(): bounded polling, the only way the scenarios wait for each other.
-- Tool / run_wrk() / parse_wrk(): wrk and slowhttptest as child processes that are always
-  reaped, also on Ctrl-C (stop_tools()).
+- Tool / run_wrk() / WrkResult: wrk and slowhttptest as child processes that are always
+  reaped, also on Ctrl-C (stop_tools()); wrk's report read by bench/measure.py's parse_wrk.
 - Swarm: many client connections driven by one selector (open, send, collect responses
   or closes), for the storms of hundreds to thousands of connections.
 
@@ -14,7 +14,6 @@ Server processes themselves are started and stopped with tests/fixtures.py's Ser
 
 import errno
 import os
-import re
 import selectors
 import signal
 import socket
@@ -27,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from c10kutil import (cpu_seconds, proc_fd_kinds, proc_fds, proc_rss_kib,  # noqa: E402,F401
                       proc_threads)
 import http_client  # noqa: E402 (responses read as the bench and the gate read them)
+from measure import parse_wrk  # noqa: E402
 
 
 class Failed(Exception):
@@ -130,27 +130,17 @@ def stop_tools():
         tool.stop()
 
 
-WRK_RE = {
-    "rps": re.compile(r"Requests/sec:\s+([\d.]+)"),
-    "requests": re.compile(r"(\d+) requests in"),
-    "non2xx": re.compile(r"Non-2xx or 3xx responses: (\d+)"),
-}
-WRK_ERRORS_RE = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-
-
 class WrkResult:
+    """wrk's report, read by the bench's reader (bench/measure.py's parse_wrk)."""
+
     def __init__(self, text):
         self.text = text
-        m = WRK_RE["rps"].search(text)
-        if not m:
-            raise Failed("wrk failed", f"no 'Requests/sec' in wrk's output: {text[-300:]!r}")
-        self.rps = float(m[1])
-        m = WRK_RE["requests"].search(text)
-        self.requests = int(m[1]) if m else 0
-        m = WRK_RE["non2xx"].search(text)
-        self.non2xx = int(m[1]) if m else 0
-        m = WRK_ERRORS_RE.search(text)
-        self.connect, self.read, self.write, self.timeout = map(int, m.groups()) if m else (0,) * 4
+        try:
+            r = parse_wrk(text)
+        except ValueError as e:
+            raise Failed("wrk failed", f"{e}: {text[-300:]!r}") from None
+        self.rps, self.requests, self.non2xx = r["rps"], r["requests"], r["non2xx"]
+        self.connect, self.read, self.write, self.timeout = r["socket_errors"]
 
     def errors(self):
         return self.connect + self.read + self.write
