@@ -84,7 +84,7 @@ asan ubsan tsan:
 PACKAGES := gcc make libc6-dev pkg-config libhttp-parser-dev liburing-dev iproute2 \
             wrk nginx-light gnuplot-nox strace procps python3 clang libclang-rt-dev \
             slowhttptest util-linux linux-perf valgrind linux-libc-dev h2o lighttpd \
-            httperf pandoc chromium
+            httperf pandoc chromium python3-pytest
 deps:
 	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \

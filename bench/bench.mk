@@ -111,7 +111,7 @@ bench-ci-update:
 # A benchmark check, outside make test (timing, ~1 min): the efficiency curves see bin/epoll
 # made ~30% dearer per request by tests/inject/busy_send.c (tests/test_bench_inject.py).
 bench-check: $(BENCH_TOOLS) $(BUILD)/inject/busy_send.so
-	BUILD=$(BUILD) $(BENCH_PY) tests/test_bench_inject.py
+	BUILD=$(BUILD) pytest-3 -s tests/test_bench_inject.py
 bench-history:
 	$(BENCH_PY) bench/history.py
 bench-baseline: $(BENCH_IDLERS)
