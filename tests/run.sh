@@ -3,8 +3,9 @@
 #
 #   unit tests:        build/tests/test_*   (each prints "N passed, M failed")
 #                      tests/test_gate.py   (the judging rules of make bench-ci; pytest,
-#                                            as test_detgate.py and test_bench.py: the
-#                                            closing line comes from tests/conftest.py)
+#                                            as test_detgate.py, test_loadgen.py and
+#                                            test_bench.py: the closing line comes from
+#                                            tests/conftest.py)
 #                      scripts/check-doc-refs.py (the names and lines the docs cite)
 #                      tests/test_doc_refs.py (that checker fails on a name or line gone)
 #                      tests/test_detgate.py (its deterministic layer fails on injected
@@ -60,7 +61,7 @@ run "unit test_gate.py (bench-ci's rules)" pytest-3 tests/test_gate.py
 run "unit check-doc-refs.py (docs cite existing code)" python3 scripts/check-doc-refs.py
 run "unit test_doc_refs.py (the doc checker fails on a citation gone)" python3 tests/test_doc_refs.py
 run "test_detgate.py (bench-ci sees injected regressions)" pytest-3 tests/test_detgate.py
-run "bench/loadgen (open-loop load generator)" python3 tests/test_loadgen.py
+run "bench/loadgen (open-loop load generator)" pytest-3 tests/test_loadgen.py
 run "unit test_bench.py (the bench harness's rules)" pytest-3 tests/test_bench.py
 run "test_models.py (a new model: one row, one file)" python3 tests/test_models.py
 run "unit test_profile.py (make profile's buckets)" python3 tests/test_profile.py
