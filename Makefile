@@ -116,8 +116,8 @@ fuzz: deps build-fuzz/fuzz_request
 	build-fuzz/fuzz_request -max_total_time=$(FUZZ_SECS) -print_final_stats=1 \
 	  -artifact_prefix=build-fuzz/ build-fuzz/corpus tests/fuzz/corpus
 
-# ---- teaching: what a process, a thread and a coroutine cost (bench/costs.c) ----
-$(BUILD)/bench/costs: bench/costs.c $(BUILD)/libc10k.a
+# ---- teaching: what a process, a thread and a coroutine cost (bench/c/costs.c) ----
+$(BUILD)/bench/costs: bench/c/costs.c $(BUILD)/libc10k.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libc10k.a $(LDLIBS)
 costs: $(BUILD)/bench/costs
