@@ -33,10 +33,10 @@ COMMON_OBJ := $(patsubst common/%.c,$(BUILD)/common/%.o,$(filter-out $(LOOP_SRC)
 UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
 
 # The models: servers/models.tsv, one row each (its header says what each column holds).
-# Each row sets OBJS_name, what the binary links from common/ besides its servers/ file and
-# libc10k.a (the readiness models share loop.o and bring their own poller_*(); poll and
-# busypoll differ only in poller_wait() and take the rest from pollset.o; uring and
-# corouring share ring.o), LIBS_name, the libraries only it needs, and puts the model in
+# Each row sets OBJS_name, what the binary links besides its servers/ file and libc10k.a
+# (the readiness models share loop.o and bring their own poller_*(); poll and busypoll
+# differ only in poller_wait() and take the rest from pollset.o; uring and corouring share
+# ring.o; fork and prefork run bin/blocking's loop, servers/blocking.nomain.o), LIBS_name, the libraries only it needs, and puts the model in
 # SAN_SERVERS_asan, _ubsan and _tsan, the sanitizer builds its row names.
 comma      := ,
 MODEL_ROWS := $(shell awk -F'\t+' '!/^\#/ && NF { print $$1 "|" $$2 "|" $$3 "|" $$4 }' servers/models.tsv)
@@ -45,6 +45,9 @@ $(foreach row,$(MODEL_ROWS), \
   $(eval OBJS_$(call model_cell,$(row),1) := $(call model_cell,$(row),2)) \
   $(eval LIBS_$(call model_cell,$(row),1) := $(call model_cell,$(row),3)) \
   $(foreach san,$(call model_cell,$(row),4),$(eval SAN_SERVERS_$(san) += $(call model_cell,$(row),1))))
+
+# The objects a row names: NAME.o is build/common/NAME.o, DIR/NAME.o is build/DIR/NAME.o.
+model_objs  = $(foreach o,$(OBJS_$(1)),$(BUILD)/$(if $(findstring /,$(o)),,common/)$(o))
 
 # The unit test of conn_drive() brings its own poller_wait().
 OBJS_test_loop := loop.o pollset.o
@@ -58,16 +61,25 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# A model's object with its main() made a local symbol, for the binaries that run that
+# model's loop under a main() of their own (bin/fork and bin/prefork run bin/blocking's):
+# the model stays whole in its one servers/ file, with no #ifdef around its main().
+OBJCOPY ?= objcopy
+$(BUILD)/servers/%.nomain.o: $(BUILD)/servers/%.o
+	$(OBJCOPY) --localize-symbol=main $< $@
+
+# Made afresh each time: ar would keep the member of a source moved out of common/.
 $(BUILD)/libc10k.a: $(COMMON_OBJ)
+	rm -f $@
 	$(AR) rcs $@ $^
 
 .SECONDEXPANSION:
-$(BIN)/%: $(BUILD)/servers/%.o $$(addprefix $(BUILD)/common/,$$(OBJS_$$*)) $(BUILD)/libc10k.a \
+$(BIN)/%: $(BUILD)/servers/%.o $$(call model_objs,$$*) $(BUILD)/libc10k.a \
           servers/models.tsv
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libc10k.a $(LIBS_$*) $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(addprefix $(BUILD)/common/,$$(OBJS_$$*)) $(BUILD)/libc10k.a
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(call model_objs,$$*) $(BUILD)/libc10k.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libc10k.a $(LIBS_$*) $(LDLIBS)
 
 SAN_FLAGS_asan  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -223,6 +223,19 @@ void server_accept_failed(const struct server *s, int err)
         server_warn(s, "accept: %s", strerror(err));
 }
 
+int server_listen_blocking(struct server *s)
+{
+    /* The 1 s SO_RCVTIMEO (which Linux applies to accept) bounds how late a stop
+     * signal that raced the call is noticed. */
+    struct timeval second = {.tv_sec = 1};
+    int flags = fcntl(s->listen_fd, F_GETFL);
+    if (flags < 0 || fcntl(s->listen_fd, F_SETFL, flags & ~O_NONBLOCK) < 0 ||
+        setsockopt(s->listen_fd, SOL_SOCKET, SO_RCVTIMEO, &second, sizeof second) < 0)
+        return -1;
+    s->listen_blocking = true; /* server_accept() then waits a while for a client to refuse */
+    return 0;
+}
+
 bool server_admit(struct server *s, int fd)
 {
     if (fd >= s->max_fds || atomic_load(&s->nconns) >= s->max_conns) {

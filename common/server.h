@@ -16,7 +16,7 @@ struct server {
     struct config cfg;
     const char *model;
     int listen_fd;        /* nonblocking, unless listen_blocking */
-    bool listen_blocking; /* the model sleeps in accept(): see serve_listen_blocking() */
+    bool listen_blocking; /* the model sleeps in accept(): server_listen_blocking() */
     int reserve_fd;       /* spare fd, given up to refuse a connection on EMFILE */
     int max_fds;          /* RLIMIT_NOFILE, the number of slots in the table */
     int max_conns;        /* --max-conns, clipped to what max_fds allows */
@@ -72,6 +72,11 @@ bool server_stopping(void);
  * another errno on a lasting error, EINTR on a signal).
  */
 int server_accept(struct server *s, bool nonblock);
+
+/* For a model that sleeps in accept() (bin/blocking, fork, prefork, actor): makes the
+ * listener blocking, with a 1 s SO_RCVTIMEO so that accept() returns EAGAIN at least once
+ * a second, and lets server_accept() know; -1 if fcntl or setsockopt fails. */
+int server_listen_blocking(struct server *s);
 
 /* After an accept failed with err (server_accept()'s errno, or an io_uring accept's
  * -res): warns, unless err only means "nothing to accept now" or belongs to the one

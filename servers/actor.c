@@ -30,7 +30,6 @@
 
 #include "clock.h"
 #include "drive.h"
-#include "serve_blocking.h"
 #include "server.h"
 #include "workers.h"
 
@@ -259,7 +258,7 @@ static int actor_run(struct server *s)
             close(loops[started].epfd);
         goto stop;
     }
-    if (serve_listen_blocking(s) < 0) /* as bin/blocking: asleep in accept() */
+    if (server_listen_blocking(s) < 0) /* as bin/blocking: asleep in accept() */
         goto stop;
 
     while (!server_stopping()) {

@@ -2,7 +2,7 @@
  * coro.c - blocking-style code on an event loop: a coroutine per connection.
  *
  * serve_connection() is bin/blocking's loop (serve_blocking() in
- * common/serve_blocking.c) almost line for line (recv, conn_on_input, send the
+ * servers/blocking.c) almost line for line (recv, conn_on_input, send the
  * head, sendfile the body, conn_on_output), but it runs on a 64 KiB coroutine
  * stack (common/coro.c), not a thread. co_read(),
  * co_write() and co_sendfile() try the nonblocking call; on EAGAIN they note
