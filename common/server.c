@@ -172,16 +172,7 @@ fail:;
     return -1;
 }
 
-/* What an accept error tells the server to do. Every errno's reason is given here, once:
- * server_accept() acts on it, and server_accept_failed() keeps quiet about all but the last. */
-enum accept_error {
-    ACCEPT_LATER,   /* nothing to take now: back to the model's wait */
-    ACCEPT_NO_FDS,  /* out of fds: refuse the waiting client with the spare fd */
-    ACCEPT_NEXT,    /* that one connection failed, not the listener: accept the next */
-    ACCEPT_LASTING, /* the listener itself is in trouble: worth a warning */
-};
-
-static enum accept_error accept_error_kind(int err)
+enum accept_error accept_error_kind(int err)
 {
     switch (err) {
     /* The backlog is empty (a nonblocking listener, or the 1 s SO_RCVTIMEO of a blocking
@@ -312,10 +303,15 @@ struct conn *server_accept_next(struct server *s)
 
 struct conn *server_open_conn(struct server *s, int fd)
 {
+    return server_open_conn_in(s, &s->env, fd);
+}
+
+struct conn *server_open_conn_in(struct server *s, struct conn_env *env, int fd)
+{
     if (fd < 0 || fd >= s->max_fds)
         return NULL;
     struct conn *c = server_conn(s, fd);
-    conn_init(c, &s->env, fd);
+    conn_init(c, env, fd);
     conn_start_deadline(c, clock_now_ms());
     return c;
 }

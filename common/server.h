@@ -47,6 +47,10 @@ static inline struct conn *server_conn(const struct server *s, int fd)
 /* Takes the slot for fd and starts its idle deadline; NULL if fd is out of range. */
 struct conn *server_open_conn(struct server *s, int fd);
 
+/* server_open_conn() with the deadlines and request count of env, not the server's (one
+ * of bin/actor's loops). */
+struct conn *server_open_conn_in(struct server *s, struct conn_env *env, int fd);
+
 /* What --workers N means to a model. */
 enum server_workers {
     SERVER_WORKERS_REUSEPORT, /* N processes, each its own SO_REUSEPORT listener: the
@@ -77,6 +81,19 @@ int server_accept(struct server *s, bool nonblock);
  * listener blocking, with a 1 s SO_RCVTIMEO so that accept() returns EAGAIN at least once
  * a second, and lets server_accept() know; -1 if fcntl or setsockopt fails. */
 int server_listen_blocking(struct server *s);
+
+/* What an accept error tells the server to do. Every errno's reason is given once, in
+ * server.c's accept_error_kind(): server_accept() acts on it, server_accept_failed() keeps
+ * quiet about all but the last, and a model that accepts some other way (io_uring) asks it. */
+enum accept_error {
+    ACCEPT_LATER,   /* nothing to take now: back to the model's wait */
+    ACCEPT_NO_FDS,  /* out of fds: refuse the waiting client with the spare fd */
+    ACCEPT_NEXT,    /* that one connection failed, not the listener: accept the next */
+    ACCEPT_LASTING, /* the listener itself is in trouble: worth a warning */
+};
+
+/* The kind of err, an accept's errno (or an io_uring accept's -res). */
+enum accept_error accept_error_kind(int err);
 
 /* After an accept failed with err (server_accept()'s errno, or an io_uring accept's
  * -res): warns, unless err only means "nothing to accept now" or belongs to the one

@@ -142,9 +142,12 @@ static void actor_loop_close(struct actor_loop *l, struct conn *c, int first, in
 
 static void actor_loop_open(struct actor_loop *l, int fd)
 {
-    struct conn *c = server_conn(l->s, fd);
-    conn_init(c, &l->env, fd);
-    conn_start_deadline(c, clock_now_ms());
+    struct conn *c = server_open_conn_in(l->s, &l->env, fd);
+    if (!c) { /* cannot happen: server_accept() admitted fd below max_fds */
+        close(fd);
+        server_conn_gone(l->s);
+        return;
+    }
     actor_conn(c)->rx = RX_READY;
     /* Both directions, edge-triggered, once: conn_drive() goes on until EAGAIN. */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.fd = fd};
