@@ -122,7 +122,7 @@ FUZZ_SRC  := tests/fuzz/fuzz_request.c common/http.c common/handler.c common/fil
              common/clock.c
 build-fuzz/fuzz_request: $(FUZZ_SRC) $(wildcard common/*.h)
 	@mkdir -p build-fuzz/corpus
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -Icommon -DC10K_VERSION=\"$(VERSION)\" \
+	clang -std=c11 -D_GNU_SOURCE -g -O1 $(WARNINGS) -Werror -Icommon -DC10K_VERSION=\"$(VERSION)\" \
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $(FUZZ_SRC) $(LDLIBS)
 fuzz: deps build-fuzz/fuzz_request
 	build-fuzz/fuzz_request -max_total_time=$(FUZZ_SECS) -print_final_stats=1 \
@@ -176,7 +176,8 @@ clean:
 	rm -rf build build-asan build-ubsan build-tsan build-fuzz bin bin-asan bin-ubsan bin-tsan
 
 format:
-	clang-format -i common/*.[ch] servers/*.c tests/unit/*.[ch] tests/inject/*.[ch]
+	clang-format -i common/*.[ch] servers/*.[ch] bench/*.[ch] tests/unit/*.[ch] tests/inject/*.[ch] \
+	  tests/fuzz/*.c
 
 # make bench, bench-quick, bench-ci, bench-ci-det, bench-ci-update, bench-baseline; make stress.
 include bench/bench.mk tests/stress.mk
