@@ -14,9 +14,10 @@ OPT     ?= -O2 -g
 # Beyond -Wall -Wextra: a local that hides another, a function with no prototype in
 # scope (it should be static or in a header), () meaning "any arguments", a format
 # that is not a literal, #if on an undefined name, a variable-length array on the
-# stack, a switch case that falls through without saying so.
+# stack, a switch case that falls through without saying so, an implicit conversion that
+# may change a value or its sign (a cast then says it is meant, and why).
 WARNINGS := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \
-            -Wundef -Wvla -Wimplicit-fallthrough
+            -Wundef -Wvla -Wimplicit-fallthrough -Wconversion
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARNINGS) -Werror -Icommon \
            -DC10K_VERSION=\"$(VERSION)\" -MMD -MP
 LDLIBS  += -lhttp_parser -lpthread
@@ -69,6 +70,11 @@ $(BUILD)/servers/%.nomain.o: $(BUILD)/servers/%.o
 	$(OBJCOPY) --localize-symbol=main $< $@
 
 # Made afresh each time: ar would keep the member of a source moved out of common/.
+# ring.c passes an int of MSG_* flags to io_uring_prep_sendmsg(), which takes unsigned: a
+# warning, not an error, until ring.c's rework (the shared ring code of bin/uring and
+# bin/corouring) settles it.
+$(BUILD)/common/ring.o: WARNINGS += -Wno-error=sign-conversion
+
 $(BUILD)/libc10k.a: $(COMMON_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^
