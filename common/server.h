@@ -1,7 +1,10 @@
 /*
  * server.h - what every model shares outside the connection: start-up, the
  * listening socket, accepting within the limits, the connection table, and
- * the SIGINT/SIGTERM shutdown of SPEC section 2.
+ * the SIGINT/SIGTERM shutdown of SPEC section 2. server_main.c starts and stops
+ * the process (server_main(), server_main_workers(), server_stopping()) and calls
+ * workers.c for --workers; server.c holds the rest, which workers.c calls: no two
+ * of the three call each other.
  */
 #ifndef C10K_SERVER_H
 #define C10K_SERVER_H
