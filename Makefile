@@ -182,7 +182,7 @@ clean:
 	rm -rf build build-asan build-ubsan build-tsan build-fuzz bin bin-asan bin-ubsan bin-tsan
 
 format:
-	clang-format -i common/*.[ch] servers/*.[ch] bench/*.[ch] tests/unit/*.[ch] tests/inject/*.[ch] \
+	clang-format -i common/*.[ch] servers/*.[ch] bench/c/*.[ch] tests/unit/*.[ch] tests/inject/*.[ch] \
 	  tests/fuzz/*.c
 
 # make bench, bench-quick, bench-ci, bench-ci-det, bench-ci-update, bench-baseline; make stress.
