@@ -1,7 +1,10 @@
 /*
  * server.h - what every model shares outside the connection: start-up, the
  * listening socket, accepting within the limits, the connection table, and
- * the SIGINT/SIGTERM shutdown of SPEC section 2.
+ * the SIGINT/SIGTERM shutdown of SPEC section 2. server_main.c starts and stops
+ * the process (server_main(), server_main_workers(), server_stopping()) and calls
+ * workers.c for --workers; server.c holds the rest, which workers.c calls: no two
+ * of the three call each other.
  */
 #ifndef C10K_SERVER_H
 #define C10K_SERVER_H
@@ -16,7 +19,7 @@ struct server {
     struct config cfg;
     const char *model;
     int listen_fd;        /* nonblocking, unless listen_blocking */
-    bool listen_blocking; /* the model sleeps in accept(): see serve_listen_blocking() */
+    bool listen_blocking; /* the model sleeps in accept(): server_listen_blocking() */
     int reserve_fd;       /* spare fd, given up to refuse a connection on EMFILE */
     int max_fds;          /* RLIMIT_NOFILE, the number of slots in the table */
     int max_conns;        /* --max-conns, clipped to what max_fds allows */
@@ -47,6 +50,10 @@ static inline struct conn *server_conn(const struct server *s, int fd)
 /* Takes the slot for fd and starts its idle deadline; NULL if fd is out of range. */
 struct conn *server_open_conn(struct server *s, int fd);
 
+/* server_open_conn() with the deadlines and request count of env, not the server's (one
+ * of bin/actor's loops). */
+struct conn *server_open_conn_in(struct server *s, struct conn_env *env, int fd);
+
 /* What --workers N means to a model. */
 enum server_workers {
     SERVER_WORKERS_REUSEPORT, /* N processes, each its own SO_REUSEPORT listener: the
@@ -72,6 +79,24 @@ bool server_stopping(void);
  * another errno on a lasting error, EINTR on a signal).
  */
 int server_accept(struct server *s, bool nonblock);
+
+/* For a model that sleeps in accept() (bin/blocking, fork, prefork, actor): makes the
+ * listener blocking, with a 1 s SO_RCVTIMEO so that accept() returns EAGAIN at least once
+ * a second, and lets server_accept() know; -1 if fcntl or setsockopt fails. */
+int server_listen_blocking(struct server *s);
+
+/* What an accept error tells the server to do. Every errno's reason is given once, in
+ * server.c's accept_error_kind(): server_accept() acts on it, server_accept_failed() keeps
+ * quiet about all but the last, and a model that accepts some other way (io_uring) asks it. */
+enum accept_error {
+    ACCEPT_LATER,   /* nothing to take now: back to the model's wait */
+    ACCEPT_NO_FDS,  /* out of fds: refuse the waiting client with the spare fd */
+    ACCEPT_NEXT,    /* that one connection failed, not the listener: accept the next */
+    ACCEPT_LASTING, /* the listener itself is in trouble: worth a warning */
+};
+
+/* The kind of err, an accept's errno (or an io_uring accept's -res). */
+enum accept_error accept_error_kind(int err);
 
 /* After an accept failed with err (server_accept()'s errno, or an io_uring accept's
  * -res): warns, unless err only means "nothing to accept now" or belongs to the one

@@ -78,7 +78,7 @@ int workers_run(struct server *s, int (*run)(struct server *s), const int *liste
     /* Blocked before the first fork, so no stop or exit can slip between a check and
      * the wait: the parent takes these four with sigwaitinfo(), never in a handler.
      * (A blocked SIGCHLD stays pending even though its default action is to ignore.)
-     * SIGHUP stops like SIGTERM: see install_signals() in server.c. */
+     * SIGHUP stops like SIGTERM: see install_signals() in server_main.c. */
     sigemptyset(&waited);
     sigaddset(&waited, SIGINT);
     sigaddset(&waited, SIGTERM);

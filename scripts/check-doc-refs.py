@@ -5,7 +5,7 @@
         (default: README.md, docs/*.md, docs/models/*.md, labs/**/*.md)
 
 The docs cite code by name: a name in backticks and the file that defines it,
-    `conn_drive` (common/drive.c)        `serve_threads` in common/serve_blocking.c
+    `conn_drive` (common/drive.c)        `serve_threads` in servers/blocking.c
     `RING_BUFS`, `RING_BUF_SIZE` in common/ring.h
     `conn_on_input_from` in [common/conn.c](../common/conn.c)
     `servers/uring.c: uring_on_conn_cqe`    common/ring.c: `ring_wait`

@@ -30,7 +30,6 @@
 
 #include "clock.h"
 #include "drive.h"
-#include "serve_blocking.h"
 #include "server.h"
 #include "workers.h"
 
@@ -61,6 +60,7 @@ struct actor_loop {
     unsigned long connections;
     int epfd;
     struct epoll_event events[EPOLL_BATCH];
+    int next, n; /* events[next..n) is not dispatched yet; n is 0 between batches */
 };
 
 static struct actor_conn *actor_conn(struct conn *c)
@@ -129,23 +129,27 @@ static int mailbox_take(struct mailbox *m, int *out, int max)
 
 /* ---- one loop: servers/epoll.c's, for the connections posted to it ------------------ */
 
-/* Closes c, and drops the events for its fd still in this batch (from first on):
- * once closed, the acceptor may reuse the fd and post it to another loop, whose
- * slot this loop must then not touch. (libuv: uv__platform_invalidate_fd.) */
-static void actor_loop_close(struct actor_loop *l, struct conn *c, int first, int n)
+/* Closes c, and drops its fd's events still ahead in this batch: the rule of loop_close()
+ * in common/loop.c (libuv's uv__platform_invalidate_fd). Here it matters most: once
+ * closed, the acceptor may reuse the fd and post it to another loop, whose slot this
+ * loop must then not touch. */
+static void actor_loop_close(struct actor_loop *l, struct conn *c)
 {
     int fd = c->fd;
     server_close_conn(l->s, c);
-    for (int i = first; i < n; i++)
+    for (int i = l->next; i < l->n; i++)
         if (l->events[i].data.fd == fd)
             l->events[i].data.fd = -1;
 }
 
 static void actor_loop_open(struct actor_loop *l, int fd)
 {
-    struct conn *c = server_conn(l->s, fd);
-    conn_init(c, &l->env, fd);
-    conn_start_deadline(c, clock_now_ms());
+    struct conn *c = server_open_conn_in(l->s, &l->env, fd);
+    if (!c) { /* cannot happen: server_accept() admitted fd below max_fds */
+        close(fd);
+        server_conn_gone(l->s);
+        return;
+    }
     actor_conn(c)->rx = RX_READY;
     /* Both directions, edge-triggered, once: conn_drive() goes on until EAGAIN. */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.fd = fd};
@@ -185,10 +189,11 @@ static void *actor_loop_main(void *arg)
             server_warn(s, "epoll_wait: %s", strerror(errno));
             break;
         }
-        for (int i = 0; i < n; i++) {
-            int fd = l->events[i].data.fd;
-            uint32_t e = l->events[i].events;
-            if (fd < 0) /* closed earlier in this batch */
+        for (l->next = 0, l->n = n; l->next < l->n;) {
+            const struct epoll_event *ev = &l->events[l->next++];
+            int fd = ev->data.fd;
+            uint32_t e = ev->events;
+            if (fd < 0) /* closed earlier in this batch: actor_loop_close() */
                 continue;
             if (fd == l->box.wake) {
                 running = actor_loop_receive(l) && running;
@@ -197,17 +202,19 @@ static void *actor_loop_main(void *arg)
             struct actor_conn *ac = actor_conn(server_conn(s, fd));
             conn_rx_event(&ac->rx, e & EPOLLIN, e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP));
             if (conn_drive(&ac->conn, &ac->rx) == CONN_CLOSE)
-                actor_loop_close(l, &ac->conn, i + 1, n);
+                actor_loop_close(l, &ac->conn);
         }
+        l->n = 0;
         uint64_t now = clock_now_ms();
         struct conn *c;
         while ((c = conn_next_expired(&l->env, now)))
-            actor_loop_close(l, c, 0, 0);
+            actor_loop_close(l, c);
     }
     /* Every open connection of this loop is on its deadline list. */
+    l->n = 0;
     struct conn *c;
     while ((c = conn_next_expired(&l->env, UINT64_MAX)))
-        actor_loop_close(l, c, 0, 0);
+        actor_loop_close(l, c);
     conn_pool_drain(); /* this thread's buffers */
     return NULL;
 }
@@ -259,7 +266,7 @@ static int actor_run(struct server *s)
             close(loops[started].epfd);
         goto stop;
     }
-    if (serve_listen_blocking(s) < 0) /* as bin/blocking: asleep in accept() */
+    if (server_listen_blocking(s) < 0) /* as bin/blocking: asleep in accept() */
         goto stop;
 
     while (!server_stopping()) {

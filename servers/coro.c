@@ -2,7 +2,7 @@
  * coro.c - blocking-style code on an event loop: a coroutine per connection.
  *
  * serve_connection() is bin/blocking's loop (serve_blocking() in
- * common/serve_blocking.c) almost line for line (recv, conn_on_input, send the
+ * servers/blocking.c) almost line for line (recv, conn_on_input, send the
  * head, sendfile the body, conn_on_output), but it runs on a 64 KiB coroutine
  * stack (common/coro.c), not a thread. co_read(),
  * co_write() and co_sendfile() try the nonblocking call; on EAGAIN they note
@@ -36,6 +36,7 @@ struct coro_server {
     int epfd;
     struct coro_pool pool;
     struct epoll_event events[EPOLL_BATCH];
+    int next, n; /* events[next..n) is not dispatched yet; n is 0 between batches */
 };
 
 /* A connection: the protocol's state, the coroutine serving it, and what it waits for. */
@@ -43,7 +44,6 @@ struct coro_conn {
     struct conn conn;
     struct coro_server *cs;
     struct coro *co; /* NULL while the fd serves no connection */
-    uint32_t gen;    /* bumped on every reuse of the slot: tells stale events apart */
     bool wait_read;  /* parked in a read until input comes */
     bool wait_write; /* parked in a write until there is room */
     bool cancelled;  /* timed out or shutting down: the parked call fails */
@@ -128,6 +128,20 @@ static ssize_t co_sendfile(struct coro_conn *cc, int fd, off_t *off, size_t n)
     }
 }
 
+/* Closes cc's connection (the fd may be reused only after its coroutine is gone: this
+ * is its last act), and drops its fd's events still ahead in this batch: the rule of
+ * loop_close() in common/loop.c (libuv's uv__platform_invalidate_fd), so a connection
+ * accepted later in the batch on the same fd is not woken by the old one's events. */
+static void close_conn(struct coro_conn *cc)
+{
+    struct coro_server *cs = cc->cs;
+    int fd = cc->conn.fd;
+    server_close_conn(cs->s, &cc->conn);
+    for (int i = cs->next; i < cs->n; i++)
+        if (cs->events[i].data.fd == fd)
+            cs->events[i].data.fd = -1;
+}
+
 /* ---- one connection: serve_blocking()'s loop, on a coroutine --------------- */
 
 static void serve_connection(void *arg)
@@ -161,7 +175,7 @@ static void serve_connection(void *arg)
             want = conn_on_output(c, (size_t)r);
         }
     }
-    server_close_conn(cc->cs->s, c); /* the fd may be reused only after this coroutine is gone */
+    close_conn(cc);
 }
 
 /* ---- the loop: epoll underneath, resuming whoever waits ------------------------ */
@@ -192,12 +206,10 @@ static void accept_all(struct coro_server *cs)
         int fd = c->fd;
         struct coro_conn *cc = coro_conn(c);
         cc->cs = cs;
-        cc->gen++;
         cc->wait_read = cc->wait_write = cc->cancelled = false;
-        /* Both directions, edge-triggered, once: no epoll_ctl per request. The
-         * generation in the upper half tells a stale event for a reused fd apart. */
+        /* Both directions, edge-triggered, once: no epoll_ctl per request. */
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                                 .data.u64 = (uint64_t)cc->gen << 32 | (uint32_t)fd};
+                                 .data.fd = fd};
         if (epoll_ctl(cs->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ||
             !(cc->co = coro_create(&cs->pool, serve_connection, cc))) {
             server_warn(s, "cannot serve a connection: %s", strerror(errno));
@@ -213,11 +225,8 @@ static void accept_all(struct coro_server *cs)
 
 static void dispatch(struct coro_server *cs, const struct epoll_event *ev)
 {
-    int fd = (int)(uint32_t)ev->data.u64;
-    struct coro_conn *cc = coro_conn(server_conn(cs->s, fd));
+    struct coro_conn *cc = coro_conn(server_conn(cs->s, ev->data.fd));
     uint32_t e = ev->events;
-    if (!cc->conn.open || cc->gen != (uint32_t)(ev->data.u64 >> 32)) /* closed in this batch */
-        return;
     /* Remember input readiness even while writing: an edge comes only once. */
     conn_rx_event(&cc->rx, e & EPOLLIN, e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP));
     if ((cc->wait_read && (e & (EPOLLIN | EPOLLRDHUP))) || (cc->wait_write && (e & EPOLLOUT)) ||
@@ -237,7 +246,7 @@ static int coro_run(struct server *s)
     cs->s = s;
     cs->epfd = epoll_create1(EPOLL_CLOEXEC);
     coro_pool_init(&cs->pool, CORO_STACK_SIZE, STACKS_KEPT);
-    struct epoll_event lev = {.events = EPOLLIN, .data.u64 = (uint32_t)s->listen_fd};
+    struct epoll_event lev = {.events = EPOLLIN, .data.fd = s->listen_fd};
     if (cs->epfd < 0 || epoll_ctl(cs->epfd, EPOLL_CTL_ADD, s->listen_fd, &lev) < 0) {
         server_warn(s, "cannot start the event loop: %s", strerror(errno));
         goto out;
@@ -250,12 +259,16 @@ static int coro_run(struct server *s)
             server_warn(s, "epoll_wait: %s", strerror(errno));
             goto out;
         }
-        for (int i = 0; i < n; i++) {
-            if ((int)(uint32_t)cs->events[i].data.u64 == s->listen_fd)
+        for (cs->next = 0, cs->n = n; cs->next < cs->n;) {
+            const struct epoll_event *ev = &cs->events[cs->next++];
+            if (ev->data.fd < 0) /* closed earlier in this batch: close_conn() */
+                continue;
+            if (ev->data.fd == s->listen_fd)
                 accept_all(cs);
             else
-                dispatch(cs, &cs->events[i]);
+                dispatch(cs, ev);
         }
+        cs->n = 0;
         struct conn *c;
         uint64_t now = clock_now_ms();
         while ((c = conn_next_expired(&s->env, now))) /* idle too long: unwinds and closes */

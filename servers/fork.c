@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "children.h"
-#include "serve_blocking.h"
+#include "blocking.h"
 #include "server.h"
 
 struct forker {
@@ -88,7 +88,7 @@ static int fork_run(struct server *s)
         server_warn(s, "cannot start: %s", strerror(errno));
         goto out;
     }
-    if (serve_listen_blocking(s) < 0) /* as bin/blocking: asleep in accept() */
+    if (server_listen_blocking(s) < 0) /* as bin/blocking: asleep in accept() */
         goto out;
 
     while (!server_stopping()) {

@@ -20,7 +20,7 @@
  * (--workers) instead. scripts/herd.py counts the wakeups: 1.00 per connection
  * here with 4 processes in accept(), 3.96 with 4 in a plain epoll_wait().
  */
-#include "serve_blocking.h"
+#include "blocking.h"
 #include "server.h"
 
 #define PREFORK_WORKERS 4

@@ -211,12 +211,12 @@ static void uring_on_accept(struct uring *u, const struct io_uring_cqe *cqe)
             close(fd);
         else if (server_admit(s, fd))
             uring_open(u, fd);
-    } else if (fd == -EMFILE || fd == -ENFILE) {
+    } else if (accept_error_kind(-fd) == ACCEPT_NO_FDS) {
         if (!u->stopping)
             uring_accept_without_fds(u);
         return;
-    } else if (ring_accept_error_matters(fd)) {
-        server_warn(s, "accept: %s", strerror(-fd));
+    } else {
+        server_accept_failed(s, -fd);
     }
     if (!more && !u->stopping)
         uring_arm_accept(u);

@@ -346,8 +346,11 @@ static double thread_mem(void)
 int main(void)
 {
     cpu_set_t one;
+    int cpu = sched_getcpu();
+    if (cpu < 0)
+        die("sched_getcpu");
     CPU_ZERO(&one);
-    CPU_SET(sched_getcpu(), &one);
+    CPU_SET((size_t)cpu, &one);
     if (sched_setaffinity(0, sizeof one, &one) < 0)
         die("sched_setaffinity");
 
@@ -359,8 +362,8 @@ int main(void)
     printf("costs: medians of %d runs, pinned to one CPU\n\n", RUNS);
     printf("%-30s %14s %14s %14s\n", "", "process", "thread", "coroutine");
     printf("%-30s %14s %14s %14s\n", "", "(fork)", "(pthread)", "(common/coro)");
-    printf("%-30s %11.1f us %11.1f us %11.2f us\n", "create + wait for its end", pc / 1e3,
-           tc / 1e3, cf / 1e3);
+    printf("%-30s %11.1f us %11.1f us %11.2f us\n", "create + wait for its end", pc / 1e3, tc / 1e3,
+           cf / 1e3);
     printf("%-30s %14s %14s %11.2f us\n", "  same, stack from the pool", "", "", cp / 1e3);
     printf("%-30s %11.2f us %11.2f us %11.1f ns\n", "switch, one way", ps / 1e3, ts / 1e3, cs);
     printf("%-30s %10.0f KiB %10.0f KiB %10.0f KiB\n", "memory, one parked", pm, tm, cm);

@@ -39,12 +39,13 @@
 
 enum state { CONNECTING, READING, IDLE, DEAD };
 
-struct conn {
+/* One idle connection: sends one request, reads its answer, then stays open and silent. */
+struct idler {
     int fd;
     enum state state;
-    char *buf;        /* response header bytes, allocated only while READING */
+    char *buf; /* response header bytes, allocated only while READING */
     size_t buf_len;
-    long body_left;   /* body bytes still to read, -1 until the header is complete */
+    long body_left; /* body bytes still to read, -1 until the header is complete */
 };
 
 struct options {
@@ -68,7 +69,7 @@ static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9; /* to well under a microsecond */
 }
 
 static void usage_exit(const char *why)
@@ -92,8 +93,12 @@ static int parse_int(const char *s, int min, int max, const char *what)
 
 static struct options parse_args(int argc, char **argv)
 {
-    struct options o = {.addr = "127.0.0.1", .port = -1, .count = 1000,
-                        .path = "/index.html", .time_limit_s = 600, .window = 256};
+    struct options o = {.addr = "127.0.0.1",
+                        .port = -1,
+                        .count = 1000,
+                        .path = "/index.html",
+                        .time_limit_s = 600,
+                        .window = 256};
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i];
         if (i + 1 >= argc)
@@ -131,7 +136,7 @@ static int raise_nofile(int want)
     return (rlim_t)want + 16 <= rl.rlim_cur ? 0 : -1;
 }
 
-static void conn_close(struct conn *c)
+static void idler_close(struct idler *c)
 {
     if (c->fd >= 0)
         close(c->fd);
@@ -142,7 +147,7 @@ static void conn_close(struct conn *c)
 }
 
 /* Starts a nonblocking connect; returns 0 or -1. */
-static int conn_open(struct conn *c, int ep, const struct sockaddr_in *sa, uint32_t slot)
+static int idler_open(struct idler *c, int ep, const struct sockaddr_in *sa, uint32_t slot)
 {
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
@@ -158,7 +163,7 @@ static int conn_open(struct conn *c, int ep, const struct sockaddr_in *sa, uint3
 }
 
 /* The connect finished: check it and send the one request (it fits any socket buffer). */
-static int conn_send(struct conn *c, int ep, uint32_t slot, const char *req, size_t req_len)
+static int idler_send(struct idler *c, int ep, uint32_t slot, const char *req, size_t req_len)
 {
     int err = 0;
     socklen_t len = sizeof err;
@@ -200,7 +205,7 @@ static int parse_header(const char *hdr, long *body_len)
 }
 
 /* Reads what the server sent; returns 1 once the whole answer is in, 0 for more, -1. */
-static int conn_read(struct conn *c)
+static int idler_read(struct idler *c)
 {
     char scratch[16384];
     for (;;) {
@@ -210,8 +215,8 @@ static int conn_read(struct conn *c)
         } else {
             if (c->body_left == 0)
                 return 1;
-            size_t want = c->body_left < (long)sizeof scratch ? (size_t)c->body_left
-                                                               : sizeof scratch;
+            size_t want =
+                c->body_left < (long)sizeof scratch ? (size_t)c->body_left : sizeof scratch;
             n = read(c->fd, scratch, want);
         }
         if (n < 0)
@@ -244,7 +249,7 @@ static int conn_read(struct conn *c)
 }
 
 /* The answer is complete: keep the connection, silent, and watch only for its end. */
-static void conn_idle(struct conn *c)
+static void idler_fall_silent(struct idler *c)
 {
     free(c->buf);
     c->buf = NULL;
@@ -252,12 +257,12 @@ static void conn_idle(struct conn *c)
 }
 
 /* An idle connection became readable: returns true if the server has closed it. */
-static bool idle_ended(struct conn *c)
+static bool idler_ended(struct idler *c)
 {
     char b[4096];
     ssize_t r = read(c->fd, b, sizeof b);
     if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-        conn_close(c);
+        idler_close(c);
         return true;
     }
     return false; /* unexpected bytes: ignored */
@@ -288,7 +293,7 @@ int main(int argc, char **argv)
     if (req_len <= 0 || req_len >= (int)sizeof req)
         usage_exit("--path too long");
 
-    struct conn *conns = calloc((size_t)o.count + 1, sizeof *conns);
+    struct idler *conns = calloc((size_t)o.count + 1, sizeof *conns);
     struct epoll_event *events = calloc(1024, sizeof *events);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (!conns || !events || ep < 0) {
@@ -303,9 +308,9 @@ int main(int argc, char **argv)
     double setup_deadline = now_s() + SETUP_TIMEOUT_S;
     while ((next < o.count || in_flight > 0) && !stop_requested) {
         while (next < o.count && in_flight < o.window) {
-            struct conn *c = &conns[next];
-            if (conn_open(c, ep, &sa, (uint32_t)next) < 0) {
-                conn_close(c);
+            struct idler *c = &conns[next];
+            if (idler_open(c, ep, &sa, (uint32_t)next) < 0) {
+                idler_close(c);
                 failed++;
             } else {
                 in_flight++;
@@ -317,14 +322,14 @@ int main(int argc, char **argv)
         int n = epoll_wait(ep, events, 1024, 100);
         for (int i = 0; i < n; i++) {
             uint32_t slot = events[i].data.u32;
-            struct conn *c = &conns[slot];
+            struct idler *c = &conns[slot];
             int r;
             if (c->state == CONNECTING) {
-                r = conn_send(c, ep, slot, req, (size_t)req_len) < 0 ? -1 : 0;
+                r = idler_send(c, ep, slot, req, (size_t)req_len) < 0 ? -1 : 0;
             } else if (c->state == READING) {
-                r = conn_read(c);
+                r = idler_read(c);
             } else {
-                if (c->state == IDLE && idle_ended(c))
+                if (c->state == IDLE && idler_ended(c))
                     closed++;
                 continue;
             }
@@ -332,10 +337,10 @@ int main(int argc, char **argv)
                 continue;
             in_flight--;
             if (r > 0) {
-                conn_idle(c);
+                idler_fall_silent(c);
                 idle++;
             } else {
-                conn_close(c);
+                idler_close(c);
                 failed++;
             }
         }
@@ -343,7 +348,7 @@ int main(int argc, char **argv)
     /* Whatever is still being set up at the deadline has failed. */
     for (int i = 0; i < o.count; i++) {
         if (conns[i].state == CONNECTING || conns[i].state == READING) {
-            conn_close(&conns[i]);
+            idler_close(&conns[i]);
             failed++;
         }
     }
@@ -359,15 +364,15 @@ int main(int argc, char **argv)
     while (!stop_requested && now_s() < stop_at) {
         int n = epoll_wait(ep, events, 1024, 500);
         for (int i = 0; i < n; i++) {
-            struct conn *c = &conns[events[i].data.u32];
-            if (c->state == IDLE && idle_ended(c))
+            struct idler *c = &conns[events[i].data.u32];
+            if (c->state == IDLE && idler_ended(c))
                 closed++;
         }
     }
-    printf("idlers: exit %d of %d still open (%d closed by the server)\n", idle - closed,
-           idle, closed);
+    printf("idlers: exit %d of %d still open (%d closed by the server)\n", idle - closed, idle,
+           closed);
     for (int i = 0; i < o.count; i++)
-        conn_close(&conns[i]);
+        idler_close(&conns[i]);
     free(conns);
     free(events);
     close(ep);

@@ -180,7 +180,8 @@ enum slot_state {
     SLOT_DRAINING
 };
 
-struct conn {
+/* One of the --conns connection slots: its socket, and the request it carries. */
+struct slot {
     int fd;
     uint8_t state;
     bool queued;   /* in the idle (or free) FIFO; entries whose state changed are skipped */
@@ -225,7 +226,7 @@ struct loadgen {
     struct options o;
     struct sockaddr_in addr;
     int epfd;
-    struct conn *conns;
+    struct slot *conns;
     struct ring ready;   /* keep-alive: idle connections; --close: free slots */
     struct ring reopen;  /* keep-alive: slots to reconnect, in order of since_ns */
     uint32_t connecting; /* connects in flight */
@@ -289,7 +290,7 @@ static void count_error(struct loadgen *lg, enum counter kind, int64_t now)
         lg->r.n[kind]++;
 }
 
-static void slot_make_ready(struct loadgen *lg, struct conn *c, uint32_t slot, int64_t now)
+static void slot_make_ready(struct loadgen *lg, struct slot *c, uint32_t slot, int64_t now)
 {
     c->since_ns = now;
     if (!c->queued) {
@@ -301,7 +302,7 @@ static void slot_make_ready(struct loadgen *lg, struct conn *c, uint32_t slot, i
 /* Ends a slot's connection. kind is the error to count against its request, or C_COUNT. */
 static void slot_close(struct loadgen *lg, uint32_t slot, enum counter kind, int64_t now)
 {
-    struct conn *c = &lg->conns[slot];
+    struct slot *c = &lg->conns[slot];
     if (kind == C_E_CONNECT)
         lg->connect_errno = errno;
     if (c->has_request) {
@@ -336,7 +337,7 @@ static int slot_watch(struct loadgen *lg, uint32_t slot, int op, uint32_t events
 
 static void slot_connect(struct loadgen *lg, uint32_t slot, int64_t now)
 {
-    struct conn *c = &lg->conns[slot];
+    struct slot *c = &lg->conns[slot];
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     c->state = SLOT_CONNECTING;
     c->wants_out = true;
@@ -352,7 +353,7 @@ static void slot_connect(struct loadgen *lg, uint32_t slot, int64_t now)
 /* Writes what is left of the request; waits for EPOLLOUT only if the socket is full. */
 static void slot_send(struct loadgen *lg, uint32_t slot, int64_t now)
 {
-    struct conn *c = &lg->conns[slot];
+    struct slot *c = &lg->conns[slot];
     ssize_t n = send(c->fd, lg->request + c->written, lg->request_len - c->written, MSG_NOSIGNAL);
     if (n < 0 && errno != EAGAIN) {
         slot_close(lg, slot, C_E_WRITE, now);
@@ -370,7 +371,7 @@ static void slot_send(struct loadgen *lg, uint32_t slot, int64_t now)
 
 static void slot_connected(struct loadgen *lg, uint32_t slot, int64_t now)
 {
-    struct conn *c = &lg->conns[slot];
+    struct slot *c = &lg->conns[slot];
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0) {
@@ -393,7 +394,7 @@ static void slot_connected(struct loadgen *lg, uint32_t slot, int64_t now)
     slot_make_ready(lg, c, slot, now);
 }
 
-static void record_answer(struct loadgen *lg, struct conn *c)
+static void record_answer(struct loadgen *lg, struct slot *c)
 {
     /* A fresh clock: the batch's time can be a few hundred microseconds old by now. */
     int64_t now = now_ns();
@@ -419,7 +420,7 @@ static void issue_due(struct loadgen *lg, int64_t now);
 
 static void slot_readable(struct loadgen *lg, uint32_t slot, int64_t now)
 {
-    struct conn *c = &lg->conns[slot];
+    struct slot *c = &lg->conns[slot];
     for (;;) {
         ssize_t n = recv(c->fd, lg->buf, sizeof lg->buf, 0);
         if (n < 0) {
@@ -469,7 +470,7 @@ static void slot_readable(struct loadgen *lg, uint32_t slot, int64_t now)
 static void slot_start_request(struct loadgen *lg, uint32_t slot, int64_t sched, bool measured,
                                int64_t now)
 {
-    struct conn *c = &lg->conns[slot];
+    struct slot *c = &lg->conns[slot];
     c->measured = measured;
     c->sched_ns = sched;
     c->has_request = true;
@@ -489,7 +490,7 @@ static void issue_due(struct loadgen *lg, int64_t now)
 {
     while (lg->t_next <= now && lg->t_next < lg->t_end) {
         uint32_t slot = 0;
-        struct conn *c = NULL;
+        struct slot *c = NULL;
         while (lg->ready.count > 0 && !c) {
             slot = ring_pop(&lg->ready);
             c = &lg->conns[slot];
@@ -539,7 +540,7 @@ static void sweep_timeouts(struct loadgen *lg, int64_t now)
 {
     int64_t limit = (int64_t)(lg->o.timeout_s * 1e9);
     for (uint32_t i = 0; i < lg->o.conns; i++) {
-        struct conn *c = &lg->conns[i];
+        struct slot *c = &lg->conns[i];
         bool waiting = c->state == SLOT_CONNECTING || c->state == SLOT_WRITING ||
                        c->state == SLOT_READING || c->state == SLOT_DRAINING;
         if (!waiting || now - c->since_ns < limit)
@@ -553,7 +554,7 @@ static void sweep_timeouts(struct loadgen *lg, int64_t now)
 
 static void dispatch(struct loadgen *lg, uint32_t slot, uint32_t events, int64_t now)
 {
-    struct conn *c = &lg->conns[slot];
+    struct slot *c = &lg->conns[slot];
     if (c->state == SLOT_CONNECTING)
         slot_connected(lg, slot, now);
     else if (c->state == SLOT_WRITING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))

@@ -116,6 +116,9 @@ static void sweep_line_ends(void)
     }
 }
 
+/* libFuzzer's entry point, which its runtime calls and no header of ours declares. */
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     static char out[CONN_OUT_CAP];

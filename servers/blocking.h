@@ -1,13 +1,12 @@
 /*
- * serve_blocking.h - the blocking I/O of model 1, shared by the binaries that
- * give each connection a thread (bin/blocking, bin/prefork's processes) or a
- * process (bin/fork's children).
+ * blocking.h - the blocking I/O of model 1 (servers/blocking.c), shared by the
+ * binaries that give each connection a thread (bin/blocking, bin/prefork's
+ * processes) or a process (bin/fork's children).
  */
-#ifndef C10K_SERVE_BLOCKING_H
-#define C10K_SERVE_BLOCKING_H
+#ifndef C10K_BLOCKING_H
+#define C10K_BLOCKING_H
 
 #include <stdatomic.h>
-#include <stdint.h>
 
 #include "conn.h"
 
@@ -29,12 +28,5 @@ void serve_blocking(struct server *s, struct conn *c);
  * thread, a detached thread per connection; on stop, wakes every one out of its
  * recv/send and waits for them. */
 int serve_threads(struct server *s);
-
-/* Makes the listener blocking, for a thread that sleeps in accept(), which then
- * returns EAGAIN at least once a second; -1 if fcntl fails. */
-int serve_listen_blocking(struct server *s);
-
-/* SO_RCVTIMEO or SO_SNDTIMEO (opt) of fd, in ms (0 means 1 ms, not "never"). */
-void serve_set_timeout(int fd, int opt, uint64_t ms);
 
 #endif
