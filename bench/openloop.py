@@ -6,8 +6,9 @@ cost is read from the kernel over exactly loadgen's measured window.
                time (docs/loadgen.md). K instances (one per client core, BENCH_CLIENT_INSTANCES)
                each take N/K connections and R/K requests/s; each waits after its set-up
                (--start-on-stdin) until the harness starts them all with one line, and their
-               histograms are merged exactly (loadgen --merge). The server's CPU
-               (/proc/PID/stat, every thread), the softirq and steal time of its cores
+               histograms are merged exactly (loadgen --merge). The server's CPU (its
+               counting cgroup, or /proc/PID/stat of every thread; on its own host through
+               its prefix, hostproc.py), the softirq and steal time of its cores
                (/proc/stat) and CPU pressure are read at the window's edges: the window is
                [start line + warm-up, + window].
     ladder     offered rates start, start x step, ... until a point misses the SLO, then

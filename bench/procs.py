@@ -13,11 +13,14 @@ group (a server with its threads, nginx's master with its worker), then kills wh
     Lighttpd  peer: lighttpd (Debian), its epoll backend, N worker processes
     CpuCap    a cgroup CPU quota on the server (cgroup v1 cpu.cfs_quota_us or v2 cpu.max)
     Sysctls   listen-queue limits raised for the run (as root) and restored
-    Idlers    build/bench/idlers holding M idle keep-alive connections
+    Idlers    build/bench/idlers holding M idle keep-alive connections, one per client core
+              of every client host
     CpuHog    one BENCH_SLOW hook: a busy loop sharing the server's cores
 
 Every start may go through a host prefix (BENCH_SERVER_HOST, BENCH_CLIENT_HOSTS): a command
 that runs the rest elsewhere, such as `ip netns exec NS` or `ssh -tt user@host` (through()).
+A server there is read there too (hostproc.py); a client there that must report when it
+stops (wrk, idlers) is stopped by a line on its stdin (stoppable()), as ssh passes no signal.
 """
 
 import os
