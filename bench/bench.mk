@@ -49,7 +49,7 @@ $(BENCH_IDLERS): bench/idlers.c
 # The null server every open-loop run is calibrated against (docs/bench.md, the floor).
 $(BENCH_FLOOR): bench/floor.c
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $<
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< -lpthread
 
 # The open-loop load generator (docs/loadgen.md).
 LOADGEN_SRC := bench/loadgen.c bench/loadgen_results.c

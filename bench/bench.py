@@ -342,9 +342,11 @@ class Bench:
                 return cls(cfg.nginx, self.www, cores, self.dir, tuned=cfg.nginx_tuned, **where)
             return cls(default, self.www, cores, self.dir, **where)
         if base == efficiency.FLOOR:
-            # One thread, whatever the workers: it has no --workers.
+            # The floor of the whole server: one worker per server core (its --workers),
+            # on every server core, whatever a sweep gives the servers; none on one core.
+            n = len(cfg.server_cores)
             return procs.Server(FLOOR, self.www, cfg.server_cores, self.logs,
-                                **dict(where, workers=None))
+                                **dict(where, workers=n if n > 1 else None))
         if "@" in base:
             model, lib = base.split("@")
             return procs.Server(os.path.join(REPO, "bin", model), self.www, cores, self.logs,

@@ -667,6 +667,54 @@ def test_split_instances():
               "instances: spread over the client hosts first, then their cores")
 
 
+def test_floor_workers():
+    """bench/floor --workers 2: two threads, two listeners on the one port (SO_REUSEPORT),
+    and the served line at SIGTERM counts every worker's requests."""
+    import signal
+    import socket
+    import subprocess
+    floor = os.path.join(HERE, "..", os.environ.get("BUILD", "build"), "bench", "floor")
+    if not os.access(floor, os.X_OK):
+        print(f"skip test_floor_workers: no {floor} (make bench-floor)")
+        return
+    with tempfile.TemporaryDirectory() as root:
+        with open(os.path.join(root, "index.html"), "w") as f:
+            f.write("x" * 100)
+        p = subprocess.Popen([floor, "--port", "0", "--root", root, "--workers", "2"],
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            ready = c10kutil.parse_listening(p.stderr.readline())
+            check(ready is not None, f"floor --workers 2 is ready ({ready})")
+            if ready is None:
+                return
+            port = ready[1]
+            threads = len(os.listdir(f"/proc/{p.pid}/task"))
+            with open("/proc/net/tcp") as f:
+                listening = sum(1 for line in f.readlines()[1:]
+                                if line.split()[1].endswith(f":{port:04X}")
+                                and line.split()[3] == "0A")
+            check(threads == 2 and listening == 2,
+                  f"two threads ({threads}), two listeners on port {port} ({listening})")
+            for _ in range(20):
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                    c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                    got = b""
+                    while b"\r\n\r\n" not in got or len(got.split(b"\r\n\r\n", 1)[1]) < 100:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        got += chunk
+            p.send_signal(signal.SIGTERM)
+            rest = p.communicate(timeout=5)[1]
+            check(p.returncode == 0 and "served 20 requests on 20 connections" in rest,
+                  f"at SIGTERM every worker stops and the counts add up (exit "
+                  f"{p.returncode}: {rest.strip()})")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def main():
     """Runs every test_*; one that raises counts as a failure and the others still run."""
     tests = [fn for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
