@@ -201,6 +201,11 @@ def process_tree(pid):
         children.setdefault(ppid, []).append(int(name))
     if not os.path.exists(f"/proc/{pid}"):
         return []
+    return tree_under(children, pid)
+
+
+def tree_under(children, pid):
+    """pid and every process under it, from {ppid: [pids]}."""
     tree, todo = [], [pid]
     while todo:
         p = todo.pop()

@@ -22,7 +22,7 @@ Syscalls are not counted there (perf is not attached through a prefix). Standard
 import re
 import shlex
 
-from c10kutil import parse_cpu_stat, parse_psi_total, parse_stat_fields
+from c10kutil import parse_cpu_stat, parse_psi_total, parse_stat_fields, tree_under
 from procs import CpuAccount, run_on
 
 # Prints the pid the server will have on its host, joins the counting cgroup ($1, if
@@ -136,12 +136,7 @@ class ServerHost:
         children = {}
         for p, pp in parents.items():
             children.setdefault(pp, []).append(p)
-        out, todo = [], [pid]
-        while todo:
-            p = todo.pop()
-            out.append(p)
-            todo.extend(children.get(p, ()))
-        return out
+        return tree_under(children, pid)
 
     def children(self, pid):
         _, out = self.sh(f"cat /proc/{int(pid)}/task/{int(pid)}/children")
