@@ -426,9 +426,9 @@ class Peer:
         raise StartError(f"{self.name}: not accepting connections after 10 s")
 
     def find_worker(self):
-        return self.root()
+        return self.first_pid()
 
-    def root(self):
+    def first_pid(self):
         """The peer's first process (its pid on the server's host, through one)."""
         return self.rpid if self.remote else self.proc.pid
 
@@ -491,7 +491,7 @@ class Nginx(Peer):
         kids = self.children()
         if len(kids) != self.workers:
             return None
-        return kids[0] if self.workers == 1 else self.root()
+        return kids[0] if self.workers == 1 else self.first_pid()
 
 
 class H2o(Peer):
