@@ -172,19 +172,28 @@ def plot(run_dir, cfg, rows):
             data.append(f"{block} << EOD")
             for p, ide in zip(ps, ideal(ps)):
                 vals = [p["workers"], p["thr"], ide, p["cpu"]]
+                # the label's height last: on the axis where no rate met the SLO
                 data.append(" ".join("?" if v is None else f"{v:.6g}" for v in vals)
-                            + f' "{p["limit"]}"')
+                            + f' "{p["limit"]}" {p["thr"] or 0:.6g}')
             data.append("EOD")
             c = plots.colour(base, names)
+            # A panel with no figure on an axis gets a fixed range there: gnuplot stops
+            # the whole script at an axis it cannot autoscale.
+            empty, no_cpu = not any(p["thr"] for p in ps), not any(p["cpu"] for p in ps)
             cmds.append(
                 ("unset label 99\nunset key\n" if i else "")  # footnote and key once
+                + ("set yrange [0:1]\nset label 98 'no rate met the SLO' at graph 0.5, "
+                   "graph 0.5 center font ',9'\n" if empty else "")
+                + ("set y2range [0:1]\n" if no_cpu else "")
                 + f"set title {plots.gp_str(base)} font ',11' noenhanced\n"
                 f"plot {block} using 1:2 with linespoints lc rgb '{c}' lw 2 pt 7 "
                 "title 'throughput, requests/s (left axis)', "
                 f"{block} using 1:3 with lines lc rgb '{c}' dt 2 lw 1 title 'ideal', "
                 f"{block} using 1:4 axes x1y2 with linespoints lc rgb '#777777' dt 3 pt 6 "
                 "title 'CPU µs per request (right axis)', "
-                + labels(block, cfg.workers))
+                + labels(block, cfg.workers)
+                + ("\nunset label 98\nset yrange [0:*]" if empty else "")
+                + ("\nset y2range [0:*]" if no_cpu else ""))
         xs = sorted(set(cfg.workers))
         note = (f"Open loop, {efficiency.title(w)}: throughput is the capacity at SLO (p99 ≤ "
                 "10 ms, achieved ≥ 99%) or the highest rate met; each point labelled with what "
@@ -213,13 +222,14 @@ def plot(run_dir, cfg, rows):
 
 
 def labels(block, workers):
-    """What limited each point, over it: centred, but the last point's label starts at it,
-    so that two neighbours' labels at the same height do not run into each other."""
+    """What limited each point, over it (on the axis if it has no throughput): centred, but
+    the last point's label starts at it, so that two neighbours' labels at the same height
+    do not run into each other."""
     last = max(workers)
     out = []
     for cond, how in ((f"$1 == {last}", "left offset -0.3,1"),
                       (f"$1 != {last}", "center offset 0,1")):
-        out.append(f"{block} using 1:2:({cond} ? stringcolumn(5) : '') with labels {how} "
+        out.append(f"{block} using 1:6:({cond} ? stringcolumn(5) : '') with labels {how} "
                    "font ',8' notitle")
     return ", ".join(out)
 
