@@ -613,6 +613,13 @@ def test_scaling():
           "scaling: summary.md's table, saying the workers shared one core")
     check(scaling.split("nginx-w12") == ("nginx", 12) and scaling.split("epoll") ==
           ("epoll", None), "scaling: NAME-wN names")
+    import shutil
+    if shutil.which("gnuplot"):
+        with tempfile.TemporaryDirectory() as d:
+            scaling.plot(d, cfg, rows)
+            drawn = sorted(f for f in os.listdir(d) if f.startswith("scaling_"))
+        check(drawn == ["scaling_c100.png", "scaling_c100.svg"],
+              f"scaling: the plot drawn whole, with a server that met the SLO nowhere ({drawn})")
 
 
 def test_config_cores():
