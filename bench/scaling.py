@@ -165,6 +165,13 @@ def plot(run_dir, cfg, rows):
         cols = min(4, len(names))
         nrows = -(-len(names) // cols)
         height = 200 + 330 * nrows
+        # The figure's one key, drawn with the first panel that has both figures: gnuplot
+        # leaves out of a key what has no point. (A key at screen coordinates still fits
+        # into one panel's width: one column, in the top left corner, beside the title.)
+        keyed = next((i for i, b in enumerate(names) if any(p["thr"] for p in by[b])
+                      and any(p["cpu"] for p in by[b])), 0)
+        key = (f"set key at screen 0.01, screen {1 - 6 / height:.4f} left top vertical Left "
+               "reverse font ',9' samplen 3 spacing 1 noenhanced\n")
         data, cmds = [], []
         for i, base in enumerate(names):
             ps = by[base]
@@ -181,7 +188,8 @@ def plot(run_dir, cfg, rows):
             # the whole script at an axis it cannot autoscale.
             empty, no_cpu = not any(p["thr"] for p in ps), not any(p["cpu"] for p in ps)
             cmds.append(
-                ("unset label 99\nunset key\n" if i else "")  # footnote and key once
+                ("unset label 99\n" if i else "")  # the footnote once
+                + (key if i == keyed else "unset key\n")
                 + ("set yrange [0:1]\nset label 98 'no rate met the SLO' at graph 0.5, "
                    "graph 0.5 center font ',9'\n" if empty else "")
                 + ("set y2range [0:1]\n" if no_cpu else "")
@@ -199,10 +207,6 @@ def plot(run_dir, cfg, rows):
                 "10 ms, achieved ≥ 99%) or the highest rate met; each point labelled with what "
                 "limited it. N workers on the first N server cores. " + shared_note(cfg))
         setup = plots.COMMON_SETUP + [
-            # (a key at screen coordinates still fits into one panel's width: one column,
-            # in the top left corner, beside the centred title)
-            f"set key at screen 0.01, screen {1 - 6 / height:.4f} left top vertical Left "
-            "reverse font ',9' samplen 3 spacing 1 noenhanced",
             "set xlabel 'workers' font ',9'", "set ytics nomirror",
             "set y2tics font ',8'", "set tics font ',8'", "set yrange [0:*]",
             "set y2range [0:*]", "set offsets 0, 0, graph 0.15, 0",
