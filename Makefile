@@ -84,7 +84,7 @@ asan ubsan tsan:
 PACKAGES := gcc make libc6-dev pkg-config libhttp-parser-dev liburing-dev iproute2 \
             wrk nginx-light gnuplot-nox strace procps python3 clang libclang-rt-dev \
             slowhttptest util-linux linux-perf valgrind linux-libc-dev h2o lighttpd \
-            httperf pandoc chromium
+            httperf pandoc chromium python3-pytest
 deps:
 	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
@@ -116,8 +116,8 @@ fuzz: deps build-fuzz/fuzz_request
 	build-fuzz/fuzz_request -max_total_time=$(FUZZ_SECS) -print_final_stats=1 \
 	  -artifact_prefix=build-fuzz/ build-fuzz/corpus tests/fuzz/corpus
 
-# ---- teaching: what a process, a thread and a coroutine cost (bench/costs.c) ----
-$(BUILD)/bench/costs: bench/costs.c $(BUILD)/libc10k.a
+# ---- teaching: what a process, a thread and a coroutine cost (bench/c/costs.c) ----
+$(BUILD)/bench/costs: bench/c/costs.c $(BUILD)/libc10k.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libc10k.a $(LDLIBS)
 costs: $(BUILD)/bench/costs

@@ -42,18 +42,23 @@ BENCH_TOOLS := $(BENCH_IDLERS) $(BENCH_LOADGEN) $(BENCH_FLOOR)
 BENCH_RPC_THREADS := $(BUILD)/bench/rpc_threads
 BENCH_PY ?= python3
 
-$(BENCH_IDLERS): bench/idlers.c
+# The C tools' sources moved from bench/ to bench/c/; a build directory's older .d files
+# still name them there. Like -MP's targets for headers: a missing one makes its tool rebuild
+# once, which writes a new .d.
+bench/idlers.c bench/rpc_threads.c bench/costs.c:
+
+$(BENCH_IDLERS): bench/c/idlers.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 # The null server every open-loop run is calibrated against (docs/bench.md, the floor).
-$(BENCH_FLOOR): bench/floor.c
+$(BENCH_FLOOR): bench/c/floor.c
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< -lpthread
 
 # The open-loop load generator (docs/loadgen.md).
-LOADGEN_SRC := bench/loadgen.c bench/loadgen_results.c
-$(BENCH_LOADGEN): $(LOADGEN_SRC) bench/loadgen_results.h
+LOADGEN_SRC := bench/c/loadgen.c bench/c/loadgen_results.c
+$(BENCH_LOADGEN): $(LOADGEN_SRC) bench/c/loadgen_results.h
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $(LOADGEN_SRC) -lm
 
@@ -61,14 +66,14 @@ $(BENCH_LOADGEN): $(LOADGEN_SRC) bench/loadgen_results.h
 # sanitizer sub-make, BUILD=build-asan, already has that path as its BENCH_LOADGEN.)
 BENCH_LOADGEN_ASAN := build-asan/bench/loadgen
 ifneq ($(BENCH_LOADGEN),$(BENCH_LOADGEN_ASAN))
-$(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/loadgen_results.h
+$(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/c/loadgen_results.h
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -O1 $(SAN_FLAGS_asan) -o $@ $(LOADGEN_SRC) -lm
 endif
 test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN) $(BENCH_IDLERS) $(BENCH_RPC_THREADS) $(BENCH_FLOOR)
 
 # The thread-per-call client of make demo-rpc: one blocking connection per thread.
-$(BENCH_RPC_THREADS): bench/rpc_threads.c
+$(BENCH_RPC_THREADS): bench/c/rpc_threads.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
@@ -113,7 +118,7 @@ bench-ci-update:
 # A benchmark check, outside make test (timing, ~1 min): the efficiency curves see bin/epoll
 # made ~30% dearer per request by tests/inject/busy_send.c (tests/test_bench_inject.py).
 bench-check: $(BENCH_TOOLS) $(BUILD)/inject/busy_send.so
-	BUILD=$(BUILD) $(BENCH_PY) tests/test_bench_inject.py
+	BUILD=$(BUILD) pytest-3 -s tests/test_bench_inject.py
 bench-history:
 	$(BENCH_PY) bench/history.py
 bench-baseline: $(BENCH_IDLERS)

@@ -664,7 +664,6 @@ class Bench:
                               cfg.open_extra)
         what = f"{name} {'churn' if close else 'open'} c={conns}"
         rate = lad.first()
-        retried, confirmed, unsure = set(), set(), 0
         while rate is not None:
             if time.monotonic() + self.per_open_point_s(conns) > deadline and lad.tried:
                 n = len(lad.tried)
@@ -687,32 +686,7 @@ class Bench:
             c10kutil.append_csv(os.path.join(self.dir, "openloop.csv"),
                                 openloop.OPEN_HEADER, row)
             print(report.open_progress_line(row), flush=True)
-            if row["status"] == "refused":
-                break  # the server cannot hold the connections; no rate changes that
-            if row["status"] == "client_bound" and openloop.overloaded(row):
-                # The server fell well behind too: past its knee, whatever the client's
-                # timing. Go on as after a miss (it never counts as a pass).
-                unsure = 0
-                rate = lad.next(rate, False)
-                continue
-            if row["status"] == "client_bound":
-                if (row.get("client_cpu") or 0) >= openloop.CLIENT_SATURATED or unsure >= 3:
-                    break  # the client's own limit: nothing above it can be measured
-                # The client fell behind with CPU to spare: someone else's work on its
-                # core. Measure the rate once more, then go on without a figure for it.
-                unsure += 1
-                if rate not in retried:
-                    retried.add(rate)
-                    continue
-                rate = lad.skip(rate)
-                continue
-            unsure = 0
-            if row["status"] != "ok" and lad.missed is None and rate not in confirmed:
-                # A ladder's first miss decides where it bisects, and one burst of someone
-                # else's work can make it: measure it once more, and go by the second.
-                confirmed.add(rate)
-                continue
-            rate = lad.next(rate, row["status"] == "ok")
+            rate = lad.after(rate, row)  # the ladder's policy: openloop.Ladder
         return started
 
     def repeat_fixed(self, started, name, rows):
@@ -758,7 +732,7 @@ class Bench:
             self.syscalls = "remote"  # perf is not attached through a prefix
         elif cfg.perf:
             check = os.path.join(self.logs, "perf-check.out")
-            self.syscalls = "perf" if measure.perf_works(check) else "strace"
+            self.syscalls = "perf" if measure.perf_works(check) else "none"
         raised = self.sysctls.raise_all() if cfg.sysctl and os.geteuid() == 0 else {}
         cfg.cpu_read = "per process, /proc/PID/stat and /proc/PID/task/*/schedstat here"
         if cfg.server_host:

@@ -9,7 +9,7 @@ same offered load, GET /small.txt at a fixed rate on an open-loop schedule, from
   async    build/bench/loadgen: one thread, an epoll set, N keep-alive connections, as many
            calls in flight as are due (docs/loadgen.md);
   threads  build/bench/rpc_threads: N threads, each with a blocking keep-alive connection
-           and one call at a time (bench/rpc_threads.c), keeping the same schedule.
+           and one call at a time (bench/c/rpc_threads.c), keeping the same schedule.
 
 For each N it prints the client's threads and memory (the most seen in /proc while it ran),
 its CPU per call and context switches per call (wait4's rusage over its whole life, set-up

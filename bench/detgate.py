@@ -47,7 +47,8 @@ adding a server must not fail an unrelated change. Knobs: BENCH_SERVERS (a comma
 DETGATE_JOBS (servers measured at a time, 2),
 DETGATE_RUNS (update: repetitions measured to set the timing-dependent tolerances, 5),
 DETGATE_LAYERS (syscalls,instructions,memory: any of them). Standard library and
-bench/c10kutil.py only; needs perf, valgrind and ss (iproute2).
+bench/'s c10kutil.py, procs.py, http_client.py and syscalls.py only; needs perf, valgrind
+and ss (iproute2).
 """
 
 import concurrent.futures
@@ -64,7 +65,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import http_client  # noqa: E402
+import syscalls  # noqa: E402
 from c10kutil import model_traits, models, proc_pss_kib, process_tree  # noqa: E402
+from procs import StartError, StderrLines, children, threads  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(REPO, "bin")
@@ -117,7 +121,7 @@ TOL_TIMING_MAX = 0.5      # a failed call whose spread is wider than this is not
 WAITS = {"epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select", "pselect6",
          "rt_sigtimedwait", "io_uring_enter"}
 SLEEPS = {"nanosleep", "clock_nanosleep"}
-TIMED_WAITS = {"poll", "ppoll", "select", "pselect6"}  # returning 0: "name:timeout", a sleep
+TIMED_WAITS = syscalls.TIMED_WAITS  # returning 0: "name:timeout", a sleep
 LOCKS = {"futex", "sched_yield"}
 KIND_LABEL = {"call": "call", "sleep": "sleep", "lock": "lock", "wait": "I/O wait"}
 
@@ -162,12 +166,6 @@ START_TIMEOUT = 30        # seconds for a listening line (valgrind starts slowly
 STOP_TIMEOUT = 30
 SETTLE_TIMEOUT = 2
 IO_TIMEOUT = 20
-LISTEN_RE = re.compile(rb"listening on ([0-9.]+):([0-9]+)")
-RAW_RE = re.compile(r"^\s*(\S+)\s.*?raw_syscalls:sys_exit: NR (\d+) = (-?\d+)", re.M)
-URING_EVENT = "io_uring:io_uring_submit_req"
-URING_RE = re.compile(r"^\s*(\S+)\s.*?io_uring:io_uring_submit_req:.*?opcode (\w+)", re.M)
-UNISTD_PATHS = ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h")
-SYSCALL_NAMES = {}
 
 
 LIVE = set()  # the runs in progress, killed however the gate ends
@@ -193,8 +191,7 @@ def make_root():
 
 
 def request(close=False, name=FILE_NAME):
-    return (f"GET /{name} HTTP/1.1\r\nHost: localhost\r\n"
-            + ("Connection: close\r\n" if close else "") + "\r\n").encode()
+    return http_client.get("/" + name, close=close)
 
 
 def connect(port):
@@ -206,34 +203,16 @@ def connect(port):
 def read_response(s, buf, until_eof=False, size=FILE_SIZE):
     """Reads one response of size bytes from s (buf: bytes already read); returns the rest
     of buf."""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise GateError("the server closed the connection before answering")
-        buf += chunk
-    head, _, buf = buf.partition(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1] if head.startswith(b"HTTP/1.1 ") else head[:20]
-    m = re.search(rb"\r\ncontent-length: *([0-9]+)", head, re.I)
-    if status != b"200" or not m or int(m.group(1)) != size:
-        raise GateError(f"answered {status.decode(errors='replace')} instead of 200 with "
-                        f"{size} bytes")
-    chunks, got = [buf], len(buf)
-    while got < size:
-        chunk = s.recv(size)
-        if not chunk:
-            raise GateError("the server closed the connection in the middle of a body")
-        chunks.append(chunk)
-        got += len(chunk)
-    buf = b"".join(chunks)
-    rest = buf[size:]
-    if until_eof:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-        if rest:
-            raise GateError("bytes after the response")
+    try:
+        r, rest = http_client.read_response(s, buf)
+        if until_eof:
+            rest += http_client.read_to_eof(s)
+    except http_client.BadResponse as e:
+        raise GateError(str(e)) from None
+    if r.status != 200 or len(r.body) != size:
+        raise GateError(f"answered {r.status} instead of 200 with {size} bytes")
+    if until_eof and rest:
+        raise GateError("bytes after the response")
     return rest
 
 
@@ -323,9 +302,9 @@ def memory_per_conn(binary, root):
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     LIVE.add(proc)
-    held = []
+    held, err = [], None
     try:
-        port = wait_listening(proc)
+        port, err = wait_listening(proc)
         pss = []
         for n in counts:
             while len(held) < n:
@@ -341,6 +320,8 @@ def memory_per_conn(binary, root):
         for s in held:
             s.close()
         stop_group(proc)
+        if err:
+            err.finish()
     mean_n, mean_p = sum(counts) / len(counts), sum(pss) / len(pss)
     slope = (sum((n - mean_n) * (p - mean_p) for n, p in zip(counts, pss))
              / sum((n - mean_n) ** 2 for n in counts))
@@ -387,33 +368,13 @@ def wait_received(port, want):
 # ---------------------------------------------------------------------------------------
 # One server run under a counter
 
-def children_of(pid):
-    out = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(p) for p in f.read().split()]
-    except OSError:
-        pass
-    return out
-
-
 def run_once(binary, root, workload, n, counter, out_path):
     """Starts binary under counter ("perf" or "valgrind"), drives workload with n, stops it
     with SIGTERM; the counter's report is in out_path afterwards."""
     server = [binary, "--port", "0", "--root", root, "--idle-timeout", "120"]
     if counter == "perf":
-        # Exits only: each names its call and its result, and half the events keep
-        # bin/busypoll's spinning within what perf can write. No build-ids and no BPF
-        # events: perf would spend a second on them at each start or exit.
-        # The batch workload stops the server, and perf record ends at the first
-        # SIGCHLD it gets, a child's stop included: there the server runs under a shell
-        # that waits for it (its stops do not wake the shell).
-        under = ["sh", "-c", '"$@"; exit $?', "sh"] if workload == "batch" else []
-        # And every io_uring operation submitted, with its opcode (bin/uring, corouring).
-        argv = ["perf", "record", "-q", "-B", "-N", "--no-bpf-event", "-m", "1024",
-                "-e", "raw_syscalls:sys_exit", "-e", URING_EVENT, "-o", out_path,
-                "--"] + under + server
+        # The batch workload stops the server: it runs under a shell (syscalls.record_argv).
+        argv = syscalls.record_argv(out_path, server, under_shell=workload == "batch")
     else:
         argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
                 f"--cachegrind-out-file={out_path}", f"--log-file={out_path}.log"] + server
@@ -421,32 +382,32 @@ def run_once(binary, root, workload, n, counter, out_path):
                             stderr=subprocess.PIPE, start_new_session=True)
     LIVE.add(proc)
     try:
-        port = wait_listening(proc)
+        port, err = wait_listening(proc)
         pid = proc.pid
         if counter == "perf":
-            kids = children_of(proc.pid)
+            kids = children(proc.pid)
             if workload == "batch" and len(kids) == 1:
-                kids = children_of(kids[0])
+                kids = children(kids[0])
             if len(kids) != 1:
                 raise GateError("cannot find the server under perf")
             pid = kids[0]
         held = []
         try:
-            threads = thread_count(pid)
+            started = threads(pid)
             DRIVERS[workload](port, n, held, pid)
             # At most one thread per connection still open (the blocking model's).
-            settle(pid, threads + len(held))
+            settle(pid, started + len(held))
             os.kill(pid, signal.SIGTERM)
             try:
-                _, err = proc.communicate(timeout=STOP_TIMEOUT)
+                proc.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 raise GateError(f"did not stop within {STOP_TIMEOUT} s of SIGTERM") from None
         finally:
             for s in held:
                 s.close()
+        err.finish()
         if proc.returncode != 0:
-            raise GateError(f"exit status {proc.returncode} after SIGTERM: "
-                            f"{err.decode(errors='replace').strip()[-200:]}")
+            raise GateError(f"exit status {proc.returncode} after SIGTERM: {err.tail()}")
     finally:
         stop_group(proc)
 
@@ -459,91 +420,30 @@ def stop_group(proc):
     LIVE.discard(proc)
 
 
-def thread_count(pid):
-    try:
-        return len(os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return 0
-
-
-def settle(pid, threads):
-    """Waits (up to SETTLE_TIMEOUT) until the server has no more threads than threads: a
+def settle(pid, most):
+    """Waits (up to SETTLE_TIMEOUT) until the server has no more threads than most: a
     thread per connection ends after the client has its answer, and its last calls must
     be counted in every run or in none."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    while thread_count(pid) > threads and time.monotonic() < deadline:
+    while threads(pid) > most and time.monotonic() < deadline:
         time.sleep(0.01)  # no event tells when another process's thread has ended
 
 
 def wait_listening(proc):
-    deadline = time.monotonic() + START_TIMEOUT
-    seen = b""
-    os.set_blocking(proc.stderr.fileno(), False)
-    while time.monotonic() < deadline:
-        chunk = proc.stderr.read()
-        if chunk:
-            seen += chunk
-            m = LISTEN_RE.search(seen)
-            if m:
-                os.set_blocking(proc.stderr.fileno(), True)
-                return int(m.group(2))
-        elif proc.poll() is not None:
-            break
-        else:
-            time.sleep(0.02)  # polling a pipe: the line has no other way to announce itself
-    raise GateError("no listening line: " + seen.decode(errors="replace").strip()[-200:])
-
-
-def syscall_names():
-    """{number: name} from the kernel headers (x86-64: asm/unistd_64.h)."""
-    names = {}
-    for path in UNISTD_PATHS:
-        try:
-            with open(path) as f:
-                for line in f:
-                    m = re.match(r"#define __NR_(\w+)\s+(\d+)", line)
-                    if m:
-                        names[int(m.group(2))] = m.group(1)
-        except FileNotFoundError:
-            continue
-        if names:
-            return names
-    raise GateError(f"no syscall table in {' or '.join(UNISTD_PATHS)}")
+    """(port, the server's StderrLines) once it has printed its readiness line."""
+    err = StderrLines(proc)
+    try:
+        return int(err.wait_listening(START_TIMEOUT)[2]), err
+    except StartError as e:
+        raise GateError(f"{e}: {err.tail()}") from None
 
 
 def read_syscalls(path):
-    """{name: calls} summed over every thread and process that perf recorded (a call
-    counts when it returns: clone3 twice, exit never); calls that failed (EAGAIN and the
-    like) count apart, as "name:failed", and a poll or select that returned 0 (nothing
-    ready: it slept until its timeout) as "name:timeout". io_uring operations submitted
-    count as "io_uring_op:OPCODE" (RECV, SENDMSG, ...), judged like calls: each passes
-    the kernel's io_uring_submit_req tracepoint once, however many one io_uring_enter
-    carries."""
-    done = subprocess.run(["perf", "script", "-i", path, "-F", "comm,event,trace"],
-                          capture_output=True, text=True)
-    if done.returncode != 0 or "lost" in done.stderr.lower():
-        raise GateError("perf script: " + (done.stderr.strip()[-200:] or "failed"))
-    if not SYSCALL_NAMES:
-        SYSCALL_NAMES.update(syscall_names())
-    names = SYSCALL_NAMES
-    counts = {}
-    for m in RAW_RE.finditer(done.stdout):
-        comm, nr, result = m.groups()
-        if comm == "sh":
-            continue  # the shell the batch workload runs the server under
-        name = names.get(int(nr), f"syscall_{nr}")
-        if result.startswith("-"):
-            name += ":failed"
-        elif result == "0" and name in TIMED_WAITS:
-            name += ":timeout"
-        counts[name] = counts.get(name, 0) + 1
-    if not counts:
-        raise GateError("perf recorded no syscalls")
-    for m in URING_RE.finditer(done.stdout):
-        if m.group(1) != "sh":
-            name = f"io_uring_op:{m.group(2)}"
-            counts[name] = counts.get(name, 0) + 1
-    return counts
+    """{name: calls} of a perf record (syscalls.read_record())."""
+    try:
+        return syscalls.read_record(path)
+    except syscalls.CountError as e:
+        raise GateError(str(e)) from None
 
 
 def read_instructions(path):

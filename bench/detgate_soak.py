@@ -6,7 +6,10 @@
 Runs bench/detgate.py check RUNS times in a row: the first half on the machine as it is,
 the second half with HOGS CPU-burning processes (a Python busy loop each, on no particular
 core) beside it. Prints one line per run and the count of passes; a false alarm is any
-run that fails. docs/bench.md records the result.
+run that fails. docs/bench.md records the result. (scripts/bench-noise.py is its
+counterpart for the wall-clock layer: it measures how far the ratios to nginx move between
+runs, to set their tolerances; this counts false alarms of a layer without tolerances to
+set. They share no code beyond running the gate in a loop.)
 """
 
 import os

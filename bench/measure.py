@@ -8,7 +8,7 @@ read from the kernel. (The open-loop sweep with bench/loadgen is openloop.py.)
     run        wrk -t<client cores> -c<conns> --latency, pinned to the client cores, stopped
                with SIGINT after BENCH_SECS (wrk's own -d takes whole seconds only);
                meanwhile VmRSS and Threads are sampled every 100 ms, and perf counts
-               raw_syscalls:sys_enter of the server, enabled only while wrk runs
+               raw_syscalls:sys_exit of the server (bench/syscalls.py), enabled only while wrk runs
     after      the same reads right before wrk is stopped, and wrk's own CPU time; deltas
                divided by the requests wrk completed
 
@@ -20,7 +20,6 @@ its own core busy (wrk_cpu >= 0.9) measured wrk: such rows are flagged wrk_bound
 import math
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -28,7 +27,9 @@ import time
 from c10kutil import (CLK_TCK, cpu_stat, cpu_stat_delta, cpu_ticks_split, ctxsw_by_thread,
                       parse_stat_fields, process_tree, proc_pss_kib, proc_threads, psi_some_us,
                       read_status, run_ns)
-from procs import spawn, stop, stop_by_line, stoppable
+from procs import PipeReader, spawn, stop_by_line, stoppable
+from syscalls import CountError, Window
+from syscalls import works as perf_works  # noqa: F401 (bench.py: can perf count here?)
 WRK_TIMEOUT = "8s"  # TechEmpower's: a slow server shows up as latency before it shows as errors
 
 TIME_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -54,7 +55,8 @@ def parse_bytes(text):
 
 
 def parse_wrk(out):
-    """Reads wrk's text report into a dict; raises ValueError if it is not one."""
+    """Reads wrk's text report into a dict; raises ValueError if it is not one. The one
+    reader of wrk's report (tests/stress_tools.py's WrkResult reads through it too)."""
     r = {"errors": 0, "non2xx": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None,
          "max_ms": None}
     m = re.search(r"^\s*(\d+) requests in ([\d.]+\w+), ([\d.]+\w+) read", out, re.M)
@@ -75,8 +77,9 @@ def parse_wrk(out):
             if m:
                 r[f"p{pct}_ms"] = parse_ms(m.group(1))
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        r["errors"] = sum(int(g) for g in m.groups())
+    # (connect, read, write, timeout): make stress tells them apart
+    r["socket_errors"] = tuple(int(g) for g in m.groups()) if m else (0, 0, 0, 0)
+    r["errors"] = sum(r["socket_errors"])
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:
         r["non2xx"] = int(m.group(1))
@@ -99,7 +102,7 @@ def run_wrk(url, conns, secs, cores, log=None, label="", edge=None, host=()):
     t0 = time.monotonic()
     p = spawn(cmd, cores=cores, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
               stderr=subprocess.STDOUT, host=host, wrap=stoppable("INT"))
-    reader = _Reader(p.stdout)
+    reader = PipeReader(p.stdout)
     time.sleep(secs)
     if edge:
         edge()
@@ -118,23 +121,6 @@ def run_wrk(url, conns, secs, cores, log=None, label="", edge=None, host=()):
     r["wrk_cpu"] = (int(fields[11]) + int(fields[12])) / CLK_TCK / elapsed / threads \
         if len(fields) > 12 else None
     return r
-
-
-class _Reader(threading.Thread):
-    """Drains a pipe in the background, so a chatty child never blocks on a full pipe."""
-
-    def __init__(self, pipe):
-        super().__init__(daemon=True)
-        self.pipe, self.chunks = pipe, []
-        self.start()
-
-    def run(self):
-        for chunk in iter(lambda: self.pipe.read(4096), b""):
-            self.chunks.append(chunk)
-
-    def text(self):
-        self.join(timeout=5)
-        return b"".join(self.chunks).decode(errors="replace")
 
 
 class MeasureError(Exception):
@@ -256,101 +242,6 @@ class Sampler(threading.Thread):
 
 # ---- perf ----------------------------------------------------------------------------------
 
-class SyscallCounter:
-    """perf stat -e raw_syscalls:sys_enter -p PID, counting only between enable() and
-    disable() (perf's --control fd), so the count covers exactly the wrk run."""
-
-    def __init__(self, pid, out_path):
-        self.out_path = out_path
-        ctl_r, self.ctl_w = os.pipe()
-        self.ack_r, ack_w = os.pipe()
-        self.proc = subprocess.Popen(
-            ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-D", "-1",
-             "--control", f"fd:{ctl_r},{ack_w}",
-             "-p", ",".join(str(p) for p in process_tree(pid) or [pid]), "-o", out_path],
-            pass_fds=(ctl_r, ack_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
-        os.close(ctl_r)
-        os.close(ack_w)
-
-    def _command(self, word):
-        """Sends enable/disable and waits for perf's ack (it comes once perf is attached)."""
-        os.write(self.ctl_w, word.encode() + b"\n")
-        import select
-        ready, _, _ = select.select([self.ack_r], [], [], 5.0)
-        if not ready:
-            raise MeasureError(f"perf did not acknowledge '{word}'")
-        os.read(self.ack_r, 64)
-
-    def enable(self):
-        self._command("enable")
-
-    def disable(self):
-        self._command("disable")
-
-    def finish(self):
-        """Stops perf and returns the count, or None if perf counted nothing usable."""
-        try:
-            self.proc.send_signal(signal.SIGINT)
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.ctl_w)
-        os.close(self.ack_r)
-        try:
-            with open(self.out_path) as f:
-                for line in f:
-                    fields = line.strip().split(",")
-                    if len(fields) > 2 and fields[2] == "raw_syscalls:sys_enter":
-                        return int(fields[0]) if fields[0].isdigit() else None
-        except OSError:
-            pass
-        return None
-
-
-def perf_works(tmp_path):
-    """Can perf attach to a running process and count its syscalls here?"""
-    try:
-        busy = spawn(["sh", "-c", "while :; do : </dev/null; done"],
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except OSError:
-        return False
-    try:
-        c = SyscallCounter(busy.pid, tmp_path)
-        c.enable()
-        time.sleep(0.2)
-        c.disable()
-        n = c.finish()
-        return bool(n)
-    except (OSError, MeasureError):
-        return False
-    finally:
-        stop(busy)
-
-
-def strace_syscalls(pid, url, conns, secs, cores, tmp_path, log):
-    """The fallback when perf cannot attach: strace -c -f on a separate short wrk run.
-    strace slows the server a lot, but the count per request stays meaningful."""
-    p = spawn(["strace", "-c", "-f", "-q", "-o", tmp_path, "-p", str(pid)],
-              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # strace attaches thread by thread
-    try:
-        w = run_wrk(url, conns, secs, cores, log, "strace run")
-    finally:
-        stop(p, sig=signal.SIGINT)
-    try:
-        with open(tmp_path) as f:
-            for line in f:
-                fields = line.split()
-                if fields and fields[-1] == "total":
-                    calls = int(fields[3])
-                    return calls / w["requests"] if w["requests"] else None
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 # ---- one measurement -----------------------------------------------------------------------
 
 # wrk busier than this share of its threads' time was the limit, not the server.
@@ -361,7 +252,7 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
             server_cores=(), client_host=()):
     """Warm-up, then one measured wrk run against target; returns a results.csv row (dict).
 
-    syscalls: "perf" (counted during the run), "strace" (separate run) or "none".
+    syscalls: "perf" (counted during the run by bench/syscalls.py) or "none".
     The server's CPU, softirq and pressure are read at the edges of the window wrk's
     request count covers: from right before wrk starts (its connects are in the window:
     wrk cannot open them earlier) to right before it is stopped."""
@@ -376,10 +267,10 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
 
     counter = None
     if syscalls == "perf":
-        counter = SyscallCounter(pid, os.path.join(tmp_dir, "perf.out"))
+        counter = Window(process_tree(pid) or [pid], os.path.join(tmp_dir, "perf.out"))
         try:
             counter.enable()
-        except (OSError, MeasureError):
+        except (OSError, CountError):
             # perf could not attach: a process of the tree (bin/fork's child of an
             # earlier connection) exited under it. This point goes without syscalls.
             counter.finish()
@@ -396,7 +287,7 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
         if counter:
             try:
                 counter.disable()
-            except (OSError, MeasureError):
+            except (OSError, CountError):
                 pass  # perf is gone: finish() finds no count
             finally:
                 n_sys = counter.finish()
@@ -410,10 +301,7 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
     last.update(ctx1)
     ctxsw = sum(v - ctx0.get(tid, 0) for tid, v in last.items())
 
-    if syscalls == "strace":
-        per_req_sys = strace_syscalls(pid, url, conns, 1.0, client_cores,
-                                      os.path.join(tmp_dir, "strace.out"), log)
-    elif counter and n_sys is not None and w["requests"]:
+    if counter and n_sys is not None and w["requests"]:
         per_req_sys = n_sys / w["requests"]
     else:
         per_req_sys = None

@@ -36,8 +36,8 @@ import threading
 import time
 
 from c10kutil import proc_fds, process_tree
-from measure import MeasureError, Snapshot, _Reader
-from procs import placements, run_on, spawn, stop
+from measure import MeasureError, Snapshot
+from procs import PipeReader, placements, run_on, spawn, stop
 
 OPEN_HEADER = ["server", "model", "conns", "close", "offered_rps", "achieved_rps", "p50_ms",
                "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors", "non2xx", "cpu_us_per_req",
@@ -165,7 +165,7 @@ class Instance:
     def start(self, log):
         self.p = spawn(self.cmd, cores=[self.core], host=self.host, stdin=subprocess.PIPE,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.out = _Reader(self.p.stdout)
+        self.out = PipeReader(self.p.stdout)
         self.err = _Lines(self.p.stderr, log)
 
     def go(self):
@@ -361,7 +361,10 @@ class Ladder:
     the SLO (or `top` is passed); if even the first misses, step down (twice at most) for a
     light-load figure; then `refine` geometric bisections between the highest pass and the
     lowest miss (rates rounded to two significant figures); then, if `extra` and fewer than
-    two points missed, one more point a step past the first miss (the stick)."""
+    two points missed, one more point a step past the first miss (the stick).
+
+    after() is the whole policy over what a measured point says (its status, the client's
+    CPU): bench.py measures the rate it returns, and stops at None."""
 
     def __init__(self, start, step, top, refine, extra):
         self.start, self.step, self.top, self.refine = start, step, top, refine
@@ -370,6 +373,8 @@ class Ladder:
         self.unknown = set()  # rates measured without a figure (client-bound)
         self.passed = self.missed = None
         self.misses = self.refines = 0
+        self.retried, self.confirmed = set(), set()
+        self.unsure = 0  # client-bound points in a row that said nothing of the server
 
     def first(self):
         return self.start
@@ -414,6 +419,36 @@ class Ladder:
             if nxt <= self.top and nxt not in self.tried:
                 return nxt
         return None
+
+
+    def after(self, rate, row):
+        """The rate to measure after a point at rate (row: its openloop.csv row), or None
+        when the ladder is done."""
+        status = row["status"]
+        if status == "refused":
+            return None  # the server cannot hold the connections; no rate changes that
+        if status == "client_bound" and overloaded(row):
+            # The server fell well behind too: past its knee, whatever the client's
+            # timing. Go on as after a miss (it never counts as a pass).
+            self.unsure = 0
+            return self.next(rate, False)
+        if status == "client_bound":
+            if (row.get("client_cpu") or 0) >= CLIENT_SATURATED or self.unsure >= 3:
+                return None  # the client's own limit: nothing above it can be measured
+            # The client fell behind with CPU to spare: someone else's work on its core.
+            # Measure the rate once more, then go on without a figure for it.
+            self.unsure += 1
+            if rate not in self.retried:
+                self.retried.add(rate)
+                return rate
+            return self.skip(rate)
+        self.unsure = 0
+        if status != "ok" and self.missed is None and rate not in self.confirmed:
+            # A ladder's first miss decides where it bisects, and one burst of someone
+            # else's work can make it: measure it once more, and go by the second.
+            self.confirmed.add(rate)
+            return rate
+        return self.next(rate, status == "ok")
 
 
 def overloaded(row):

@@ -215,7 +215,10 @@ def multiples(run_dir, name, title, xlabel, ylabel, series, panels, refs, server
         return
     cols = min(4, len(panels))
     nrows = math.ceil(len(panels) / cols)
-    height = 160 + 310 * nrows
+    note_lines = wrap(note).count("\n") + 1 if note else 0
+    # The footnote hangs down from its first line: 12 pixels per line beyond three.
+    extra = 12 * max(0, note_lines - 3)
+    height = 160 + 310 * nrows + extra
     data = []
     for s in set(panels) | set(refs):
         pts = [p for p in series.get(s, []) if p[1] is not None and (not logy or p[1] > 0)]
@@ -250,10 +253,10 @@ def multiples(run_dir, name, title, xlabel, ylabel, series, panels, refs, server
                      f"{max(ys) * 1.5:g}]")
     if xtics:
         setup.append(xtics)
-    foot = f"set label 99 {gp_str(wrap(note))} at screen 0.01, screen {36 / height:.3f} " \
-        "font ',9' noenhanced" if note else ""
+    foot = f"set label 99 {gp_str(wrap(note))} at screen 0.01, screen " \
+        f"{(36 + extra) / height:.3f} font ',9' noenhanced" if note else ""
     setup += [f"set multiplot layout {nrows},{cols} title {gp_str(title)} font ',14' "
-              f"noenhanced margins 0.07,0.98,{100 / height:.3f},{1 - 70 / height:.3f} "
+              f"noenhanced margins 0.07,0.98,{(100 + extra) / height:.3f},{1 - 70 / height:.3f} "
               f"spacing 0.06,{110 / height:.3f}"]
     plot_cmds = []
     for i, s in enumerate(panels):
@@ -550,7 +553,8 @@ def make_efficiency(run_dir, cfg, eff_rows, targets):
                        if efficiency.row_workload(r) == conns), default=0)
         what_load = efficiency.title(conns) if conns[1] else \
             f"{conns[0]:,} keep-alive connections"
-        note = (f"bench/loadgen, open loop, {what_load}, {cfg.open_secs:g} "
+        note = (f"One panel per server, the floor and the peers drawn in each. "
+                f"bench/loadgen, open loop, {what_load}, {cfg.open_secs:g} "
                 f"s windows, server {'CPU-CAPPED' if capped else 'uncapped'} on CPU "
                 f"{','.join(map(str, cfg.server_cores))}. Points: median of {reps} interleaved "
                 "repetitions (client-bound ones dropped); whiskers: their interval from order "
@@ -572,8 +576,8 @@ def make_efficiency(run_dir, cfg, eff_rows, targets):
             bottom = (min(drawn) if drawn else 1) if logy else 50 if metric == "achieved" else 0
             flagged = {s: [(r, bottom, why) for r, _, why in fl] for s, fl in flagged.items()}
             multiples(run_dir, f"{name}_{'churn' if conns[1] else 'c'}{conns[0]}",
-                      f"{what} against offered load, {efficiency.title(conns)} (one panel per "
-                      "server; floor and peers in each)", "offered requests/s", ylabel,
+                      f"{what} against offered load, {efficiency.title(conns)}",
+                      "offered requests/s", ylabel,
                       series, targets, refs, everyone, logx=True, logy=logy, note=note,
                       errorbars=True, flagged=flagged, hline=hline,
                       ymin=min([50] + [p[2] - 5 for pts in series.values() for p in pts])

@@ -21,6 +21,14 @@ Every start may go through a host prefix (BENCH_SERVER_HOST, BENCH_CLIENT_HOSTS)
 that runs the rest elsewhere, such as `ip netns exec NS` or `ssh -tt user@host` (through()).
 A server there is read there too (hostproc.py); a client there that must report when it
 stops (wrk, idlers) is stopped by a line on its stdin (stoppable()), as ssh passes no signal.
+
+What every other starter of a server shares (the gate, tests/, scripts/) is here too:
+
+    StderrLines      a child's stderr pipe read up to the readiness line (LISTENING_RE,
+                     IPv4 or IPv6), then drained by a thread, every line kept
+    PipeReader       a pipe drained in the background into one text (wrk's, loadgen's)
+    children(), threads(), describe_exit()   a started server's child processes, its
+                     thread count, its exit status in words
 """
 
 import os
@@ -30,6 +38,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from c10kutil import LISTENING_RE, session_pids
@@ -249,8 +258,7 @@ class Server:
             return self.remote.children(self.rpid)[0] if self.wrapper else self.rpid
         if not self.wrapper:
             return self.proc.pid
-        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-            return int(f.read().split()[0])
+        return children(self.proc.pid)[0]
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -435,11 +443,7 @@ class Peer:
     def children(self):
         if self.remote:
             return self.remote.children(self.rpid)
-        try:
-            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-                return [int(k) for k in f.read().split()]
-        except OSError:
-            return []
+        return children(self.proc.pid)
 
     def pid(self):
         return self.worker
@@ -799,3 +803,117 @@ class CpuHog:
     def stop(self):
         stop(self.proc, grace=1.0)
         self.proc = None
+
+
+# ---- what the gate, tests/ and scripts/ share with the bench ---------------------------------
+
+class StderrLines:
+    """A child's stderr pipe, read until its readiness line and from then on drained by a
+    thread, so the child never blocks on a full pipe; every line is kept in .lines."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.lines = []
+        self.listening = None  # the readiness line's match
+        self._drainer = None
+
+    def wait_listening(self, timeout):
+        """The readiness line's match (LISTENING_RE: addr, port, model, root); StartError
+        if the child exits or says nothing of the kind within timeout seconds."""
+        import select
+
+        fd = self.proc.stderr.fileno()
+        pending = b""
+        end = time.monotonic() + timeout
+        while self.listening is None:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise StartError(f"no listening line on stderr within {timeout:g} s")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                try:
+                    self.proc.wait(1)
+                except subprocess.TimeoutExpired:
+                    pass
+                raise StartError(f"{describe_exit(self.proc.poll())} before listening")
+            pending += chunk
+            while b"\n" in pending and self.listening is None:
+                line, pending = pending.split(b"\n", 1)
+                text = line.decode(errors="replace").rstrip("\r")
+                self.lines.append(text)
+                self.listening = LISTENING_RE.match(text)
+        self._drainer = threading.Thread(target=self._drain, args=(fd, pending), daemon=True)
+        self._drainer.start()
+        return self.listening
+
+    def _drain(self, fd, pending):
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            self.lines.extend(line.decode(errors="replace").rstrip("\r") for line in lines)
+        if pending:
+            self.lines.append(pending.decode(errors="replace"))
+
+    def finish(self, timeout=2):
+        """Waits for the last lines of a child that has exited, and closes the pipe."""
+        if self._drainer is not None:
+            self._drainer.join(timeout)
+        self.proc.stderr.close()
+
+    def tail(self, chars=200):
+        return "\n".join(self.lines).strip()[-chars:]
+
+
+class PipeReader(threading.Thread):
+    """Drains a pipe in the background, so a chatty child never blocks on a full pipe."""
+
+    def __init__(self, pipe):
+        super().__init__(daemon=True)
+        self.pipe, self.chunks = pipe, []
+        self.start()
+
+    def run(self):
+        for chunk in iter(lambda: self.pipe.read(4096), b""):
+            self.chunks.append(chunk)
+
+    def text(self):
+        self.join(timeout=5)
+        return b"".join(self.chunks).decode(errors="replace")
+
+
+def children(pid):
+    """The processes pid has started (every thread's), from /proc; [] if it is gone."""
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def threads(pid):
+    """The number of pid's threads; 0 if it is gone."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def describe_exit(code):
+    """A Popen returncode in words."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"

@@ -335,7 +335,7 @@ def loadgen_window(target, args, label, log, start_perf):
            "--path", "/index.html"]
     pid = target.pid()
     lg = procs.spawn(cmd, cores=CLIENT_CORES, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = measure._Reader(lg.stdout)
+    out = procs.PipeReader(lg.stdout)
     err = openloop._Lines(lg.stderr, log)
     perfs = []
     edges = []

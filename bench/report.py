@@ -309,10 +309,11 @@ def write_summary(path, cfg, rid, rows, idle_rows, open_rows, sizes, syscalls, f
                  f"{rid[:10]}{took} · machine and versions in `env.txt` · method in "
                  "docs/bench.md")
     lines.append("")
-    sys_note = {"perf": "counted by `perf stat -e raw_syscalls:sys_enter` during the run",
+    sys_note = {"perf": "counted by `perf stat -e raw_syscalls:sys_exit` during the run",
+                # runs from before bench/syscalls.py (replot):
                 "strace": "counted by `strace -c -f` on a separate 1 s run (perf could not "
                           "attach here), so they come from a slowed server",
-                "none": "not counted (BENCH_PERF=0)",
+                "none": "not counted (BENCH_PERF=0, or perf could not attach here)",
                 "remote": "not counted: the server ran on another host (BENCH_SERVER_HOST), "
                           "where perf is not attached"}[syscalls]
     tuning = ("" if "nginx" not in getattr(cfg, "base_peers", cfg.peers)

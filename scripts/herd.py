@@ -13,7 +13,8 @@ For each, the wakeups of the waiting threads are counted: the growth of their
 voluntary_ctxt_switches in /proc, less what the same wait costs with no connections at
 all (bin/prefork's 1 s accept timeout). One wakeup per connection means the kernel woke
 one sleeper; N is the thundering herd. (The epoll waiters are small Python processes
-here: what is counted is how often each is woken, not how fast.) Standard library only.
+here: what is counted is how often each is woken, not how fast.) Standard library and
+bench/'s procs.py (bin/prefork's start, its readiness line, its children) only.
 """
 
 import os
@@ -26,20 +27,10 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "bench"))
+from procs import StderrLines, children  # noqa: E402
+
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-
-
-def children(pid):
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(name))
-            except (OSError, ValueError):
-                pass
-    return sorted(out)
 
 
 def wakeups(pids):
@@ -88,9 +79,10 @@ def prefork(n, conns):
             f.write("hello\n")
         server = subprocess.Popen([os.path.join(REPO, "bin/prefork"), "--port", "0", "--root",
                                    root, "--workers", str(n), "--quiet"],
-                                  stderr=subprocess.PIPE, text=True)
+                                  stderr=subprocess.PIPE)
+        err = StderrLines(server)
         try:
-            port = int(re.search(r":(\d+) model=", server.stderr.readline())[1])
+            port = int(err.wait_listening(10)[2])
             workers = []
             while len(workers) < n:
                 workers = children(server.pid)
@@ -99,6 +91,7 @@ def prefork(n, conns):
         finally:
             server.terminate()
             server.wait(10)
+            err.finish()
 
 
 def epoll(n, conns, exclusive):

@@ -30,40 +30,41 @@ mkdir -p "$out" "$(dirname "$svg")"
 command -v strace >/dev/null || { echo "strace is missing: make deps" >&2; exit 2; }
 
 tmp=$(mktemp -d)
-spid=
-trap 'pkill -P "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/www"
+chmod 755 "$tmp"
 head -c 4096 /dev/zero | tr '\0' 'x' >"$tmp/www/index.html"
 
-# The file exists before the server starts: the background job opens it for its stderr only
-# once it runs, and the loop below must not look for it before then.
-: >"$tmp/err"
-strace -f -qq -tt -T -s 48 -o "$tmp/trace" "${server[@]}" --port 0 --root "$tmp/www" --quiet 2>"$tmp/err" &
-spid=$!
-for _ in $(seq 100); do grep -q '^listening on' "$tmp/err" && break; sleep 0.1; done
-port=$(sed -n 's/^listening on .*:\([0-9]*\) model=.*/\1/p' "$tmp/err")
-[[ -n $port ]] || { cat "$tmp/err" >&2; exit 1; }
-
-python3 - "$port" <<'PY'
-import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-def get(path):
-    s.sendall(b"GET %s HTTP/1.1\r\nHost: trace\r\n\r\n" % path.encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(65536)
-    h, _, body = head.partition(b"\r\n\r\n")
-    n = int([l.split(b":")[1] for l in h.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
-    while len(body) < n:
-        body += s.recv(65536)
-for i, p in enumerate(["/index.html", "/trace-begin", "/index.html", "/index.html", "/trace-end"]):
-    if i == 3:
-        time.sleep(0.002)  # the server now waits for a request that is not there yet
-    get(p)
-s.close()
+# The server under strace, started and driven by the bench's own process module (bench/procs.py:
+# its readiness line, then its child under strace) and HTTP reader (bench/http_client.py).
+python3 - "$tmp" "${server[@]}" <<'PY'
+import os, signal, socket, subprocess, sys, time
+sys.path.insert(0, "bench")
+import http_client, procs
+tmp, server = sys.argv[1], sys.argv[2:]
+proc = subprocess.Popen(["strace", "-f", "-qq", "-tt", "-T", "-s", "48", "-o", f"{tmp}/trace"]
+                        + server + ["--port", "0", "--root", f"{tmp}/www", "--quiet"],
+                        stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+err = procs.StderrLines(proc)
+try:
+    port = int(err.wait_listening(10)[2])
+except procs.StartError as e:
+    sys.exit(f"{e}: {err.tail()}")
+try:
+    s = socket.create_connection(("127.0.0.1", port))
+    buf = b""
+    for i, p in enumerate(["/index.html", "/trace-begin", "/index.html", "/index.html", "/trace-end"]):
+        if i == 3:
+            time.sleep(0.002)  # the server now waits for a request that is not there yet
+        s.sendall(http_client.get(p, host="trace"))
+        _, buf = http_client.read_response(s, buf)
+    s.close()
+finally:
+    for pid in procs.children(proc.pid):  # the server, strace's child: strace ends with it
+        os.kill(pid, signal.SIGTERM)
+    proc.wait()
+    err.finish()
 PY
-pkill -TERM -P "$spid" # the server, strace's child: strace ends with it
-wait "$spid" || true
 
 main_tid=$(awk 'NR == 1 {print $1}' "$tmp/trace")
 echo "# ${server[*]}: the syscalls of two keep-alive GET /index.html (4 KiB), from strace -f"

@@ -3,7 +3,9 @@
 - build_root(): the document root every server is tested against,
 - Client / request(): a raw-socket HTTP/1.1 client that sends exact bytes and reads
   responses by Content-Length, so pipelined and malformed exchanges can be checked,
-- Server: one server process, started and stopped the way SPEC.md section 2 says.
+- Server: one server process, started and stopped the way SPEC.md section 2 says; its
+  stderr read up to the listening line and then drained by bench/procs.py's StderrLines,
+  the readiness reader the gate and the bench use too.
 
 Nothing here knows about particular test cases.
 """
@@ -13,7 +15,6 @@ import email.utils
 import os
 import random
 import re
-import select
 import shutil
 import signal
 import socket
@@ -21,7 +22,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
 
@@ -34,6 +34,7 @@ MAX_HEAD = 64 * 1024        # a response head larger than this is a server bug
 # The readiness and exit lines, as the bench harness reads them too.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
 from c10kutil import LISTENING_RE, SERVED_RE, process_tree  # noqa: E402,F401
+from procs import StartError, StderrLines, describe_exit  # noqa: E402,F401 (tests import it)
 STATUS_RE = re.compile(r"^HTTP/(1\.[01]) (\d{3})(?: (.*))?$")
 
 # Headers that a response must never carry twice.
@@ -332,17 +333,6 @@ def _kill_leftovers():
         server.kill()
 
 
-def describe_exit(code):
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
-
-
 class Server:
     """One server process: started with --port 0, stderr read until the listening line,
     then drained by a thread (kept in .lines) so the server never blocks on the pipe."""
@@ -358,7 +348,7 @@ class Server:
         self.listening = None       # the regex match of the listening line
         self.lines = []             # every stderr line, decoded
         self.stopped = False        # set once stop() has been called
-        self._drainer = None
+        self._stderr = None         # procs.StderrLines: read up to the listening line, then drained
 
     def start(self, deadline=START_DEADLINE):
         """Start the process and wait for its listening line; raise Failure if it does not come."""
@@ -369,50 +359,18 @@ class Server:
         except OSError as e:
             raise Failure(f"cannot run {self.argv[0]}: {e}") from None
         _running.add(self)
-        fd = self.proc.stderr.fileno()
-        pending = b""
-        end = time.monotonic() + deadline
-        while self.listening is None:
-            left = end - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise Failure(f"no listening line on stderr within {deadline:g} s"
-                              f"{self.stderr_tail()}")
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                try:
-                    self.proc.wait(1)
-                except subprocess.TimeoutExpired:
-                    pass
-                status = describe_exit(self.proc.poll())
-                raise Failure(f"{status} before listening{self.stderr_tail()}")
-            pending += chunk
-            while b"\n" in pending and self.listening is None:
-                line, pending = pending.split(b"\n", 1)
-                text = line.decode(errors="replace").rstrip("\r")
-                self.lines.append(text)
-                self.listening = LISTENING_RE.match(text)
+        self._stderr = StderrLines(self.proc)
+        self.lines = self._stderr.lines
+        try:
+            self.listening = self._stderr.wait_listening(deadline)
+        except StartError as e:
+            raise Failure(f"{e}{self.stderr_tail()}") from None
         self.port = int(self.listening[2])
-        self._drainer = threading.Thread(target=self._drain, args=(fd, pending), daemon=True)
-        self._drainer.start()
-
-    def _drain(self, fd, pending):
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                break
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            self.lines.extend(line.decode(errors="replace").rstrip("\r") for line in lines)
-        if pending:
-            self.lines.append(pending.decode(errors="replace"))
 
     def stderr_tail(self):
         """'; stderr: LINE' for messages: a sanitizer's summary if any, else the last line."""
-        if self._drainer is not None and self.proc.poll() is not None:
-            self._drainer.join(1)   # the last lines of a process that exited
+        if self.listening is not None and self.proc.poll() is not None:
+            self._stderr.finish()   # the last lines of a process that exited
         lines = [line for line in self.lines if not LISTENING_RE.match(line)]
         notable = [line for line in lines if "SUMMARY:" in line or "runtime error" in line]
         if notable or lines:
@@ -449,8 +407,6 @@ class Server:
         self._finish()
 
     def _finish(self):
-        if self._drainer is not None:
-            self._drainer.join(2)
-        if self.proc is not None:
-            self.proc.stderr.close()
+        if self._stderr is not None:
+            self._stderr.finish()
         _running.discard(self)

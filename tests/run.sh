@@ -2,7 +2,10 @@
 # tests/run.sh - runs every test of the project and ends with one "N passed, M failed" line.
 #
 #   unit tests:        build/tests/test_*   (each prints "N passed, M failed")
-#                      tests/test_gate.py   (the judging rules of make bench-ci)
+#                      tests/test_gate.py   (the judging rules of make bench-ci; pytest,
+#                                            as test_detgate.py, test_loadgen.py and
+#                                            test_bench.py: the closing line comes from
+#                                            tests/conftest.py)
 #                      scripts/check-doc-refs.py (the names and lines the docs cite)
 #                      tests/test_doc_refs.py (that checker fails on a name or line gone)
 #                      tests/test_detgate.py (its deterministic layer fails on injected
@@ -54,12 +57,12 @@ run() { # run NAME COMMAND...: counts a runner that prints no closing line as on
 for t in build/tests/test_*; do
     [[ -x $t ]] && run "unit $(basename "$t")" "$t"
 done
-run "unit test_gate.py (bench-ci's rules)" python3 tests/test_gate.py
+run "unit test_gate.py (bench-ci's rules)" pytest-3 tests/test_gate.py
 run "unit check-doc-refs.py (docs cite existing code)" python3 scripts/check-doc-refs.py
 run "unit test_doc_refs.py (the doc checker fails on a citation gone)" python3 tests/test_doc_refs.py
-run "test_detgate.py (bench-ci sees injected regressions)" python3 tests/test_detgate.py
-run "bench/loadgen (open-loop load generator)" python3 tests/test_loadgen.py
-run "unit test_bench.py (the bench harness's rules)" python3 tests/test_bench.py
+run "test_detgate.py (bench-ci sees injected regressions)" pytest-3 tests/test_detgate.py
+run "bench/loadgen (open-loop load generator)" pytest-3 tests/test_loadgen.py
+run "unit test_bench.py (the bench harness's rules)" pytest-3 tests/test_bench.py
 run "test_models.py (a new model: one row, one file)" python3 tests/test_models.py
 run "unit test_profile.py (make profile's buckets)" python3 tests/test_profile.py
 run "test_teaching.py (the lecture's tools run)" python3 tests/test_teaching.py

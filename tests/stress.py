@@ -37,6 +37,7 @@ import traceback
 from fixtures import (Client, Failure, Server, build_root, describe_exit, process_tree,
                       remove_root)
 from c10kutil import model_rank, model_traits  # noqa: E402 (fixtures puts bench/ on the path)
+import http_client  # noqa: E402
 from stress_tools import (Failed, Swarm, Tool, WrkResult, expect, human, proc_cpu_seconds,
                           proc_fd_kinds, proc_fds, proc_rss_kib, proc_threads, run_wrk,
                           start_wrk, stop_tools, wait_until)
@@ -87,9 +88,8 @@ SIGIO_CONNS = 2000       # bin/sigio: all made readable at once under RLIMIT_SIG
 SIGIO_SIGPENDING = 16
 
 
-def http_get(path, close=False, host="stress"):
-    extra = "Connection: close\r\n" if close else ""
-    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
+def http_get(path, close=False):
+    return http_client.get(path, close=close, host="stress")
 
 
 # ---------------------------------------------------------------------------

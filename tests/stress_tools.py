@@ -4,8 +4,8 @@
 - proc_*(): what the kernel says about a server process (fds, RSS, CPU time), summed over
   the processes under it (bin/fork's children, the workers of bin/prefork and --workers).
 - wait_until(): bounded polling, the only way the scenarios wait for each other.
-- Tool / run_wrk() / parse_wrk(): wrk and slowhttptest as child processes that are always
-  reaped, also on Ctrl-C (stop_tools()).
+- Tool / run_wrk() / WrkResult: wrk and slowhttptest as child processes that are always
+  reaped, also on Ctrl-C (stop_tools()); wrk's report read by bench/measure.py's parse_wrk.
 - Swarm: many client connections driven by one selector (open, send, collect responses
   or closes), for the storms of hundreds to thousands of connections.
 
@@ -14,7 +14,6 @@ Server processes themselves are started and stopped with tests/fixtures.py's Ser
 
 import errno
 import os
-import re
 import selectors
 import signal
 import socket
@@ -26,6 +25,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
 from c10kutil import (cpu_seconds, proc_fd_kinds, proc_fds, proc_rss_kib,  # noqa: E402,F401
                       proc_threads)
+import http_client  # noqa: E402 (responses read as the bench and the gate read them)
+from measure import parse_wrk  # noqa: E402
 
 
 class Failed(Exception):
@@ -129,27 +130,17 @@ def stop_tools():
         tool.stop()
 
 
-WRK_RE = {
-    "rps": re.compile(r"Requests/sec:\s+([\d.]+)"),
-    "requests": re.compile(r"(\d+) requests in"),
-    "non2xx": re.compile(r"Non-2xx or 3xx responses: (\d+)"),
-}
-WRK_ERRORS_RE = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-
-
 class WrkResult:
+    """wrk's report, read by the bench's reader (bench/measure.py's parse_wrk)."""
+
     def __init__(self, text):
         self.text = text
-        m = WRK_RE["rps"].search(text)
-        if not m:
-            raise Failed("wrk failed", f"no 'Requests/sec' in wrk's output: {text[-300:]!r}")
-        self.rps = float(m[1])
-        m = WRK_RE["requests"].search(text)
-        self.requests = int(m[1]) if m else 0
-        m = WRK_RE["non2xx"].search(text)
-        self.non2xx = int(m[1]) if m else 0
-        m = WRK_ERRORS_RE.search(text)
-        self.connect, self.read, self.write, self.timeout = map(int, m.groups()) if m else (0,) * 4
+        try:
+            r = parse_wrk(text)
+        except ValueError as e:
+            raise Failed("wrk failed", f"{e}: {text[-300:]!r}") from None
+        self.rps, self.requests, self.non2xx = r["rps"], r["requests"], r["non2xx"]
+        self.connect, self.read, self.write, self.timeout = r["socket_errors"]
 
     def errors(self):
         return self.connect + self.read + self.write
@@ -175,9 +166,6 @@ def run_wrk(port, conns, secs, out_path, path="/"):
 # ---------------------------------------------------------------------------
 # Many connections at once
 
-STATUS_LINE_RE = re.compile(rb"^HTTP/1\.[01] (\d{3})")
-
-
 class SwarmConn:
     def __init__(self, sock):
         self.sock = sock
@@ -194,25 +182,16 @@ class SwarmConn:
 
     def take_responses(self):
         while not self.bad:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buf) >= 5 and not self.buf.startswith(b"HTTP/"):
-                    self.bad = f"not a status line: {bytes(self.buf[:40])!r}"
+            try:
+                got = http_client.parse(self.buf)
+            except http_client.BadResponse as e:
+                self.bad = str(e)
                 return
-            head = bytes(self.buf[:end])
-            m = STATUS_LINE_RE.match(head)
-            if not m:
-                self.bad = f"bad status line: {head[:40]!r}"
+            if got is None:
                 return
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip() or b"0")
-            if len(self.buf) < end + 4 + length:
-                return
-            self.responses.append((int(m[1]), bytes(self.buf[end + 4:end + 4 + length])))
-            del self.buf[:end + 4 + length]
+            r, rest = got
+            self.responses.append((r.status, r.body))
+            self.buf = bytearray(rest)
 
 
 class Swarm:

@@ -8,7 +8,7 @@ noise estimate, memory per connection as a slope, the CSV's declared column type
 readiness line, and when scripts/bench-compare.py says two runs agree; the efficiency curves'
 intervals (order statistics and their coverage), ratios and verdicts, the p99 crossing and
 capacity at SLO, and scripts/readme-results.py copying a summary's block into a README.
-Ends with "N passed, M failed".
+Plain pytest functions (`pytest-3 tests/test_bench.py`).
 """
 
 import importlib.util
@@ -24,15 +24,6 @@ import efficiency  # noqa: E402
 import openloop  # noqa: E402
 import report  # noqa: E402
 
-results = {"passed": 0, "failed": 0}
-
-
-def check(cond, what):
-    results["passed" if cond else "failed"] += 1
-    if not cond:
-        print(f"FAIL {what}")
-
-
 def point(rate, achieved=None, p99=1.0, errors=0, non2xx=0, client_bound=0, setup_failed=0,
           requests=None, server="epoll", conns=10000, close=0, fixed=0, cpu=10.0):
     achieved = rate if achieved is None else achieved
@@ -46,24 +37,24 @@ def point(rate, achieved=None, p99=1.0, errors=0, non2xx=0, client_bound=0, setu
 
 
 def test_judge():
-    check(point(8000)["status"] == "ok", "judge: kept up, p99 1 ms: ok")
-    check(point(8000, client_bound=1)["status"] == "client_bound",
-          "judge: a client-bound point is never the server's, however good it looks")
-    check(point(8000, p99=10.5)["status"] == "over", "judge: p99 over 10 ms misses the SLO")
-    check(point(8000, achieved=7900)["status"] == "over", "judge: achieved < 99% misses")
-    check(point(8000, achieved=7930)["status"] == "ok", "judge: achieved 99.1% meets it")
-    check(point(8000, errors=1)["status"] == "over", "judge: an error misses the SLO")
-    check(point(8000, non2xx=3)["status"] == "over", "judge: a non-2xx misses the SLO")
-    check(point(8000, setup_failed=9000)["status"] == "refused",
-          "judge: 9,000 of 10,000 connections not held (select's FD_SETSIZE): refused")
-    check(point(8000, setup_failed=12)["status"] == "over",
-          "judge: a few connections not held: missed, not refused")
-    check(point(8000, setup_failed=9000, close=1, conns=1000)["status"] == "over",
-          "judge: churn has no set-up, so no refusal from it")
-    check(point(8000, achieved=0, requests=0, errors=16000)["status"] == "failed",
-          "judge: connections held, nothing answered: failed")
-    check(point(1000, achieved=0, requests=103, errors=897, client_bound=1)["status"] ==
-          "failed", "judge: errors for nearly every request fail the server, late client or not")
+    assert point(8000)["status"] == "ok", "judge: kept up, p99 1 ms: ok"
+    assert point(8000, client_bound=1)["status"] == "client_bound", (
+        "judge: a client-bound point is never the server's, however good it looks")
+    assert point(8000, p99=10.5)["status"] == "over", "judge: p99 over 10 ms misses the SLO"
+    assert point(8000, achieved=7900)["status"] == "over", "judge: achieved < 99% misses"
+    assert point(8000, achieved=7930)["status"] == "ok", "judge: achieved 99.1% meets it"
+    assert point(8000, errors=1)["status"] == "over", "judge: an error misses the SLO"
+    assert point(8000, non2xx=3)["status"] == "over", "judge: a non-2xx misses the SLO"
+    assert point(8000, setup_failed=9000)["status"] == "refused", (
+        "judge: 9,000 of 10,000 connections not held (select's FD_SETSIZE): refused")
+    assert point(8000, setup_failed=12)["status"] == "over", (
+        "judge: a few connections not held: missed, not refused")
+    assert point(8000, setup_failed=9000, close=1, conns=1000)["status"] == "over", (
+        "judge: churn has no set-up, so no refusal from it")
+    assert point(8000, achieved=0, requests=0, errors=16000)["status"] == "failed", (
+        "judge: connections held, nothing answered: failed")
+    assert (point(1000, achieved=0, requests=103, errors=897, client_bound=1)["status"] ==
+            "failed"), "judge: errors for nearly every request fail the server, late client or not"
 
 
 def ladder(cap, start=2000, step=2, top=256000, refine=2, extra=True):
@@ -77,57 +68,98 @@ def ladder(cap, start=2000, step=2, top=256000, refine=2, extra=True):
 
 def test_ladder():
     seq = ladder(57000)
-    check(seq[:6] == [2000, 4000, 8000, 16000, 32000, 64000], f"ladder: doubles: {seq}")
-    check(seq[6:8] == [45000, 54000], f"ladder: two bisections, 2 significant figures: {seq}")
-    check(seq[-1] == 128000, f"ladder: one more point past saturation: {seq}")
+    assert seq[:6] == [2000, 4000, 8000, 16000, 32000, 64000], f"ladder: doubles: {seq}"
+    assert seq[6:8] == [45000, 54000], f"ladder: two bisections, 2 significant figures: {seq}"
+    assert seq[-1] == 128000, f"ladder: one more point past saturation: {seq}"
     seq = ladder(5000)
-    check(seq == [2000, 4000, 8000, 5700, 4800], f"ladder: two misses, no extra point: {seq}")
+    assert seq == [2000, 4000, 8000, 5700, 4800], f"ladder: two misses, no extra point: {seq}"
     seq = ladder(1500)
-    check(seq[:2] == [2000, 1000], f"ladder: steps down when the first rate misses: {seq}")
+    assert seq[:2] == [2000, 1000], f"ladder: steps down when the first rate misses: {seq}"
     seq = ladder(10 ** 9, top=64000)
-    check(seq[-1] == 64000 and len(seq) == 6, f"ladder: stops at its top: {seq}")
+    assert seq[-1] == 64000 and len(seq) == 6, f"ladder: stops at its top: {seq}"
     seq = ladder(20000, start=4000, step=4, top=64000, refine=0, extra=False)
-    check(seq == [4000, 16000, 64000], f"ladder: bench-quick's three points: {seq}")
+    assert seq == [4000, 16000, 64000], f"ladder: bench-quick's three points: {seq}"
     lad = openloop.Ladder(2000, 2, 256000, 2, True)
-    check(lad.skip(2000) == 4000, "ladder: a point without a figure is climbed past")
+    assert lad.skip(2000) == 4000, "ladder: a point without a figure is climbed past"
     lad = openloop.Ladder(2000, 2, 64000, 2, True)
     lad.skip(2000)
-    check(lad.next(4000, False) == 1000,
-          "ladder: stepping down skips a rate already measured without a figure")
+    assert lad.next(4000, False) == 1000, (
+        "ladder: stepping down skips a rate already measured without a figure")
+
+
+def walk(statuses, start=2000):
+    """The rates a ladder measures when each point says the next of statuses (a status, or
+    a dict of the row's fields): bench.py's loop without the measuring."""
+    lad = openloop.Ladder(start, 2, 256000, 2, True)
+    rate, seq = lad.first(), []
+    for said in statuses:
+        if rate is None:
+            break
+        seq.append(rate)
+        row = said if isinstance(said, dict) else {"status": said}
+        rate = lad.after(rate, row)
+    return seq, rate
+
+
+def test_ladder_policy():
+    seq, nxt = walk(["ok", "ok", "over", "over"])
+    assert seq == [2000, 4000, 8000, 8000] and nxt == 5700, (
+        f"ladder policy: a first miss is measured once more, then bisected: {seq}, {nxt}")
+    seq, nxt = walk(["ok", "over", "ok"])
+    assert seq == [2000, 4000, 4000] and nxt == 8000, (
+        f"ladder policy: a first miss not confirmed: the climb goes on: {seq}, {nxt}")
+    seq, nxt = walk(["ok", "refused"])
+    assert seq == [2000, 4000] and nxt is None, "ladder policy: refused connections end it"
+    bound = {"status": "client_bound", "client_cpu": 0.3, "offered_rps": 1.0, "achieved_rps": 1.0}
+    seq, nxt = walk(["ok", bound, bound])
+    assert seq == [2000, 4000, 4000] and nxt == 8000, (
+        f"ladder policy: a client-bound point with CPU to spare is measured again, then "
+        f"climbed past: {seq}, {nxt}")
+    seq, nxt = walk(["ok", dict(bound, client_cpu=0.95)])
+    assert nxt is None, "ladder policy: a saturated client ends the ladder"
+    seq, nxt = walk([bound] * 8)
+    assert len(seq) == 4 and nxt is None, (
+        f"ladder policy: at most three client-bound points in a row: {seq}")
+    late = {"status": "client_bound", "client_cpu": 0.3, "offered_rps": 8000.0,
+            "achieved_rps": 2000.0, "p99_ms": 900.0, "conns": 100, "close": 0}
+    assert openloop.overloaded(late), "ladder policy: the made-up point is overloaded"
+    seq, nxt = walk(["ok", "ok", late, "over"])
+    assert seq == [2000, 4000, 8000, 5700], (
+        f"ladder policy: client-bound and overloaded counts as a miss: {seq}")
 
 
 def test_capacity():
     rows = [point(2000), point(4000), point(8000), point(16000, p99=30)]
-    check(openloop.capacity(rows) == (8000, False), "capacity: the highest rate that met it")
-    check(openloop.bracket(rows) == (8000, 16000), "bracket: highest pass, lowest miss above")
+    assert openloop.capacity(rows) == (8000, False), "capacity: the highest rate that met it"
+    assert openloop.bracket(rows) == (8000, 16000), "bracket: highest pass, lowest miss above"
     rows = [point(2000), point(4000), point(8000, client_bound=1)]
-    check(openloop.capacity(rows) == (4000, True),
-          "capacity: a client-bound point above makes it a lower bound, never a figure")
+    assert openloop.capacity(rows) == (4000, True), (
+        "capacity: a client-bound point above makes it a lower bound, never a figure")
     rows = [point(2000, client_bound=1), point(4000, client_bound=1)]
-    check(openloop.capacity(rows)[0] is None, "capacity: all client-bound: no figure")
+    assert openloop.capacity(rows)[0] is None, "capacity: all client-bound: no figure"
     rows = [point(8000), point(16000, achieved=12000, client_bound=1)]
-    check(openloop.capacity(rows) == (8000, False) and openloop.bracket(rows) == (8000, 16000),
-          "capacity: a client-bound point where the server fell far behind is past the knee")
+    assert openloop.capacity(rows) == (8000, False) and openloop.bracket(rows) == (8000, 16000), (
+        "capacity: a client-bound point where the server fell far behind is past the knee")
     cell = report.cap_cell([point(2000, setup_failed=9000)])
-    check(cell == (None, "refused"), f"capacity cell: refused is said, not drawn: {cell}")
+    assert cell == (None, "refused"), f"capacity cell: refused is said, not drawn: {cell}"
 
 
 def test_fixed_cpu():
     rows = [point(8000, fixed=1, cpu=10.0), point(8000, fixed=2, cpu=11.0),
             point(16000, cpu=50.0)]
     mean, spread = openloop.fixed_cpu(rows)
-    check(abs(mean - 10.5) < 1e-9 and abs(spread - 1 / 10.5) < 1e-9,
-          f"fixed load: mean of the point and its repeat, and their spread: {mean}, {spread}")
+    assert abs(mean - 10.5) < 1e-9 and abs(spread - 1 / 10.5) < 1e-9, (
+        f"fixed load: mean of the point and its repeat, and their spread: {mean}, {spread}")
     rows = [point(8000, fixed=1, cpu=10.0, client_bound=1)]
-    check(openloop.fixed_cpu(rows) == (None, None), "fixed load: client-bound: no figure")
+    assert openloop.fixed_cpu(rows) == (None, None), "fixed load: client-bound: no figure"
 
 
 def test_rss_slope():
     # 12 MiB fixed plus 2 KiB per held connection: peak / N would say 14 KiB at 1,000.
     pts = [(0, 12288), (1000, 14336), (5000, 22528), (9000, 30720)]
     slope = report.rss_slope(pts)
-    check(abs(slope - 2.048) < 1e-6, f"RSS per connection is the slope, not peak / N: {slope}")
-    check(report.rss_slope([(0, 100)]) is None, "RSS slope: one step, no slope")
+    assert abs(slope - 2.048) < 1e-6, f"RSS per connection is the slope, not peak / N: {slope}"
+    assert report.rss_slope([(0, 100)]) is None, "RSS slope: one step, no slope"
 
 
 def test_csv_types():
@@ -139,37 +171,37 @@ def test_csv_types():
             f.readline()
             raw = f.readline().strip()
         back = c10kutil.read_csv(path)[0]
-        check(raw == "epoll,100,57000.0,,ok", f"CSV: written as declared: {raw}")
+        assert raw == "epoll,100,57000.0,,ok", f"CSV: written as declared: {raw}"
         with open(path, "w") as f:
             f.write("server,conns,rps,p99_ms,status\nepoll,100,57000,,ok\n")
         back = c10kutil.read_csv(path)[0]
-        check(isinstance(back["rps"], float) and back["rps"] == 57000.0,
-              f"CSV: a rate without a decimal point is still a float: {back['rps']!r}")
-        check(isinstance(back["conns"], int) and back["p99_ms"] is None
-              and back["server"] == "epoll" and back["status"] == "ok",
-              f"CSV: int, empty and text columns: {back}")
+        assert isinstance(back["rps"], float) and back["rps"] == 57000.0, (
+            f"CSV: a rate without a decimal point is still a float: {back['rps']!r}")
+        assert (isinstance(back["conns"], int) and back["p99_ms"] is None
+                and back["server"] == "epoll" and back["status"] == "ok"), (
+            f"CSV: int, empty and text columns: {back}")
 
 
 def test_readiness_line():
     got = c10kutil.parse_listening("listening on 127.0.0.1:8080 model=epoll root=/srv/www")
-    check(got == ("127.0.0.1", 8080, "epoll", "/srv/www"), f"readiness line: {got}")
+    assert got == ("127.0.0.1", 8080, "epoll", "/srv/www"), f"readiness line: {got}"
     got = c10kutil.parse_listening("listening on [::1]:8080 model=uring root=www")
-    check(got == ("::1", 8080, "uring", "www"), f"readiness line, IPv6: {got}")
-    check(c10kutil.parse_listening("served 3 requests on 1 connections") is None,
-          "readiness line: another line is not one")
+    assert got == ("::1", 8080, "uring", "www"), f"readiness line, IPv6: {got}"
+    assert c10kutil.parse_listening("served 3 requests on 1 connections") is None, (
+        "readiness line: another line is not one")
     sys.path.insert(0, HERE)
     import fixtures
     import procs
-    check(fixtures.LISTENING_RE is c10kutil.LISTENING_RE is procs.LISTENING_RE,
-          "readiness line: the tests and the bench read it with the same expression")
+    assert fixtures.LISTENING_RE is c10kutil.LISTENING_RE is procs.LISTENING_RE, (
+        "readiness line: the tests and the bench read it with the same expression")
 
 
 def test_kernel_cmdline():
     saved = report._read
     report._read = lambda path: "quiet psi=1 rdinit=/init -- --init-arg 1"
     try:
-        check(report.kernel_cmdline() == "quiet psi=1 rdinit=/init",
-              "env.txt: the kernel's parameters, not init's arguments")
+        assert report.kernel_cmdline() == "quiet psi=1 rdinit=/init", (
+            "env.txt: the kernel's parameters, not init's arguments")
     finally:
         report._read = saved
 
@@ -184,15 +216,15 @@ def test_idle_lesson():
 
     text = " ".join(report.idle_lesson({"epoll": fig(50000, 45000), "poll": fig(40000, 6000),
                                         "busypoll": fig(30000, 3000)}, 10000, cfg))
-    check("fall far below epoll" in text and "0.13× epoll" in text,
-          f"idle lesson: poll at 0.13 of epoll is stated as the papers found: {text}")
+    assert "fall far below epoll" in text and "0.13× epoll" in text, (
+        f"idle lesson: poll at 0.13 of epoll is stated as the papers found: {text}")
     text = " ".join(report.idle_lesson({"epoll": fig(50000, 45000), "poll": fig(40000, 40000)},
                                        10000, cfg))
-    check("do not fall far" in text, f"idle lesson: said as well when it does not hold: {text}")
+    assert "do not fall far" in text, f"idle lesson: said as well when it does not hold: {text}"
     text = " ".join(report.idle_lesson({"epoll": fig(50000, 23000),
                                         "poll": fig(32000, None, low=500)}, 10000, cfg))
-    check("no rate tried" in text and "fall far below epoll" in text,
-          f"idle lesson: no rate met at 10,000 connections is far below epoll: {text}")
+    assert "no rate tried" in text and "fall far below epoll" in text, (
+        f"idle lesson: no rate met at 10,000 connections is far below epoll: {text}")
 
 
 def compare_module():
@@ -213,13 +245,13 @@ def test_compare_agreement():
         b = [point(16000), point(32000), point(64000, p99=40), point(45000, p99=20),
              point(38000), point(8000, fixed=1, cpu=10.6), point(8000, fixed=2, cpu=10.2)]
         ok, n = bc.compare_open(a, b)
-        check((ok, n) == (2, 2), f"compare: touching brackets and CPU inside the band agree: "
-                                 f"{ok} of {n}")
+        assert (ok, n) == (2, 2), (
+            f"compare: touching brackets and CPU inside the band agree: {ok} of {n}")
         c = [point(8000), point(16000, p99=40), point(11000), point(13000, p99=20),
              point(8000, fixed=1, cpu=20.0), point(8000, fixed=2, cpu=20.2)]
         ok, n = bc.compare_open(a, c)
-        check((ok, n) == (0, 2), f"compare: disjoint brackets and doubled CPU differ: "
-                                 f"{ok} of {n}")
+        assert (ok, n) == (0, 2), (
+            f"compare: disjoint brackets and doubled CPU differ: {ok} of {n}")
     finally:
         sys.stdout = stdout
         devnull.close()
@@ -227,20 +259,20 @@ def test_compare_agreement():
 
 def test_intervals():
     iv = efficiency.interval([3.0, 1.0, 2.0])
-    check(iv == (2.0, 1.0, 3.0, 0.75), f"3 values: median 2, [min, max], coverage 75% ({iv})")
+    assert iv == (2.0, 1.0, 3.0, 0.75), f"3 values: median 2, [min, max], coverage 75% ({iv})"
     iv = efficiency.interval(list(range(1, 11)))
     # 10 values: [x(2), x(9)] covers the median with 97.9%; [x(3), x(8)] with 89%.
-    check(iv[1:3] == (2, 9) and abs(iv[3] - 0.9785) < 1e-3, f"10 values: [x(2), x(9)] ({iv})")
-    check(efficiency.interval([None, None]) is None, "no values: no interval")
-    check(abs(efficiency.coverage(6, 1) - 0.96875) < 1e-9, "6 values: min-max covers 96.9%")
+    assert iv[1:3] == (2, 9) and abs(iv[3] - 0.9785) < 1e-3, f"10 values: [x(2), x(9)] ({iv})"
+    assert efficiency.interval([None, None]) is None, "no values: no interval"
+    assert abs(efficiency.coverage(6, 1) - 0.96875) < 1e-9, "6 values: min-max covers 96.9%"
     a, b = (10.0, 9.0, 11.0, 0.75), (20.0, 18.0, 22.0, 0.75)
     r = efficiency.ratio_interval(a, b)
-    check(abs(r[0] - 0.5) < 1e-9 and abs(r[1] - 9 / 22) < 1e-9 and abs(r[2] - 11 / 18) < 1e-9,
-          f"ratio interval: far ends over far ends ({r})")
-    check(efficiency.compare(a, b) == "lower" and efficiency.compare(b, a) == "higher",
-          "intervals apart: a verdict")
-    check(efficiency.compare(a, (11.5, 10.5, 12.0, 0.75)) == "overlap",
-          "intervals that overlap: no verdict")
+    assert abs(r[0] - 0.5) < 1e-9 and abs(r[1] - 9 / 22) < 1e-9 and abs(r[2] - 11 / 18) < 1e-9, (
+        f"ratio interval: far ends over far ends ({r})")
+    assert efficiency.compare(a, b) == "lower" and efficiency.compare(b, a) == "higher", (
+        "intervals apart: a verdict")
+    assert efficiency.compare(a, (11.5, 10.5, 12.0, 0.75)) == "overlap", (
+        "intervals that overlap: no verdict")
 
 
 def eff_row(server, rate, p99, status=None, cpu=10.0, fraction=None, conns=100, rep=1):
@@ -257,18 +289,18 @@ def test_capacity_at_slo():
     fig = efficiency.summarise(rows)
     text, low, mid, high = efficiency.capacity(fig, "a", 100, 5000)
     # log p99 linear in rate: 5 -> 20 ms over 2000 -> 4000; 10 ms at half way, 3000.
-    check(abs(mid - 3000) < 1 and low == 2000 and high == 4000,
-          f"p99 crossing interpolated between the last pass and the first miss ({text})")
-    check(efficiency.capacity(fig, "b", 100, 5000)[0].startswith("≥ ceiling"),
-          "no miss below the ceiling: capacity is '≥ ceiling'")
-    check(efficiency.capacity(fig, "c", 100, 5000)[0] == "< 1.0k",
-          "missed at the lowest rate: '< lowest'")
+    assert abs(mid - 3000) < 1 and low == 2000 and high == 4000, (
+        f"p99 crossing interpolated between the last pass and the first miss ({text})")
+    assert efficiency.capacity(fig, "b", 100, 5000)[0].startswith("≥ ceiling"), (
+        "no miss below the ceiling: capacity is '≥ ceiling'")
+    assert efficiency.capacity(fig, "c", 100, 5000)[0] == "< 1.0k", (
+        "missed at the lowest rate: '< lowest'")
     two = [eff_row("d", 1000, 20.0, rep=1), eff_row("d", 1000, 1.0, rep=2),
            eff_row("d", 1000, 30.0, rep=3), eff_row("d", 1000, 1.0, status="client_bound",
                                                     rep=4)]
     f = efficiency.summarise(two)[("d", (100, 0), 1000.0)]
-    check(f["missed"] and f["n"] == 3 and f["dropped"] == 1,
-          "a rate is missed when most usable repetitions missed; client-bound ones dropped")
+    assert f["missed"] and f["n"] == 3 and f["dropped"] == 1, (
+        "a rate is missed when most usable repetitions missed; client-bound ones dropped")
 
 
 def test_paired():
@@ -280,22 +312,22 @@ def test_paired():
                  eff_row("b", 1000, 1.0, cpu=12 * drift, rep=rep)]
     fig = efficiency.summarise(rows)
     ri = efficiency.paired(rows, "b", "a", 100, 1000.0)
-    check(efficiency.compare(fig[("b", (100, 0), 1000.0)]["cpu_us_per_req"],
-                             fig[("a", (100, 0), 1000.0)]["cpu_us_per_req"]) == "overlap"
-          and abs(ri[1] - 1.2) < 1e-9 and abs(ri[2] - 1.2) < 1e-9 and ri[4] == 3,
-          f"paired by repetition: a drift that hides 1.2x unpaired cancels ({ri})")
-    check(efficiency.verdict(ri) == "no verdict",
-          f"3 paired repetitions: no verdict (a false one 1 time in 4; "
-          f"{efficiency.MIN_VERDICT_N} needed)")
+    assert (efficiency.compare(fig[("b", (100, 0), 1000.0)]["cpu_us_per_req"],
+                               fig[("a", (100, 0), 1000.0)]["cpu_us_per_req"]) == "overlap"
+            and abs(ri[1] - 1.2) < 1e-9 and abs(ri[2] - 1.2) < 1e-9 and ri[4] == 3), (
+        f"paired by repetition: a drift that hides 1.2x unpaired cancels ({ri})")
+    assert efficiency.verdict(ri) == "no verdict", (
+        f"3 paired repetitions: no verdict (a false one 1 time in 4; "
+        f"{efficiency.MIN_VERDICT_N} needed)")
     for rep, drift in ((4, 0.8), (5, 1.2)):
         rows += [eff_row("a", 1000, 1.0, cpu=10 * drift, rep=rep),
                  eff_row("b", 1000, 1.0, cpu=12 * drift, rep=rep)]
     five = efficiency.paired(rows, "b", "a", 100, 1000.0)
-    check(five[4] == 5 and efficiency.verdict(five) == "dearer", "5 paired repetitions: dearer")
+    assert five[4] == 5 and efficiency.verdict(five) == "dearer", "5 paired repetitions: dearer"
     rows.append(eff_row("b", 1000, 1.0, cpu=99.0, rep=6, status="client_bound"))
     rows.append(eff_row("a", 1000, 1.0, cpu=10.0, rep=6))
-    check(efficiency.paired(rows, "b", "a", 100, 1000.0)[4] == 5,
-          "a repetition without both servers usable is not paired")
+    assert efficiency.paired(rows, "b", "a", 100, 1000.0)[4] == 5, (
+        "a repetition without both servers usable is not paired")
 
 
 class FakeBench:
@@ -329,69 +361,72 @@ class FakeBench:
         return row
 
 
-def test_efficiency_runs():
+def calibrate(fake, tmp):
+    """An Efficiency over the fake bench, its CSV in tmp, after its calibration."""
+    eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
+    eff.calibrate()
+    return eff
+
+
+def test_efficiency_runs(tmp_path):
     fake = FakeBench({"floor": 30000, "slow": 9000, "tiny": 3000})
-    with tempfile.TemporaryDirectory() as tmp:
-        eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
-        eff.calibrate()
-        # 4k, 6k, 9k, 14k, 21k kept; 32k missed; bisections 26k and 29k kept.
-        check(eff.ceiling == {(100, 0): 29000.0},
-              f"the ceiling: the floor kept up to 29k, missed 32k ({eff.ceiling})")
-        fake.order.clear()
-        servers = ["fast", "slow", "tiny", "noisy"]
-        eff.grid(servers, 2, [0.25, 0.5, 0.9])
-        check(fake.order == ["floor"] + servers + ["floor"] + servers,
-              f"repetitions outermost, the floor first in each ({fake.order})")
-        grid = [r for r in eff.rows if r["phase"] == "grid"]
-        tiny = [r["offered_rps"] for r in grid if r["server"] == "tiny"]
-        check(tiny == [7200.0, 7200.0],
-              f"answers under half the offered rate: the higher rates skipped ({tiny})")
-        noisy = [r["status"] for r in grid if r["server"] == "noisy" and r["rep"] == 1
-                 and r["offered_rps"] == 7200.0]
-        check(noisy == ["client_bound", "ok"], f"a client-bound point is measured again ({noisy})")
-        eff.knees(servers, 1, float("inf"))
-        knee = sorted(r["offered_rps"] for r in eff.rows if r["phase"] == "knee"
-                      and r["server"] == "slow")
-        steps = [b / a for a, b in zip(knee, knee[1:])]
-        check(len(knee) == efficiency.KNEE_POINTS and max(steps) <= 1.1
-              and not [r for r in eff.rows if r["phase"] == "knee" and r["server"] != "slow"],
-              f"a knee only where the SLO was missed between two grid rates, steps ≤ 10% "
-              f"({knee})")
-        fig = efficiency.summarise([r for r in eff.rows if r["phase"] in ("grid", "knee")])
-        text, low, mid, high = efficiency.capacity(fig, "slow", 100, eff.ceiling[(100, 0)])
-        check(low and high and low <= 9000 <= high,
-              f"slow's capacity brackets its true 9,000 ({text})")
-        check(efficiency.capacity(fig, "fast", 100, eff.ceiling[(100, 0)])[0].startswith("≥"),
-              "fast: ≥ ceiling")
+    eff = calibrate(fake, tmp_path)
+    # 4k, 6k, 9k, 14k, 21k kept; 32k missed; bisections 26k and 29k kept.
+    assert eff.ceiling == {(100, 0): 29000.0}, (
+        f"the ceiling: the floor kept up to 29k, missed 32k ({eff.ceiling})")
+    fake.order.clear()
+    servers = ["fast", "slow", "tiny", "noisy"]
+    eff.grid(servers, 2, [0.25, 0.5, 0.9])
+    assert fake.order == ["floor"] + servers + ["floor"] + servers, (
+        f"repetitions outermost, the floor first in each ({fake.order})")
+    grid = [r for r in eff.rows if r["phase"] == "grid"]
+    tiny = [r["offered_rps"] for r in grid if r["server"] == "tiny"]
+    assert tiny == [7200.0, 7200.0], (
+        f"answers under half the offered rate: the higher rates skipped ({tiny})")
+    noisy = [r["status"] for r in grid if r["server"] == "noisy" and r["rep"] == 1
+             and r["offered_rps"] == 7200.0]
+    assert noisy == ["client_bound", "ok"], f"a client-bound point is measured again ({noisy})"
+    eff.knees(servers, 1, float("inf"))
+    knee = sorted(r["offered_rps"] for r in eff.rows if r["phase"] == "knee"
+                  and r["server"] == "slow")
+    steps = [b / a for a, b in zip(knee, knee[1:])]
+    assert (len(knee) == efficiency.KNEE_POINTS and max(steps) <= 1.1
+            and not [r for r in eff.rows if r["phase"] == "knee" and r["server"] != "slow"]), (
+        f"a knee only where the SLO was missed between two grid rates, steps ≤ 10% "
+        f"({knee})")
+    fig = efficiency.summarise([r for r in eff.rows if r["phase"] in ("grid", "knee")])
+    text, low, mid, high = efficiency.capacity(fig, "slow", 100, eff.ceiling[(100, 0)])
+    assert low and high and low <= 9000 <= high, (
+        f"slow's capacity brackets its true 9,000 ({text})")
+    assert efficiency.capacity(fig, "fast", 100, eff.ceiling[(100, 0)])[0].startswith("≥"), (
+        "fast: ≥ ceiling")
 
 
-def test_efficiency_churn():
+def test_efficiency_churn(tmp_path):
     """Churn is a workload of its own: its own ceiling (set up from churn_start), grid rows
     with close=1 and their own section and claims in summary.md."""
     fake = FakeBench({"floor": 30000, "slow": 9000})
     fake.cfg.churn_conns, fake.cfg.churn_start = 50, 2000
     fake.cfg.fractions, fake.cfg.churn_fractions = [0.1, 0.5, 0.9], [0.25, 0.5, 0.9]
     fake.cfg.open_secs, fake.cfg.open_warm, fake.cfg.peers = 1, 0.3, []
-    with tempfile.TemporaryDirectory() as tmp:
-        eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
-        eff.calibrate()
-        check(sorted(eff.ceiling) == [(50, 1), (100, 0)] and eff.ceiling[(50, 1)] < 16000,
-              f"a ceiling for keep-alive and one, lower, for churn ({eff.ceiling})")
-        eff.grid(["slow"], 1)
-        churn = [r for r in eff.rows if r["phase"] == "grid" and r["close"]]
-        kinds = {(r["close"], r["fraction"]) for r in eff.rows if r["phase"] == "grid"}
-        check(kinds == {(0, 0.1), (0, 0.5), (0, 0.9), (1, 0.25), (1, 0.5), (1, 0.9)},
-              f"keep-alive at its fractions, churn at its own ({sorted(kinds)})")
-        check(churn and all(r["conns"] == 50 for r in churn)
-              and {r["server"] for r in churn} == {"floor", "slow"},
-              f"the grid runs churn for every server ({len(churn)} rows)")
-        fig = efficiency.summarise([r for r in eff.rows if r["phase"] == "grid"])
-        check(fig[("slow", (50, 1), churn[-1]["offered_rps"])]["n"] == 1
-              and not any(k[1] == (50, 0) for k in fig),
-              "churn rows are grouped apart from keep-alive rows")
-        text = "\n".join(efficiency.section(fake.cfg, eff.rows, ["slow"]))
-        check("### Churn (50 at a time" in text and "### 100 connections" in text,
-              "summary.md has a churn section beside the keep-alive one")
+    eff = calibrate(fake, tmp_path)
+    assert sorted(eff.ceiling) == [(50, 1), (100, 0)] and eff.ceiling[(50, 1)] < 16000, (
+        f"a ceiling for keep-alive and one, lower, for churn ({eff.ceiling})")
+    eff.grid(["slow"], 1)
+    churn = [r for r in eff.rows if r["phase"] == "grid" and r["close"]]
+    kinds = {(r["close"], r["fraction"]) for r in eff.rows if r["phase"] == "grid"}
+    assert kinds == {(0, 0.1), (0, 0.5), (0, 0.9), (1, 0.25), (1, 0.5), (1, 0.9)}, (
+        f"keep-alive at its fractions, churn at its own ({sorted(kinds)})")
+    assert (churn and all(r["conns"] == 50 for r in churn)
+            and {r["server"] for r in churn} == {"floor", "slow"}), (
+        f"the grid runs churn for every server ({len(churn)} rows)")
+    fig = efficiency.summarise([r for r in eff.rows if r["phase"] == "grid"])
+    assert (fig[("slow", (50, 1), churn[-1]["offered_rps"])]["n"] == 1
+            and not any(k[1] == (50, 0) for k in fig)), (
+        "churn rows are grouped apart from keep-alive rows")
+    text = "\n".join(efficiency.section(fake.cfg, eff.rows, ["slow"]))
+    assert "### Churn (50 at a time" in text and "### 100 connections" in text, (
+        "summary.md has a churn section beside the keep-alive one")
 
 
 class StallBench(FakeBench):
@@ -405,14 +440,12 @@ class StallBench(FakeBench):
         return row
 
 
-def test_ceiling_past_a_stall():
+def test_ceiling_past_a_stall(tmp_path):
     fake = StallBench({"floor": 30000})
-    with tempfile.TemporaryDirectory() as tmp:
-        eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
-        eff.calibrate()
-        check(eff.ceiling == {(100, 0): 29000.0},
-              f"one stalled window of the null server does not lower the ceiling "
-              f"({eff.ceiling})")
+    eff = calibrate(fake, tmp_path)
+    assert eff.ceiling == {(100, 0): 29000.0}, (
+        f"one stalled window of the null server does not lower the ceiling "
+        f"({eff.ceiling})")
 
 
 class BusyBench(FakeBench):
@@ -424,18 +457,16 @@ class BusyBench(FakeBench):
         return row
 
 
-def test_no_ceiling_on_a_busy_machine():
+def test_no_ceiling_on_a_busy_machine(tmp_path):
     fake = BusyBench({"floor": 30000})
-    with tempfile.TemporaryDirectory() as tmp:
-        eff = efficiency.Efficiency(fake, os.path.join(tmp, "openloop.csv"))
-        eff.calibrate()
-        check(eff.ceiling == {},
-              f"no rate kept against the floor: no ceiling, not the top of the range "
-              f"({eff.ceiling})")
-        eff.grid(["fast"], 1, [0.25, 0.5, 0.9])
-        grid = [r for r in eff.rows if r["phase"] == "grid"]
-        check(not grid and any("no client's ceiling" in n for n in fake.notes),
-              f"no grid without a ceiling, and the summary says why ({len(grid)} rows)")
+    eff = calibrate(fake, tmp_path)
+    assert eff.ceiling == {}, (
+        f"no rate kept against the floor: no ceiling, not the top of the range "
+        f"({eff.ceiling})")
+    eff.grid(["fast"], 1, [0.25, 0.5, 0.9])
+    grid = [r for r in eff.rows if r["phase"] == "grid"]
+    assert not grid and any("no client's ceiling" in n for n in fake.notes), (
+        f"no grid without a ceiling, and the summary says why ({len(grid)} rows)")
 
 
 def test_compare_efficiency():
@@ -458,8 +489,8 @@ def test_compare_efficiency():
     finally:
         sys.stdout = saved
         quiet.close()
-    check(same == (2, 2), f"bench-compare: a rerun's ratios land inside the first's ({same})")
-    check(moved[0] < moved[1], f"bench-compare: a ratio that moved 25% lands outside ({moved})")
+    assert same == (2, 2), f"bench-compare: a rerun's ratios land inside the first's ({same})"
+    assert moved[0] < moved[1], f"bench-compare: a ratio that moved 25% lands outside ({moved})"
 
 
 def test_readme_results():
@@ -482,11 +513,11 @@ def test_readme_results():
         with open(readme) as f:
             text = f.read()
         same = mod.main(["--check", "--readme", readme, run])
-    check(differs == 1 and same == 0, "readme-results --check: differs before, matches after")
-    check("typed by hand" not in text and "× floor 1.20 [1.08–1.33]" in text
-          and "results/RUN/summary.md" in text and "0.50 0.40 0.30" in text
-          and text.endswith("\n\nafter\n"),
-          "readme-results: the block is the summary's, with the run and its load average")
+    assert differs == 1 and same == 0, "readme-results --check: differs before, matches after"
+    assert ("typed by hand" not in text and "× floor 1.20 [1.08–1.33]" in text
+            and "results/RUN/summary.md" in text and "0.50 0.40 0.30" in text
+            and text.endswith("\n\nafter\n")), (
+        "readme-results: the block is the summary's, with the run and its load average")
 
 
 def test_readme_rerun():
@@ -523,10 +554,10 @@ def test_readme_rerun():
         mod.main(["--readme", readme, a, "--rerun", b])
         with open(readme) as f:
             text = f.read()
-    check("× floor" in text and "rerun 1.2" in text,
-          f"a ratio the rerun reproduced is stated, with the rerun's median ({text!r})")
-    check("× nginx 0.6" not in text and "epoll × nginx (rerun 0.8" in text,
-          "a ratio the rerun did not reproduce is withdrawn and named")
+    assert "× floor" in text and "rerun 1.2" in text, (
+        f"a ratio the rerun reproduced is stated, with the rerun's median ({text!r})")
+    assert "× nginx 0.6" not in text and "epoll × nginx (rerun 0.8" in text, (
+        "a ratio the rerun did not reproduce is withdrawn and named")
 
 
 FORKER = """
@@ -569,13 +600,14 @@ def test_cpu_account():
         after = measure.Snapshot(p.pid, tree, acct)
         counted = before.cpu_s(after)
         ticks = (sum(c10kutil.cpu_ticks_split(p.pid, tree)) - ticks_before) / measure.CLK_TCK
-        check(counted >= 0.09, f"the cgroup counts the children's 100 ms ({counted * 1e3:.0f} ms; "
-              f"per-process ticks: {ticks * 1e3:.0f} ms)")
+        assert counted >= 0.09, (
+            f"the cgroup counts the children's 100 ms ({counted * 1e3:.0f} ms; "
+            f"per-process ticks: {ticks * 1e3:.0f} ms)")
     finally:
         os.killpg(p.pid, 9)
         p.wait()
         acct.remove()
-    check(not os.path.exists(acct.dir), "the group is removed")
+    assert not os.path.exists(acct.dir), "the group is removed"
 
 
 def test_scaling():
@@ -594,32 +626,32 @@ def test_scaling():
     rows.append(dict(eff_row("c-w1", 1000, 50.0), server_util=0.2, ceiling=5000))
     curves = scaling.curves(cfg, rows)[(100, 0)]
     a1, a2 = curves["a"]
-    check(abs(a1["thr"] - 3000) < 1 and a1["limit"] == "server CPU"
-          and a1["how"] == "capacity at SLO",
-          f"scaling: missed below the ceiling with its core busy: server CPU ({a1})")
-    check(a2["limit"] == "client-bound" and a2["thr"] == 4000,
-          f"scaling: met the SLO at every rate: client-bound, highest rate met ({a2})")
+    assert (abs(a1["thr"] - 3000) < 1 and a1["limit"] == "server CPU"
+            and a1["how"] == "capacity at SLO"), (
+        f"scaling: missed below the ceiling with its core busy: server CPU ({a1})")
+    assert a2["limit"] == "client-bound" and a2["thr"] == 4000, (
+        f"scaling: met the SLO at every rate: client-bound, highest rate met ({a2})")
     b1, b2 = curves["b"]
-    check(b1["limit"] == "client-bound" and b2["limit"] == "SLO miss"
-          and 1500 < b2["thr"] < 1700,
-          f"scaling: missed with CPU to spare: SLO miss ({b2})")
-    check(curves["c"][0]["thr"] is None and curves["c"][0]["how"] == "missed the lowest",
-          "scaling: missed at the lowest rate: no throughput")
-    check(scaling.ideal(curves["a"]) == [a1["thr"], a1["thr"]] and a2["cores"] == 1,
-          "scaling: two workers on one core: the ideal line is flat")
+    assert (b1["limit"] == "client-bound" and b2["limit"] == "SLO miss"
+            and 1500 < b2["thr"] < 1700), (
+        f"scaling: missed with CPU to spare: SLO miss ({b2})")
+    assert curves["c"][0]["thr"] is None and curves["c"][0]["how"] == "missed the lowest", (
+        "scaling: missed at the lowest rate: no throughput")
+    assert scaling.ideal(curves["a"]) == [a1["thr"], a1["thr"]] and a2["cores"] == 1, (
+        "scaling: two workers on one core: the ideal line is flat")
     text = "\n".join(scaling.section(cfg, rows))
-    check("## Scaling with workers" in text and "share it" in text
-          and "| a | 2 | 1 |" in text and "server CPU" in text,
-          "scaling: summary.md's table, saying the workers shared one core")
-    check(scaling.split("nginx-w12") == ("nginx", 12) and scaling.split("epoll") ==
-          ("epoll", None), "scaling: NAME-wN names")
+    assert ("## Scaling with workers" in text and "share it" in text
+            and "| a | 2 | 1 |" in text and "server CPU" in text), (
+        "scaling: summary.md's table, saying the workers shared one core")
+    assert (scaling.split("nginx-w12") == ("nginx", 12) and scaling.split("epoll") ==
+            ("epoll", None)), "scaling: NAME-wN names"
     import shutil
     if shutil.which("gnuplot"):
         with tempfile.TemporaryDirectory() as d:
             scaling.plot(d, cfg, rows)
             drawn = sorted(f for f in os.listdir(d) if f.startswith("scaling_"))
-        check(drawn == ["scaling_c100.png", "scaling_c100.svg"],
-              f"scaling: the plot drawn whole, with a server that met the SLO nowhere ({drawn})")
+        assert drawn == ["scaling_c100.png", "scaling_c100.svg"], (
+            f"scaling: the plot drawn whole, with a server that met the SLO nowhere ({drawn})")
 
 
 def test_config_cores():
@@ -634,21 +666,21 @@ def test_config_cores():
         os.environ.pop("BENCH_SERVER_CPUS", None)
         os.environ.pop("BENCH_CLIENT_INSTANCES", None)
         cfg = bench.Config("quick")
-        check(cfg.peers == ["nginx-w1", "nginx-w2"] and cfg.base_peers == ["nginx"]
-              and cfg.workers_of("nginx-w2") == ("nginx", 2),
-              f"Config: a sweep runs every peer once per worker count ({cfg.peers})")
-        check(cfg.client_hosts == [["ip", "netns", "exec", "a"], ["ssh", "-tt", "b"]]
-              and cfg.client_instances == 2 * len(cfg.client_cores),
-              "Config: one loadgen per client core of every client host")
+        assert (cfg.peers == ["nginx-w1", "nginx-w2"] and cfg.base_peers == ["nginx"]
+                and cfg.workers_of("nginx-w2") == ("nginx", 2)), (
+            f"Config: a sweep runs every peer once per worker count ({cfg.peers})")
+        assert (cfg.client_hosts == [["ip", "netns", "exec", "a"], ["ssh", "-tt", "b"]]
+                and cfg.client_instances == 2 * len(cfg.client_cores)), (
+            "Config: one loadgen per client core of every client host")
         os.environ.update(BENCH_WORKERS="", BENCH_CLIENT_HOSTS="")
         cfg = bench.Config("quick")
         one = len(cfg.server_cores) == 1
-        check(cfg.workers_of("epoll") == ("epoll", None if one else len(cfg.server_cores))
-              and cfg.client_instances == len(cfg.client_cores),
-              "Config: no knobs: the model's default on one server core, one loadgen per "
-              "client core")
-        check(bench.parse_cpus("0-2,5") == [0, 1, 2, 5] and bench.parse_cpus("") == [],
-              "parse_cpus: a CPU list")
+        assert (cfg.workers_of("epoll") == ("epoll", None if one else len(cfg.server_cores))
+                and cfg.client_instances == len(cfg.client_cores)), (
+            "Config: no knobs: the model's default on one server core, one loadgen per "
+            "client core")
+        assert bench.parse_cpus("0-2,5") == [0, 1, 2, 5] and bench.parse_cpus("") == [], (
+            "parse_cpus: a CPU list")
     finally:
         bench.pick_servers = pick
         os.environ.clear()
@@ -665,13 +697,13 @@ def test_split_instances():
         group = openloop.instances("loadgen", target, conns, 1000.0, False, cfg)
         rates = [float(i.cmd[i.cmd.index("--rate") + 1]) for i in group]
         shares = [int(i.cmd[i.cmd.index("--conns") + 1]) for i in group]
-        check(len(group) == min(k, conns) and sum(shares) == conns
-              and abs(sum(rates) - 1000) < 1e-3 and max(shares) - min(shares) <= 1,
-              f"instances: {k} over {conns} connections offer 1000 req/s in all "
-              f"({shares}, {rates})")
-        check([i.host for i in group] == [["h1"], ["h2"], ["h1"], ["h2"]][:len(group)]
-              and [i.core for i in group] == [1, 1, 2, 2][:len(group)],
-              "instances: spread over the client hosts first, then their cores")
+        assert (len(group) == min(k, conns) and sum(shares) == conns
+                and abs(sum(rates) - 1000) < 1e-3 and max(shares) - min(shares) <= 1), (
+            f"instances: {k} over {conns} connections offer 1000 req/s in all "
+            f"({shares}, {rates})")
+        assert ([i.host for i in group] == [["h1"], ["h2"], ["h1"], ["h2"]][:len(group)]
+                and [i.core for i in group] == [1, 1, 2, 2][:len(group)]), (
+            "instances: spread over the client hosts first, then their cores")
 
 
 def test_floor_workers():
@@ -680,10 +712,12 @@ def test_floor_workers():
     import signal
     import socket
     import subprocess
+
+    import pytest
+
     floor = os.path.join(HERE, "..", os.environ.get("BUILD", "build"), "bench", "floor")
     if not os.access(floor, os.X_OK):
-        print(f"skip test_floor_workers: no {floor} (make bench-floor)")
-        return
+        pytest.skip(f"no {floor} (make bench-floor)")
     with tempfile.TemporaryDirectory() as root:
         with open(os.path.join(root, "index.html"), "w") as f:
             f.write("x" * 100)
@@ -691,17 +725,15 @@ def test_floor_workers():
                              stderr=subprocess.PIPE, text=True)
         try:
             ready = c10kutil.parse_listening(p.stderr.readline())
-            check(ready is not None, f"floor --workers 2 is ready ({ready})")
-            if ready is None:
-                return
+            assert ready is not None, "floor --workers 2 is ready"
             port = ready[1]
             threads = len(os.listdir(f"/proc/{p.pid}/task"))
             with open("/proc/net/tcp") as f:
                 listening = sum(1 for line in f.readlines()[1:]
                                 if line.split()[1].endswith(f":{port:04X}")
                                 and line.split()[3] == "0A")
-            check(threads == 2 and listening == 2,
-                  f"two threads ({threads}), two listeners on port {port} ({listening})")
+            assert threads == 2 and listening == 2, (
+                f"two threads ({threads}), two listeners on port {port} ({listening})")
             for _ in range(20):
                 with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
                     c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -713,26 +745,16 @@ def test_floor_workers():
                         got += chunk
             p.send_signal(signal.SIGTERM)
             rest = p.communicate(timeout=5)[1]
-            check(p.returncode == 0 and "served 20 requests on 20 connections" in rest,
-                  f"at SIGTERM every worker stops and the counts add up (exit "
-                  f"{p.returncode}: {rest.strip()})")
+            assert p.returncode == 0 and "served 20 requests on 20 connections" in rest, (
+                f"at SIGTERM every worker stops and the counts add up (exit "
+                f"{p.returncode}: {rest.strip()})")
         finally:
             if p.poll() is None:
                 p.kill()
                 p.wait()
 
 
-def main():
-    """Runs every test_*; one that raises counts as a failure and the others still run."""
-    tests = [fn for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
-    for fn in tests:
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - a crash is a failed test, not a stopped suite
-            check(False, f"{fn.__name__} raised {type(e).__name__}: {e}")
-    print(f"{results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    import pytest  # Debian: python3-pytest
+
+    sys.exit(pytest.main([__file__] + sys.argv[1:]))

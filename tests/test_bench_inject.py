@@ -18,13 +18,16 @@ whose load drifts they are wider than the difference, which is why the bench pai
 This is a benchmark run (about 30 s), not a unit test: it is `make bench-check`, outside
 `make test`, and on a busy machine it can fail for want of quiet (it says so). Its negative
 control: with C10K_INJECT_BUSY_NS=0 (the preload spins for nothing) it must fail.
-Ends with "N passed, M failed".
+Plain pytest functions over one run (`pytest-3 -s tests/test_bench_inject.py`: -s shows
+the figures it prints).
 """
 
 import glob
 import os
 import subprocess
 import sys
+
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -34,74 +37,71 @@ import efficiency  # noqa: E402
 
 BUILD = os.environ.get("BUILD", "build")
 SLOW = "epoll@busy_send"
-outcomes = []  # one bool per check
+BUSY_NOTE = ("(a timing check: on a busy machine the intervals can overlap; see the load "
+             "average printed above)")
 
 
-def check(cond, what):
-    outcomes.append(bool(cond))
-    print(f"{'ok  ' if cond else 'FAIL'} {what}")
-
-
-def tally():
-    failed = outcomes.count(False)
-    print(f"{len(outcomes) - failed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
-def main():
+@pytest.fixture(scope="module")
+def run():
+    """The reduced bench-quick run: (its directory, its grid rows, their summarise())."""
     need = [os.path.join(REPO, "bin", "epoll"),
             os.path.join(REPO, BUILD, "inject", "busy_send.so"),
             os.path.join(REPO, BUILD, "bench", "floor"),
             os.path.join(REPO, BUILD, "bench", "loadgen")]
     missing = [p for p in need if not os.path.exists(p)]
-    if missing:
-        print(f"FAIL not built: {', '.join(missing)} (make all inject bench-floor bench-loadgen)")
-        print("0 passed, 1 failed")
-        return 1
+    assert not missing, (f"not built: {', '.join(missing)} "
+                         "(make all inject bench-floor bench-loadgen)")
     env = dict(os.environ, BUILD=BUILD, BENCH_SERVERS=f"epoll,{SLOW}", BENCH_PEERS="",
                BENCH_CONNS="", BENCH_IDLE="", BENCH_PERF="0", BENCH_OPEN_CONNS="100",
-               BENCH_FRACTIONS="0.75", BENCH_OPEN_REPS="9", BENCH_CEILING="20000", BENCH_KNEE_REPS="0",
-               BENCH_OPEN_SECS="1", BENCH_OPEN_WARMUP="0.3")
+               BENCH_FRACTIONS="0.75", BENCH_OPEN_REPS="9", BENCH_CEILING="20000",
+               BENCH_KNEE_REPS="0", BENCH_OPEN_SECS="1", BENCH_OPEN_WARMUP="0.3")
     before = set(glob.glob(os.path.join(REPO, "results", "*-quick*")))
     p = subprocess.run([sys.executable, os.path.join(REPO, "bench", "bench.py"), "quick"],
                        env=env, capture_output=True, text=True, timeout=600)
     runs = sorted(set(glob.glob(os.path.join(REPO, "results", "*-quick*"))) - before)
-    if not runs:
-        print(p.stdout[-2000:], p.stderr[-2000:])
-        check(False, "the reduced bench-quick run wrote a results directory")
-        return tally()
-    run = runs[-1]
-    print(f"     run: {os.path.relpath(run, REPO)} (load average at start: "
+    assert runs, ("the reduced bench-quick run wrote a results directory: "
+                  f"{p.stdout[-2000:]} {p.stderr[-2000:]}")
+    run_dir = runs[-1]
+    print(f"     run: {os.path.relpath(run_dir, REPO)} (load average at start: "
           f"{open('/proc/loadavg').read().split()[0]})")
-    rows = [r for r in c10kutil.read_csv(os.path.join(run, "openloop.csv"))
+    rows = [r for r in c10kutil.read_csv(os.path.join(run_dir, "openloop.csv"))
             if r.get("phase") == "grid"]
     fig = efficiency.summarise(rows)
-    cpu = {}
     for (server, conns, rate), f in fig.items():
-        cpu[server] = f["cpu_us_per_req"]
         print(f"     {server} @ {rate:,.0f}/s: CPU µs/req "
               f"{efficiency.fmt_interval(f['cpu_us_per_req'])} over {f['n']} repetitions "
               f"({f['dropped']} client-bound dropped)")
+    return run_dir, rows, fig
+
+
+def test_both_have_a_cpu_figure(run):
+    _, _, fig = run
+    cpu = {server: f["cpu_us_per_req"] for (server, _, _), f in fig.items()}
+    assert cpu.get(SLOW) and cpu.get("epoll"), "both servers have a CPU figure"
+
+
+def test_slowed_server_is_dearer(run):
+    _, rows, fig = run
+    cpu = {server: f["cpu_us_per_req"] for (server, _, _), f in fig.items()}
     a, b = cpu.get(SLOW), cpu.get("epoll")
-    check(a and b, "both servers have a CPU figure")
     rate = next(iter(fig))[2] if fig else None
     ratio = efficiency.paired(rows, SLOW, "epoll", 100, rate)
-    if a and b and ratio:
-        print(f"     {SLOW} × epoll, paired by repetition: {efficiency.fmt_interval(ratio, 2)} "
-              f"(n={ratio[4]}); "
-              f"unpaired intervals {'apart' if efficiency.compare(a, b) == 'higher' else 'overlap'}")
-        check(efficiency.verdict(ratio) == "dearer",
-              f"{SLOW} costs more CPU per request than epoll: the interval of the "
-              "per-repetition ratios lies above 1")
-    with open(os.path.join(run, "summary.md")) as f:
+    assert a and b and ratio, "both servers have a paired ratio"
+    print(f"     {SLOW} × epoll, paired by repetition: {efficiency.fmt_interval(ratio, 2)} "
+          f"(n={ratio[4]}); "
+          f"unpaired intervals {'apart' if efficiency.compare(a, b) == 'higher' else 'overlap'}")
+    assert efficiency.verdict(ratio) == "dearer", (
+        f"{SLOW} costs more CPU per request than epoll: the interval of the per-repetition "
+        f"ratios lies above 1 {BUSY_NOTE}")
+
+
+def test_summary_says_dearer(run):
+    run_dir, _, _ = run
+    with open(os.path.join(run_dir, "summary.md")) as f:
         summary = f.read()
-    check(f"- {SLOW}:" in summary and "dearer than epoll" in summary.split(f"- {SLOW}:")[1]
-          .splitlines()[0], "summary.md: the slowed server is 'dearer than epoll'")
-    if False in outcomes:
-        print("     (a timing check: on a busy machine the intervals can overlap; see the "
-              "load average above)")
-    return tally()
+    assert f"- {SLOW}:" in summary and "dearer than epoll" in summary.split(f"- {SLOW}:")[1] \
+        .splitlines()[0], f"summary.md: the slowed server is 'dearer than epoll' {BUSY_NOTE}"
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(pytest.main([__file__] + sys.argv[1:]))

@@ -26,7 +26,8 @@ server, to stay cheap) nine times, and bin/uring and bin/corouring once:
 The injected libraries are built by make (build/inject/*.so); the server inherits the
 LD_PRELOAD from the gate's environment, as it would from `LD_PRELOAD=... make bench-ci`.
 Each case measures only the layer it injects into (syscalls, instructions or memory).
-Needs perf, valgrind and ss; ends with "N passed, M failed".
+Needs perf, valgrind and ss. Plain pytest functions (`pytest-3 tests/test_detgate.py`);
+the cases that run the gate fail, naming what to build, without bin/epoll and the libraries.
 """
 
 import json
@@ -34,6 +35,8 @@ import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
 import c10kutil  # noqa: E402
@@ -47,19 +50,23 @@ URING_SERVERS = tuple(c10kutil.models_with("iouring"))  # servers/models.tsv
 SERVER = "epoll"
 INSNS_SHARE = 0.05  # the instruction regression: this share of a keep-alive request
 
-passed = failed = 0
+LIBS = ["extra_syscall.so", "extra_insns.so", "idle_scan.so", "sleep.so", "lock.so",
+        "one_event.so", "sendfile_64k.so", "uring_nop.so", "conn_leak.so"]
 
 
-def check(cond, what, output=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {what}")
-    else:
-        failed += 1
-        print(f"FAIL {what}")
-        for line in output.splitlines()[-15:]:
-            print(f"     | {line}")
+def tail(output):
+    """The gate's last lines, for a failure's message."""
+    return "".join(f"\n     | {line}" for line in output.splitlines()[-15:])
+
+
+@pytest.fixture(scope="module")
+def built():
+    missing = [lib for lib in LIBS if not os.path.exists(os.path.join(BUILD, "inject", lib))]
+    servers = [s for s in (SERVER,) + URING_SERVERS
+               if not os.path.exists(os.path.join(REPO, "bin", s))]
+    assert not missing and not servers, (
+        f"built: bin/{SERVER}, {', '.join(URING_SERVERS)} and {', '.join(LIBS)} "
+        "(run make all inject)")
 
 
 def detgate(layers, preload=None, servers=SERVER, **env):
@@ -84,11 +91,12 @@ def fails_only_in(preload, workload, call, least, what):
     status, out = detgate("syscalls", preload)
     delta = per_request(out, rf"FAIL: {SERVER}, {workload}: {call} \+([0-9.]+)/request")
     others = re.findall(rf"FAIL: {SERVER}, (?!{workload})", out)
-    check(status == 1 and delta is not None and delta >= least and not others,
-          f"{what} fails in the {workload} workload alone, naming it ({call} +{delta})", out)
+    assert status == 1 and delta is not None and delta >= least and not others, (
+        f"{what} fails in the {workload} workload alone, naming it ({call} +{delta})"
+        + tail(out))
 
 
-def judged_by_trait():
+def test_judged_by_trait():
     """No server needed: the same -2.1% in keep-alive instructions fails bin/epoll (2%) and
     passes bin/sigio, whose models.tsv row has the wakeups trait (10%)."""
     import detgate as gate
@@ -98,91 +106,97 @@ def judged_by_trait():
     now = {"errors": {}, "syscalls": {}, "memory": {},
            "instructions": {s: {"keep-alive": 4817.0} for s in ("sigio", "epoll")}}
     fails, _ = gate.judge(prof, now, ["sigio", "epoll"])
-    check(len(fails) == 1 and fails[0].startswith("epoll, keep-alive: user-space instructions"),
-          f"a 2.1% instruction change fails epoll, not sigio (wakeups trait): {fails}")
+    assert len(fails) == 1 and fails[0].startswith("epoll, keep-alive: user-space instructions"), (
+        f"a 2.1% instruction change fails epoll, not sigio (wakeups trait): {fails}")
     prof = {"syscalls": {s: {"batch": {}} for s in ("prefork", "epoll")}, "memory": {},
             "instructions": {}}
     now = {"errors": {}, "memory": {}, "instructions": {},
            "syscalls": {s: {w: ({"futex": 0.14} if w == "batch" else {}) for w in WORKLOADS}
                         for s in ("prefork", "epoll")}}
     fails, _ = gate.judge(prof, now, ["prefork", "epoll"])
-    check(len(fails) == 1 and fails[0].startswith("epoll, batch: futex +0.14/request (new)"),
-          f"a futex never seen fails single-threaded epoll, not prefork (locks trait): {fails}")
+    assert len(fails) == 1 and fails[0].startswith("epoll, batch: futex +0.14/request (new)"), (
+        f"a futex never seen fails single-threaded epoll, not prefork (locks trait): {fails}")
 
 
-def main():
-    judged_by_trait()
-    libs = ["extra_syscall.so", "extra_insns.so", "idle_scan.so", "sleep.so", "lock.so",
-            "one_event.so", "sendfile_64k.so", "uring_nop.so", "conn_leak.so"]
-    missing = [lib for lib in libs if not os.path.exists(os.path.join(BUILD, "inject", lib))]
-    if missing or not all(os.path.exists(os.path.join(REPO, "bin", s))
-                          for s in (SERVER,) + URING_SERVERS):
-        check(False, f"built: bin/{SERVER} and {', '.join(libs)} (run make all inject)")
-        print(f"{passed} passed, {failed} failed")
-        return 1
-    with open(PROFILE) as f:
-        insns = json.load(f)["instructions"][SERVER]["keep-alive"]["per_request"]
-
+def test_unchanged_passes(built):
     status, out = detgate("syscalls,instructions,memory")
-    check(status == 0 and "detgate: PASS" in out, f"unchanged bin/{SERVER} passes", out)
+    assert status == 0 and "detgate: PASS" in out, f"unchanged bin/{SERVER} passes" + tail(out)
 
+
+def test_extra_syscall(built):
     status, out = detgate("syscalls", "extra_syscall.so")
     delta = per_request(out, rf"FAIL: {SERVER}, keep-alive: getppid \+([0-9.]+)/request")
-    check(status == 1 and delta is not None and abs(delta - 1) < 0.05,
-          "one more syscall per send fails, naming it (getppid +1.00/request)", out)
+    assert status == 1 and delta is not None and abs(delta - 1) < 0.05, (
+        "one more syscall per send fails, naming it (getppid +1.00/request)" + tail(out))
 
+
+def test_extra_instructions(built):
+    with open(PROFILE) as f:
+        insns = json.load(f)["instructions"][SERVER]["keep-alive"]["per_request"]
     extra = round(insns * INSNS_SHARE)
     status, out = detgate("instructions", "extra_insns.so", C10K_INJECT_INSNS=str(extra))
     change = per_request(out, rf"FAIL: {SERVER}, keep-alive: user-space instructions "
                               r"\+([0-9.]+)%/request")
-    check(status == 1 and change is not None and 4 <= change <= 7,
-          f"{extra} more instructions per send ({INSNS_SHARE:.0%}) fails "
-          f"(measured +{change}%)", out)
+    assert status == 1 and change is not None and 4 <= change <= 7, (
+        f"{extra} more instructions per send ({INSNS_SHARE:.0%}) fails "
+        f"(measured +{change}%)" + tail(out))
 
+
+def test_idle_scan(built):
     status, out = detgate("syscalls", "idle_scan.so")
     delta = per_request(out, rf"FAIL: {SERVER}, idle: fcntl \+([0-9.]+)/request")
-    check(status == 1 and delta is not None and delta >= 100,
-          f"a scan of every connection at each wait fails, naming it (fcntl +{delta}/request "
-          "with 100 idle)", out)
+    assert status == 1 and delta is not None and delta >= 100, (
+        f"a scan of every connection at each wait fails, naming it (fcntl +{delta}/request "
+        "with 100 idle)" + tail(out))
 
+
+def test_sleep(built):
     status, out = detgate("syscalls", "sleep.so")
     deltas = [per_request(out, rf"FAIL: {SERVER}, {w}: (?:clock_)?nanosleep \+([0-9.]+)/request "
                                r"\(new\), sleep") for w in WORKLOADS]
     # Every second send: every second request, but in large, where epoll sends the head
     # and the body apart, every request.
     want = [1.0 if w == "large" else 0.5 for w in WORKLOADS]
-    check(status == 1 and all(d is not None and abs(d - x) < 0.05 for d, x in zip(deltas, want)),
-          f"a 1 ms sleep on every second send fails in {', '.join(WORKLOADS)}, named a "
-          f"sleep (+{deltas}/request)", out)
+    assert status == 1 and all(d is not None and abs(d - x) < 0.05
+                               for d, x in zip(deltas, want)), (
+        f"a 1 ms sleep on every second send fails in {', '.join(WORKLOADS)}, named a "
+        f"sleep (+{deltas}/request)" + tail(out))
 
+
+def test_lock(built):
     status, out = detgate("syscalls", "lock.so")
     deltas = [per_request(out, rf"FAIL: {SERVER}, {w}: futex \+([0-9.]+)/request \(new\), lock")
               for w in WORKLOADS]
-    check(status == 1 and all(d is not None and d >= 0.5 for d in deltas),
-          f"a contended lock at each request fails in {', '.join(WORKLOADS)}, named a lock "
-          f"(futex +{deltas}/request)", out)
+    assert status == 1 and all(d is not None and d >= 0.5 for d in deltas), (
+        f"a contended lock at each request fails in {', '.join(WORKLOADS)}, named a lock "
+        f"(futex +{deltas}/request)" + tail(out))
 
-    fails_only_in("one_event.so", "batch", "epoll_wait", 0.6,
-                  "epoll_wait with maxevents = 1")
+
+def test_one_event(built):
+    fails_only_in("one_event.so", "batch", "epoll_wait", 0.6, "epoll_wait with maxevents = 1")
+
+
+def test_sendfile_64k(built):
     fails_only_in("sendfile_64k.so", "large", "sendfile", 10,
                   "sendfile capped at 64 KiB (per MiB)")
 
+
+def test_uring_nop(built):
     status, out = detgate("syscalls", "uring_nop.so", servers=",".join(URING_SERVERS))
     deltas = [per_request(out, rf"FAIL: {s}, keep-alive: io_uring_op:NOP \+([0-9.]+)/request "
                                r"\(new\)") for s in URING_SERVERS]
-    check(status == 1 and all(d is not None and d >= 0.9 for d in deltas),
-          f"one more io_uring operation per submission fails for {', '.join(URING_SERVERS)}, "
-          f"naming its opcode (io_uring_op:NOP +{deltas}/request)", out)
+    assert status == 1 and all(d is not None and d >= 0.9 for d in deltas), (
+        f"one more io_uring operation per submission fails for {', '.join(URING_SERVERS)}, "
+        f"naming its opcode (io_uring_op:NOP +{deltas}/request)" + tail(out))
 
+
+def test_conn_leak(built):
     status, out = detgate("memory", "conn_leak.so")
     delta = per_request(out, rf"FAIL: {SERVER}, memory: Pss \+([0-9.]+) KiB/connection")
-    check(status == 1 and delta is not None and 3 <= delta <= 5,
-          f"4 KiB kept per connection fails, naming the memory (Pss +{delta} KiB/connection)",
-          out)
-
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    assert status == 1 and delta is not None and 3 <= delta <= 5, (
+        f"4 KiB kept per connection fails, naming the memory (Pss +{delta} KiB/connection)"
+        + tail(out))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(pytest.main([__file__] + sys.argv[1:]))

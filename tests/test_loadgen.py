@@ -23,7 +23,8 @@
   (window end - due) (p99 near the window's length, not the few answered ones' 0.1 ms);
   every connection carries one request before the schedule (primed), however few requests
   the warm-up and window hold; the JSON line has the steady-state check of both halves.
-Ends with "N passed, M failed". Benchmarks are not tests: the bounds are wide on purpose.
+Plain pytest functions (`pytest-3 tests/test_loadgen.py`). Benchmarks are not tests: the
+bounds are wide on purpose.
 """
 
 import json
@@ -34,9 +35,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixtures  # noqa: E402
@@ -51,19 +53,6 @@ KEYS = ("offered_rps", "achieved_rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", 
         "statuses", "errors_by_kind", "late_sends", "duration_s", "unsent", "conn_waits",
         "late_p999_ms", "primed", "steady")
 ERROR_KINDS = ("connect", "read", "write", "timeout", "closed", "parse")
-
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {what}")
-    else:
-        failed += 1
-        print(f"FAIL {what}")
-
 
 def run(binary, *args, timeout=60):
     """Runs loadgen; returns (exit code, parsed last stdout line or None, stderr)."""
@@ -167,18 +156,53 @@ def httperf_close(port, rate, secs):
 
 # ---- the tests ----------------------------------------------------------------------------
 
-def test_selftest(binary, label):
+@pytest.fixture(scope="module", autouse=True)
+def built():
+    assert os.access(LOADGEN, os.X_OK) and os.access(SERVER, os.X_OK), (
+        f"{LOADGEN} and {SERVER} must be built (make all build/bench/loadgen)")
+
+
+@pytest.fixture(scope="module")
+def server():
+    """bin/epoll over the integration suite's root and a 1 MiB big.bin, for the module."""
+    root, _ = fixtures.build_root()
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        f.write(os.urandom(1 << 20))
+    s = fixtures.Server(SERVER, root, extra_args=["--quiet"], idle_timeout=60)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+        fixtures.remove_root(root)
+
+
+@pytest.fixture
+def port(server):
+    return server.port
+
+
+@pytest.fixture
+def tmp(tmp_path):
+    return str(tmp_path)
+
+
+def selftest(binary, label):
     p = subprocess.run([binary, "--selftest"], capture_output=True, text=True, timeout=60)
     m = re.search(r"^(\d+) passed, (\d+) failed$", p.stdout, re.M)
-    check(p.returncode == 0 and m and int(m[1]) > 0 and m[2] == "0",
-          f"{label}: --selftest (histogram within 1/256, parser split at every byte)")
+    assert p.returncode == 0 and m and int(m[1]) > 0 and m[2] == "0", (
+        f"{label}: --selftest (histogram within 1/256, parser split at every byte)")
+
+
+def test_selftest():
+    selftest(LOADGEN, "loadgen")
 
 
 def test_usage():
     code, _, _ = run(LOADGEN, "--rate", "10")
-    check(code == 2, "no --port: exit 2")
+    assert code == 2, "no --port: exit 2"
     code, _, _ = run(LOADGEN, "--port", "1", "--rate", "10", "--arrivals", "bursty")
-    check(code == 2, "unknown --arrivals: exit 2")
+    assert code == 2, "unknown --arrivals: exit 2"
 
 
 def test_refused():
@@ -188,31 +212,31 @@ def test_refused():
     s.close()  # nobody listens there now
     code, _, err = run(LOADGEN, "--port", port, "--conns", "5", "--rate", "10", "--duration",
                        "0.1")
-    check(code == 1 and "5 failed to connect: Connection refused" in err,
-          "nothing listening: the connect failures are reported, exit 1")
+    assert code == 1 and "5 failed to connect: Connection refused" in err, (
+        "nothing listening: the connect failures are reported, exit 1")
 
 
 def test_json(port):
     out = load(LOADGEN, port, "--conns", "20", "--rate", "500", "--duration", "1",
                "--warmup", "0.2")
-    check(consistent(out, 500, 0.05) and out["requests"] == 500 and out["errors"] == 0
-          and out["statuses"]["2xx"] == 500 and out["conns"] == 20,
-          "keep-alive, 500 req/s for 1 s: 500 answers, all 2xx, JSON complete")
+    assert (consistent(out, 500, 0.05) and out["requests"] == 500 and out["errors"] == 0
+            and out["statuses"]["2xx"] == 500 and out["conns"] == 20), (
+        "keep-alive, 500 req/s for 1 s: 500 answers, all 2xx, JSON complete")
     out = load(LOADGEN, port, "--conns", "20", "--rate", "500", "--duration", "1", "--close")
-    check(consistent(out, 500, 0.05) and out["statuses"]["2xx"] == 500 and out["errors"] == 0,
-          "--close, 500 req/s for 1 s: 500 answers on new connections")
+    assert consistent(out, 500, 0.05) and out["statuses"]["2xx"] == 500 and out["errors"] == 0, (
+        "--close, 500 req/s for 1 s: 500 answers on new connections")
     out = load(LOADGEN, port, "--conns", "10", "--rate", "200", "--duration", "1",
                "--path", "/missing")
-    check(consistent(out, 200, 0.05) and out["statuses"]["4xx"] == 200,
-          "a missing file: every answer counted as 4xx")
+    assert consistent(out, 200, 0.05) and out["statuses"]["4xx"] == 200, (
+        "a missing file: every answer counted as 4xx")
     out = load(LOADGEN, port, "--conns", "4", "--rate", "50", "--duration", "1",
                "--path", "/big.bin")
-    check(consistent(out, 50, 0.1) and out["statuses"]["2xx"] == 50,
-          "a 1 MiB body: read to its Content-Length, 50 answers")
+    assert consistent(out, 50, 0.1) and out["statuses"]["2xx"] == 50, (
+        "a 1 MiB body: read to its Content-Length, 50 answers")
     out = load(LOADGEN, port, "--conns", "50", "--rate", "1000", "--duration", "2",
                "--arrivals", "poisson", "--seed", "7")
     # 2,000 Poisson arrivals: the count's standard deviation is sqrt(2000) = 2.2%.
-    check(consistent(out, 1000, 0.10), "Poisson arrivals: achieved within 10% of offered")
+    assert consistent(out, 1000, 0.10), "Poisson arrivals: achieved within 10% of offered"
 
 
 def test_merge(port, tmp):
@@ -222,9 +246,7 @@ def test_merge(port, tmp):
     out_b = load(LOADGEN, port, "--conns", "10", "--rate", "200", "--duration", "1",
                  "--close", "--hist-out", b)
     code, merged, _ = run(LOADGEN, "--merge", a, b)
-    if code != 0 or not merged or not out_a or not out_b:
-        check(False, "--merge of two histogram files runs")
-        return
+    assert code == 0 and merged and out_a and out_b, "--merge of two histogram files runs"
     ha, fa = read_hist(a)
     hb, fb = read_hist(b)
     union = {k: ha.get(k, 0) + hb.get(k, 0) for k in set(ha) | set(hb)}
@@ -232,20 +254,20 @@ def test_merge(port, tmp):
     want = {f"p{p}_ms": percentile_ms(union, max_ns, q)
             for p, q in (("50", 50), ("90", 90), ("99", 99), ("999", 99.9))}
     got = {k: merged[k] for k in want}
-    check(got == want, f"--merge: percentiles of the union of the buckets {got} == {want}")
-    check(merged["requests"] == out_a["requests"] + out_b["requests"]
-          and merged["offered_rps"] == 500 and merged["conns"] == 20
-          and merged["instances"] == 2,
-          "--merge: requests, offered rate and connections add up")
+    assert got == want, f"--merge: percentiles of the union of the buckets {got} == {want}"
+    assert (merged["requests"] == out_a["requests"] + out_b["requests"]
+            and merged["offered_rps"] == 500 and merged["conns"] == 20
+            and merged["instances"] == 2), (
+        "--merge: requests, offered rate and connections add up")
     code, twice, _ = run(LOADGEN, "--merge", a, a)
-    check(code == 0 and twice["requests"] == 2 * out_a["requests"]
-          and all(twice[k] == out_a[k] for k in ("p50_ms", "p99_ms", "max_ms")),
-          "--merge of a file with itself: same percentiles, twice the requests")
+    assert (code == 0 and twice["requests"] == 2 * out_a["requests"]
+            and all(twice[k] == out_a[k] for k in ("p50_ms", "p99_ms", "max_ms"))), (
+        "--merge of a file with itself: same percentiles, twice the requests")
     bad = os.path.join(tmp, "bad.hist")
     with open(bad, "w") as f:
         f.write("not a histogram\n")
     code, _, _ = run(LOADGEN, "--merge", bad)
-    check(code == 1, "--merge of a file that is not a histogram: exit 1")
+    assert code == 1, "--merge of a file that is not a histogram: exit 1"
 
 
 def test_start_on_stdin(port):
@@ -254,14 +276,14 @@ def test_start_on_stdin(port):
     args = ["--host", "127.0.0.1", "--port", str(port), "--conns", "4", "--rate", "200",
             "--duration", "0.3", "--start-on-stdin"]
     p = subprocess.run([LOADGEN, *args], input="", capture_output=True, text=True, timeout=60)
-    check(p.returncode == 1 and "stdin closed before the start line" in p.stderr
-          and not p.stdout.strip(), "--start-on-stdin, stdin closed at once: exit 1, no run")
+    assert (p.returncode == 1 and "stdin closed before the start line" in p.stderr
+            and not p.stdout.strip()), "--start-on-stdin, stdin closed at once: exit 1, no run"
     p = subprocess.run([LOADGEN, *args], input="go\n", capture_output=True, text=True,
                        timeout=60)
     lines = p.stdout.strip().splitlines()
-    check(p.returncode == 0 and "ready; waiting for the start line" in p.stderr and lines
-          and json.loads(lines[-1])["offered_rps"] == 200,
-          "--start-on-stdin, then a line: the ready line, then the run")
+    assert (p.returncode == 0 and "ready; waiting for the start line" in p.stderr and lines
+            and json.loads(lines[-1])["offered_rps"] == 200), (
+        "--start-on-stdin, then a line: the ready line, then the run")
 
 
 def test_split(server):
@@ -292,27 +314,24 @@ def test_split(server):
     log.close()
     for k, row in rows.items():
         parts = row.get("parts") or []
-        check(len(parts) == k and None not in parts
-              and abs(row["offered_rps"] - 1000) < 0.2  # the JSON's rounding
-              and abs(sum(p["offered_rps"] for p in parts) - 1000) < 0.2
-              and sum(p["conns"] for p in parts) == 20
-              and row["instances"] == k,
-              f"a point split over {k} instance(s): {k} runs offering 1000 req/s in all "
-              "over 20 connections")
-        check(len(parts) == k and None not in parts
-              and row["requests"] == sum(p["requests"] for p in parts)
-              and row["achieved_rps"] > 0,
-              f"a point split over {k} instance(s): merged requests ({row.get('requests')}) "
-              f"= the instances' sum ({[p and p['requests'] for p in parts]})")
-    if len(rows) < 3:
-        check(False, f"every split ran ({sorted(rows)} of 1, 2, 3)")
+        assert (len(parts) == k and None not in parts
+                and abs(row["offered_rps"] - 1000) < 0.2  # the JSON's rounding
+                and abs(sum(p["offered_rps"] for p in parts) - 1000) < 0.2
+                and sum(p["conns"] for p in parts) == 20
+                and row["instances"] == k), (
+            f"a point split over {k} instance(s): {k} runs offering 1000 req/s in all "
+            "over 20 connections")
+        assert (len(parts) == k and None not in parts
+                and row["requests"] == sum(p["requests"] for p in parts)
+                and row["achieved_rps"] > 0), (
+            f"a point split over {k} instance(s): merged requests ({row.get('requests')}) "
+            f"= the instances' sum ({[p and p['requests'] for p in parts]})")
+    assert len(rows) == 3, f"every split ran ({sorted(rows)} of 1, 2, 3)"
 
 
 def test_asan(port, tmp):
-    if not os.access(LOADGEN_ASAN, os.X_OK):
-        check(False, f"{LOADGEN_ASAN} is built (make test builds it)")
-        return
-    test_selftest(LOADGEN_ASAN, "ASan")
+    assert os.access(LOADGEN_ASAN, os.X_OK), f"{LOADGEN_ASAN} is built (make test builds it)"
+    selftest(LOADGEN_ASAN, "ASan")
     h = os.path.join(tmp, "asan.hist")
     clean = True
     for args in (["--conns", "50", "--rate", "1000", "--duration", "1", "--hist-out", h],
@@ -322,26 +341,22 @@ def test_asan(port, tmp):
         clean &= code == 0 and bool(out) and "Sanitizer" not in err and "runtime error" not in err
     code, _, err = run(LOADGEN_ASAN, "--merge", h, h)
     clean &= code == 0 and "Sanitizer" not in err
-    check(clean, "ASan+UBSan: keep-alive, --close, 1 MiB bodies and --merge run clean")
+    assert clean, "ASan+UBSan: keep-alive, --close, 1 MiB bodies and --merge run clean"
 
 
 def test_httperf(port):
     """Both clients open one connection per request at 1,000 req/s for 2 s."""
     rate, secs = 1000, 2
-    if not shutil.which("httperf"):
-        check(False, "httperf is installed (make deps)")
-        return
+    assert shutil.which("httperf"), "httperf is installed (make deps)"
     lg = load(LOADGEN, port, "--conns", "400", "--rate", rate, "--duration", secs, "--close")
     hp = httperf_close(port, rate, secs)
-    if not lg or not hp:
-        check(False, "httperf agreement: loadgen --close and httperf both ran")
-        return
+    assert lg and hp, "httperf agreement: loadgen --close and httperf both ran"
     print(f"     loadgen: {lg['achieved_rps']:.0f} req/s p50 {lg['p50_ms']:.3f} "
           f"p99 {lg['p99_ms']:.3f} ms; httperf: {hp['rps']:.0f} req/s p50 {hp['p50']} "
           f"p99 {hp['p99']} ms")
-    check(abs(lg["achieved_rps"] - hp["rps"]) <= 0.02 * rate,
-          "httperf agreement: achieved rates within 2%")
-    check(abs(lg["p50_ms"] - hp["p50"]) <= 1.5, "httperf agreement: p50 within 1.5 ms")
+    assert abs(lg["achieved_rps"] - hp["rps"]) <= 0.02 * rate, (
+        "httperf agreement: achieved rates within 2%")
+    assert abs(lg["p50_ms"] - hp["p50"]) <= 1.5, "httperf agreement: p50 within 1.5 ms"
     # p99 is not judged here: at this light load it is the machine's scheduling noise, in
     # either tool (loadgen 3.8-74 ms, httperf 4.5-99.5 ms over 16 rounds). It is judged under
     # the stalls below, where the server sets it.
@@ -403,19 +418,19 @@ def test_books():
     finally:
         stalled.close()
     if not out:
-        check(False, "books: loadgen ran against a server that stops answering")
+        assert False, "books: loadgen ran against a server that stops answering"
     else:
         print(f"     a server that stops answering: {out['requests']} answers, "
               f"{out['unsent']} unsent, {out['errors']} errors, p50 {out['p50_ms']:.1f} "
               f"p99 {out['p99_ms']:.1f} ms")
-        check(out["unsent"] >= 150 and out["p99_ms"] >= 500 and out["p50_ms"] >= 200,
-              "books: requests never sent are in the histogram at (window end - due): "
-              "p50 >= 200 ms, p99 >= 500 ms")
-        check(out["errors_by_kind"]["timeout"] == 5 and out["requests"] == 0,
-              "books: the 5 sent and never answered (within --timeout 2 s) are timeouts; "
-              "no answers in the window")
-        check(out.get("steady", {}).get("answers") == [0, 0],
-              "books: the steady-state check counts answers in both halves")
+        assert out["unsent"] >= 150 and out["p99_ms"] >= 500 and out["p50_ms"] >= 200, (
+            "books: requests never sent are in the histogram at (window end - due): "
+            "p50 >= 200 ms, p99 >= 500 ms")
+        assert out["errors_by_kind"]["timeout"] == 5 and out["requests"] == 0, (
+            "books: the 5 sent and never answered (within --timeout 2 s) are timeouts; "
+            "no answers in the window")
+        assert out.get("steady", {}).get("answers") == [0, 0], (
+            "books: the steady-state check counts answers in both halves")
     fine = Answerer()
     try:
         out = load(LOADGEN, fine.port, "--conns", "200", "--rate", "50", "--duration", "0.5",
@@ -423,12 +438,12 @@ def test_books():
         touched = fine.touched
     finally:
         fine.close()
-    check(out and out.get("primed") == 200 and touched == 200 and out["requests"] == 25,
-          f"books: 30 scheduled requests over 200 connections, yet every connection carried "
-          f"one (primed {out.get('primed')}, the server saw {touched})")
-    check(out and out.get("steady", {}).get("ok") is True
-          and sum(out["steady"]["answers"]) == out["window_answers"],
-          "books: a steady server passes the steady-state check, both halves add up")
+    assert out and out.get("primed") == 200 and touched == 200 and out["requests"] == 25, (
+        f"books: 30 scheduled requests over 200 connections, yet every connection carried "
+        f"one (primed {out.get('primed')}, the server saw {touched})")
+    assert (out and out.get("steady", {}).get("ok") is True
+            and sum(out["steady"]["answers"]) == out["window_answers"]), (
+        "books: a steady server passes the steady-state check, both halves add up")
 
 
 class Staller:
@@ -467,25 +482,23 @@ def test_stall(server):
             wrk = subprocess.run(["wrk", "-t1", "-c10", f"-d{secs}s", "--latency",
                                   f"http://127.0.0.1:{port}/index.html"],
                                  capture_output=True, text=True, timeout=60).stdout
-    if not out:
-        check(False, "stall: loadgen ran against the stalling server")
-        return
+    assert out, "stall: loadgen ran against the stalling server"
     print(f"     loadgen, 200 ms stall every second: p50 {out['p50_ms']:.3f} p90 "
           f"{out['p90_ms']:.1f} p99 {out['p99_ms']:.1f} max {out['max_ms']:.1f} ms, "
           f"{out['conn_waits']} waited for a connection")
-    check(out["p99_ms"] >= 100, "stall: p99 >= 100 ms (about 190 expected)")
-    check(out["p90_ms"] >= 30,
-          "stall: p90 >= 30 ms (about 100 expected; timing from the send would give ~0.1)")
-    check(out["max_ms"] < 1000 and out["errors"] == 0, "stall: no errors, max below 1 s")
+    assert out["p99_ms"] >= 100, "stall: p99 >= 100 ms (about 190 expected)"
+    assert out["p90_ms"] >= 30, (
+        "stall: p90 >= 30 ms (about 100 expected; timing from the send would give ~0.1)")
+    assert out["max_ms"] < 1000 and out["errors"] == 0, "stall: no errors, max below 1 s"
     if churn and hp:
         print(f"     --close: p90 {churn['p90_ms']:.1f} p99 {churn['p99_ms']:.1f} ms; "
               f"httperf: p90 {hp['p90']} p99 {hp['p99']} ms")
-        check(abs(churn["p90_ms"] - hp["p90"]) <= 0.35 * max(churn["p90_ms"], hp["p90"]),
-              "stall, httperf agreement: p90 within 35%")
-        check(abs(churn["p99_ms"] - hp["p99"]) <= 0.35 * max(churn["p99_ms"], hp["p99"]),
-              "stall, httperf agreement: p99 within 35%")
+        assert abs(churn["p90_ms"] - hp["p90"]) <= 0.35 * max(churn["p90_ms"], hp["p90"]), (
+            "stall, httperf agreement: p90 within 35%")
+        assert abs(churn["p99_ms"] - hp["p99"]) <= 0.35 * max(churn["p99_ms"], hp["p99"]), (
+            "stall, httperf agreement: p99 within 35%")
     else:
-        check(False, "stall: loadgen --close and httperf both ran")
+        assert False, "stall: loadgen --close and httperf both ran"
     if wrk:
         dist = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", wrk, re.M))
         rps = re.search(r"^Requests/sec:\s+(\S+)", wrk, re.M)
@@ -494,42 +507,10 @@ def test_stall(server):
               f"p99 {dist.get('99')}")
     stalled_p90 = out["p90_ms"]
     out = load(LOADGEN, port, "--conns", "10", "--rate", "1000", "--duration", "2")
-    check(out and out["p90_ms"] < stalled_p90 / 2,
-          f"no stall: p90 {out.get('p90_ms')} ms, under half the stalled one (the same run "
-          "without SIGSTOP)")
-
-
-def main():
-    if not os.access(LOADGEN, os.X_OK) or not os.access(SERVER, os.X_OK):
-        print(f"FAIL {LOADGEN} and {SERVER} must be built (make all build/bench/loadgen)")
-        print("0 passed, 1 failed")
-        return 1
-    test_selftest(LOADGEN, "loadgen")
-    test_usage()
-    test_refused()
-    test_books()
-    root, _ = fixtures.build_root()
-    with open(os.path.join(root, "big.bin"), "wb") as f:
-        f.write(os.urandom(1 << 20))
-    tmp = tempfile.mkdtemp(prefix="c10k-loadgen-")
-    server = fixtures.Server(SERVER, root, extra_args=["--quiet"], idle_timeout=60)
-    try:
-        server.start()
-        test_json(server.port)
-        test_merge(server.port, tmp)
-        test_start_on_stdin(server.port)
-        test_split(server)
-        test_asan(server.port, tmp)
-        test_httperf(server.port)
-        test_stall(server)
-    except fixtures.Failure as e:
-        check(False, f"server: {e}")
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    assert out and out["p90_ms"] < stalled_p90 / 2, (
+        f"no stall: p90 {out.get('p90_ms')} ms, under half the stalled one (the same run "
+        "without SIGSTOP)")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(pytest.main([__file__] + sys.argv[1:]))
