@@ -120,8 +120,9 @@ class ServerHost:
         through `ip netns exec` it is the same file, written again."""
         q = shlex.quote(path)
         mk = " ".join(shlex.quote(d) for d in [path.rsplit("/", 1)[0], *dirs])
-        run_on(self.prefix, ["sh", "-c", f"mkdir -p {mk} && cat > {q}.tmp && mv {q}.tmp {q}"],
-               input=text)
+        # In the command line, not on stdin: through `ssh -tt` stdin is a terminal there.
+        self.sh(f"mkdir -p {mk} && printf '%s' {shlex.quote(text)} > {q}.tmp && "
+                f"mv {q}.tmp {q}")
 
     def tree(self, pid):
         """pid and every process under it there; [] if pid is gone."""

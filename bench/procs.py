@@ -150,13 +150,11 @@ def through(host, argv):
     return host + list(argv)
 
 
-def run_on(host, argv, timeout=30, input=None):
-    """Runs argv through host to its end (input: its stdin's text): (exit status, stdout);
-    (None, "") if it could not."""
+def run_on(host, argv, timeout=30):
+    """Runs argv through host to its end: (exit status, stdout); (None, "") if it could not."""
     try:
-        p = subprocess.run(through(host, argv), input=input, capture_output=True, text=True,
-                           timeout=timeout, **({} if input is not None else
-                                               {"stdin": subprocess.DEVNULL}))
+        p = subprocess.run(through(host, argv), stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=timeout)
         return p.returncode, p.stdout
     except (OSError, subprocess.TimeoutExpired):
         return None, ""
