@@ -54,7 +54,7 @@ $(BENCH_IDLERS): bench/c/idlers.c
 # The null server every open-loop run is calibrated against (docs/bench.md, the floor).
 $(BENCH_FLOOR): bench/c/floor.c
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $<
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< -lpthread
 
 # The open-loop load generator (docs/loadgen.md).
 LOADGEN_SRC := bench/c/loadgen.c bench/c/loadgen_results.c
@@ -77,10 +77,12 @@ $(BENCH_RPC_THREADS): bench/c/rpc_threads.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
-.PHONY: profile bench bench-quick bench-check bench-ci bench-ci-det bench-ci-update bench-history bench-baseline bench-idlers bench-loadgen bench-floor inject \
+.PHONY: profile bench bench-quick bench-check bench-ci bench-ci-det bench-ci-update bench-history bench-baseline bench-idlers bench-loadgen bench-floor bench-tools inject \
         demo-idle demo-rpc
 bench-idlers: $(BENCH_IDLERS)
 bench-floor: $(BENCH_FLOOR)
+# What the bench runs on a client or server host of a lab (docs/lab-bench.md).
+bench-tools: $(BENCH_TOOLS)
 bench-loadgen: $(BENCH_LOADGEN)
 
 # LD_PRELOAD libraries that inject a regression into every server (tests/test_detgate.py),

@@ -44,6 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import c10kutil  # noqa: E402
 import efficiency  # noqa: E402
 import gate  # noqa: E402
+import hostproc  # noqa: E402
 import measure  # noqa: E402
 import openloop  # noqa: E402
 import plots  # noqa: E402
@@ -319,6 +320,7 @@ class Bench:
         self.cap = None
         self.closed_s = 0  # plan(): what the closed loop and the idle sweep will take
         self.acct = None  # procs.CpuAccount: the server's CPU, children included
+        self.remote = None  # hostproc.ServerHost: the server's host, read through its prefix
         self.sysctls = procs.Sysctls()
 
     @property
@@ -331,7 +333,8 @@ class Bench:
         cfg = self.cfg
         base, workers = cfg.workers_of(name)
         # Where, on which cores, how many workers, under which name (NAME-wN in a sweep).
-        where = dict(workers=workers, name=name, addr=cfg.server_addr, host=cfg.server_host)
+        where = dict(workers=workers, name=name, addr=cfg.server_addr, host=cfg.server_host,
+                     remote=self.remote)
         cores = cfg.cores_for(workers)
         if base in procs.PEERS:
             cls, default = procs.PEERS[base]
@@ -339,9 +342,11 @@ class Bench:
                 return cls(cfg.nginx, self.www, cores, self.dir, tuned=cfg.nginx_tuned, **where)
             return cls(default, self.www, cores, self.dir, **where)
         if base == efficiency.FLOOR:
-            # One thread, whatever the workers: it has no --workers.
+            # The floor of the whole server: one worker per server core (its --workers),
+            # on every server core, whatever a sweep gives the servers; none on one core.
+            n = len(cfg.server_cores)
             return procs.Server(FLOOR, self.www, cfg.server_cores, self.logs,
-                                **dict(where, workers=None))
+                                **dict(where, workers=n if n > 1 else None))
         if "@" in base:
             model, lib = base.split("@")
             return procs.Server(os.path.join(REPO, "bin", model), self.www, cores, self.logs,
@@ -385,9 +390,11 @@ class Bench:
         """One measurement, or None (recorded as a failure) if it could not be made."""
         t = started[0]
         try:
+            # wrk on the first client host, with a thread per client core
             return measure.measure(t, conns, file, secs or self.cfg.secs, self.cfg.warm,
                                    self.cfg.client_cores, self.syscalls, self.logs,
-                                   self.wrk_log, label, t.cores)
+                                   self.wrk_log, label, t.cores,
+                                   (self.cfg.client_hosts or [()])[0])
         except (measure.MeasureError, OSError) as e:
             self.fail(f"{t.name} c={conns} {file}", str(e))
             return None
@@ -550,8 +557,12 @@ class Bench:
         idlers = None
         try:
             if m:
+                # As loadgen's instances: one per client core of every client host.
+                places = [(host, [core]) for host, core in procs.placements(
+                    self.cfg.client_hosts, self.cfg.client_cores, self.cfg.client_instances)]
                 idlers = procs.Idlers(IDLERS, t.port, m, self.cfg.client_cores,
-                                      os.path.join(self.logs, "idlers.log"))
+                                      os.path.join(self.logs, "idlers.log"),
+                                      self.cfg.server_addr, places)
                 opened = idlers.start()
                 if opened < m:
                     print(f"bench: {t.name}: only {opened} of {m} idle connections opened",
@@ -598,7 +609,10 @@ class Bench:
 
     def make_cap(self):
         cfg = self.cfg
-        if cfg.quota > 0 and self.cap is None:
+        if cfg.quota > 0 and self.cap is None and cfg.server_host:
+            self.notes.append("no CPU cap: the server runs on another host "
+                              "(BENCH_SERVER_HOST), where the harness makes no quota")
+        elif cfg.quota > 0 and self.cap is None:
             try:
                 self.cap = procs.CpuCap(f"c10k-bench-{os.getpid()}", cfg.quota)
             except OSError as e:
@@ -710,21 +724,33 @@ class Bench:
         # (BENCH_CLIENT_CPUS may name CPUs of other machines only.)
         os.sched_setaffinity(0, [c for c in cfg.client_cores if c in cfg.cpus] or cfg.cpus)
         sizes = www.generate(self.www)
-        if cfg.perf:
+        if cfg.server_host:
+            # The same files at the same path on the server's host.
+            procs.run_on(cfg.server_host, ["python3", "-c", "import sys; sys.path.insert(0, "
+                                           f"{os.path.join(REPO, 'bench')!r}); import www; "
+                                           f"www.generate({self.www!r})"])
+            self.syscalls = "remote"  # perf is not attached through a prefix
+        elif cfg.perf:
             check = os.path.join(self.logs, "perf-check.out")
             self.syscalls = "perf" if measure.perf_works(check) else "none"
         raised = self.sysctls.raise_all() if cfg.sysctl and os.geteuid() == 0 else {}
+        cfg.cpu_read = "per process, /proc/PID/stat and /proc/PID/task/*/schedstat here"
+        if cfg.server_host:
+            self.remote = hostproc.ServerHost(cfg.server_host, f"c10k-bench-{os.getpid()}-acct")
+            cfg.cpu_read = self.remote.describe()
+        elif os.geteuid() == 0:
+            try:
+                self.acct = procs.CpuAccount(f"c10k-bench-{os.getpid()}-acct")
+                cfg.cpu_read = (f"here, the cgroup {self.acct.kind} counter {self.acct.dir} "
+                                "(every process the server forks)")
+            except OSError as e:
+                self.notes.append(f"the server's CPU is read per process ({e}): a server "
+                                  "that forks per connection reads low")
         env_width = report.write_env(os.path.join(self.dir, "env.txt"), cfg, self.rid,
                                      self.syscalls, REPO, raised, self.targets)
         with open(os.path.join(self.logs, "config.json"), "w") as f:
             json.dump(dict(vars(cfg), syscalls=self.syscalls), f, indent=1)  # for `replot`
         t0 = time.monotonic()
-        if os.geteuid() == 0:
-            try:
-                self.acct = procs.CpuAccount(f"c10k-bench-{os.getpid()}-acct")
-            except OSError as e:
-                self.notes.append(f"the server's CPU is read per process ({e}): a server "
-                                  "that forks per connection reads low")
         try:
             if cfg.mode in ("ci", "baseline"):
                 result = gate.run(self, cfg)
@@ -739,6 +765,8 @@ class Bench:
                 self.cap.remove()
             if self.acct:
                 self.acct.remove()
+            if self.remote:
+                self.remote.remove()
         report.append_env_end(os.path.join(self.dir, "env.txt"), env_width)
         print(f"bench: done in {report.fmt_duration(time.monotonic() - t0)}; results in "
               f"{os.path.relpath(self.dir, os.getcwd())}/", flush=True)
@@ -826,6 +854,39 @@ def replot(run_dir):
     return 0
 
 
+def check_hosts(cfg):
+    """Before a run on other hosts: every program it will start on each, there at the path
+    it will be given (this tree's, so the tree must sit at the same path there), or the run
+    stops at once with the one command to run there."""
+    if not cfg.server_host and not cfg.client_hosts:
+        return
+    server, client = [], []
+    if cfg.server_host:
+        server = ["python3", "sh", "taskset"]  # readiness probes, hostproc, pinning
+        for name in cfg.base_servers:
+            model, _, lib = name.partition("@")
+            server.append(os.path.join(REPO, "bin", model))
+            if lib:
+                server.append(os.path.join(INJECT_DIR, lib + ".so"))
+        server += [FLOOR] if cfg.open_conns else []
+        server += [cfg.nginx if p == "nginx" else procs.PEERS[p][1] for p in cfg.base_peers]
+    if cfg.client_hosts:
+        client = ["sh", "taskset"] + ([LOADGEN] if cfg.open_conns else []) \
+            + (["wrk"] if cfg.conns else []) + ([IDLERS] if cfg.idle and cfg.idle_reps else [])
+    hosts = ([("server host", cfg.server_host, server)] if cfg.server_host else []) + \
+        [(f"client host {i + 1}", h, client) for i, h in enumerate(cfg.client_hosts)]
+    script = 'for f in "$@"; do [ -e "$f" ] || command -v "$f" >/dev/null 2>&1 || echo "$f"; done'
+    for what, prefix, need in hosts:
+        rc, out = procs.run_on(prefix, ["sh", "-c", script, "sh"] + need)
+        where = f"{what} (`{shlex.join(prefix)}`)"
+        if rc != 0:
+            sys.exit(f"bench: {where}: cannot run a command through it (exit {rc})")
+        if out.split():
+            sys.exit(f"bench: {where} lacks {' '.join(out.split())}; the tree must be at "
+                     f"{REPO} there, built. Run there first: make -C {REPO} deps all "
+                     "bench-tools")
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "full"
     if mode == "replot" and len(sys.argv) == 3:
@@ -834,6 +895,7 @@ def main():
         sys.exit(f"usage: {sys.argv[0]} [{'|'.join(MODES)}] | replot RESULTS_DIR")
     procs.install_cleanup()
     cfg = Config(mode)
+    check_hosts(cfg)
     bench = Bench(cfg)
     try:
         return bench.run()

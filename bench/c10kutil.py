@@ -180,6 +180,12 @@ def medians(rows, keys, metrics, sums=()):
 # bin/fork's children, bin/prefork's processes and the workers of --workers are part of
 # the server: every reader below sums over pid and the processes under it.
 
+def parse_stat_fields(text):
+    """The fields of a /proc/PID/stat line after its "(comm)": [0] state, [1] ppid, [11]
+    utime, [12] stime, [13] cutime, [14] cstime (proc(5) numbers them from 3); [] if none."""
+    return text.rsplit(")", 1)[1].split() if ")" in text else []
+
+
 def process_tree(pid):
     """pid and every process under it, found through the parent pid in /proc/*/stat;
     [] if pid is gone."""
@@ -195,6 +201,11 @@ def process_tree(pid):
         children.setdefault(ppid, []).append(int(name))
     if not os.path.exists(f"/proc/{pid}"):
         return []
+    return tree_under(children, pid)
+
+
+def tree_under(children, pid):
+    """pid and every process under it, from {ppid: [pids]}."""
     tree, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -357,12 +368,17 @@ CPU_STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq",
 
 def cpu_stat():
     """{cpu number: {field: ticks}} from /proc/stat's per-CPU lines."""
-    out = {}
     with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("cpu") and line[3].isdigit():
-                name, *vals = line.split()
-                out[int(name[3:])] = {k: int(v) for k, v in zip(CPU_STAT_FIELDS, vals)}
+        return parse_cpu_stat(f.read())
+
+
+def parse_cpu_stat(text):
+    """cpu_stat() of /proc/stat's text (read here, or on another host)."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            name, *vals = line.split()
+            out[int(name[3:])] = {k: int(v) for k, v in zip(CPU_STAT_FIELDS, vals)}
     return out
 
 
@@ -391,9 +407,17 @@ def psi_some_us():
     """Total µs during which some task waited for a CPU (PSI), or None without PSI."""
     try:
         with open(PRESSURE_PATH) as f:
-            for line in f:
-                if line.startswith("some "):
-                    return int(line.rsplit("total=", 1)[1])
-    except (OSError, ValueError, IndexError):
-        pass
+            return parse_psi_total(f.read())
+    except OSError:
+        return None
+
+
+def parse_psi_total(text):
+    """psi_some_us() of /proc/pressure/cpu's text; None without a "some" line."""
+    for line in text.splitlines():
+        if line.startswith("some "):
+            try:
+                return int(line.rsplit("total=", 1)[1])
+            except (ValueError, IndexError):
+                return None
     return None

@@ -41,7 +41,7 @@ CEILING_STEP = 1.5
 CEILING_REFINE = 2
 CEILING_TRIES = 3  # measurements of one calibration rate before it counts as missed
 CEILING_RETRY_PAUSE_S = 1.0  # between them: a busy spell on the client core passes
-FLOOR_BUSY = 0.8  # the null server's share of its core above which a miss is its own
+FLOOR_BUSY = 0.8  # the null server's share of its cores above which a miss is its own
 # Before the calibration: CPU pressure (PSI "some", 10 s average) at most this, waited for
 # up to QUIET_WAIT_S. A run started while an earlier one's servers were still exiting
 # measured a ceiling of 4,400 req/s at 100 connections, a tenth of what loadgen keeps here.
@@ -299,7 +299,8 @@ class Efficiency:
             # A miss by a null server far from busy is a stall of the machine (a 10 ms
             # one fails the SLO), as is a late client with CPU to spare: measured again.
             saturated = (row.get("client_cpu") or 0) >= openloop.CLIENT_SATURATED
-            busy = (row.get("server_util") or 0) >= FLOOR_BUSY
+            cores = len(getattr(started[0], "cores", None) or [0])  # one worker on each
+            busy = (row.get("server_util") or 0) >= FLOOR_BUSY * cores
             stalled = row["status"] == "over" and not busy and \
                 row["achieved_rps"] >= openloop.SLO_ACHIEVED * rate
             if saturated or (row["status"] != "client_bound" and not stalled):

@@ -20,15 +20,14 @@ its own core busy (wrk_cpu >= 0.9) measured wrk: such rows are flagged wrk_bound
 import math
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
 
-from c10kutil import (CLK_TCK, cpu_stat, cpu_stat_delta, cpu_ticks, cpu_ticks_split,
-                      ctxsw_by_thread, process_tree, proc_pss_kib, proc_threads, psi_some_us,
+from c10kutil import (CLK_TCK, cpu_stat, cpu_stat_delta, cpu_ticks_split, ctxsw_by_thread,
+                      parse_stat_fields, process_tree, proc_pss_kib, proc_threads, psi_some_us,
                       read_status, run_ns)
-from procs import PipeReader, spawn, stop
+from procs import PipeReader, spawn, stop_by_line, stoppable
 from syscalls import CountError, Window
 from syscalls import works as perf_works  # noqa: F401 (bench.py: can perf count here?)
 WRK_TIMEOUT = "8s"  # TechEmpower's: a slow server shows up as latency before it shows as errors
@@ -87,44 +86,40 @@ def parse_wrk(out):
     return r
 
 
-def run_wrk(url, conns, secs, cores, log=None, label="", edge=None):
+def run_wrk(url, conns, secs, cores, log=None, label="", edge=None, host=()):
     """Runs wrk for secs seconds (fractions allowed) and returns its parsed report, with
     wrk's own CPU time as a share of its threads ("wrk_cpu", 1.0 = every thread busy).
     edge, if given, is called right before wrk starts and right before it is stopped: the
-    edges of the window wrk's request count covers."""
+    edges of the window wrk's request count covers. host: a client host's prefix (none:
+    here); wrk is stopped by a line on its stdin there (procs.stoppable), SIGINT to it, on
+    which it prints its report as on Ctrl-C, after its CPU time."""
     threads = max(1, min(len(cores), conns))
     cmd = ["wrk", "-t", str(threads), "-c", str(conns),
-           "-d", f"{math.ceil(secs) + 5}s",  # a backstop only: SIGINT ends the run
+           "-d", f"{math.ceil(secs) + 5}s",  # a backstop only: the stop line ends the run
            "--timeout", WRK_TIMEOUT, "--latency", url]
     if edge:
         edge()
     t0 = time.monotonic()
-    p = spawn(cmd, cores=cores, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    p = spawn(cmd, cores=cores, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+              stderr=subprocess.STDOUT, host=host, wrap=stoppable("INT"))
     reader = PipeReader(p.stdout)
     time.sleep(secs)
-    wrk_cpu = None
-    try:
-        # setpriv and taskset exec wrk, so p.pid is wrk itself.
-        wrk_cpu = cpu_ticks(p.pid) / CLK_TCK / (time.monotonic() - t0) / threads
-    except (OSError, IndexError, ValueError):
-        pass
     if edge:
         edge()
-    try:
-        p.send_signal(signal.SIGINT)  # wrk stops and prints its report, as on Ctrl-C
-        p.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
-    stop(p)
+    elapsed = time.monotonic() - t0
+    stop_by_line(p)
     out = reader.text()
     if log:
-        log.write(f"==== {label} {' '.join(cmd)}\n{out}\n")
+        log.write(f"==== {label} {' '.join(list(host) + cmd)}\n{out}\n")
         log.flush()
     try:
         r = parse_wrk(out)
     except ValueError as e:
         raise MeasureError(f"wrk: {e}: {out.strip()[-300:]}")
-    r["wrk_cpu"] = wrk_cpu
+    m = re.search(r"^c10k-stat: (.*)$", out, re.M)
+    fields = parse_stat_fields(m[1]) if m else []
+    r["wrk_cpu"] = (int(fields[11]) + int(fields[12])) / CLK_TCK / elapsed / threads \
+        if len(fields) > 12 else None
     return r
 
 
@@ -138,12 +133,17 @@ class Snapshot:
     """What the kernel says at one edge of a measured window: the server's CPU time (all
     its threads), per-CPU softirq and steal time, CPU pressure (PSI)."""
 
-    def __init__(self, pid, tree=None, acct=None):
+    def __init__(self, pid, tree=None, acct=None, remote=None):
         """tree: the server's processes (c10kutil.process_tree), found before the window
         by the caller, so that the edge reads only the server's own counters: walking
         /proc at the edge took 30-250 ms on a busy machine with the client on the same
-        core, and the CPU read somewhere inside that is no edge at all."""
+        core, and the CPU read somewhere inside that is no edge at all. remote: the
+        server's hostproc.ServerHost, which reads all of it there (tree: its
+        edge_tree()), with the server's VmRSS and Threads."""
         self.t = time.monotonic()
+        if remote:
+            remote.fill(self, pid, tree)
+            return
         # acct: the server's procs.CpuAccount, exact for every process it ever had.
         self.acct = acct.usage() if acct else None
         if self.acct:
@@ -249,7 +249,7 @@ WRK_BOUND = 0.9
 
 
 def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, log, label,
-            server_cores=()):
+            server_cores=(), client_host=()):
     """Warm-up, then one measured wrk run against target; returns a results.csv row (dict).
 
     syscalls: "perf" (counted during the run by bench/syscalls.py) or "none".
@@ -258,8 +258,12 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
     wrk cannot open them earlier) to right before it is stopped."""
     url = f"http://{getattr(target, 'addr', '127.0.0.1')}:{target.port}/{file}"
     if warm > 0:
-        run_wrk(url, conns, warm, client_cores, log, label + " warm-up")
+        run_wrk(url, conns, warm, client_cores, log, label + " warm-up", host=client_host)
     pid = target.pid()
+    remote = getattr(target, "remote", None)
+    if remote:
+        return measure_remote(target, pid, remote, url, conns, file, secs, client_cores,
+                              log, label, server_cores, client_host)
 
     counter = None
     if syscalls == "perf":
@@ -275,7 +279,7 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
     sampler = Sampler(pid, secs)
     edges = []
     try:
-        w = run_wrk(url, conns, secs, client_cores, log, label,
+        w = run_wrk(url, conns, secs, client_cores, log, label, host=client_host,
                     edge=lambda: edges.append(Snapshot(pid, acct=getattr(target, "acct",
                                                                            None))))
     finally:
@@ -302,6 +306,29 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
     else:
         per_req_sys = None
 
+    return wrk_row(target, conns, file, w, edges, server_cores, per_req_sys,
+                   ctxsw / w["requests"] if w["requests"] else None, sampler.rss_kib,
+                   sampler.threads)
+
+
+def measure_remote(target, pid, remote, url, conns, file, secs, client_cores, log, label,
+                   server_cores, client_host):
+    """measure() of a server on another host (hostproc): its CPU, VmRSS and Threads read
+    there at the two edges, nothing of ours there in between; no syscalls, no context
+    switches."""
+    edges = []
+    tree = remote.edge_tree(pid)
+    w = run_wrk(url, conns, secs, client_cores, log, label, host=client_host,
+                edge=lambda: edges.append(Snapshot(pid, tree, remote=remote)))
+    if not target.alive() or len(edges) < 2:
+        raise MeasureError(f"{target.name} died during the run")
+    return wrk_row(target, conns, file, w, edges, server_cores, None, None,
+                   max(e.rss_kib for e in edges), max(e.threads for e in edges))
+
+
+def wrk_row(target, conns, file, w, edges, server_cores, per_req_sys, ctxsw_per_req,
+            rss_kib, threads):
+    """A results.csv row from wrk's report and the window's edges."""
     req = w["requests"]
     row = {
         "server": target.name, "model": target.model, "conns": conns, "file": file,
@@ -309,9 +336,8 @@ def measure(target, conns, file, secs, warm, client_cores, syscalls, tmp_dir, lo
         "mbps": w["bytes"] / w["duration_s"] / 1e6 if w["duration_s"] else 0,
         "p50_ms": w["p50_ms"], "p90_ms": w["p90_ms"], "p99_ms": w["p99_ms"],
         "max_ms": w["max_ms"], "errors": w["errors"], "non2xx": w["non2xx"],
-        "syscalls_per_req": per_req_sys,
-        "ctxsw_per_req": ctxsw / req if req else None,
-        "rss_kib": sampler.rss_kib, "threads": sampler.threads,
+        "syscalls_per_req": per_req_sys, "ctxsw_per_req": ctxsw_per_req,
+        "rss_kib": rss_kib, "threads": threads,
         "wrk_cpu": w["wrk_cpu"],
         "wrk_bound": int(w["wrk_cpu"] is not None and w["wrk_cpu"] >= WRK_BOUND),
     }

@@ -6,8 +6,9 @@ cost is read from the kernel over exactly loadgen's measured window.
                time (docs/loadgen.md). K instances (one per client core, BENCH_CLIENT_INSTANCES)
                each take N/K connections and R/K requests/s; each waits after its set-up
                (--start-on-stdin) until the harness starts them all with one line, and their
-               histograms are merged exactly (loadgen --merge). The server's CPU
-               (/proc/PID/stat, every thread), the softirq and steal time of its cores
+               histograms are merged exactly (loadgen --merge). The server's CPU (its
+               counting cgroup, or /proc/PID/stat of every thread; on its own host through
+               its prefix, hostproc.py), the softirq and steal time of its cores
                (/proc/stat) and CPU pressure are read at the window's edges: the window is
                [start line + warm-up, + window].
     ladder     offered rates start, start x step, ... until a point misses the SLO, then
@@ -36,7 +37,7 @@ import time
 
 from c10kutil import proc_fds, process_tree
 from measure import MeasureError, Snapshot
-from procs import PipeReader, run_on, spawn, stop
+from procs import PipeReader, placements, run_on, spawn, stop
 
 OPEN_HEADER = ["server", "model", "conns", "close", "offered_rps", "achieved_rps", "p50_ms",
                "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors", "non2xx", "cpu_us_per_req",
@@ -131,11 +132,13 @@ def settle(target, timeout=10.0):
     is back to what it was at its first point): a thread-per-connection server still
     tearing down 10,000 threads would make the next point's connects time out."""
     pid = target.pid()
+    remote = getattr(target, "remote", None)
+    fds = remote.fds if remote else proc_fds  # the server's host, or here
     if not hasattr(target, "idle_fds"):
-        target.idle_fds = proc_fds(pid) or 0
+        target.idle_fds = fds(pid) or 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        n = proc_fds(pid)
+        n = fds(pid)
         if n is None or n <= target.idle_fds + 16:
             return
         time.sleep(0.05)
@@ -194,13 +197,11 @@ def instances(loadgen, target, conns, rate, close, cfg):
     """The point's loadgen instances (BENCH_CLIENT_INSTANCES): instance i on client host
     i mod H, on that host's client core i div H; the connections split as evenly as whole
     numbers go, the rate evenly, so that together they offer `rate` over `conns`."""
-    hosts = getattr(cfg, "client_hosts", None) or [[]]
-    cores = cfg.client_cores
     k = max(1, min(getattr(cfg, "client_instances", 1) or 1, conns))
     return [Instance(loadgen, target, conns // k + (i < conns % k), rate / k, close, cfg,
-                     hosts[i % len(hosts)], cores[(i // len(hosts)) % len(cores)],
-                     f"/tmp/c10k-loadgen-{os.getpid()}-{i}.hist")
-            for i in range(k)]
+                     host, core, f"/tmp/c10k-loadgen-{os.getpid()}-{i}.hist")
+            for i, (host, core) in enumerate(placements(getattr(cfg, "client_hosts", None),
+                                                        cfg.client_cores, k))]
 
 
 def merged(loadgen, texts, log):
@@ -253,12 +254,14 @@ def run_point(loadgen, target, conns, rate, close, cfg, log, label, cap):
             # server that forks per connection has forked them all by now (every
             # connection is open and primed), and the ones that exit are in cutime.
             acct = getattr(target, "acct", None)  # the server's cgroup: no tree needed
-            tree = None if acct else (process_tree(pid) or None)
+            remote = getattr(target, "remote", None)  # the server's host (hostproc)
+            tree = remote.edge_tree(pid) if remote else \
+                None if acct else (process_tree(pid) or None)
             sleep_until(t0 + cfg.open_warm)
-            edges.append(Snapshot(pid, tree, acct))
+            edges.append(Snapshot(pid, tree, acct, remote))
             throttle = [cap.stat()] if cap else []
             sleep_until(t0 + cfg.open_warm + cfg.open_secs)
-            edges.append(Snapshot(pid, tree, acct))
+            edges.append(Snapshot(pid, tree, acct, remote))
             throttle += [cap.stat()] if cap else []
             if rt:
                 harness_rt(False)

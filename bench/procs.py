@@ -13,11 +13,14 @@ group (a server with its threads, nginx's master with its worker), then kills wh
     Lighttpd  peer: lighttpd (Debian), its epoll backend, N worker processes
     CpuCap    a cgroup CPU quota on the server (cgroup v1 cpu.cfs_quota_us or v2 cpu.max)
     Sysctls   listen-queue limits raised for the run (as root) and restored
-    Idlers    build/bench/idlers holding M idle keep-alive connections
+    Idlers    build/bench/idlers holding M idle keep-alive connections, one per client core
+              of every client host
     CpuHog    one BENCH_SLOW hook: a busy loop sharing the server's cores
 
 Every start may go through a host prefix (BENCH_SERVER_HOST, BENCH_CLIENT_HOSTS): a command
 that runs the rest elsewhere, such as `ip netns exec NS` or `ssh -tt user@host` (through()).
+A server there is read there too (hostproc.py); a client there that must report when it
+stops (wrk, idlers) is stopped by a line on its stdin (stoppable()), as ssh passes no signal.
 
 What every other starter of a server shares (the gate, tests/, scripts/) is here too:
 
@@ -45,14 +48,16 @@ SERVER_MAX_CONNS = 20000
 
 
 def spawn(cmd, cores=None, stdout=None, stderr=None, env=None, host=(),
-          stdin=subprocess.DEVNULL):
+          stdin=subprocess.DEVNULL, wrap=()):
     """Starts cmd in its own session, pinned to cores, dying with the harness; env: extra
     environment variables for it; host: a command prefix that runs it elsewhere (the
-    pinning and the variables then apply there)."""
+    pinning and the variables then apply there); wrap: what runs it there first
+    (hostproc.WRAP, stoppable())."""
     inner = ["taskset", "-c", ",".join(map(str, cores))] if cores else []
     if env and host:
         inner = ["env"] + [f"{k}={v}" for k, v in env.items()] + inner
-    p = subprocess.Popen(["setpriv", "--pdeathsig", "KILL"] + through(host, inner + list(cmd)),
+    p = subprocess.Popen(["setpriv", "--pdeathsig", "KILL"]
+                         + through(host, list(wrap) + inner + list(cmd)),
                          stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True,
                          env=dict(os.environ, **env) if env and not host else None)
     _children.append(p)
@@ -102,6 +107,38 @@ def install_cleanup():
     signal.signal(signal.SIGHUP, on_signal)
     # Ctrl-C raises KeyboardInterrupt even if our parent started us with SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def stoppable(sig):
+    """A `sh -c` prefix that runs the rest until a line (or the end) of its stdin arrives,
+    then prints the rest's /proc/PID/stat ("c10k-stat: ...", for its CPU time) and sends it
+    sig: a client on another host stops cleanly and reports (wrk its results, idlers what
+    it still held), since ssh passes its stdin on, not signals. The rest keeps its signals
+    (an `&` job of sh would ignore SIGINT)."""
+    return ["sh", "-c", 'p=$$; exec 3<&0; (read l <&3; echo "c10k-stat: $(cat /proc/$p/stat)"; '
+            f'kill -{sig} $p) & exec "$@" </dev/null 3<&-', "c10k"]
+
+
+def stop_by_line(p, timeout=15.0):
+    """Ends a stoppable() child: the line, then up to timeout for it to finish, then stop()."""
+    try:
+        p.stdin.write(b"stop\n")
+        p.stdin.close()
+    except OSError:
+        pass  # gone already
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    return stop(p)
+
+
+def placements(hosts, cores, k):
+    """Where k client processes go: process i on client host i mod H (a prefix; none:
+    here), on that host's client core i div H."""
+    hosts = hosts or [[]]
+    return [(list(hosts[i % len(hosts)]), cores[(i // len(hosts)) % len(cores)])
+            for i in range(k)]
 
 
 def through(host, argv):
@@ -167,14 +204,23 @@ class StartError(Exception):
     pass
 
 
+def remote_pid(log, offset, proc, what):
+    """The pid on the server's host that hostproc.WRAP printed into the log."""
+    from hostproc import PID_LINE
+
+    return int(wait_for_line(log, offset, PID_LINE, proc, 10.0, what).group(1))
+
+
 class Server:
     """One of our binaries: bin/MODEL --port 0, ready when it prints its listening line."""
 
     def __init__(self, binary, root, cores, log_dir, wrapper=(), name=None, env=None,
-                 workers=None, addr="127.0.0.1", host=()):
+                 workers=None, addr="127.0.0.1", host=(), remote=None):
         self.binary = os.path.abspath(binary)
         self.workers = workers  # --workers N; None: the model's default
         self.addr, self.host = addr, list(host)
+        self.remote = remote  # hostproc.ServerHost: the server's host, read through host
+        self.rpid = None  # the server's pid there
         self.wrapper = list(wrapper)  # e.g. strace, for the BENCH_SLOW check
         self.env = env  # e.g. an LD_PRELOAD that makes it slower (a variant, bench.py)
         self.name = name or os.path.basename(binary)
@@ -194,15 +240,20 @@ class Server:
             if self.workers:
                 cmd += ["--workers", str(self.workers)]
             self.proc = spawn(self.wrapper + cmd, cores=self.cores, stdout=log, stderr=log,
-                              env=self.env, host=self.host)
+                              env=self.env, host=self.host,
+                              wrap=self.remote.wrap() if self.remote else ())
+        if self.remote:
+            self.rpid = remote_pid(self.log, offset, self.proc, self.name)
         m = wait_for_line(self.log, offset, LISTENING_RE, self.proc, 10.0, self.name)
         self.port = int(m.group(2))
         self.model = m.group(3)
 
     def pid(self):
         """The process whose cost is measured (setpriv and taskset exec, so it is ours;
-        under a wrapper such as strace it is the wrapper's child). A host prefix must exec
-        what it runs, as `ip netns exec` does, for the server's CPU to be read here."""
+        under a wrapper such as strace it is the wrapper's child); through a server host,
+        its pid there."""
+        if self.remote:
+            return self.remote.children(self.rpid)[0] if self.wrapper else self.rpid
         if not self.wrapper:
             return self.proc.pid
         return children(self.proc.pid)[0]
@@ -326,13 +377,14 @@ class Peer:
     name = model = package = None
 
     def __init__(self, binary, root, cores, run_dir, workers=None, name=None,
-                 addr="127.0.0.1", host=()):
+                 addr="127.0.0.1", host=(), remote=None):
         self.binary = binary
         self.root = root
         self.cores = cores
         self.workers = workers or 1
         self.name = name or self.name  # NAME-wN in a BENCH_WORKERS sweep
         self.addr, self.host = addr, list(host)
+        self.remote, self.rpid = remote, None  # as Server's
         self.prefix = os.path.join(run_dir, self.name)
         self.log = os.path.join(self.prefix, "stderr.log")
         self.conf = os.path.join(self.prefix, self.conf_name)
@@ -344,13 +396,19 @@ class Peer:
         os.makedirs(self.prefix, exist_ok=True)
         for attempt in range(3):  # the free port can be taken before the peer binds it
             self.port = free_port()
+            text = self.config(self.port)
             with open(self.conf, "w") as f:
-                f.write(self.config(self.port))
+                f.write(text)
+            if self.remote:  # the same path there
+                self.remote.put(self.conf, text, dirs=[os.path.join(self.prefix, "tmp")])
             offset = os.path.getsize(self.log) if os.path.exists(self.log) else 0
             with open(self.log, "ab") as log:
                 self.proc = spawn(self.command(), cores=self.cores, stdout=log, stderr=log,
-                                  host=self.host)
+                                  host=self.host,
+                                  wrap=self.remote.wrap() if self.remote else ())
             try:
+                if self.remote:
+                    self.rpid = remote_pid(self.log, offset, self.proc, self.name)
                 self._wait_ready()
                 return
             except StartError:
@@ -374,9 +432,15 @@ class Peer:
         raise StartError(f"{self.name}: not accepting connections after 10 s")
 
     def find_worker(self):
-        return self.proc.pid
+        return self.first_pid()
+
+    def first_pid(self):
+        """The peer's first process (its pid on the server's host, through one)."""
+        return self.rpid if self.remote else self.proc.pid
 
     def children(self):
+        if self.remote:
+            return self.remote.children(self.rpid)
         return children(self.proc.pid)
 
     def pid(self):
@@ -384,7 +448,8 @@ class Peer:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None and self.worker and \
-            os.path.exists(f"/proc/{self.worker}")
+            (self.remote.alive(self.worker) if self.remote else
+             os.path.exists(f"/proc/{self.worker}"))
 
     def stop(self):
         rc = stop(self.proc)  # SIGTERM to the group: each peer's fast shutdown
@@ -428,7 +493,7 @@ class Nginx(Peer):
         kids = self.children()
         if len(kids) != self.workers:
             return None
-        return kids[0] if self.workers == 1 else self.proc.pid
+        return kids[0] if self.workers == 1 else self.first_pid()
 
 
 class H2o(Peer):
@@ -550,11 +615,17 @@ class CpuAccount(_Cgroup):
 
     def usage(self):
         """(total, user, system) ns of CPU spent in the group so far, or None."""
+        return self.parse(self.kind, self._read)
+
+    @staticmethod
+    def parse(kind, read):
+        """usage() of a group of that kind, whose file NAME's text is read(NAME) (here, or
+        what hostproc read on the server's host)."""
         try:
-            if self.kind == "v1":
-                return tuple(int(self._read(f"cpuacct.{k}"))
+            if kind == "v1":
+                return tuple(int(read(f"cpuacct.{k}"))
                              for k in ("usage", "usage_user", "usage_sys"))
-            stat = dict(line.split() for line in self._read("cpu.stat").splitlines())
+            stat = dict(line.split() for line in read("cpu.stat").splitlines())
             return tuple(int(stat[k]) * 1000 for k in ("usage_usec", "user_usec",
                                                        "system_usec"))
         except (OSError, ValueError, KeyError):
@@ -663,34 +734,48 @@ class Sysctls:
 
 
 class Idlers:
-    """build/bench/idlers holding `count` idle keep-alive connections to a port."""
+    """build/bench/idlers holding `count` idle keep-alive connections to addr:port: one
+    process per place (a client host prefix and its cores, placements()), each with its
+    share, its own log (LOG, or LOG-N.log for several), stopped by a line on its stdin
+    (stoppable()), so that it reports what it still held, also from another host."""
 
-    def __init__(self, binary, port, count, cores, log):
-        self.binary, self.port, self.count, self.cores, self.log = \
-            binary, port, count, cores, log
-        self.proc = None
+    def __init__(self, binary, port, count, cores, log, addr="127.0.0.1", places=None):
+        self.binary, self.port, self.count, self.addr = binary, port, count, addr
+        places = places or [((), cores)]
+        self.places = places[:max(1, min(len(places), count))]
+        k = len(self.places)
+        self.logs = [log] if k == 1 else [f"{log[:-4]}-{i + 1}.log" for i in range(k)]
+        self.procs, self.offsets = [], []
         self.open = 0
 
     def start(self):
-        offset = os.path.getsize(self.log) if os.path.exists(self.log) else 0
-        with open(self.log, "ab") as log:
-            self.proc = spawn([self.binary, "--port", str(self.port), "--count",
-                               str(self.count), "--path", "/index.html",
-                               "--time-limit", "600"],
-                              cores=self.cores, stdout=log, stderr=log)
-        self.offset = offset
-        m = wait_for_line(self.log, offset, r"^idlers: ready (\d+) idle .* \((\d+) failed\)",
-                          self.proc, 60.0, "idlers")
-        self.open = int(m.group(1))
+        k = len(self.places)
+        for i, ((host, cores), log_path) in enumerate(zip(self.places, self.logs)):
+            share = self.count // k + (i < self.count % k)
+            self.offsets.append(os.path.getsize(log_path) if os.path.exists(log_path) else 0)
+            with open(log_path, "ab") as log:
+                self.procs.append(spawn(
+                    [self.binary, "--addr", self.addr, "--port", str(self.port), "--count",
+                     str(share), "--path", "/index.html", "--time-limit", "600"],
+                    cores=cores, stdout=log, stderr=log, host=host, stdin=subprocess.PIPE,
+                    wrap=stoppable("TERM")))
+        for p, log_path, offset in zip(self.procs, self.logs, self.offsets):
+            m = wait_for_line(log_path, offset, r"^idlers: ready (\d+) idle .* \((\d+) failed\)",
+                              p, 60.0, "idlers")
+            self.open += int(m.group(1))
         return self.open
 
     def stop(self):
-        """Stops the idlers; returns how many connections were still open at the end."""
-        stop(self.proc)
-        with open(self.log, "rb") as f:
-            f.seek(self.offset)
-            m = re.search(rb"idlers: exit (\d+) of", f.read())
-        return int(m.group(1)) if m else None
+        """Stops the idlers; returns how many connections were still open at the end (None
+        if one did not say)."""
+        kept = 0
+        for p, log_path, offset in zip(self.procs, self.logs, self.offsets):
+            stop_by_line(p, timeout=5.0)
+            with open(log_path, "rb") as f:
+                f.seek(offset)
+                m = re.search(rb"idlers: exit (\d+) of", f.read())
+            kept = kept + int(m.group(1)) if m and kept is not None else None
+        return kept
 
 
 class CpuHog:

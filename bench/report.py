@@ -313,14 +313,18 @@ def write_summary(path, cfg, rid, rows, idle_rows, open_rows, sizes, syscalls, f
                 # runs from before bench/syscalls.py (replot):
                 "strace": "counted by `strace -c -f` on a separate 1 s run (perf could not "
                           "attach here), so they come from a slowed server",
-                "none": "not counted (BENCH_PERF=0, or perf could not attach here)"}[syscalls]
+                "none": "not counted (BENCH_PERF=0, or perf could not attach here)",
+                "remote": "not counted: the server ran on another host (BENCH_SERVER_HOST), "
+                          "where perf is not attached"}[syscalls]
     tuning = ("" if "nginx" not in getattr(cfg, "base_peers", cfg.peers)
               else " (nginx tuned for static files)"
               if cfg.nginx_tuned else " (nginx plain)")
     lines += [f"Servers: {' '.join(cfg.servers)}; peers, on the same cores as ours: "
               f"{', '.join(cfg.peers)}{tuning}. "
               f"Server on CPU {','.join(map(str, cfg.server_cores))}, clients on CPU "
-              f"{','.join(map(str, cfg.client_cores))} (`taskset`). Syscalls {sys_note}.", ""]
+              f"{','.join(map(str, cfg.client_cores))} (`taskset`). Syscalls {sys_note}."
+              + (f" The server's CPU read {cfg.cpu_read}." if getattr(cfg, "cpu_read", None)
+                 else ""), ""]
     lines += list(efficiency_lines)
     if open_rows:
         lines += headline_section(cfg, open_rows, targets, cap_desc)
@@ -552,6 +556,7 @@ def write_env(path, cfg, rid, syscalls, repo, sysctls_raised=None, targets=()):
                     f"harness on CPU {','.join(map(str, cfg.client_cores))}"
                     + (" (one core: shared!)" if cfg.server_cores == cfg.client_cores else "")),
         ("server workers", workers_note(cfg)),
+        ("server CPU read", getattr(cfg, "cpu_read", "per process here")),
         ("loadgen instances", f"{getattr(cfg, 'client_instances', 1)} per point, each its "
                               "share of the connections and the rate, histograms merged "
                               "(loadgen --merge)"),

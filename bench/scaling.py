@@ -155,7 +155,9 @@ def section(cfg, rows):
 def plot(run_dir, cfg, rows):
     """plots/scaling_cN: one panel per server, throughput (solid, labelled with what
     limited each point) and its ideal (dashed) against workers, CPU µs per request on the
-    right axis (dotted)."""
+    right axis (dotted). One key for the figure, beside its title, and no axis titles in
+    the panels (the key says which axis is which): inside a panel they covered the labels
+    of the points, and beside it one panel's right axis title ran into the next one's."""
     if len(getattr(cfg, "workers", [])) < 2:
         return
     for w, by in curves(cfg, rows).items():
@@ -163,6 +165,13 @@ def plot(run_dir, cfg, rows):
         cols = min(4, len(names))
         nrows = -(-len(names) // cols)
         height = 200 + 330 * nrows
+        # The figure's one key, drawn with the first panel that has both figures: gnuplot
+        # leaves out of a key what has no point. (A key at screen coordinates still fits
+        # into one panel's width: one column, in the top left corner, beside the title.)
+        keyed = next((i for i, b in enumerate(names) if any(p["thr"] for p in by[b])
+                      and any(p["cpu"] for p in by[b])), 0)
+        key = (f"set key at screen 0.01, screen {1 - 6 / height:.4f} left top vertical Left "
+               "reverse font ',9' samplen 3 spacing 1 noenhanced\n")
         data, cmds = [], []
         for i, base in enumerate(names):
             ps = by[base]
@@ -170,42 +179,63 @@ def plot(run_dir, cfg, rows):
             data.append(f"{block} << EOD")
             for p, ide in zip(ps, ideal(ps)):
                 vals = [p["workers"], p["thr"], ide, p["cpu"]]
+                # the label's height last: on the axis where no rate met the SLO
                 data.append(" ".join("?" if v is None else f"{v:.6g}" for v in vals)
-                            + f' "{p["limit"]}"')
+                            + f' "{p["limit"]}" {p["thr"] or 0:.6g}')
             data.append("EOD")
             c = plots.colour(base, names)
+            # A panel with no figure on an axis gets a fixed range there: gnuplot stops
+            # the whole script at an axis it cannot autoscale.
+            empty, no_cpu = not any(p["thr"] for p in ps), not any(p["cpu"] for p in ps)
             cmds.append(
-                ("unset label 99\n" if i else "")  # the footnote once, not per panel
+                ("unset label 99\n" if i else "")  # the footnote once
+                + (key if i == keyed else "unset key\n")
+                + ("set yrange [0:1]\nset label 98 'no rate met the SLO' at graph 0.5, "
+                   "graph 0.5 center font ',9'\n" if empty else "")
+                + ("set y2range [0:1]\n" if no_cpu else "")
                 + f"set title {plots.gp_str(base)} font ',11' noenhanced\n"
                 f"plot {block} using 1:2 with linespoints lc rgb '{c}' lw 2 pt 7 "
-                "title 'throughput', "
+                "title 'throughput, requests/s (left axis)', "
                 f"{block} using 1:3 with lines lc rgb '{c}' dt 2 lw 1 title 'ideal', "
                 f"{block} using 1:4 axes x1y2 with linespoints lc rgb '#777777' dt 3 pt 6 "
-                "title 'CPU µs/req', "
-                f"{block} using 1:2:5 with labels offset 0,1 font ',8' notitle")
+                "title 'CPU µs per request (right axis)', "
+                + labels(block, cfg.workers)
+                + ("\nunset label 98\nset yrange [0:*]" if empty else "")
+                + ("\nset y2range [0:*]" if no_cpu else ""))
         xs = sorted(set(cfg.workers))
         note = (f"Open loop, {efficiency.title(w)}: throughput is the capacity at SLO (p99 ≤ "
                 "10 ms, achieved ≥ 99%) or the highest rate met; each point labelled with what "
                 "limited it. N workers on the first N server cores. " + shared_note(cfg))
         setup = plots.COMMON_SETUP + [
-            "set key inside left top font ',8' samplen 2",
-            "set xlabel 'workers' font ',9'", "set ylabel 'requests/s' font ',9'",
-            "set y2label 'CPU µs per request' font ',9'", "set ytics nomirror",
+            "set xlabel 'workers' font ',9'", "set ytics nomirror",
             "set y2tics font ',8'", "set tics font ',8'", "set yrange [0:*]",
             "set y2range [0:*]", "set offsets 0, 0, graph 0.15, 0",
-            f"set xrange [{min(xs) - 0.5:g}:{max(xs) + 0.5:g}]",
+            f"set xrange [{min(xs) - 0.6:g}:{max(xs) + 1.1:g}]",
             "set xtics (" + ", ".join(f'"{x}" {x}' for x in xs) + ")",
             f"set label 99 {plots.gp_str(plots.wrap(note))} at screen 0.01, screen "
             f"{40 / height:.3f} font ',9' noenhanced",
             f"set multiplot layout {nrows},{cols} title "
             f"{plots.gp_str('Scaling with workers, ' + efficiency.title(w))} font ',14' "
-            f"margins 0.06,0.94,{120 / height:.3f},{1 - 70 / height:.3f} "
+            f"margins 0.06,0.94,{120 / height:.3f},{1 - 95 / height:.3f} "
             f"spacing 0.14,{110 / height:.3f}",
         ]
         cmds.append("unset multiplot")
         plots.write_and_run(run_dir, f"scaling_{'churn' if w[1] else 'c'}{w[0]}",
                             {"data": data, "setup": setup, "plot": "\n".join(cmds)},
                             size=(1100, height))
+
+
+def labels(block, workers):
+    """What limited each point, over it (on the axis if it has no throughput): centred, but
+    the last point's label starts at it, so that two neighbours' labels at the same height
+    do not run into each other."""
+    last = max(workers)
+    out = []
+    for cond, how in ((f"$1 == {last}", "left offset -0.3,1"),
+                      (f"$1 != {last}", "center offset 0,1")):
+        out.append(f"{block} using 1:6:({cond} ? stringcolumn(5) : '') with labels {how} "
+                   "font ',8' notitle")
+    return ", ".join(out)
 
 
 def files(run_dir):

@@ -645,6 +645,13 @@ def test_scaling():
         "scaling: summary.md's table, saying the workers shared one core")
     assert (scaling.split("nginx-w12") == ("nginx", 12) and scaling.split("epoll") ==
             ("epoll", None)), "scaling: NAME-wN names"
+    import shutil
+    if shutil.which("gnuplot"):
+        with tempfile.TemporaryDirectory() as d:
+            scaling.plot(d, cfg, rows)
+            drawn = sorted(f for f in os.listdir(d) if f.startswith("scaling_"))
+        assert drawn == ["scaling_c100.png", "scaling_c100.svg"], (
+            f"scaling: the plot drawn whole, with a server that met the SLO nowhere ({drawn})")
 
 
 def test_config_cores():
@@ -697,6 +704,54 @@ def test_split_instances():
         assert ([i.host for i in group] == [["h1"], ["h2"], ["h1"], ["h2"]][:len(group)]
                 and [i.core for i in group] == [1, 1, 2, 2][:len(group)]), (
             "instances: spread over the client hosts first, then their cores")
+
+
+def test_floor_workers():
+    """bench/floor --workers 2: two threads, two listeners on the one port (SO_REUSEPORT),
+    and the served line at SIGTERM counts every worker's requests."""
+    import signal
+    import socket
+    import subprocess
+
+    import pytest
+
+    floor = os.path.join(HERE, "..", os.environ.get("BUILD", "build"), "bench", "floor")
+    if not os.access(floor, os.X_OK):
+        pytest.skip(f"no {floor} (make bench-floor)")
+    with tempfile.TemporaryDirectory() as root:
+        with open(os.path.join(root, "index.html"), "w") as f:
+            f.write("x" * 100)
+        p = subprocess.Popen([floor, "--port", "0", "--root", root, "--workers", "2"],
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            ready = c10kutil.parse_listening(p.stderr.readline())
+            assert ready is not None, "floor --workers 2 is ready"
+            port = ready[1]
+            threads = len(os.listdir(f"/proc/{p.pid}/task"))
+            with open("/proc/net/tcp") as f:
+                listening = sum(1 for line in f.readlines()[1:]
+                                if line.split()[1].endswith(f":{port:04X}")
+                                and line.split()[3] == "0A")
+            assert threads == 2 and listening == 2, (
+                f"two threads ({threads}), two listeners on port {port} ({listening})")
+            for _ in range(20):
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                    c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                    got = b""
+                    while b"\r\n\r\n" not in got or len(got.split(b"\r\n\r\n", 1)[1]) < 100:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        got += chunk
+            p.send_signal(signal.SIGTERM)
+            rest = p.communicate(timeout=5)[1]
+            assert p.returncode == 0 and "served 20 requests on 20 connections" in rest, (
+                f"at SIGTERM every worker stops and the counts add up (exit "
+                f"{p.returncode}: {rest.strip()})")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 if __name__ == "__main__":
