@@ -142,12 +142,17 @@ def line_plot(run_dir, name, title, xlabel, ylabel, series, servers, logx=True, 
         setup.append(xtics)
     if yformat:
         setup.append(f'set format y "{yformat}"')
-    if note:
-        setup += ["set bmargin 7",
-                  f"set label 1 {gp_str(wrap(note))} at screen 0.01, screen 0.05 font ',9' "
-                  "noenhanced"]
+    setup += footnote(note)
     write_and_run(run_dir, name, {"data": data, "setup": setup,
                                   "plot": "plot " + ", \\\n     ".join(plots)})
+
+
+def footnote(note):
+    """The setup lines that put a note under a single plot (none without one)."""
+    if not note:
+        return []
+    return ["set bmargin 7", f"set label 1 {gp_str(wrap(note))} at screen 0.01, screen 0.05 "
+            "font ',9' noenhanced"]
 
 
 def bar_plot(run_dir, name, title, ylabel, values, servers, yformat=None, note=None):
@@ -173,10 +178,7 @@ def bar_plot(run_dir, name, title, ylabel, values, servers, yformat=None, note=N
     ]
     if yformat:
         setup.append(f'set format y "{yformat}"')
-    if note:
-        setup += ["set bmargin 7",
-                  f"set label 1 {gp_str(wrap(note))} at screen 0.01, screen 0.05 font ',9' "
-                  "noenhanced"]
+    setup += footnote(note)
     # Labels: "63.1k" above 1,000, else three significant digits.
     plot = ("plot $bars using 1:2:3 with boxes lc rgb variable, "
             + ("$bars using 1:2:4:5 with yerrorbars lc rgb '#444444' pt 0 lw 1.5, "
