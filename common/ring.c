@@ -64,6 +64,20 @@ static int ring_setup(struct ring *r)
     return 0;
 }
 
+/* A buffer's id: the kernel's 16 bits (the top half of a completion's flags), so
+ * every id fits the uint16_t that io_uring_buf_ring_add() takes. */
+_Static_assert(RING_BUFS <= INT16_MAX + 1, "a buffer id fits held_next's int16_t");
+
+static uint16_t ring_cqe_bid(unsigned cqe_flags)
+{
+    return (uint16_t)(cqe_flags >> IORING_CQE_BUFFER_SHIFT); /* 32 - 16 bits: nothing lost */
+}
+
+static char *ring_buf(struct ring *r, uint16_t bid)
+{
+    return r->bufs + (size_t)bid * RING_BUF_SIZE;
+}
+
 /* The provided-buffer ring, by hand (liburing 2.3 has no io_uring_setup_buf_ring):
  * page-aligned, registered, then filled. */
 static int ring_setup_buffers(struct ring *r)
@@ -80,9 +94,9 @@ static int ring_setup_buffers(struct ring *r)
         return -1;
     }
     io_uring_buf_ring_init(r->br);
-    for (int i = 0; i < RING_BUFS; i++)
-        io_uring_buf_ring_add(r->br, r->bufs + (size_t)i * RING_BUF_SIZE, RING_BUF_SIZE,
-                              (unsigned short)i, io_uring_buf_ring_mask(RING_BUFS), i);
+    for (uint16_t bid = 0; bid < RING_BUFS; bid++)
+        io_uring_buf_ring_add(r->br, ring_buf(r, bid), RING_BUF_SIZE, bid,
+                              io_uring_buf_ring_mask(RING_BUFS), bid);
     io_uring_buf_ring_advance(r->br, RING_BUFS);
     return 0;
 }
@@ -126,27 +140,26 @@ struct io_uring_sqe *ring_sqe(struct ring *r)
 void ring_prep_send(struct io_uring_sqe *sqe, int fd, const struct conn_tx *tx, struct msghdr *msg,
                     struct iovec iov[2])
 {
-    /* MSG_WAITALL: the kernel finishes a short send itself; one completion. */
-    int flags = MSG_NOSIGNAL | MSG_WAITALL | (tx->more ? MSG_MORE : 0);
+    /* MSG_WAITALL: the kernel finishes a short send itself; one completion. The flags
+     * are bits, unsigned as the kernel's msg_flags; liburing 2.3 takes them as unsigned
+     * for SENDMSG but as int for SEND, where the bits are the same (all below bit 31). */
+    unsigned flags = MSG_NOSIGNAL | MSG_WAITALL;
+    if (tx->more)
+        flags |= MSG_MORE;
     if (tx->len2 > 0) { /* the head and a cached body in one go */
         iov[0] = (struct iovec){(void *)tx->buf, tx->len};
         iov[1] = (struct iovec){(void *)tx->buf2, tx->len2};
         *msg = (struct msghdr){.msg_iov = iov, .msg_iovlen = 2};
         io_uring_prep_sendmsg(sqe, fd, msg, flags);
     } else {
-        io_uring_prep_send(sqe, fd, tx->buf, tx->len, flags);
+        io_uring_prep_send(sqe, fd, tx->buf, tx->len, (int)flags);
     }
 }
 
-static char *ring_buf(struct ring *r, unsigned bid)
-{
-    return r->bufs + (size_t)bid * RING_BUF_SIZE;
-}
-
 /* Buffer bid goes back to the ring: the kernel may fill it again. */
-static void ring_give(struct ring *r, unsigned bid)
+static void ring_give(struct ring *r, uint16_t bid)
 {
-    io_uring_buf_ring_add(r->br, ring_buf(r, bid), RING_BUF_SIZE, (unsigned short)bid,
+    io_uring_buf_ring_add(r->br, ring_buf(r, bid), RING_BUF_SIZE, bid,
                           io_uring_buf_ring_mask(RING_BUFS), 0);
     io_uring_buf_ring_advance(r->br, 1);
 }
@@ -154,7 +167,7 @@ static void ring_give(struct ring *r, unsigned bid)
 void ring_recycle(struct ring *r, unsigned cqe_flags)
 {
     if (cqe_flags & IORING_CQE_F_BUFFER)
-        ring_give(r, cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+        ring_give(r, ring_cqe_bid(cqe_flags));
 }
 
 /* ---- a connection's multishot receive ---------------------------------------- */
@@ -179,7 +192,7 @@ void ring_prep_recv(struct io_uring_sqe *sqe, int fd, struct ring_rx *rx)
 }
 
 /* Appends buffer bid, holding len bytes, to rx's held ones. */
-static void ring_rx_hold(struct ring *r, struct ring_rx *rx, unsigned bid, int len)
+static void ring_rx_hold(struct ring *r, struct ring_rx *rx, uint16_t bid, int len)
 {
     r->held_len[bid] = (uint16_t)len;
     r->held_next[bid] = -1;
@@ -192,9 +205,9 @@ static void ring_rx_hold(struct ring *r, struct ring_rx *rx, unsigned bid, int l
 }
 
 /* Takes the oldest held buffer off rx's list; returns its id. */
-static unsigned ring_rx_pop(struct ring *r, struct ring_rx *rx)
+static uint16_t ring_rx_pop(struct ring *r, struct ring_rx *rx)
 {
-    unsigned bid = (unsigned)rx->first;
+    uint16_t bid = (uint16_t)rx->first; /* >= 0: rx holds one */
     rx->first = r->held_next[bid];
     if (rx->first < 0)
         rx->last = -1;
@@ -209,7 +222,7 @@ void ring_rx_on_cqe(struct ring *r, struct ring_rx *rx, const struct io_uring_cq
     /* -ENOBUFS (no buffer was free) and -ECANCELED (a pause) end the receive only: it
      * is armed again when the connection next wants to read. */
     if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER))
-        ring_rx_hold(r, rx, cqe->flags >> IORING_CQE_BUFFER_SHIFT, cqe->res);
+        ring_rx_hold(r, rx, ring_cqe_bid(cqe->flags), cqe->res);
     else if (cqe->res != -ENOBUFS && cqe->res != -ECANCELED)
         rx->ended = true; /* 0: the peer closed; else the socket failed */
     if (rx->held > RING_RX_HOLD)
@@ -220,7 +233,7 @@ enum conn_want ring_rx_feed(struct ring *r, struct ring_rx *rx, struct conn *c)
 {
     enum conn_want want = CONN_READ;
     while (want == CONN_READ && rx->first >= 0) {
-        unsigned bid = ring_rx_pop(r, rx);
+        uint16_t bid = ring_rx_pop(r, rx);
         want = conn_on_input_from(c, ring_buf(r, bid), r->held_len[bid]);
         ring_give(r, bid); /* parsed in place, or copied: it can take the next receive */
     }
