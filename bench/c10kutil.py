@@ -291,9 +291,24 @@ def proc_fds(pid):
     return None if kinds is None else sum(kinds.values())
 
 
+def io_uring_direct_files(fdinfo):
+    """The targets ("socket:[123]") of the direct descriptors an io_uring's fdinfo lists:
+    files a process holds in a ring's table (bin/uring's connections) instead of its fd
+    table, so /proc/PID/fd does not show them."""
+    targets, listing = [], False
+    for line in fdinfo.splitlines():
+        if line.startswith("UserFiles:"):
+            listing = True
+        elif listing and line[:1].isspace() and ":" in line:
+            targets.append(line.split(":", 1)[1].strip())
+        elif listing:
+            break
+    return targets
+
+
 def proc_fd_kinds(pid):
-    """{"socket": n, "pipe": n, "anon": n, "file": n} over the open fds of pid's tree;
-    None if it is gone."""
+    """{"socket": n, "pipe": n, "anon": n, "file": n} over the open fds of pid's tree,
+    and the direct descriptors in its io_urings' tables; None if it is gone."""
     kinds = {"socket": 0, "pipe": 0, "anon": 0, "file": 0}
     tree = process_tree(pid)
     if not tree:
@@ -308,10 +323,18 @@ def proc_fd_kinds(pid):
                 target = os.readlink(f"/proc/{p}/fd/{name}")
             except OSError:
                 continue  # closed meanwhile
-            kind = target.split(":", 1)[0]
-            if kind == "anon_inode":
-                kind = "anon"
-            kinds[kind if kind in kinds else "file"] += 1
+            targets = [target]
+            if target == "anon_inode:[io_uring]":
+                try:
+                    with open(f"/proc/{p}/fdinfo/{name}") as f:
+                        targets += io_uring_direct_files(f.read())
+                except OSError:
+                    pass  # closed meanwhile
+            for t in targets:
+                kind = t.split(":", 1)[0]
+                if kind == "anon_inode":
+                    kind = "anon"
+                kinds[kind if kind in kinds else "file"] += 1
     return kinds
 
 
