@@ -269,15 +269,16 @@ def pick_servers(wanted):
                   if os.path.isdir(bin_dir) else [], key=c10kutil.model_rank)
     if wanted:
         names = [n for n in wanted.split(",") if n and n not in procs.PEERS]
-        missing = [n for n in names if n.split("@")[0] not in have]
+        missing = [n for n in names if n.split("@")[0].split("+")[0] not in have]
         if missing:
             sys.exit(f"bench: no bin/{missing[0]} (have: {' '.join(have) or 'nothing'}; run make)")
         # NAME@LIB: bin/NAME under LD_PRELOAD=build/inject/LIB.so, a server made slower on
-        # purpose (tests/inject/), measured as a server of its own.
-        variants = [n for n in names if "@" in n]
+        # purpose (tests/inject/), measured as a server of its own; NAME+OPTION: bin/NAME
+        # with one of its own options, e.g. epoll+busy-poll=50 (c10kutil.option_variant).
+        variants = [n for n in names if "@" in n or "+" in n]
         for v in variants:
-            lib = os.path.join(INJECT_DIR, v.split("@")[1] + ".so")
-            if not os.path.exists(lib):
+            lib = os.path.join(INJECT_DIR, v.split("@")[1] + ".so") if "@" in v else None
+            if lib and not os.path.exists(lib):
                 sys.exit(f"bench: no {lib} (make inject)")
         have = [s for s in have if s in names] + variants
     if not have:
@@ -342,6 +343,11 @@ class Bench:
             # One thread, whatever the workers: it has no --workers.
             return procs.Server(FLOOR, self.www, cfg.server_cores, self.logs,
                                 **dict(where, workers=None))
+        if "+" in base:
+            model, _ = c10kutil.option_variant(base)
+            binary = c10kutil.option_variant_binary(base, os.path.join(REPO, "bin", model),
+                                                    self.logs)
+            return procs.Server(binary, self.www, cores, self.logs, **where)
         if "@" in base:
             model, lib = base.split("@")
             return procs.Server(os.path.join(REPO, "bin", model), self.www, cores, self.logs,

@@ -15,6 +15,7 @@ import csv
 import functools
 import os
 import re
+import shlex
 import statistics
 from collections import defaultdict
 
@@ -72,6 +73,29 @@ def model_rank(name):
     a row: a user's own experiment) by name, after every model."""
     order = list(models())
     return (order.index(name) if name in order else len(order), name)
+
+
+def option_variant(name):
+    """NAME+OPTION, a server of ours run with one of its own options (the busy-polling
+    ones: epoll+busy-poll=50, uring+sqpoll), measured as a server of its own:
+    ("epoll", ["--busy-poll", "50"]). A plain name: (name, [])."""
+    base, plus, opt = name.partition("+")
+    if not plus:
+        return name, []
+    flag, eq, value = opt.partition("=")
+    return base, ["--" + flag] + ([value] if eq else [])
+
+
+def option_variant_binary(name, binary, directory):
+    """An executable named NAME in directory that execs binary with the variant's options
+    before the ones it is given (so it is the server's process: its pid, its CPU)."""
+    _, args = option_variant(name)
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in [binary] + args)
+                + ' "$@"\n')
+    os.chmod(path, 0o755)
+    return path
 
 
 def model_traits(name):

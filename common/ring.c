@@ -50,8 +50,19 @@ static int ring_setup(struct ring *r)
                                          IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
                                 .cq_entries = RING_CQ_ENTRIES};
     r->mode = "SINGLE_ISSUER+DEFER_TASKRUN";
+    if (r->s->cfg.sqpoll) {
+        /* --sqpoll: a kernel thread takes the submissions as they are queued, so a turn
+         * that has completions waiting makes no system call; it spins RING_SQPOLL_IDLE_MS
+         * after the last before it sleeps, on any core (no SQ_AFF: on 2 cores, beside
+         * the client). The completions' work then runs on that thread, so there is no
+         * DEFER_TASKRUN (the kernel refuses the two together). */
+        p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SINGLE_ISSUER |
+                  IORING_SETUP_SQPOLL;
+        p.sq_thread_idle = RING_SQPOLL_IDLE_MS;
+        r->mode = "SQPOLL+SINGLE_ISSUER";
+    }
     int e = io_uring_queue_init_params(RING_SQ_ENTRIES, &r->uring, &p);
-    if (e == -EINVAL) { /* before Linux 6.1 */
+    if (e == -EINVAL && !r->s->cfg.sqpoll) { /* before Linux 6.1 */
         p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
                                      .cq_entries = RING_CQ_ENTRIES};
         r->mode = "no DEFER_TASKRUN (kernel before 6.1)";
