@@ -45,8 +45,7 @@
 #define RING_UNTRACKED 0 /* the user_data of operations whose completions nobody awaits */
 #define RING_PIPE_SIZE (256 * 1024) /* PIPEPOOL_PIPES x 64 pages: half of pipe-user-pages-soft */
 #define RING_STOP_MS 3000           /* how long a stop waits for cancelled operations */
-#define RING_SQPOLL_IDLE_MS 1000 /* --sqpoll: the kernel thread's spin after the last submission   \
-                                  */
+#define RING_SQPOLL_IDLE_MS 1000    /* --sqpoll: how long its kernel thread spins idle */
 
 struct ring {
     struct server *s;
