@@ -70,11 +70,6 @@ $(BUILD)/servers/%.nomain.o: $(BUILD)/servers/%.o
 	$(OBJCOPY) --localize-symbol=main $< $@
 
 # Made afresh each time: ar would keep the member of a source moved out of common/.
-# ring.c passes an int of MSG_* flags to io_uring_prep_sendmsg(), which takes unsigned: a
-# warning, not an error, until ring.c's rework (the shared ring code of bin/uring and
-# bin/corouring) settles it.
-$(BUILD)/common/ring.o: WARNINGS += -Wno-error=sign-conversion
-
 $(BUILD)/libc10k.a: $(COMMON_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^

@@ -7,10 +7,12 @@ static files, h2o, lighttpd), measured open-loop with bench/loadgen and closed-l
     python3 bench/bench.py ci         make bench-ci        wall-clock layer: ratios vs results/baseline.csv
     python3 bench/bench.py baseline   make bench-baseline  rewrites results/baseline.csv
 
-A full run, in three phases:
+A full run, in four phases:
     open loop     bench/loadgen at 100 and 10,000 established connections: the client's
                   ceiling against bench/floor, then every server and peer at fractions of it,
                   uncapped, repetitions interleaved, then the knees (efficiency.py)
+    profile       where the CPU goes: bin/epoll, bin/uring and the floor at one open-loop
+                  rate under perf (bench/profile.py, ~25 s), after the open loop
     closed loop   wrk at BENCH_CONNS connections: wrk's peak, one point per server
     idle sweep    100 busy wrk connections while M idle ones are held (bench/idlers); last,
                   because bin/fork leaves thousands of children to reap
@@ -20,7 +22,7 @@ BENCH_SECS, BENCH_WARMUP, BENCH_IDLE, BENCH_IDLE_REPS, BENCH_IDLE_SECS, BENCH_OP
 BENCH_OPEN_SECS, BENCH_OPEN_START, BENCH_OPEN_STEP, BENCH_OPEN_REFINE, BENCH_OPEN_MAX,
 BENCH_CHURN_CONNS, BENCH_FIXED_RPS, BENCH_CPU_QUOTA, BENCH_BUDGET, BENCH_SYSCTL, BENCH_CLIENT_RT,
 BENCH_TRIM,
-BENCH_PERF, BENCH_SLOW, BENCH_TOLERANCE, BENCH_CPU_TOLERANCE, BENCH_BUSY, BENCH_NGINX,
+BENCH_PERF, BENCH_PROFILE, BENCH_SLOW, BENCH_TOLERANCE, BENCH_CPU_TOLERANCE, BENCH_BUSY, BENCH_NGINX,
 BENCH_LOADGEN; for more cores and labs (docs/lab-bench.md) BENCH_SERVER_CPUS,
 BENCH_CLIENT_CPUS, BENCH_WORKERS, BENCH_CLIENT_INSTANCES, BENCH_SERVER_HOST,
 BENCH_CLIENT_HOSTS, BENCH_SERVER_ADDR. docs/bench.md says what each does and how to read
@@ -58,6 +60,9 @@ BUILD_DIR = os.path.join(REPO, os.environ.get("BUILD", "build"))
 IDLERS = os.path.join(BUILD_DIR, "bench", "idlers")
 LOADGEN = os.environ.get("BENCH_LOADGEN", os.path.join(BUILD_DIR, "bench", "loadgen"))
 FLOOR = os.path.join(BUILD_DIR, "bench", "floor")
+# The run's CPU profile (run_profile): which servers beside the floor, at what load.
+PROFILE_SERVERS = ("epoll", "uring")
+PROFILE_RATE, PROFILE_CONNS, PROFILE_SECS = 5000, 100, 5
 INJECT_DIR = os.path.join(BUILD_DIR, "inject")
 
 # A model with the fdset trait (servers/models.tsv: bin/select) cannot hold an fd >=
@@ -270,15 +275,16 @@ def pick_servers(wanted):
                   if os.path.isdir(bin_dir) else [], key=c10kutil.model_rank)
     if wanted:
         names = [n for n in wanted.split(",") if n and n not in procs.PEERS]
-        missing = [n for n in names if n.split("@")[0] not in have]
+        missing = [n for n in names if n.split("@")[0].split("+")[0] not in have]
         if missing:
             sys.exit(f"bench: no bin/{missing[0]} (have: {' '.join(have) or 'nothing'}; run make)")
         # NAME@LIB: bin/NAME under LD_PRELOAD=build/inject/LIB.so, a server made slower on
-        # purpose (tests/inject/), measured as a server of its own.
-        variants = [n for n in names if "@" in n]
+        # purpose (tests/inject/), measured as a server of its own; NAME+OPTION: bin/NAME
+        # with one of its own options, e.g. epoll+busy-poll=50 (c10kutil.option_variant).
+        variants = [n for n in names if "@" in n or "+" in n]
         for v in variants:
-            lib = os.path.join(INJECT_DIR, v.split("@")[1] + ".so")
-            if not os.path.exists(lib):
+            lib = os.path.join(INJECT_DIR, v.split("@")[1] + ".so") if "@" in v else None
+            if lib and not os.path.exists(lib):
                 sys.exit(f"bench: no {lib} (make inject)")
         have = [s for s in have if s in names] + variants
     if not have:
@@ -347,6 +353,11 @@ class Bench:
             n = len(cfg.server_cores)
             return procs.Server(FLOOR, self.www, cfg.server_cores, self.logs,
                                 **dict(where, workers=n if n > 1 else None))
+        if "+" in base:
+            model, _ = c10kutil.option_variant(base)
+            binary = c10kutil.option_variant_binary(base, os.path.join(REPO, "bin", model),
+                                                    self.logs)
+            return procs.Server(binary, self.www, cores, self.logs, **where)
         if "@" in base:
             model, lib = base.split("@")
             return procs.Server(os.path.join(REPO, "bin", model), self.www, cores, self.logs,
@@ -381,6 +392,32 @@ class Bench:
         if hog:
             hog.stop()
         t.stop()
+
+    def run_profile(self):
+        """Where the CPU goes: make profile's buckets (bench/profile.py, perf cpu-clock on the
+        server's CPU) for bin/epoll, bin/uring and the floor at one open-loop rate, about 25 s,
+        in the run's profile/. Alone on the machine, as every measured window is; full runs
+        only (BENCH_PROFILE=0: none); it needs root and perf."""
+        cfg = self.cfg
+        names = [n for n in PROFILE_SERVERS if n in cfg.servers]
+        if cfg.mode != "full" or not names or os.environ.get("BENCH_PROFILE", "1") == "0":
+            return
+        if os.geteuid() != 0 or self.syscalls != "perf":
+            self.notes.append("no CPU profile (bench/profile.py): it needs root and perf")
+            return
+        names.append(efficiency.FLOOR)
+        print(f"bench: where the CPU goes: {' '.join(names)} at {PROFILE_RATE:,} req/s over "
+              f"{PROFILE_CONNS} connections (bench/profile.py)", flush=True)
+        cmd = [sys.executable, os.path.join(REPO, "bench", "profile.py"),
+               "--rate", str(PROFILE_RATE), "--conns", str(PROFILE_CONNS),
+               "--secs", str(PROFILE_SECS), "--warmup", "1",
+               "--out", os.path.join(self.dir, "profile")] + names
+        with open(os.path.join(self.logs, "profile.log"), "a") as log:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, BUILD=BUILD_DIR)).returncode
+        if rc != 0:
+            self.notes.append(f"the CPU profile failed (bench/profile.py exit {rc}: "
+                              "logs/profile.log)")
 
     def fail(self, what, why):
         self.failures.append((what, why))
@@ -809,6 +846,7 @@ class Bench:
             open_rows = self.run_open(per_server)
         else:
             open_rows = self.run_efficiency(t0 - self.closed_s)
+        self.run_profile()
         rows = self.run_matrix(points)
         idle_rows = self.run_idle_sweep()
         summarise(self.dir, cfg, self.rid, rows, idle_rows, open_rows, sizes, self.syscalls,
@@ -827,9 +865,24 @@ def summarise(run_dir, cfg, rid, rows, idle_rows, open_rows, sizes, syscalls, fa
     report.write_summary(os.path.join(run_dir, "summary.md"), cfg, rid, rows, idle_rows,
                          ladder_rows, sizes, syscalls, failures, notes, elapsed, cap_desc,
                          efficiency.section(cfg, eff_rows, targets)
-                         + scaling.section(cfg, eff_rows))
+                         + scaling.section(cfg, eff_rows) + profile_section(run_dir))
     plots.make_all(run_dir, cfg, rows, idle_rows, ladder_rows, eff_rows)
     scaling.plot(run_dir, cfg, eff_rows)
+
+
+def profile_section(run_dir):
+    """summary.md's CPU profile (Bench.run_profile), where the run has one."""
+    path = os.path.join(run_dir, "profile", "profile.txt")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        table = f.read().rstrip("\n")
+    return ["## Where the CPU goes", "",
+            f"bin/epoll, bin/uring and the floor at {PROFILE_RATE:,} requests/s over "
+            f"{PROFILE_CONNS} keep-alive connections, open loop, one {PROFILE_SECS} s window "
+            "each, perf cpu-clock samples of the server's CPU sorted into buckets "
+            "(bench/profile.py, docs/profile.md; profile/profile.png):", "",
+            "```", table, "```", ""]
 
 
 def replot(run_dir):

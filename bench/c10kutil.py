@@ -15,6 +15,7 @@ import csv
 import functools
 import os
 import re
+import shlex
 import statistics
 from collections import defaultdict
 
@@ -72,6 +73,29 @@ def model_rank(name):
     a row: a user's own experiment) by name, after every model."""
     order = list(models())
     return (order.index(name) if name in order else len(order), name)
+
+
+def option_variant(name):
+    """NAME+OPTION, a server of ours run with one of its own options (the busy-polling
+    ones: epoll+busy-poll=50, uring+sqpoll), measured as a server of its own:
+    ("epoll", ["--busy-poll", "50"]). A plain name: (name, [])."""
+    base, plus, opt = name.partition("+")
+    if not plus:
+        return name, []
+    flag, eq, value = opt.partition("=")
+    return base, ["--" + flag] + ([value] if eq else [])
+
+
+def option_variant_binary(name, binary, directory):
+    """An executable named NAME in directory that execs binary with the variant's options
+    before the ones it is given (so it is the server's process: its pid, its CPU)."""
+    _, args = option_variant(name)
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in [binary] + args)
+                + ' "$@"\n')
+    os.chmod(path, 0o755)
+    return path
 
 
 def model_traits(name):
@@ -302,9 +326,24 @@ def proc_fds(pid):
     return None if kinds is None else sum(kinds.values())
 
 
+def io_uring_direct_files(fdinfo):
+    """The targets ("socket:[123]") of the direct descriptors an io_uring's fdinfo lists:
+    files a process holds in a ring's table (bin/uring's connections) instead of its fd
+    table, so /proc/PID/fd does not show them."""
+    targets, listing = [], False
+    for line in fdinfo.splitlines():
+        if line.startswith("UserFiles:"):
+            listing = True
+        elif listing and line[:1].isspace() and ":" in line:
+            targets.append(line.split(":", 1)[1].strip())
+        elif listing:
+            break
+    return targets
+
+
 def proc_fd_kinds(pid):
-    """{"socket": n, "pipe": n, "anon": n, "file": n} over the open fds of pid's tree;
-    None if it is gone."""
+    """{"socket": n, "pipe": n, "anon": n, "file": n} over the open fds of pid's tree,
+    and the direct descriptors in its io_urings' tables; None if it is gone."""
     kinds = {"socket": 0, "pipe": 0, "anon": 0, "file": 0}
     tree = process_tree(pid)
     if not tree:
@@ -319,10 +358,18 @@ def proc_fd_kinds(pid):
                 target = os.readlink(f"/proc/{p}/fd/{name}")
             except OSError:
                 continue  # closed meanwhile
-            kind = target.split(":", 1)[0]
-            if kind == "anon_inode":
-                kind = "anon"
-            kinds[kind if kind in kinds else "file"] += 1
+            targets = [target]
+            if target == "anon_inode:[io_uring]":
+                try:
+                    with open(f"/proc/{p}/fdinfo/{name}") as f:
+                        targets += io_uring_direct_files(f.read())
+                except OSError:
+                    pass  # closed meanwhile
+            for t in targets:
+                kind = t.split(":", 1)[0]
+                if kind == "anon_inode":
+                    kind = "anon"
+                kinds[kind if kind in kinds else "file"] += 1
     return kinds
 
 

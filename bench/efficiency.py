@@ -607,8 +607,9 @@ def claims(cfg, fig, rows, targets, rerun=None):
             if not a or not a["cpu_us_per_req"]:
                 continue
             parts = []
-            # A variant (NAME@LIB, a server slowed on purpose) is also read against NAME.
-            base = [s.split("@")[0]] if "@" in s else []
+            # A variant (NAME@LIB, a server slowed on purpose; NAME+OPTION, one run with an
+            # option of its own) is also read against NAME.
+            base = [s.split("@")[0].split("+")[0]] if "@" in s or "+" in s else []
             for other in [FLOOR] + peers + base:
                 ri = paired(rows, s, other, conns, rate)
                 if not ri:

@@ -103,7 +103,8 @@ import openloop  # noqa: E402
 import plots  # noqa: E402
 import procs  # noqa: E402
 import www  # noqa: E402
-from c10kutil import append_csv, median, process_tree, read_csv  # noqa: E402
+from c10kutil import (append_csv, median, option_variant, option_variant_binary,  # noqa: E402
+                      process_tree, read_csv)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.path.join(REPO, os.environ.get("BUILD", "build"))
@@ -255,10 +256,17 @@ class ProfileError(Exception):
 
 
 def make_target(name, root, run_dir, log_dir):
-    """A server the bench can start: a peer (procs.PEERS), bin/NAME, or build/bench/NAME."""
+    """A server the bench can start: a peer (procs.PEERS), bin/NAME, bin/NAME with an
+    option of its own (NAME+OPTION, c10kutil.option_variant), or build/bench/NAME."""
     if name in procs.PEERS:
         cls, binary = procs.PEERS[name]
         return cls(binary, root, SERVER_CORES, run_dir)
+    model, _ = option_variant(name)
+    path = os.path.join(REPO, "bin", model)
+    if model != name and os.access(path, os.X_OK):
+        # Checking the name only (no log_dir yet): nothing is written.
+        binary = option_variant_binary(name, path, log_dir) if log_dir else path
+        return procs.Server(binary, root, SERVER_CORES, log_dir)
     for d in (os.path.join(REPO, "bin"), os.path.join(BUILD_DIR, "bench")):
         path = os.path.join(d, name)
         if os.access(path, os.X_OK):

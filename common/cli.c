@@ -7,6 +7,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The options only some models take: busy polling, measured in docs/lecture.md, never a
+ * default. */
+static const struct cli_model_option {
+    const char *opt, *model, *help;
+} cli_model_options[] = {
+    {"--busy-poll", "epoll",
+     "--busy-poll USEC: epoll_wait spins up to USEC before it sleeps (EPIOCSPARAMS, Linux\n"
+     "  6.9); it spins only for sockets that came through a NAPI device, not loopback.\n"},
+    {"--sqpoll", "uring",
+     "--sqpoll: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL): no\n"
+     "  system call to submit, a core kept busy (and no DEFER_TASKRUN).\n"},
+    {"--sqpoll", "corouring",
+     "--sqpoll: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL): no\n"
+     "  system call to submit, a core kept busy (and no DEFER_TASKRUN).\n"},
+};
+
+/* Whether model takes opt, one of cli_model_options; its entry, or NULL. */
+static const struct cli_model_option *cli_model_option(const char *model, const char *opt)
+{
+    for (size_t i = 0; i < sizeof cli_model_options / sizeof cli_model_options[0]; i++)
+        if (!strcmp(cli_model_options[i].opt, opt) && !strcmp(cli_model_options[i].model, model))
+            return &cli_model_options[i];
+    return NULL;
+}
+
 static void cli_usage(FILE *out, const char *model)
 {
     fprintf(out,
@@ -17,6 +42,9 @@ static void cli_usage(FILE *out, const char *model)
             "--workers N runs N processes of it (default 1; bin/prefork: 4).\n"
             "Started as root, it serves as --user (default nobody) once it listens.\n",
             model, (int)strlen(model), "", (int)strlen(model), "", model);
+    for (size_t i = 0; i < sizeof cli_model_options / sizeof cli_model_options[0]; i++)
+        if (!strcmp(cli_model_options[i].model, model))
+            fputs(cli_model_options[i].help, out);
 }
 
 /* Parses a decimal integer in [min, max]; returns -1 if it is not one. */
@@ -56,6 +84,16 @@ enum cli_result cli_parse(int argc, char **argv, const char *model, struct confi
             return CLI_EXIT;
         } else if (!strcmp(opt, "--quiet")) {
             cfg->quiet = true;
+            continue;
+        } else if (!strcmp(opt, "--sqpoll") && cli_model_option(model, opt)) {
+            cfg->sqpoll = true;
+            continue;
+        } else if (!strcmp(opt, "--busy-poll") && cli_model_option(model, opt)) {
+            if (!val || cli_int(val, 1, 1000000, &cfg->busy_poll_us)) {
+                fprintf(stderr, "%s: --busy-poll needs microseconds, 1 to 1000000\n", model);
+                return CLI_USAGE;
+            }
+            i++;
             continue;
         }
 

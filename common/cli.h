@@ -20,6 +20,10 @@ struct config {
     bool quiet;
     int workers;      /* --workers; 0 if not given: the model's default */
     const char *user; /* --user; NULL if not given: nobody when started as root */
+    /* Busy polling, never on unless asked (cli.c's cli_model_options says which model takes
+     * which): the CPU it burns buys fewer sleeps and wake-ups. */
+    int busy_poll_us; /* --busy-poll USEC (bin/epoll): epoll_wait spins this long; 0: off */
+    bool sqpoll;      /* --sqpoll (bin/uring, bin/corouring): a kernel thread polls the ring */
 };
 
 enum cli_result {

@@ -5,9 +5,13 @@
  *
  *     ring_init(r, s)            the ring (SINGLE_ISSUER + DEFER_TASKRUN where the
  *                                kernel has them, its fd registered), the opcode probe,
- *                                the receive buffers
+ *                                the receive buffers, the table of direct descriptors
  *     ring_sqe(r)                a submission entry, submitting first if the queue is full
- *     ring_prep_recv(sqe, fd, rx) a connection's one multishot receive into provided buffers
+ *     ring_prep_accept(r, ...)   the multishot accept, into the table where there is one
+ *     ring_admit(r, fd)          server_admit() for a socket the ring accepted
+ *     ring_on_socket(r, sqe)     marks an operation on a connection's socket (direct)
+ *     ring_close_conn(r, c)      server_close_conn(), for a socket the ring accepted
+ *     ring_prep_recv(r, sqe, fd, rx) a connection's one multishot receive into provided buffers
  *     ring_rx_on_cqe(r, rx, cqe) keeps what a completion of it brought, in arrival order
  *     ring_rx_feed(r, rx, c)     hands the kept bytes to the connection, buffers back
  *     ring_rx_cancel(r, rx, ud)  ends the receive early (to pause it, or to close)
@@ -41,6 +45,7 @@
 #define RING_UNTRACKED 0 /* the user_data of operations whose completions nobody awaits */
 #define RING_PIPE_SIZE (256 * 1024) /* PIPEPOOL_PIPES x 64 pages: half of pipe-user-pages-soft */
 #define RING_STOP_MS 3000           /* how long a stop waits for cancelled operations */
+#define RING_SQPOLL_IDLE_MS 1000    /* --sqpoll: how long its kernel thread spins idle */
 
 struct ring {
     struct server *s;
@@ -52,8 +57,15 @@ struct ring {
     struct io_uring_buf_ring *br; /* the provided-buffer ring, RING_BUFS entries */
     char *bufs;                   /* RING_BUFS buffers of RING_BUF_SIZE bytes */
     const char *mode;             /* the setup flags the kernel took, for the start-up line */
+    char *sink;                   /* where a lingering close's last input goes (direct only) */
     bool has_ring;
     bool fd_registered; /* io_uring_enter finds the ring by its index, not by fd */
+    /* Connections' sockets are direct descriptors: accepted into the ring's table of
+     * files (as many as the server's connection table has slots), never in the
+     * process's fd table, so a connection's "fd" (c->fd, its slot, the user_data's
+     * fd) is its index in that table, and every operation on it carries
+     * IOSQE_FIXED_FILE. False where the kernel or the server cannot (ring_init()). */
+    bool direct;
 };
 
 /* A connection's multishot receive, and the bytes it brought that the connection has
@@ -79,13 +91,45 @@ void ring_close(struct ring *r);
  * if there is still no room. */
 struct io_uring_sqe *ring_sqe(struct ring *r);
 
+/* The multishot accept on the listener, of nonblocking sockets (a splice into a full
+ * one must fail, not hold a kernel worker): direct ones into the table if r->direct.
+ * Each completion's res is the new socket (an fd, or an index in the table). */
+void ring_prep_accept(const struct ring *r, struct io_uring_sqe *sqe, int listen_fd);
+
+/* server_admit() for a socket the ring accepted: counts it in, or closes it (in the
+ * table, if direct) and returns false. */
+bool ring_admit(struct ring *r, int fd);
+
+/* Closes a socket the ring accepted that serves no connection. */
+void ring_close_socket(struct ring *r, int fd);
+
+/* server_close_conn() for a connection whose socket the ring accepted (after
+ * ring_close(), a direct one is gone already: only the slot is freed). */
+void ring_close_conn(struct ring *r, struct conn *c);
+
+/* shutdown(fd, SHUT_RDWR) of a connection's socket, which ends its operations in
+ * flight: the last resort when no submission entry is free to cancel them. A direct
+ * descriptor can be shut down only by the ring; with no entry free it is left. */
+void ring_shutdown(struct ring *r, int fd);
+
+/* sqe's fd is a connection's socket: an index in the table if r->direct. For a
+ * splice, the socket must be its output (IOSQE_FIXED_FILE names fd_out). */
+static inline void ring_on_socket(const struct ring *r, struct io_uring_sqe *sqe)
+{
+    if (r->direct)
+        sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+/* Cancels every operation on a connection's socket (their completions follow). */
+void ring_prep_cancel_socket(const struct ring *r, struct io_uring_sqe *sqe, int fd);
+
 /* A connection's receive state, before its first receive. */
 void ring_rx_init(struct ring_rx *rx);
 
 /* Prepares one multishot receive on fd, for as long as the connection lives: each
  * time data comes, the kernel takes a provided buffer, fills it and posts a completion
  * (with IORING_CQE_F_MORE while the receive stays armed). Marks rx armed. */
-void ring_prep_recv(struct io_uring_sqe *sqe, int fd, struct ring_rx *rx);
+void ring_prep_recv(const struct ring *r, struct io_uring_sqe *sqe, int fd, struct ring_rx *rx);
 
 /* A completion of rx's receive: its buffer is held until ring_rx_feed(), the end of
  * the stream is noted. A connection that holds more than RING_RX_HOLD buffers has
@@ -110,8 +154,8 @@ void ring_rx_drop(struct ring *r, struct ring_rx *rx);
  * that the kernel finishes itself if the socket takes only part (MSG_WAITALL):
  * a SEND, or a SENDMSG of the head and a cached body, whose msg and iov must stay
  * put until the completion. */
-void ring_prep_send(struct io_uring_sqe *sqe, int fd, const struct conn_tx *tx, struct msghdr *msg,
-                    struct iovec iov[2]);
+void ring_prep_send(const struct ring *r, struct io_uring_sqe *sqe, int fd,
+                    const struct conn_tx *tx, struct msghdr *msg, struct iovec iov[2]);
 
 /* Gives back the provided buffer a completion carries, if it carries one. */
 void ring_recycle(struct ring *r, unsigned cqe_flags);
@@ -123,10 +167,9 @@ int ring_wait(struct ring *r, int timeout_ms);
 /* An accept completed with -EMFILE or -ENFILE: one armed now would fail at once,
  * over and over. Takes what waits (server_accept() refuses it with the spare fd,
  * or serves it if fds came back) and calls open_fn for each connection served.
- * The caller then waits for the listener to be readable before accepting again. */
+ * Direct, the table is full (more connections than --max-conns are open, or still
+ * closing): what waits is refused. The caller then waits for the listener to be
+ * readable before accepting again. */
 void ring_accept_backlog(struct ring *r, void (*open_fn)(void *arg, int fd), void *arg);
-
-/* Whether an accept's error is one to report (not a cancel, an abort or a signal). */
-bool ring_accept_error_matters(int res);
 
 #endif

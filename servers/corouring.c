@@ -147,11 +147,15 @@ static int co_submit(struct task *t, struct io_uring_sqe *sqe)
     return t->res;
 }
 
-static int co_poll(struct task *t, int fd, unsigned mask)
+/* socket: fd is a connection's (a direct descriptor, if the ring's are), not the listener. */
+static int co_poll(struct task *t, int fd, unsigned mask, bool socket)
 {
     struct io_uring_sqe *sqe = co_sqe(t);
-    if (sqe)
+    if (sqe) {
         io_uring_prep_poll_add(sqe, fd, mask);
+        if (socket)
+            ring_on_socket(&t->rs->ring, sqe);
+    }
     return co_submit(t, sqe);
 }
 
@@ -179,7 +183,7 @@ static enum conn_want co_read(struct corouring_conn *rc)
             struct io_uring_sqe *sqe = co_sqe(&rc->task);
             if (!sqe)
                 return CONN_CLOSE;
-            ring_prep_recv(sqe, rc->conn.fd, &rc->rx);
+            ring_prep_recv(r, sqe, rc->conn.fd, &rc->rx);
             io_uring_sqe_set_data64(sqe, rx_data(rc));
         }
         co_wait_rx(rc);
@@ -194,7 +198,7 @@ static void co_end_rx(struct corouring_conn *rc)
 {
     struct ring *r = &rc->task.rs->ring;
     if (ring_rx_cancel(r, &rc->rx, rx_data(rc)) < 0)
-        shutdown(rc->conn.fd, SHUT_RDWR); /* ends it as well, without the ring */
+        ring_shutdown(r, rc->conn.fd); /* ends it as well, without the ring */
     ring_rx_drop(r, &rc->rx);
 }
 
@@ -207,7 +211,7 @@ static int co_write(struct corouring_conn *rc, const struct conn_tx *tx)
     struct msghdr msg;
     struct io_uring_sqe *sqe = co_sqe(&rc->task);
     if (sqe)
-        ring_prep_send(sqe, rc->conn.fd, tx, &msg, iov);
+        ring_prep_send(&rc->task.rs->ring, sqe, rc->conn.fd, tx, &msg, iov);
     return co_submit(&rc->task, sqe);
 }
 
@@ -257,8 +261,10 @@ static ssize_t co_sendfile(struct corouring_conn *rc, int file_fd, off_t off, si
                 goto out;
             pu->in_pipe = (uint32_t)r;
         }
-        if ((sqe = co_sqe(t)))
+        if ((sqe = co_sqe(t))) {
             io_uring_prep_splice(sqe, pu->pipe->rd, -1, rc->conn.fd, -1, pu->in_pipe, 0);
+            ring_on_socket(&t->rs->ring, sqe); /* the output: the socket */
+        }
         r = co_submit(t, sqe);
         if (r > 0) {
             pu->in_pipe -= (uint32_t)r;
@@ -270,7 +276,7 @@ static ssize_t co_sendfile(struct corouring_conn *rc, int file_fd, off_t off, si
             goto out;
         /* The socket is full, and a splice cannot wait for room: wait for it here. */
         pipepool_park(&t->rs->pipes, pu);
-        if ((r = co_poll(t, rc->conn.fd, POLLOUT)) < 0)
+        if ((r = co_poll(t, rc->conn.fd, POLLOUT, true)) < 0)
             goto out;
         pipepool_leave(&t->rs->pipes, pu); /* if it was taken, start over from the file */
     }
@@ -285,7 +291,6 @@ static void serve_connection(void *arg)
 {
     struct corouring_conn *rc = arg;
     struct conn *c = &rc->conn;
-    struct server *s = rc->task.rs->s;
     enum conn_want want = CONN_READ;
 
     while (want != CONN_CLOSE) {
@@ -307,7 +312,7 @@ static void serve_connection(void *arg)
         }
     }
     co_end_rx(rc);
-    server_close_conn(s, c); /* no operation of ours is in flight: the fd may go */
+    ring_close_conn(&rc->task.rs->ring, c); /* no operation of ours is in flight: the fd may go */
 }
 
 /* ---- the acceptor: a coroutine as well ------------------------------------------ */
@@ -324,7 +329,7 @@ static void spawn(void *arg, int fd)
     rc->gen++;
     if (!(rc->task.co = coro_create(&rs->pool, serve_connection, rc))) {
         server_warn(rs->s, "cannot serve a connection: %s", strerror(errno));
-        server_close_conn(rs->s, c);
+        ring_close_conn(&rs->ring, c);
         return;
     }
     rs->coroutines++;
@@ -342,26 +347,26 @@ static void accept_main(void *arg)
             fd = co_next(t);
         } else { /* one accept, as uring.c's, that completes once per connection */
             struct io_uring_sqe *sqe = co_sqe(t);
-            if (sqe) /* nonblocking: a splice into a full socket must fail, not hold a worker */
-                io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL,
-                                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (sqe)
+                ring_prep_accept(&rs->ring, sqe, s->listen_fd);
             fd = co_submit(t, sqe);
         }
         if (fd >= 0) {
             if (t->cancelled) /* stopping: accepted before the cancel took */
-                close(fd);
-            else if (server_admit(s, fd)) /* server_accept()'s limits, for a kernel-accepted fd */
+                ring_close_socket(&rs->ring, fd);
+            else if (ring_admit(&rs->ring,
+                                fd)) /* server_accept()'s limits, for a kernel-accepted fd */
                 spawn(rs, fd);
-        } else if (!t->in_flight && (fd == -EMFILE || fd == -ENFILE)) {
+        } else if (!t->in_flight && accept_error_kind(-fd) == ACCEPT_NO_FDS) {
             /* Out of fds: the accept ended. Take what waits by hand, then wait for the
              * next client. */
             ring_accept_backlog(&rs->ring, spawn, rs);
-            if (co_poll(t, s->listen_fd, POLLIN) < 0)
+            if (co_poll(t, s->listen_fd, POLLIN, false) < 0)
                 break;
         } else if (!t->in_flight && (fd == -ECANCELED || t->cancelled)) {
             break;
-        } else if (ring_accept_error_matters(fd)) {
-            server_warn(s, "accept: %s", strerror(-fd));
+        } else {
+            server_accept_failed(s, -fd);
         }
     }
 }
@@ -393,7 +398,7 @@ static void cancel_conn(struct corouring *rs, struct conn *c)
     struct corouring_conn *rc = corouring_conn(c);
     conn_forget_deadline(c); /* it closes itself once its coroutine unwinds */
     if (rc->task.co && ring_rx_cancel(&rs->ring, &rc->rx, rx_data(rc)) < 0)
-        shutdown(c->fd, SHUT_RDWR); /* a coroutine waiting for input wakes to EOF */
+        ring_shutdown(&rs->ring, c->fd); /* a coroutine waiting for input wakes to EOF */
     cancel(rs, &rc->task, &rc->pipe);
 }
 
@@ -472,10 +477,10 @@ static int corouring_run(struct server *s)
     }
     rs->coroutines = 1;
     server_warn(s,
-                "io_uring: %s%s, multishot recv into %d provided buffers, file bodies by splice "
+                "io_uring: %s%s%s, multishot recv into %d provided buffers, file bodies by splice "
                 "(%d pipes)",
-                rs->ring.mode, rs->ring.fd_registered ? ", registered ring fd" : "", RING_BUFS,
-                PIPEPOOL_PIPES);
+                rs->ring.mode, rs->ring.fd_registered ? ", registered ring fd" : "",
+                rs->ring.direct ? ", direct descriptors" : "", RING_BUFS, PIPEPOOL_PIPES);
     run(&rs->acceptor);
 
     while (rs->coroutines > 0) {

@@ -121,7 +121,7 @@ static void uring_finish_close(struct uring *u, struct conn *c)
     struct pipe_user *pu = &uring_conn(c)->pipe;
     if (pu->pipe)
         pipepool_put(&u->pipes, pu, pu->in_pipe > 0);
-    server_close_conn(u->s, c);
+    ring_close_conn(&u->ring, c);
 }
 
 static void uring_close(struct uring *u, struct conn *c)
@@ -139,7 +139,7 @@ static void uring_close(struct uring *u, struct conn *c)
          * writes only into the ring's buffers, and its last completion, if the fd
          * number serves a new connection by then, carries an older generation. */
         if (ring_rx_cancel(&u->ring, &uc->rx, uring_tag(OP_RECV, c)) < 0)
-            shutdown(c->fd, SHUT_RDWR); /* ends it as well, without the ring */
+            ring_shutdown(&u->ring, c->fd); /* ends it as well, without the ring */
         uring_finish_close(u, c);
         return;
     }
@@ -148,10 +148,10 @@ static void uring_close(struct uring *u, struct conn *c)
      * give its number to a new connection while a late completion is due. */
     struct io_uring_sqe *sqe = ring_sqe(&u->ring);
     if (!sqe) {
-        shutdown(c->fd, SHUT_RDWR); /* ends them as well, without the ring */
+        ring_shutdown(&u->ring, c->fd); /* ends them as well, without the ring */
         return;
     }
-    io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+    ring_prep_cancel_socket(&u->ring, sqe, c->fd);
     uring_track(u, sqe, OP_CANCEL, c);
 }
 
@@ -164,8 +164,7 @@ static void uring_arm_accept(struct uring *u)
     struct io_uring_sqe *sqe = ring_sqe(&u->ring);
     if (!sqe)
         return; /* the loop tries again next turn */
-    /* Nonblocking sockets: a splice into a full one must fail, not hold a kernel worker. */
-    io_uring_prep_multishot_accept(sqe, u->s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    ring_prep_accept(&u->ring, sqe, u->s->listen_fd);
     uring_track(u, sqe, OP_ACCEPT, NULL);
 }
 
@@ -208,8 +207,8 @@ static void uring_on_accept(struct uring *u, const struct io_uring_cqe *cqe)
     if (fd >= 0) {
         /* server_accept()'s limits, for an fd the kernel accepted for us. */
         if (u->stopping)
-            close(fd);
-        else if (server_admit(s, fd))
+            ring_close_socket(&u->ring, fd);
+        else if (ring_admit(&u->ring, fd))
             uring_open(u, fd);
     } else if (accept_error_kind(-fd) == ACCEPT_NO_FDS) {
         if (!u->stopping)
@@ -232,7 +231,7 @@ static void uring_arm_recv(struct uring *u, struct conn *c)
         uring_close(u, c);
         return;
     }
-    ring_prep_recv(sqe, c->fd, &uring_conn(c)->rx); /* buffers picked when data comes */
+    ring_prep_recv(&u->ring, sqe, c->fd, &uring_conn(c)->rx); /* buffers picked when data comes */
     uring_track(u, sqe, OP_RECV, c);
 }
 
@@ -283,6 +282,7 @@ static void uring_send_file(struct uring *u, struct conn *c, const struct conn_t
     if (!(sqe = ring_sqe(&u->ring)))
         goto fail;
     io_uring_prep_splice(sqe, p->rd, -1, c->fd, -1, (unsigned)len, 0);
+    ring_on_socket(&u->ring, sqe); /* the output: the socket */
     uring_track(u, sqe, OP_SPLICE_OUT, c);
     return;
 fail:
@@ -302,7 +302,7 @@ static void uring_send_next(struct uring *u, struct conn *c)
         uring_close(u, c);
         return;
     }
-    ring_prep_send(sqe, c->fd, &tx, &uring_conn(c)->msg, uring_conn(c)->iov);
+    ring_prep_send(&u->ring, sqe, c->fd, &tx, &uring_conn(c)->msg, uring_conn(c)->iov);
     uring_track(u, sqe, OP_SEND, c);
 }
 
@@ -333,6 +333,7 @@ static void uring_on_splice_out(struct uring *u, struct conn *c, int res)
         return;
     }
     io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+    ring_on_socket(&u->ring, sqe);
     uring_track(u, sqe, OP_POLL_OUT, c);
     pipepool_park(&u->pipes, pu);
 }
@@ -449,10 +450,10 @@ static int uring_run(struct server *s)
         return -1;
     }
     server_warn(s,
-                "io_uring: %s%s, multishot accept, multishot recv into %d provided buffers, cached "
-                "bodies by sendmsg, file bodies by splice (%d pipes)",
-                u.ring.mode, u.ring.fd_registered ? ", registered ring fd" : "", RING_BUFS,
-                PIPEPOOL_PIPES);
+                "io_uring: %s%s%s, multishot accept, multishot recv into %d provided buffers, "
+                "cached bodies by sendmsg, file bodies by splice (%d pipes)",
+                u.ring.mode, u.ring.fd_registered ? ", registered ring fd" : "",
+                u.ring.direct ? ", direct descriptors" : "", RING_BUFS, PIPEPOOL_PIPES);
     uring_arm_accept(&u);
 
     uint64_t stop_by = 0;
@@ -489,7 +490,7 @@ static int uring_run(struct server *s)
     ring_close(&u.ring);
     for (int fd = 0; fd < s->max_fds; fd++)
         if (server_conn(s, fd)->open)
-            server_close_conn(s, server_conn(s, fd));
+            ring_close_conn(&u.ring, server_conn(s, fd));
     uring_teardown(&u);
     return clean ? 0 : -1;
 }

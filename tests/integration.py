@@ -1673,6 +1673,39 @@ def workers_die_with_parent(t):
             server.kill()
 
 # ---------------------------------------------------------------------------
+# Busy polling: an option of the model that has it, never a default
+
+BUSY_POLL_OPTIONS = {"epoll": ["--busy-poll", "50"], "uring": ["--sqpoll"],
+                     "corouring": ["--sqpoll"]}
+
+
+@case(needs_server=False)
+def busy_poll_option(t):
+    """bin/epoll takes --busy-poll USEC, bin/uring and bin/corouring --sqpoll: --help names
+    the option and a server started with it answers; every other model refuses both
+    (exit 2), as any unknown option."""
+    own = BUSY_POLL_OPTIONS.get(t.model)
+    for opt in (["--busy-poll", "5"], ["--sqpoll"]):
+        if own and opt[0] == own[0]:
+            continue
+        code, _, err = run_cli(t, "--addr", "127.0.0.1", "--port", "0", "--root", t.root, *opt)
+        check(code == 2, f"{' '.join(opt)}: {describe_exit(code)}, expected 2")
+        expect_one_line(err, " ".join(opt))
+    if not own:
+        return
+    code, out, _ = run_cli(t, "--help")
+    check(code == 0 and own[0] in out, f"--help does not mention {own[0]}")
+    server = Server(t.binary, t.root, own)
+    try:
+        server.start()
+        expect_file(request(server.port, req("/small.txt"))[0], t, "small.txt")
+        code = server.stop(signal.SIGTERM)
+        check(code == 0, f"{' '.join(own)}: {describe_exit(code)} after SIGTERM, expected 0")
+    finally:
+        server.kill()
+
+
+# ---------------------------------------------------------------------------
 # Shutdown: always the last case, always run.
 
 @case(always=True)

@@ -706,6 +706,28 @@ def test_split_instances():
             "instances: spread over the client hosts first, then their cores")
 
 
+def test_option_variant():
+    """NAME+OPTION runs bin/NAME with an option of its own, through a script that execs it."""
+    assert c10kutil.option_variant("epoll+busy-poll=50") == ("epoll", ["--busy-poll", "50"])
+    assert c10kutil.option_variant("uring+sqpoll") == ("uring", ["--sqpoll"])
+    assert c10kutil.option_variant("epoll") == ("epoll", []), "option_variant: a plain name"
+    with tempfile.TemporaryDirectory() as d:
+        path = c10kutil.option_variant_binary("uring+sqpoll", "/bin/echo", d)
+        out = os.popen(f"'{path}' --port 0").read()
+        assert os.path.basename(path) == "uring+sqpoll" and out == "--sqpoll --port 0\n", (
+            f"option_variant_binary: execs the binary with the option first ({out!r})")
+
+
+def test_io_uring_direct_files():
+    """The direct descriptors an io_uring's fdinfo lists (Linux 6.18's layout) are counted."""
+    fdinfo = ("SqMask:\t0x3ff\nCachedCqTail:\t0\nUserFiles:\t20000\n"
+              "    0: socket:[201031272]\n    1: socket:[201031274]\n"
+              "UserBufs:\t0\nPollList:\n  op=27, task_works=0\n")
+    assert c10kutil.io_uring_direct_files(fdinfo) == ["socket:[201031272]",
+                                                      "socket:[201031274]"]
+    assert c10kutil.io_uring_direct_files("UserFiles:\t0\nUserBufs:\t0\n") == []
+
+
 def test_floor_workers():
     """bench/floor --workers 2: two threads, two listeners on the one port (SO_REUSEPORT),
     and the served line at SIGTERM counts every worker's requests."""

@@ -8,6 +8,10 @@
  * time, bytes that come while the connection sends held for later, a connection
  * that holds too many paused. The answer goes out through ring_prep_send() and is
  * read back from the other end.
+ *
+ * Every case runs twice: with the connection's socket a direct descriptor in the
+ * ring's table (where the kernel has them), then with plain fds
+ * (C10K_RING_NO_DIRECT=1, the fallback).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,10 +33,13 @@ static struct server s;
 static struct ring r;
 static int peer = -1;     /* the client's end of the socketpair */
 static struct ring_rx rx; /* the connection's receive */
+static bool want_direct;  /* the ring's sockets should be direct descriptors */
 
 #define RX_DATA 7 /* the receive's user_data */
 
-/* A connection on one end of a fresh socketpair; the other end is peer. */
+/* A connection on one end of a fresh socketpair; the other end is peer. Direct, the
+ * end goes into the ring's table at the index of its fd number, and the fd is closed,
+ * as the ring's accept would have left no fd. */
 static struct conn *open_pair(void)
 {
     int sv[2];
@@ -40,6 +47,10 @@ static struct conn *open_pair(void)
         return NULL;
     peer = sv[1];
     ring_rx_init(&rx);
+    if (r.direct) {
+        CHECK_EQ_INT(io_uring_register_files_update(&r.uring, (unsigned)sv[0], &sv[0], 1), 1);
+        close(sv[0]);
+    }
     return server_open_conn(&s, sv[0]);
 }
 
@@ -60,7 +71,7 @@ static bool next_rx(struct conn *c, struct io_uring_cqe *cqe)
 {
     if (!rx.armed) {
         struct io_uring_sqe *sqe = ring_sqe(&r);
-        ring_prep_recv(sqe, c->fd, &rx);
+        ring_prep_recv(&r, sqe, c->fd, &rx);
         io_uring_sqe_set_data64(sqe, RX_DATA);
     }
     do {
@@ -79,8 +90,12 @@ static void close_pair(struct conn *c)
     while (rx.armed && next_rx(c, &cqe))
         ;
     ring_rx_drop(&r, &rx);
-    server_close_conn(&s, c);
-    close(peer);
+    ring_close_conn(&r, c);
+    CHECK(io_uring_submit(&r.uring) >= 0); /* direct: the close, done at once */
+    struct io_uring_cqe *done;             /* and silent: a completion would cost a turn */
+    CHECK_EQ_INT(io_uring_peek_cqe(&r.uring, &done), -EAGAIN);
+    if (peer >= 0)
+        close(peer);
 }
 
 /* The buffer ring's tail: it moves on by one for each buffer given back. */
@@ -119,7 +134,7 @@ static size_t send_reply(struct conn *c, char *buf, size_t cap)
     if (!CHECK(tx.len > 0))
         return 0;
     struct io_uring_sqe *sqe = ring_sqe(&r);
-    ring_prep_send(sqe, c->fd, &tx, &msg, iov);
+    ring_prep_send(&r, sqe, c->fd, &tx, &msg, iov);
     io_uring_sqe_set_data64(sqe, RX_DATA + 1);
     if (!complete_one(&cqe) || !CHECK_EQ_INT(cqe.res, tx.len + tx.len2))
         return 0;
@@ -133,7 +148,8 @@ static void ring_sets_up(void)
 {
     CHECK(r.mode != NULL);
     CHECK(r.br != NULL && r.bufs != NULL);
-    CHECK(r.fd_registered); /* Linux 5.18+ */
+    CHECK(r.fd_registered);              /* Linux 5.18+ */
+    CHECK_EQ_INT(r.direct, want_direct); /* Linux 5.19+, unless C10K_RING_NO_DIRECT */
 }
 
 static void whole_request_is_answered_from_the_provided_buffer(void)
@@ -227,16 +243,29 @@ static void a_connection_holding_too_much_is_paused(void)
     close_pair(c);
 }
 
-int main(void)
+/* After a close, the peer reads the end of the stream: the socket is gone. */
+static void close_ends_the_socket(void)
 {
-    alarm(30);
-    fake_server_open(&s, "test_ring");
-    fake_server_write("small.txt", SMALL_TEXT, strlen(SMALL_TEXT));
-    check_case("ring_init");
+    char byte;
+    struct conn *c = open_pair();
+    if (!c)
+        return;
+    int fd = peer;
+    peer = -1;
+    close_pair(c); /* closes no peer */
+    CHECK_EQ_INT(read(fd, &byte, 1), 0);
+    close(fd);
+}
+
+/* The cases, once with the ring set up as the environment says. */
+static void run_cases(const char *mode)
+{
+    char name[128];
+    snprintf(name, sizeof name, "ring_init (%s)", mode);
+    check_case(name);
     if (!CHECK_EQ_INT(ring_init(&r, &s), 0)) {
         ring_exit(&r);
-        fake_server_close(&s);
-        return check_report();
+        return;
     }
     static const struct {
         const char *name;
@@ -249,13 +278,28 @@ int main(void)
         CASE(peer_close_ends_without_a_buffer),
         CASE(bytes_that_come_while_sending_are_held),
         CASE(a_connection_holding_too_much_is_paused),
+        CASE(close_ends_the_socket),
 #undef CASE
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        check_case(cases[i].name);
+        snprintf(name, sizeof name, "%s (%s)", cases[i].name, mode);
+        check_case(name);
         cases[i].run();
     }
     ring_exit(&r);
+}
+
+int main(void)
+{
+    alarm(30);
+    fake_server_open(&s, "test_ring");
+    fake_server_write("small.txt", SMALL_TEXT, strlen(SMALL_TEXT));
+    unsetenv("C10K_RING_NO_DIRECT");
+    want_direct = true;
+    run_cases("direct descriptors");
+    setenv("C10K_RING_NO_DIRECT", "1", 1);
+    want_direct = false;
+    run_cases("plain fds");
     fake_server_close(&s);
     return check_report();
 }
