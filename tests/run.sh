@@ -59,7 +59,7 @@ for t in build/tests/test_*; do
 done
 run "unit test_gate.py (bench-ci's rules)" pytest-3 tests/test_gate.py
 run "unit check-doc-refs.py (docs cite existing code)" python3 scripts/check-doc-refs.py
-run "unit test_doc_refs.py (the doc checker fails on a citation gone)" python3 tests/test_doc_refs.py
+run "unit test_doc_refs.py (the doc checker fails on a citation gone)" pytest-3 tests/test_doc_refs.py
 run "test_detgate.py (bench-ci sees injected regressions)" pytest-3 tests/test_detgate.py
 run "bench/loadgen (open-loop load generator)" pytest-3 tests/test_loadgen.py
 run "unit test_bench.py (the bench harness's rules)" pytest-3 tests/test_bench.py
