@@ -63,7 +63,7 @@ run "unit test_doc_refs.py (the doc checker fails on a citation gone)" pytest-3 
 run "test_detgate.py (bench-ci sees injected regressions)" pytest-3 tests/test_detgate.py
 run "bench/loadgen (open-loop load generator)" pytest-3 tests/test_loadgen.py
 run "unit test_bench.py (the bench harness's rules)" pytest-3 tests/test_bench.py
-run "test_models.py (a new model: one row, one file)" python3 tests/test_models.py
+run "test_models.py (a new model: one row, one file)" pytest-3 tests/test_models.py
 run "unit test_profile.py (make profile's buckets)" pytest-3 tests/test_profile.py
 run "test_teaching.py (the lecture's tools run)" python3 tests/test_teaching.py
 run "test_lab.py (make grade: reference passes, skeleton fails)" pytest-3 tests/test_lab.py
