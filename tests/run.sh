@@ -65,7 +65,7 @@ run "bench/loadgen (open-loop load generator)" pytest-3 tests/test_loadgen.py
 run "unit test_bench.py (the bench harness's rules)" pytest-3 tests/test_bench.py
 run "test_models.py (a new model: one row, one file)" pytest-3 tests/test_models.py
 run "unit test_profile.py (make profile's buckets)" pytest-3 tests/test_profile.py
-run "test_teaching.py (the lecture's tools run)" python3 tests/test_teaching.py
+run "test_teaching.py (the lecture's tools run)" pytest-3 tests/test_teaching.py
 run "test_lab.py (make grade: reference passes, skeleton fails)" pytest-3 tests/test_lab.py
 run "test_netlab.py (the bench on a lab of network namespaces; root)" python3 tests/test_netlab.py
 run "integration (bin/)" python3 tests/integration.py bin/*
