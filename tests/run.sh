@@ -2,10 +2,9 @@
 # tests/run.sh - runs every test of the project and ends with one "N passed, M failed" line.
 #
 #   unit tests:        build/tests/test_*   (each prints "N passed, M failed")
-#                      tests/test_gate.py   (the judging rules of make bench-ci; pytest,
-#                                            as test_detgate.py, test_loadgen.py and
-#                                            test_bench.py: the closing line comes from
-#                                            tests/conftest.py)
+#                      tests/test_*.py are pytest suites, run by pytest-3; their closing
+#                      line comes from tests/conftest.py
+#                      tests/test_gate.py   (the judging rules of make bench-ci)
 #                      scripts/check-doc-refs.py (the names and lines the docs cite)
 #                      tests/test_doc_refs.py (that checker fails on a name or line gone)
 #                      tests/test_detgate.py (its deterministic layer fails on injected
@@ -67,7 +66,7 @@ run "test_models.py (a new model: one row, one file)" pytest-3 tests/test_models
 run "unit test_profile.py (make profile's buckets)" pytest-3 tests/test_profile.py
 run "test_teaching.py (the lecture's tools run)" pytest-3 tests/test_teaching.py
 run "test_lab.py (make grade: reference passes, skeleton fails)" pytest-3 tests/test_lab.py
-run "test_netlab.py (the bench on a lab of network namespaces; root)" python3 tests/test_netlab.py
+run "test_netlab.py (the bench on a lab of network namespaces; root)" pytest-3 tests/test_netlab.py
 run "integration (bin/)" python3 tests/integration.py bin/*
 for k in confine symlink_inside dir_; do
     run "integration -k $k (bin/, without openat2)" \
