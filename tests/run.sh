@@ -2,10 +2,9 @@
 # tests/run.sh - runs every test of the project and ends with one "N passed, M failed" line.
 #
 #   unit tests:        build/tests/test_*   (each prints "N passed, M failed")
-#                      tests/test_gate.py   (the judging rules of make bench-ci; pytest,
-#                                            as test_detgate.py, test_loadgen.py and
-#                                            test_bench.py: the closing line comes from
-#                                            tests/conftest.py)
+#                      tests/test_*.py are pytest suites, run by pytest-3; their closing
+#                      line comes from tests/conftest.py
+#                      tests/test_gate.py   (the judging rules of make bench-ci)
 #                      scripts/check-doc-refs.py (the names and lines the docs cite)
 #                      tests/test_doc_refs.py (that checker fails on a name or line gone)
 #                      tests/test_detgate.py (its deterministic layer fails on injected
@@ -59,15 +58,15 @@ for t in build/tests/test_*; do
 done
 run "unit test_gate.py (bench-ci's rules)" pytest-3 tests/test_gate.py
 run "unit check-doc-refs.py (docs cite existing code)" python3 scripts/check-doc-refs.py
-run "unit test_doc_refs.py (the doc checker fails on a citation gone)" python3 tests/test_doc_refs.py
+run "unit test_doc_refs.py (the doc checker fails on a citation gone)" pytest-3 tests/test_doc_refs.py
 run "test_detgate.py (bench-ci sees injected regressions)" pytest-3 tests/test_detgate.py
 run "bench/loadgen (open-loop load generator)" pytest-3 tests/test_loadgen.py
 run "unit test_bench.py (the bench harness's rules)" pytest-3 tests/test_bench.py
-run "test_models.py (a new model: one row, one file)" python3 tests/test_models.py
-run "unit test_profile.py (make profile's buckets)" python3 tests/test_profile.py
-run "test_teaching.py (the lecture's tools run)" python3 tests/test_teaching.py
-run "test_lab.py (make grade: reference passes, skeleton fails)" python3 tests/test_lab.py
-run "test_netlab.py (the bench on a lab of network namespaces; root)" python3 tests/test_netlab.py
+run "test_models.py (a new model: one row, one file)" pytest-3 tests/test_models.py
+run "unit test_profile.py (make profile's buckets)" pytest-3 tests/test_profile.py
+run "test_teaching.py (the lecture's tools run)" pytest-3 tests/test_teaching.py
+run "test_lab.py (make grade: reference passes, skeleton fails)" pytest-3 tests/test_lab.py
+run "test_netlab.py (the bench on a lab of network namespaces; root)" pytest-3 tests/test_netlab.py
 run "integration (bin/)" python3 tests/integration.py bin/*
 for k in confine symlink_inside dir_; do
     run "integration -k $k (bin/, without openat2)" \

@@ -9,7 +9,8 @@ bin/dummy from that row, and that every tool that knows models sees it from the 
 bench's server list and order, the stress suite's, the plots' style, the gate's valgrind
 skip and server list, the swimlane's lanes. An executable dropped into bin/ without a row
 (bin/mine) must stay benchable with defaults: listed last, a spare colour. And the real
-table has one row for each servers/*.c. Ends with "N passed, M failed".
+table has one row for each servers/*.c. Plain pytest functions (`pytest-3
+tests/test_models.py`): the copy is built and probed once, by module fixtures.
 """
 
 import json
@@ -19,23 +20,14 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLOUR, POINT = "#123456", 1
 REASON = "a test model, not counted under valgrind"
 ROW = "\t".join(["dummy", "loop.o", "-", "asan", "fdset,spins,blockingio,iouring", COLOUR,
                  str(POINT), REASON]) + "\n"
 TREE = ("Makefile", "common", "servers", "bench", "tests", "scripts")
-
-RESULTS = []  # one bool per check
-
-
-def check(cond, what, detail=""):
-    """One line per check, and the last lines of detail under a failure."""
-    RESULTS.append(bool(cond))
-    print(f"{'ok  ' if cond else 'FAIL'} {what}")
-    if not cond:
-        print("".join(f"     | {line}\n" for line in str(detail).splitlines()[-12:]), end="")
-
 
 def copy_tree(dst):
     """The sources, and build/ if it exists: copy2 keeps the times, so make finds the
@@ -97,65 +89,91 @@ print(json.dumps(out))
 """
 
 
-def main():
-    tree = tempfile.mkdtemp(prefix="c10k-models-")
+@pytest.fixture(scope="module")
+def tree():
+    """The copy with bin/dummy added: (its path, make's result for bin/dummy)."""
+    path = tempfile.mkdtemp(prefix="c10k-models-")
     try:
-        copy_tree(tree)
-        add_dummy(tree)
-        built = make(tree, "-j2", "bin/dummy")
-        dummy = os.path.join(tree, "bin", "dummy")
-        check(built.returncode == 0 and os.access(dummy, os.X_OK),
-              "make builds bin/dummy from its row and servers/dummy.c",
-              built.stdout + built.stderr)
-        link = [line for line in built.stdout.splitlines() if "-o bin/dummy " in line]
-        check(link and "build/common/loop.o" in link[0],
-              "bin/dummy links the objects its row names (loop.o)", built.stdout)
-        asan = make(tree, "-n", "asan").stdout
-        tsan = make(tree, "-n", "tsan").stdout
-        check("bin-asan/dummy" in asan and "bin-tsan/dummy" not in tsan,
-              "its sanitizers column: in the asan build, not in tsan", asan[-2000:])
-        if os.path.exists(dummy):
-            shutil.copy(dummy, os.path.join(tree, "bin", "mine"))  # a user's own, no row
-        env = {k: v for k, v in os.environ.items() if k != "BENCH_SERVERS"}
-        run = subprocess.run([sys.executable, "-c", PROBE], cwd=tree, capture_output=True,
-                             text=True, env=env)
-        try:
-            seen = json.loads(run.stdout.splitlines()[-1])
-        except (IndexError, ValueError):
-            seen = {}
-            check(False, "the tools can be imported", run.stdout + run.stderr)
-        for tool in ("bench", "stress"):
-            got = seen.get(tool)
-            check(isinstance(got, list) and got[:1] == ["dummy"] and got[-1:] == ["mine"],
-                  f"{tool}'s server list: dummy first (its row is), mine last (no row)", got)
-        check(f'"{COLOUR}"' in str(seen.get("style")) and f" pt {POINT} " in str(seen.get("style")),
-              "plots: dummy's colour and point type from its row", seen.get("style"))
-        check(" pt 4 " in str(seen.get("style_mine")), "plots: mine has a spare style",
-              seen.get("style_mine"))
-        check(seen.get("valgrind_skip") == REASON, "detgate: dummy's valgrind_skip reason",
-              seen.get("valgrind_skip"))
-        check("dummy" in (seen.get("detgate") or []) and "mine" in (seen.get("detgate") or []),
-              "detgate: dummy and mine are measured", seen.get("detgate"))
-        check(seen.get("blocking_sockets") is True and seen.get("io_wq") is True
-              and seen.get("io_wq_mine") is False,
-              "swimlane: dummy's traits (blockingio, iouring), none for mine", seen)
+        copy_tree(path)
+        add_dummy(path)
+        yield path, make(path, "-j2", "bin/dummy")
     finally:
-        shutil.rmtree(tree, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
 
-    sys.path.insert(0, os.path.join(REPO, "bench"))
+
+@pytest.fixture(scope="module")
+def seen(tree):
+    """What each tool of the copy says about bin/dummy and bin/mine (PROBE's JSON)."""
+    path, _ = tree
+    dummy = os.path.join(path, "bin", "dummy")
+    if os.path.exists(dummy):
+        shutil.copy(dummy, os.path.join(path, "bin", "mine"))  # a user's own, no row
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_SERVERS"}
+    run = subprocess.run([sys.executable, "-c", PROBE], cwd=path, capture_output=True,
+                         text=True, env=env)
     try:
-        import c10kutil
-        rows = set(c10kutil.models())
-    except (ImportError, AttributeError, OSError) as e:
-        rows = {f"error: {e}"}
+        return json.loads(run.stdout.splitlines()[-1])
+    except (IndexError, ValueError):
+        pytest.fail(f"the tools cannot be imported:\n{run.stdout + run.stderr}")
+
+
+def test_make_builds_dummy(tree):
+    path, built = tree
+    assert built.returncode == 0 and os.access(os.path.join(path, "bin", "dummy"), os.X_OK), \
+        "make builds bin/dummy from its row and servers/dummy.c:\n" + built.stdout + built.stderr
+
+
+def test_links_row_objects(tree):
+    _, built = tree
+    link = [line for line in built.stdout.splitlines() if "-o bin/dummy " in line]
+    assert link and "build/common/loop.o" in link[0], \
+        "bin/dummy links the objects its row names (loop.o):\n" + built.stdout
+
+
+def test_sanitizers_column(tree):
+    path, _ = tree
+    asan = make(path, "-n", "asan").stdout
+    tsan = make(path, "-n", "tsan").stdout
+    assert "bin-asan/dummy" in asan, "in the asan build:\n" + asan[-2000:]
+    assert "bin-tsan/dummy" not in tsan, "not in tsan"
+
+
+@pytest.mark.parametrize("tool", ["bench", "stress"])
+def test_server_list(seen, tool):
+    """dummy first (its row is), mine last (no row)."""
+    got = seen.get(tool)
+    assert isinstance(got, list) and got[:1] == ["dummy"] and got[-1:] == ["mine"], got
+
+
+def test_plots_style(seen):
+    style = str(seen.get("style"))
+    assert f'"{COLOUR}"' in style and f" pt {POINT} " in style, "dummy's colour and point type"
+
+
+def test_plots_spare_style(seen):
+    assert " pt 4 " in str(seen.get("style_mine")), "mine has a spare style"
+
+
+def test_detgate_valgrind_skip(seen):
+    assert seen.get("valgrind_skip") == REASON, "dummy's valgrind_skip reason"
+
+
+def test_detgate_servers(seen):
+    measured = seen.get("detgate") or []
+    assert "dummy" in measured and "mine" in measured, "dummy and mine are measured"
+
+
+def test_swimlane_traits(seen):
+    """dummy's traits (blockingio, iouring), none for mine."""
+    assert seen.get("blocking_sockets") is True
+    assert seen.get("io_wq") is True
+    assert seen.get("io_wq_mine") is False
+
+
+def test_table_matches_files():
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import c10kutil
+    rows = set(c10kutil.models())
     files = {f[:-2] for f in os.listdir(os.path.join(REPO, "servers")) if f.endswith(".c")}
-    check(rows == files, "servers/models.tsv has one row per servers/*.c",
-          f"rows without a file: {sorted(rows - files)}, files without a row: "
-          f"{sorted(files - rows)}")
-    passed = sum(RESULTS)
-    print(f"{passed} passed, {len(RESULTS) - passed} failed")
-    return 0 if all(RESULTS) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    assert rows == files, "servers/models.tsv has one row per servers/*.c: " \
+        f"rows without a file: {sorted(rows - files)}, files without a row: {sorted(files - rows)}"

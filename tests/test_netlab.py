@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_netlab.py - the bench on a lab of three hosts made of network namespaces.
 
-    python3 tests/test_netlab.py
+    pytest-3 tests/test_netlab.py
 
 A server host and two client hosts, each a network namespace of its own, joined by veth
 pairs; the server's address 10.77.0.1 sits on its loopback, each client reaches it over
@@ -25,8 +25,9 @@ and they are deleted at the end, also after a failure. The bench reaches the hos
     Ctrl-C    SIGINT to the harness while a point runs: it exits, and no process is left in
               any of the namespaces (`ip netns pids`)
 
-Needs root (namespaces, veth); skipped with a message otherwise. About 30 s. Ends with
-"N passed, M failed" (", 1 skipped" when it cannot run).
+Needs root (namespaces, veth); skipped with a message otherwise. About 30 s. Plain pytest
+functions on one lab (a module fixture); each lab run is made once and its outputs are
+checked one test per property.
 """
 
 import csv
@@ -39,6 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "bench"))
@@ -53,17 +56,9 @@ PREFIX_LOG = os.path.join(tempfile.gettempdir(), f"c10k-netlab-{os.getpid()}.pre
 # A prefix that logs each command it is given, one line, then runs it.
 LOGGING = ["sh", "-c", f'printf "%s\\n" "$*" >> {PREFIX_LOG}; exec "$@"', "c10k-log"]
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {what}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {what}", flush=True)
+if os.geteuid() != 0:
+    pytest.skip("the lab needs root (network namespaces and veth pairs); run as root, as CI "
+                "does", allow_module_level=True)
 
 
 def ip(*args):
@@ -161,20 +156,15 @@ def start_bench(env):
     return p
 
 
-def run_bench(p, what):
-    """Waits for a start_bench() to end: its run directory, or None (said why)."""
+def run_bench(p):
+    """Waits for a start_bench() to end: (exit status, its run directory or None, output)."""
     try:
         output, _ = p.communicate(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         p.kill()
         output, _ = p.communicate()
     output = p.first + output
-    d = run_dir(output)
-    check(p.returncode == 0 and d is not None, f"bench quick {what} exits 0 (exit {p.returncode})")
-    if p.returncode != 0 or d is None:
-        print(output[-3000:])
-        return None
-    return d
+    return p.returncode, run_dir(output), output
 
 
 def outputs(d):
@@ -187,114 +177,189 @@ def outputs(d):
     return files, heads
 
 
-def test_run():
-    # The reference runs at the same time as the lab's (they share the cores; no figure
-    # of either is judged here), started first so that their run directories differ.
+@pytest.fixture(scope="module", autouse=True)
+def lab():
+    """The three namespaces, deleted at the end (also after a failure)."""
+    tools = [os.path.join(REPO, BUILD, "bench", t) for t in ("loadgen", "floor")] + \
+        [os.path.join(REPO, "bin", "epoll")]
+    missing = [t for t in tools if not os.access(t, os.X_OK)]
+    if missing or not shutil.which("ip"):
+        pytest.fail(f"needs {missing or 'ip (iproute2)'} (make all build/bench/loadgen "
+                    "build/bench/floor)")
+    try:
+        make_lab()
+    except (subprocess.CalledProcessError, OSError) as e:
+        remove_lab()
+        err = getattr(e, "stderr", "") or e
+        pytest.skip(f"cannot build the lab here ({str(err).strip()})")
+    try:
+        yield
+    finally:
+        remove_lab()
+        if os.path.exists(PREFIX_LOG):
+            os.remove(PREFIX_LOG)
+
+
+def test_missing():
+    """A client host without loadgen: the run stops at once, naming it and the command."""
+    t0 = time.monotonic()
+    p = harness(lab_env(BENCH_LOADGEN="/nonexistent/loadgen"))
+    output, _ = p.communicate(timeout=60)
+    assert p.returncode != 0 and "client host 1" in output and "/nonexistent/loadgen" in output \
+        and "make -C" in output and "bench-tools" in output and run_dir(output) is None, \
+        f"({time.monotonic() - t0:.1f} s, exit {p.returncode}): {output.strip()[-300:]}"
+
+
+@pytest.mark.parametrize("what, prefix", [("a prefix here", LOGGING),
+                                          ("the server namespace",
+                                           ["ip", "netns", "exec", SERVER_NS])],
+                         ids=["here", "namespace"])
+def test_readings(what, prefix):
+    """The server's CPU read through a prefix equals the one read here: through a prefix
+    that runs here (the cgroup made through it), and through the server's namespace (per
+    process: `ip netns exec` mounts a /sys of its own, without cgroups)."""
+    import hostproc
+    import measure
+    import procs
+
+    busy = [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 5: pass"]
+    host = hostproc.ServerHost(prefix, f"c10k-netlab-{os.getpid()}")
+    p = procs.spawn(busy, host=prefix, wrap=host.wrap(), stdout=subprocess.PIPE)
+    try:
+        pid = int(p.stdout.readline().split()[1])
+        tree = host.edge_tree(pid)
+        edges = []
+        for _ in range(2):
+            remote = measure.Snapshot(pid, tree, remote=host)
+            local = measure.Snapshot(pid, [pid])
+            edges.append((remote, local))
+            time.sleep(0.3)
+        got = edges[0][0].cpu_s(edges[1][0])
+        here = edges[0][1].cpu_s(edges[1][1])
+        assert abs(got - here) < 0.02 and got > 0, \
+            f"through {what} ({host.kind or 'per process'}): {got:.3f} s of CPU read " \
+            f"there, {here:.3f} s here"
+    finally:
+        procs.stop(p)
+        host.remove()
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """bench quick in the lab and here: {"lab"|"here": (exit status, run dir, output)}.
+    The reference runs at the same time as the lab's (they share the cores; no figure of
+    either is judged here), started first so that their run directories differ."""
     if os.path.exists(PREFIX_LOG):
         os.remove(PREFIX_LOG)
     ref = start_bench(local_env())
-    d = run_bench(start_bench(lab_env()), "in the lab")
-    local = run_bench(ref, "here (the reference)")
-    if d is None or local is None:
-        return
-    (want, want_heads), (got, got_heads) = outputs(local), outputs(d)
-    check(want == got and {"results.csv", "idle.csv", "openloop.csv"} <= set(got),
-          f"the same {len(want)} output files as the run here (only here: "
-          f"{sorted(set(want) - set(got))}, only in the lab: {sorted(set(got) - set(want))})")
-    check(want_heads == got_heads and want_heads,
-          f"summary.md has the same {len(want_heads)} sections as the run here "
-          f"({want_heads if want_heads != got_heads else 'same'} / {got_heads})")
+    got = {"lab": run_bench(start_bench(lab_env())), "here": run_bench(ref)}
+    yield got
+    for _, d, _ in got.values():
+        if d:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def both(runs):
+    """The lab run's directory and the reference's; fails when either run did."""
+    if any(rc != 0 or d is None for rc, d, _ in runs.values()):
+        pytest.fail("a bench quick run failed (see test_bench_exits_0)")
+    return runs["lab"][1], runs["here"][1]
+
+
+@pytest.mark.parametrize("where", ["lab", "here"])
+def test_bench_exits_0(runs, where):
+    rc, d, output = runs[where]
+    assert rc == 0 and d is not None, f"bench quick exit {rc}:\n{output[-3000:]}"
+
+
+def test_same_files(both):
+    d, local = both
+    (want, _), (got, _) = outputs(local), outputs(d)
+    assert want == got and {"results.csv", "idle.csv", "openloop.csv"} <= set(got), \
+        f"only here: {sorted(set(want) - set(got))}, only in the lab: {sorted(set(got) - set(want))}"
+
+
+def test_same_sections(both):
+    d, local = both
+    (_, want_heads), (_, got_heads) = outputs(local), outputs(d)
+    assert want_heads and want_heads == got_heads, "summary.md's sections, here / in the lab"
+
+
+def env_txt(d):
     with open(os.path.join(d, "env.txt")) as f:
-        env_txt = f.read()
+        return f.read()
+
+
+def test_env_names_hosts(both):
+    """env.txt names the server host and both client hosts, their kernel and the path to
+    the server."""
+    text = env_txt(both[0])
     hosts = [("server host", SERVER_NS)] + \
         [(f"client host {i}", ns) for i, ns in enumerate(CLIENT_NS, 1)]
-    named = [re.search(rf"^{what}:\s+.*ip netns exec {ns}: kernel \S+.* via \S+", env_txt,
-                       re.M) for what, ns in hosts]
-    check(all(named), "env.txt names the server host and both client hosts, their kernel "
-          f"and the path to the server ({[m and m[0] for m in named]})")
+    named = [re.search(rf"^{what}:\s+.*ip netns exec {ns}: kernel \S+.* via \S+", text, re.M)
+             for what, ns in hosts]
+    assert all(named), [m and m[0] for m in named]
+
+
+def openloop_rows(d):
     with open(os.path.join(d, "openloop.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
+        return list(csv.DictReader(f))
+
+
+def test_two_instances(both):
+    """Every point offered by two instances, one per client host."""
+    rows = openloop_rows(both[0])
     servers = {r["server"] for r in rows}
-    check(rows and all(r.get("instances") == "2" for r in rows) and {"epoll", "nginx"} <= servers,
-          f"every point offered by two instances, one per client host ({len(rows)} points, "
-          f"servers {sorted(servers)})")
+    assert rows and all(r.get("instances") == "2" for r in rows) \
+        and {"epoll", "nginx"} <= servers, f"{len(rows)} points, servers {sorted(servers)}"
+
+
+def test_cpu_read_through_prefix(both):
+    """The server's CPU read through the server host's prefix, two reads per window."""
+    d = both[0]
+    rows = openloop_rows(d)
     measured = [r for r in rows if r["cpu_us_per_req"]]
     closed = [r for name in ("results.csv", "idle.csv")
               for r in csv.DictReader(open(os.path.join(d, name), newline=""))]
     with open(PREFIX_LOG) as f:
         edge_reads = [line for line in f if "head -v" in line and "/proc/stat" in line]
     windows = len([r for r in rows if r.get("window_s")]) + len(closed)
-    read = re.search(r"^server CPU read:\s+on the server host through its prefix", env_txt, re.M)
-    check(measured and closed and all(r["cpu_us_per_req"] for r in closed) and read
-          and len(edge_reads) == 2 * windows,
-          f"the server's CPU read through the server host's prefix, two reads per window "
-          f"({len(measured)} of {len(rows)} open-loop points with a CPU figure, "
-          f"{len(closed)} closed-loop points, "
-          f"{len(edge_reads)} reads for {windows} windows; env.txt: {read and read[0]})")
-    idle = list(csv.DictReader(open(os.path.join(d, "idle.csv"), newline="")))
+    read = re.search(r"^server CPU read:\s+on the server host through its prefix", env_txt(d),
+                     re.M)
+    assert measured and closed and all(r["cpu_us_per_req"] for r in closed) and read \
+        and len(edge_reads) == 2 * windows, \
+        f"{len(measured)} of {len(rows)} open-loop points with a CPU figure, " \
+        f"{len(closed)} closed-loop points, {len(edge_reads)} reads for {windows} windows; " \
+        f"env.txt: {read and read[0]}"
+
+
+def test_idlers_held(both):
+    """Idlers on both client hosts held every idle connection and said so at the end."""
+    idle = list(csv.DictReader(open(os.path.join(both[0], "idle.csv"), newline="")))
     held = [r for r in idle if r["idle"] != "0"]
-    check(held and all(r["idle_open"] == r["idle"] and r["idle_kept"] == r["idle"]
-                       for r in held),
-          f"idlers on both client hosts held every idle connection and said so at the end "
-          f"({[(r['server'], r['idle_open'], r['idle_kept']) for r in held]})")
-    with open(os.path.join(d, "logs", "loadgen.log")) as f:
+    assert held and all(r["idle_open"] == r["idle"] and r["idle_kept"] == r["idle"]
+                        for r in held), \
+        [(r["server"], r["idle_open"], r["idle_kept"]) for r in held]
+
+
+def test_merged_counts(both):
+    """Merged request counts equal the sum of the instances'."""
+    with open(os.path.join(both[0], "logs", "loadgen.log")) as f:
         blocks = merged_blocks(f.read())
     good = [m == sum(parts) and len(parts) == 2 for m, parts in blocks]
-    check(blocks and all(good),
-          f"merged request counts equal the sum of the instances' ({sum(good)} of "
-          f"{len(blocks)} points; first: {blocks[:1]})")
-    check(not any(ns_pids(ns) for ns in [SERVER_NS] + CLIENT_NS),
-          "nothing left running in the namespaces after the run")
-    shutil.rmtree(d, ignore_errors=True)
-    shutil.rmtree(local, ignore_errors=True)
+    assert blocks and all(good), f"{sum(good)} of {len(blocks)} points; first: {blocks[:1]}"
 
 
-def test_readings():
-    """The server's CPU read through a prefix equals the one read here: through a prefix
-    that runs here (the cgroup made through it), and through the server's namespace (per
-    process: `ip netns exec` mounts a /sys of its own, without cgroups)."""
-    try:
-        import hostproc
-        import measure
-        import procs
-    except ImportError as e:
-        check(False, f"the harness reads a server on another host ({e})")
-        return
-    busy = [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 5: pass"]
-    for what, prefix in (("a prefix here", LOGGING), ("the server namespace",
-                                                       ["ip", "netns", "exec", SERVER_NS])):
-        host = hostproc.ServerHost(prefix, f"c10k-netlab-{os.getpid()}")
-        p = procs.spawn(busy, host=prefix, wrap=host.wrap(), stdout=subprocess.PIPE)
-        try:
-            pid = int(p.stdout.readline().split()[1])
-            tree = host.edge_tree(pid)
-            edges = []
-            for _ in range(2):
-                remote = measure.Snapshot(pid, tree, remote=host)
-                local = measure.Snapshot(pid, [pid])
-                edges.append((remote, local))
-                time.sleep(0.3)
-            got = edges[0][0].cpu_s(edges[1][0])
-            here = edges[0][1].cpu_s(edges[1][1])
-            check(abs(got - here) < 0.02 and got > 0,
-                  f"through {what} ({host.kind or 'per process'}): {got:.3f} s of CPU read "
-                  f"there, {here:.3f} s here")
-        finally:
-            procs.stop(p)
-            host.remove()
+def test_nothing_left_after_run(runs):
+    left = {ns: ns_pids(ns) for ns in [SERVER_NS] + CLIENT_NS}
+    assert not any(left.values()), left
 
 
-def test_missing():
-    t0 = time.monotonic()
-    p = harness(lab_env(BENCH_LOADGEN="/nonexistent/loadgen"))
-    output, _ = p.communicate(timeout=60)
-    check(p.returncode != 0 and "client host 1" in output and "/nonexistent/loadgen" in output
-          and "make -C" in output and "bench-tools" in output and run_dir(output) is None,
-          f"a client host without loadgen: stopped at once ({time.monotonic() - t0:.1f} s, "
-          f"exit {p.returncode}), naming it and the command: {output.strip()[-300:]}")
-
-
-def test_ctrl_c():
+@pytest.fixture(scope="module")
+def interrupted():
+    """SIGINT to a lab run while a point runs: (every namespace had processes before it,
+    the harness's exit status, the pids left in each namespace)."""
     # Long windows, so that SIGINT lands while the server and the loadgens run.
     p = harness(lab_env(BENCH_OPEN_SECS="5", BENCH_FRACTIONS="0.25,0.5,0.9"))
     deadline = time.monotonic() + 60
@@ -310,52 +375,25 @@ def test_ctrl_c():
     except subprocess.TimeoutExpired:
         p.kill()
         output, _ = p.communicate()
-    check(running, "a lab run had processes in every namespace before the SIGINT")
     left = {ns: ns_pids(ns) for ns in [SERVER_NS] + CLIENT_NS}
-    check(p.returncode == 130 and not any(left.values()),
-          f"SIGINT: the harness exits 130 (exit {p.returncode}) leaving no process in any "
-          f"namespace ({left})")
+    yield running, p.returncode, left
     d = run_dir(output)
     if d:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def main():
-    tools = [os.path.join(REPO, BUILD, "bench", t) for t in ("loadgen", "floor")] + \
-        [os.path.join(REPO, "bin", "epoll")]
-    if os.geteuid() != 0:
-        print("skipped: the lab needs root (network namespaces and veth pairs); "
-              "run as root, as CI does")
-        print("0 passed, 0 failed, 1 skipped")
-        return 0
-    missing = [t for t in tools if not os.access(t, os.X_OK)]
-    if missing or not shutil.which("ip"):
-        print(f"FAIL needs {missing or 'ip (iproute2)'} (make all build/bench/loadgen "
-              "build/bench/floor)")
-        print("0 passed, 1 failed")
-        return 1
-    try:
-        make_lab()
-    except (subprocess.CalledProcessError, OSError) as e:
-        remove_lab()
-        err = getattr(e, "stderr", "") or e
-        print(f"skipped: cannot build the lab here ({str(err).strip()})")
-        print("0 passed, 0 failed, 1 skipped")
-        return 0
-    try:
-        test_missing()
-        test_readings()
-        test_run()
-        test_ctrl_c()
-    finally:
-        remove_lab()
-        if os.path.exists(PREFIX_LOG):
-            os.remove(PREFIX_LOG)
-    check(not any(os.path.exists(f"/run/netns/{ns}") for ns in [SERVER_NS] + CLIENT_NS),
-          "the lab's namespaces are gone")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+def test_ctrl_c_while_running(interrupted):
+    assert interrupted[0], "a lab run had processes in every namespace before the SIGINT"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def test_ctrl_c_leaves_nothing(interrupted):
+    _, rc, left = interrupted
+    assert rc == 130 and not any(left.values()), \
+        f"SIGINT: the harness exits 130 (exit {rc}) leaving no process in any namespace ({left})"
+
+
+def test_namespaces_gone():
+    """Last: the lab's namespaces are gone once it is removed (the fixture removes it
+    again, harmlessly)."""
+    remove_lab()
+    assert not any(os.path.exists(f"/run/netns/{ns}") for ns in [SERVER_NS] + CLIENT_NS)

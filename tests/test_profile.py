@@ -5,24 +5,17 @@ No perf, no server: the samples below are call chains as `perf script -F
 comm,tid,ip,sym,dso` printed them for our servers on this kernel (6.18), shortened. Each
 must land in the bucket that the rule table in bench/profile.py promises; the parser must
 split the text into samples; the summary's medians of shares must add up to the whole.
-Ends with "N passed, M failed".
+Plain pytest functions, one per sample (`pytest-3 tests/test_profile.py`).
 """
 
 import os
 import sys
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "bench"))
 import profile as prof  # noqa: E402
-
-results = {"passed": 0, "failed": 0}
-
-
-def check(cond, what):
-    results["passed" if cond else "failed"] += 1
-    if not cond:
-        print(f"FAIL {what}")
-
 
 K = "[kernel.kallsyms]"
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -146,35 +139,44 @@ epoll 31658/31658
 ]
 
 
-def test_buckets():
-    for want, why, text in SAMPLES:
-        samples, _ = prof.parse_script(text)
-        check(len(samples) == 1, f"{why}: one sample parsed, got {len(samples)}")
-        got = prof.classify(samples[0][1]) if samples else None
-        check(got == want, f"{why}: bucket {got}, want {want}")
+@pytest.mark.parametrize("want, why, text", SAMPLES, ids=[why for _, why, _ in SAMPLES])
+def test_bucket(want, why, text):
+    samples, _ = prof.parse_script(text)
+    assert len(samples) == 1, f"one sample parsed, got {len(samples)}"
+    assert prof.classify(samples[0][1]) == want
 
 
 def test_every_bucket_named():
     seen = {want for want, _, _ in SAMPLES}
-    check(seen == set(prof.BUCKET_NAMES), f"the samples cover every bucket: missing "
-                                          f"{set(prof.BUCKET_NAMES) - seen}")
+    assert seen == set(prof.BUCKET_NAMES), "the samples cover every bucket"
+
+
+ALL_SAMPLES = "\n".join(t for _, _, t in SAMPLES) + "\n"
 
 
 def test_parse_many():
-    text = "\n".join(t for _, _, t in SAMPLES) + "\n"
-    with_pids, _ = prof.parse_script(text)
+    with_pids, _ = prof.parse_script(ALL_SAMPLES)
     samples = [f for _, f in with_pids]
-    check(len(samples) == len(SAMPLES), f"{len(SAMPLES)} samples in one text, got "
-                                        f"{len(samples)}")
-    check(with_pids[0][0] == 31658, f"the sample's pid: {with_pids[0][0]}")
-    check(samples[0][0] == ("_copy_from_iter", K), f"frame (symbol, dso): {samples[0][0]}")
-    check(samples[0][-1] == ("__libc_sendmsg", LIBC), f"last frame: {samples[0][-1]}")
+    assert len(samples) == len(SAMPLES), "every sample in one text"
+    assert with_pids[0][0] == 31658, "the sample's pid"
+    assert samples[0][0] == ("_copy_from_iter", K), "frame (symbol, dso)"
+    assert samples[0][-1] == ("__libc_sendmsg", LIBC), "last frame"
+
+
+def test_offset_dropped():
     offs, _ = prof.parse_script("x 1/1\n\tffff81 tcp_ack+0x1f ([kernel.kallsyms])\n")
-    check(offs == [(1, [("tcp_ack", K)])], f"+0xOFFSET dropped: {offs}")
+    assert offs == [(1, [("tcp_ack", K)])], "+0xOFFSET dropped"
+
+
+def test_count_buckets():
+    samples = [f for _, f in prof.parse_script(ALL_SAMPLES)[0]]
     counts, leaves = prof.count_buckets(samples)
-    check(sum(counts.values()) == len(SAMPLES), f"every sample counted once: {counts}")
-    check(leaves["copy"]["_copy_from_iter"] == 1, "leaves per bucket recorded")
-    check(prof.classify([]) == "kernel", "an empty chain is other kernel")
+    assert sum(counts.values()) == len(SAMPLES), "every sample counted once"
+    assert leaves["copy"]["_copy_from_iter"] == 1, "leaves per bucket recorded"
+
+
+def test_empty_chain():
+    assert prof.classify([]) == "kernel", "an empty chain is other kernel"
 
 
 # A fork server's child forked in the window, a thread of the child (same pid), an unrelated
@@ -204,14 +206,13 @@ Web Content 1000/1000
 
 def test_follow_forks():
     samples, parents = prof.parse_script(FORKS)
-    check(parents == {200: 100, 300: 200, 1000: 999}, f"fork records, threads skipped: "
-                                                     f"{parents}")
-    check([pid for pid, _ in samples] == [100, 200, 300, 999, 1000],
-          f"samples and their pids, task events skipped: {[p for p, _ in samples]}")
+    assert parents == {200: 100, 300: 200, 1000: 999}, "fork records, threads skipped"
+    assert [pid for pid, _ in samples] == [100, 200, 300, 999, 1000], \
+        "samples and their pids, task events skipped"
     keep = prof.descendants([100], parents)
-    check(keep == {100, 200, 300}, f"the server and the children forked under it: {keep}")
+    assert keep == {100, 200, 300}, "the server and the children forked under it"
     kept = [prof.classify(f) for pid, f in samples if pid in keep]
-    check(kept == ["net", "syscall", "parser"], f"only the server's samples: {kept}")
+    assert kept == ["net", "syscall", "parser"], "only the server's samples"
 
 
 def row(server, cpu, shares):
@@ -228,31 +229,13 @@ def test_summary():
             row("epoll", 14.0, {"net": 0.7, "sched": 0.3})]
     s = prof.summarise(rows)["epoll"]
     total = sum(s[b + "_share"] for b in prof.BUCKET_NAMES)
-    check(abs(total - 1.0) < 1e-9, f"median shares rescaled to a whole: {total}")
+    assert total == pytest.approx(1.0, abs=1e-9), "median shares rescaled to a whole"
     us = sum(s[b + "_us"] for b in prof.BUCKET_NAMES)
-    check(abs(us - 12.0) < 1e-9, f"bucket µs add up to the median CPU per request: {us}")
-    check(s["reps"] == 3, "three reps")
-    check("epoll" in prof.table(prof.summarise(rows)), "the table names the server")
+    assert us == pytest.approx(12.0, abs=1e-9), "bucket µs add up to the median CPU per request"
+    assert s["reps"] == 3, "three reps"
+    assert "epoll" in prof.table(prof.summarise(rows)), "the table names the server"
 
 
 def test_unknown_server():
-    try:
+    with pytest.raises(prof.ProfileError, match="no server named"):
         prof.make_target("no-such-server", "/tmp", "/tmp", "/tmp")
-        check(False, "an unknown name is refused")
-    except prof.ProfileError as e:
-        check("no server named" in str(e), f"the refusal says why: {e}")
-
-
-def main():
-    tests = [fn for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
-    for fn in tests:
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - a crash is a failed test, not a stopped suite
-            check(False, f"{fn.__name__} raised {type(e).__name__}: {e}")
-    print(f"{results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

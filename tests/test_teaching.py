@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_teaching.py - the lecture's own tools run and print what the docs say they print.
 
-    python3 tests/test_teaching.py [-k NAME]
+    pytest-3 tests/test_teaching.py [-k NAME]
 
     demo_idle   make demo-idle's script (bench/demo_idle.py), shortened: both servers, both
                 idle steps, a ratio line each, the points and (with gnuplot) the plot
@@ -14,8 +14,8 @@
     upper_*     examples/upper_{callbacks,yieldfrom,async}.py: the same line protocol three
                 ways, each serving three interleaved clients (a line split in two, quit)
 
-Needs make, make bench-idlers bench-loadgen build/bench/rpc_threads. Ends with "N passed,
-M failed". No timings are judged: the figures a run prints are the lecture's, not the test's.
+Needs make, make bench-idlers bench-loadgen build/bench/rpc_threads. Plain pytest
+functions; a figure's path or a missing tool is printed (`-s` shows it). No timings are judged: the figures a run prints are the lecture's, not the test's.
 """
 
 import os
@@ -24,14 +24,9 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CASES = []
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
-
 
 def run(cmd, env=None, timeout=300):
     e = dict(os.environ, **(env or {}))
@@ -40,8 +35,7 @@ def run(cmd, env=None, timeout=300):
     return p.returncode, p.stdout
 
 
-@case
-def demo_idle():
+def test_demo_idle():
     plot_dir = os.path.join(REPO, "build", "test-demo-idle")
     png = os.path.join(plot_dir, "demo-idle.png")
     if os.path.exists(png):
@@ -66,8 +60,7 @@ def demo_idle():
     assert "nginx" not in out and "h2o" not in out and "lighttpd" not in out, out
 
 
-@case
-def demo_rpc():
+def test_demo_rpc():
     rc, out = run([sys.executable, "bench/demo_rpc.py"],
                   env={"DEMO_RPC_CONNS": "20", "DEMO_RPC_RATES": "400", "DEMO_SECS": "0.5"})
     assert rc == 0, f"exit {rc}:\n{out}"
@@ -79,8 +72,7 @@ def demo_rpc():
     assert "errors" not in out, out
 
 
-@case
-def trace():
+def test_trace():
     rc, out = run(["scripts/trace.sh", "epoll"],
                   env={"TRACE_SVG": os.path.join(REPO, "build", "trace", "test-epoll.svg")})
     assert rc == 0, f"exit {rc}:\n{out}"
@@ -88,8 +80,7 @@ def trace():
     assert out.count("recvfrom(") >= 2 and "epoll_wait(" in out, out
 
 
-@case
-def slides():
+def test_slides():
     rc, out = run(["make", "slides"])
     assert rc == 0, f"make slides: exit {rc}:\n{out}"
     path = os.path.join(REPO, "build", "slides", "index.html")
@@ -116,7 +107,8 @@ def slides():
     print(f"     slides: first slide rendered by {chromium} --headless: {png}")
 
 
-def upper_example(name):
+@pytest.mark.parametrize("name", ["callbacks", "yieldfrom", "async"])
+def test_upper(name):
     p = subprocess.Popen([sys.executable, f"examples/upper_{name}.py", "--port", "0"], cwd=REPO,
                          stdout=subprocess.PIPE, text=True)
     try:
@@ -148,36 +140,3 @@ def upper_example(name):
     finally:
         p.terminate()
         p.wait(timeout=5)
-
-
-def upper_case(name):
-    def fn():
-        upper_example(name)
-    fn.__name__ = f"upper_{name}"
-    return fn
-
-
-for _name in ("callbacks", "yieldfrom", "async"):
-    CASES.append(upper_case(_name))
-
-
-def main():
-    args = sys.argv[1:]
-    pick = args[args.index("-k") + 1] if "-k" in args else ""
-    passed = failed = 0
-    for fn in CASES:
-        if pick and pick not in fn.__name__:
-            continue
-        try:
-            fn()
-            print(f"ok   {fn.__name__}", flush=True)
-            passed += 1
-        except (AssertionError, subprocess.TimeoutExpired) as e:
-            print(f"FAIL {fn.__name__}: {e}", flush=True)
-            failed += 1
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
