@@ -41,19 +41,17 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import c10kutil  # noqa: E402
-import efficiency  # noqa: E402
-import gate  # noqa: E402
-import hostproc  # noqa: E402
-import measure  # noqa: E402
-import openloop  # noqa: E402
-import plots  # noqa: E402
-import procs  # noqa: E402
-import report  # noqa: E402
-import scaling  # noqa: E402
-import www  # noqa: E402
+import c10kutil
+import efficiency
+import gate
+import hostproc
+import measure
+import openloop
+import plots
+import procs
+import report
+import scaling
+import www
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.path.join(REPO, os.environ.get("BUILD", "build"))

@@ -29,14 +29,12 @@ import subprocess
 import sys
 import types
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import openloop  # noqa: E402
-import procs  # noqa: E402
-from c10kutil import proc_fds  # noqa: E402
-from demo_common import (BUILD_DIR, REPO, bench_tool, finish, require, scratch,  # noqa: E402
+import openloop
+import procs
+from c10kutil import proc_fds
+from demo_common import (BUILD_DIR, REPO, bench_tool, finish, require, scratch,
                          split_cores)
-from measure import MeasureError  # noqa: E402
+from measure import MeasureError
 
 IDLERS = bench_tool("idlers")
 LOADGEN = bench_tool("loadgen")

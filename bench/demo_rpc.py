@@ -28,10 +28,8 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import procs  # noqa: E402
-from demo_common import REPO, bench_tool, finish, require, scratch, split_cores  # noqa: E402
+import procs
+from demo_common import REPO, bench_tool, finish, require, scratch, split_cores
 
 LOADGEN = bench_tool("loadgen")
 THREADS = bench_tool("rpc_threads")

@@ -64,11 +64,10 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import http_client  # noqa: E402
-import syscalls  # noqa: E402
-from c10kutil import model_traits, models, proc_pss_kib, process_tree  # noqa: E402
-from procs import StartError, StderrLines, children, threads  # noqa: E402
+import http_client
+import syscalls
+from c10kutil import model_traits, models, proc_pss_kib, process_tree
+from procs import StartError, StderrLines, children, threads
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(REPO, "bin")

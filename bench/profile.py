@@ -96,14 +96,12 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import measure  # noqa: E402
-import openloop  # noqa: E402
-import plots  # noqa: E402
-import procs  # noqa: E402
-import www  # noqa: E402
-from c10kutil import (append_csv, median, option_variant, option_variant_binary,  # noqa: E402
+import measure
+import openloop
+import plots
+import procs
+import www
+from c10kutil import (append_csv, median, option_variant, option_variant_binary,
                       process_tree, read_csv)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -32,9 +32,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import http_client  # noqa: E402
-from procs import StartError, StderrLines, children  # noqa: E402
+import http_client
+from procs import StartError, StderrLines, children
 
 EVENT = "raw_syscalls:sys_exit"
 URING_EVENT = "io_uring:io_uring_submit_req"

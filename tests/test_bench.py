@@ -18,11 +18,10 @@ import tempfile
 from types import SimpleNamespace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "bench"))
-import c10kutil  # noqa: E402
-import efficiency  # noqa: E402
-import openloop  # noqa: E402
-import report  # noqa: E402
+import c10kutil
+import efficiency
+import openloop
+import report
 
 def point(rate, achieved=None, p99=1.0, errors=0, non2xx=0, client_bound=0, setup_failed=0,
           requests=None, server="epoll", conns=10000, close=0, fixed=0, cpu=10.0):
@@ -189,7 +188,6 @@ def test_readiness_line():
     assert got == ("::1", 8080, "uring", "www"), f"readiness line, IPv6: {got}"
     assert c10kutil.parse_listening("served 3 requests on 1 connections") is None, (
         "readiness line: another line is not one")
-    sys.path.insert(0, HERE)
     import fixtures
     import procs
     assert fixtures.LISTENING_RE is c10kutil.LISTENING_RE is procs.LISTENING_RE, (

@@ -31,9 +31,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "bench"))
-import c10kutil  # noqa: E402
-import efficiency  # noqa: E402
+import c10kutil
+import efficiency
 
 BUILD = os.environ.get("BUILD", "build")
 SLOW = "epoll@busy_send"

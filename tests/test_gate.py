@@ -17,9 +17,8 @@ import sys
 import tempfile
 from types import SimpleNamespace
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
-import detgate  # noqa: E402
-import gate  # noqa: E402
+import detgate
+import gate
 
 def rows(server, conns, ratios, cpu_ratios, pressures):
     return [{"server": server, "conns": conns, "rep": i + 1, "rps": 1000.0 * r,

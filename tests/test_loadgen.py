@@ -40,8 +40,7 @@ import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import fixtures  # noqa: E402
+import fixtures
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 BUILD = os.environ.get("BUILD", "build")
@@ -290,7 +289,6 @@ def test_split(server):
     """The harness's point split over K loadgen instances (bench/openloop.py): together
     they offer the same rate over the same connections as one, and the merged counts are
     the sums of the instances'."""
-    sys.path.insert(0, os.path.join(REPO, "bench"))
     import types
 
     import openloop

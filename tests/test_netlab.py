@@ -44,7 +44,6 @@ import time
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "bench"))
 
 BUILD = os.environ.get("BUILD", "build")
 TAG = os.getpid() % 100000

@@ -9,13 +9,11 @@ Plain pytest functions, one per sample (`pytest-3 tests/test_profile.py`).
 """
 
 import os
-import sys
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "bench"))
-import profile as prof  # noqa: E402
+import profile as prof
 
 K = "[kernel.kallsyms]"
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
