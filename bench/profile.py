@@ -102,7 +102,7 @@ import plots
 import procs
 import www
 from c10kutil import (append_csv, median, option_variant, option_variant_binary,
-                      process_tree, read_csv)
+                      process_tree, psi_some_avg10, read_csv)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.path.join(REPO, os.environ.get("BUILD", "build"))
@@ -333,7 +333,9 @@ class PerfControl:
 def loadgen_window(target, args, label, log, start_perf):
     """One loadgen run against a started target; start_perf(pids) returns the
     PerfControls to switch on and off at the window's edges (none for a bare run).
-    Returns (loadgen's JSON, the two Snapshots, the 1-min load average at the start)."""
+    Returns (loadgen's JSON, the two Snapshots, the CPU pressure at the start: PSI's share
+    of the last 10 s in which some task waited for a CPU, which the server's own threads
+    and children do not inflate as they do the load average)."""
     loadgen = os.path.join(BUILD_DIR, "bench", "loadgen")
     cmd = [loadgen, "--host", "127.0.0.1", "--port", str(target.port),
            "--conns", str(args.conns), "--rate", f"{args.rate:g}",
@@ -353,7 +355,7 @@ def loadgen_window(target, args, label, log, start_perf):
         # Every process of the server (fork's children exist once the connections are open).
         perfs = start_perf(process_tree(pid))
         openloop.sleep_until(t0 + args.warmup)
-        load = os.getloadavg()[0]
+        pressure = psi_some_avg10()
         for p in perfs:
             p.command("enable")
         edges.append(measure.Snapshot(pid))
@@ -373,7 +375,7 @@ def loadgen_window(target, args, label, log, start_perf):
         j = json.loads(text.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise ProfileError("loadgen gave no result: " + " | ".join(err.lines[-3:]))
-    return j, edges, load
+    return j, edges, pressure
 
 
 def answers_of(j):
@@ -409,7 +411,7 @@ def profile_one(target, args, log_dir, label, log):
                              "-p", ",".join(map(str, pids))], counts_path, log), record]
 
     profiled = []
-    j, edges, load = loadgen_window(target, args, label, log, start_perf)
+    j, edges, pressure = loadgen_window(target, args, label, log, start_perf)
     script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,pid,tid,ip,sym,dso",
                              "--show-task-events"],
                             capture_output=True, text=True)
@@ -427,7 +429,7 @@ def profile_one(target, args, log_dir, label, log):
     cpu_s = edges[0].cpu_s(edges[1])
     window = edges[1].t - edges[0].t
     row = {"server": target.name, "model": target.model, "conns": args.conns,
-           "date": time.strftime("%Y-%m-%d", time.gmtime()), "loadavg": load,
+           "date": time.strftime("%Y-%m-%d", time.gmtime()), "cpu_pressure": pressure,
            "offered_rps": j["offered_rps"], "achieved_rps": j["achieved_rps"],
            "p99_ms": j.get("p99_ms"), "errors": j.get("errors", 0),
            "client_bound": int(bool(j.get("client_bound"))), "requests": answers,
@@ -448,7 +450,7 @@ def profile_one(target, args, log_dir, label, log):
     return row
 
 
-CSV_HEADER = (["server", "model", "date", "loadavg", "conns", "rep", "offered_rps",
+CSV_HEADER = (["server", "model", "date", "cpu_pressure", "conns", "rep", "offered_rps",
                "achieved_rps", "p99_ms",
                "errors", "client_bound", "requests", "window_s", "cpu_s", "server_util",
                "cpu_us_per_req", "bare_cpu_us_per_req", "syscalls_per_req", "ctxsw_per_req",
@@ -546,8 +548,9 @@ def plot(run_dir, summary, note):
 
 def note_for(rows):
     r = rows[0]
-    loads = [x["loadavg"] for x in rows if x.get("loadavg") is not None]
-    load = f", 1-min load average {min(loads):.0f}-{max(loads):.0f}" if loads else ""
+    psi = [x["cpu_pressure"] for x in rows if x.get("cpu_pressure") is not None]
+    load = f", CPU pressure at the windows' start {min(psi):.0f}-{max(psi):.0f}%" if psi \
+        else ""
     return (f"{r['conns']} keep-alive connections, {r['offered_rps']:,.0f} req/s open loop "
             f"(loadgen on CPU 1, server on CPU 0), {r['window_s']:.1f} s window; "
             f"median of {max(summarise(rows)[r['server']]['reps'], 1)} run(s) per server; "
