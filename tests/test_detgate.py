@@ -86,10 +86,14 @@ def per_request(output, pattern):
 
 def fails_only_in(preload, workload, call, least, what):
     """Checks that preload fails the syscall layer in workload alone, naming call with at
-    least this much more per request."""
+    least this much more per request. Elsewhere only a count of waits may move: how often
+    a server sleeps follows timing (one_event.so has moved churn's epoll_wait from 2.93 to
+    1.92 per request, just past its tolerance of 1.00), and a wait is not the regression
+    the case looks for."""
     status, out = detgate("syscalls", preload)
     delta = per_request(out, rf"FAIL: {SERVER}, {workload}: {call} \+([0-9.]+)/request")
-    others = re.findall(rf"FAIL: {SERVER}, (?!{workload})", out)
+    others = [line for line in re.findall(rf"FAIL: {SERVER}, (?!{workload}).*", out)
+              if "I/O wait" not in line]
     assert status == 1 and delta is not None and delta >= least and not others, (
         f"{what} fails in the {workload} workload alone, naming it ({call} +{delta})"
         + tail(out))
