@@ -114,7 +114,9 @@ TOL_EXACT_LONG = 0.1      # the same in batch and large, whose runs last seconds
                           # processes (openat2, newfstatat, close) made 0.06 per request
 TOL_SPREAD_FACTOR = 3     # counts that moved between the runs of an update: 3 x their spread
 TOL_WAIT = 0.6            # per request, at least, for the calls whose count follows timing
-TOL_WAIT_CHURN = 1.0      # the same for the waits of the churn workload
+TOL_WAIT_CHURN = 1.25     # the same for the waits of the churn workload: one more or one
+                          # less per connection is timing (bin/epoll: 1.92 and 2.93 per
+                          # request in runs of the same binary), and a little over
 TOL_LOCK_SHARE = 0.5      # futex and sched_yield, where the server has them: this share
 TOL_TIMING_MAX = 0.5      # a failed call whose spread is wider than this is not judged
 WAITS = {"epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select", "pselect6",
