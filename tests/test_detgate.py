@@ -119,6 +119,17 @@ def test_judged_by_trait():
     fails, _ = gate.judge(prof, now, ["prefork", "epoll"])
     assert len(fails) == 1 and fails[0].startswith("epoll, batch: futex +0.14/request (new)"), (
         f"a futex never seen fails single-threaded epoll, not prefork (locks trait): {fails}")
+    # bin/aio's batch in a fresh clone: glibc started fewer aio threads than in the profile.
+    prof = {"syscalls": {s: {"batch": {"clone3": {"per_request": 1.27, "tolerance": 0.23},
+                                       "rt_sigprocmask": {"per_request": 2.95,
+                                                          "tolerance": 0.77}}}
+                         for s in ("aio", "epoll")}, "memory": {}, "instructions": {}}
+    now = {"errors": {}, "memory": {}, "instructions": {},
+           "syscalls": {s: {w: ({"clone3": 0.95, "rt_sigprocmask": 1.99} if w == "batch"
+                                else {}) for w in WORKLOADS} for s in ("aio", "epoll")}}
+    fails, _ = gate.judge(prof, now, ["aio", "epoll"])
+    assert len(fails) == 2 and all(f.startswith("epoll, batch:") for f in fails), (
+        f"fewer thread starts fail epoll, not aio (locks trait: threads on demand): {fails}")
 
 
 def test_unchanged_passes(built):
