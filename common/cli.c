@@ -9,18 +9,17 @@
 
 /* The options only some models take: busy polling, measured in docs/lecture.md, never a
  * default. */
+#define SQPOLL_HELP                                                                                \
+    "--sqpoll: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL): no\n"             \
+    "  system call to submit, a core kept busy (and no DEFER_TASKRUN).\n"
 static const struct cli_model_option {
     const char *opt, *model, *help;
 } cli_model_options[] = {
     {"--busy-poll", "epoll",
      "--busy-poll USEC: epoll_wait spins up to USEC before it sleeps (EPIOCSPARAMS, Linux\n"
      "  6.9); it spins only for sockets that came through a NAPI device, not loopback.\n"},
-    {"--sqpoll", "uring",
-     "--sqpoll: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL): no\n"
-     "  system call to submit, a core kept busy (and no DEFER_TASKRUN).\n"},
-    {"--sqpoll", "corouring",
-     "--sqpoll: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL): no\n"
-     "  system call to submit, a core kept busy (and no DEFER_TASKRUN).\n"},
+    {"--sqpoll", "uring", SQPOLL_HELP},
+    {"--sqpoll", "corouring", SQPOLL_HELP},
 };
 
 /* Whether model takes opt, one of cli_model_options; its entry, or NULL. */

@@ -404,6 +404,13 @@ void ring_rx_drop(struct ring *r, struct ring_rx *rx)
         ring_give(r, ring_rx_pop(r, rx));
 }
 
+void ring_rx_end(struct ring *r, struct ring_rx *rx, uint64_t user_data, int fd)
+{
+    if (ring_rx_cancel(r, rx, user_data) < 0)
+        ring_shutdown(r, fd); /* ends it as well, without the ring */
+    ring_rx_drop(r, rx);
+}
+
 int ring_wait(struct ring *r, int timeout_ms)
 {
     struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,

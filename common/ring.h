@@ -150,6 +150,11 @@ int ring_rx_cancel(struct ring *r, struct ring_rx *rx, uint64_t user_data);
 /* Gives every held buffer back to the ring (a closing connection). */
 void ring_rx_drop(struct ring *r, struct ring_rx *rx);
 
+/* A closing connection's receive, ended without waiting for it: cancelled, or with no
+ * submission entry free the socket fd shut down, which ends it too; its held buffers go
+ * back. Its last completion still comes, known by its user_data's generation. */
+void ring_rx_end(struct ring *r, struct ring_rx *rx, uint64_t user_data, int fd);
+
 /* A response tx's bytes in memory (tx->len > 0) are sent with one operation
  * that the kernel finishes itself if the socket takes only part (MSG_WAITALL):
  * a SEND, or a SENDMSG of the head and a cached body, whose msg and iov must stay

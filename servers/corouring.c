@@ -197,9 +197,7 @@ static enum conn_want co_read(struct corouring_conn *rc)
 static void co_end_rx(struct corouring_conn *rc)
 {
     struct ring *r = &rc->task.rs->ring;
-    if (ring_rx_cancel(r, &rc->rx, rx_data(rc)) < 0)
-        ring_shutdown(r, rc->conn.fd); /* ends it as well, without the ring */
-    ring_rx_drop(r, &rc->rx);
+    ring_rx_end(r, &rc->rx, rx_data(rc), rc->conn.fd);
 }
 
 /* Sends tx's bytes in memory, the head and a cached body together, in one

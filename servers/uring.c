@@ -133,16 +133,15 @@ static void uring_close(struct uring *u, struct conn *c)
     c->want = CONN_CLOSE;
     conn_forget_deadline(c);
     pipepool_leave(&u->pipes, &uc->pipe);
-    ring_rx_drop(&u->ring, &uc->rx);
     if (uc->in_flight == (uc->rx.armed ? 1u : 0u)) {
         /* Nothing in flight but the recv: it is cancelled and not waited for. It
          * writes only into the ring's buffers, and its last completion, if the fd
          * number serves a new connection by then, carries an older generation. */
-        if (ring_rx_cancel(&u->ring, &uc->rx, uring_tag(OP_RECV, c)) < 0)
-            ring_shutdown(&u->ring, c->fd); /* ends it as well, without the ring */
+        ring_rx_end(&u->ring, &uc->rx, uring_tag(OP_RECV, c), c->fd);
         uring_finish_close(u, c);
         return;
     }
+    ring_rx_drop(&u->ring, &uc->rx);
     /* The multishot recv, or a poll waiting for room, would never end on
      * its own. The fd stays open until all are back, so the kernel cannot
      * give its number to a new connection while a late completion is due. */
