@@ -533,7 +533,7 @@ def plot(run_dir, summary, note):
         "set title " + plots.gp_str("Where the CPU goes: server CPU per request, by bucket "
                                     "(perf cpu-clock samples)"),
         "set label 1 " + plots.gp_str(plots.wrap(note, 120)) +
-        " at screen 0.01, screen 0.03 font ',9'",
+        " at screen 0.01, screen 0.06 font ',9'",
         "set bmargin 7",
     ]
     parts = []
@@ -549,12 +549,16 @@ def plot(run_dir, summary, note):
 def note_for(rows):
     r = rows[0]
     psi = [x["cpu_pressure"] for x in rows if x.get("cpu_pressure") is not None]
+    bound = sorted({x["server"] for x in rows if x.get("client_bound")},
+                   key=[x["server"] for x in rows].index)
     load = f", CPU pressure at the windows' start {min(psi):.0f}-{max(psi):.0f}%" if psi \
         else ""
     return (f"{r['conns']} keep-alive connections, {r['offered_rps']:,.0f} req/s open loop "
             f"(loadgen on CPU 1, server on CPU 0), {r['window_s']:.1f} s window; "
             f"median of {max(summarise(rows)[r['server']]['reps'], 1)} run(s) per server; "
-            f"{r.get('date') or ''}, shared 2-core machine{load}: noisy.")
+            f"{r.get('date') or ''}, shared 2-core machine{load}: noisy."
+            + (f" Client-bound (loadgen fell behind, so not the server's figure) in some "
+               f"run of: {', '.join(bound)}." if bound else ""))
 
 
 def finish(run_dir, rows):
