@@ -234,6 +234,18 @@ def test_summary():
     assert "epoll" in prof.table(prof.summarise(rows)), "the table names the server"
 
 
+def test_note_names_client_bound():
+    """The plot's note says which servers' runs were client-bound, and only those."""
+    rows = [dict(row("epoll", 10.0, {"net": 1.0}), client_bound=1),
+            row("uring", 11.0, {"net": 1.0}), row("uring", 11.0, {"net": 1.0})]
+    for r in rows:
+        r.update(conns=100, offered_rps=5000.0, window_s=5.0, date="2026-12-07",
+                 cpu_pressure=1.0)
+    note = prof.note_for(rows)
+    assert "Client-bound" in note and "run of: epoll." in note, note
+    assert "Client-bound" not in prof.note_for(rows[1:]), "no mark without a client-bound run"
+
+
 def test_unknown_server():
     with pytest.raises(prof.ProfileError, match="no server named"):
         prof.make_target("no-such-server", "/tmp", "/tmp", "/tmp")
