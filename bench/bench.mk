@@ -52,9 +52,9 @@ $(BENCH_IDLERS): bench/c/idlers.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 # The null server every open-loop run is calibrated against (docs/bench.md, the floor).
-$(BENCH_FLOOR): bench/c/floor.c
+$(BENCH_FLOOR): bench/c/floor.c bench/c/floor_uring.c bench/c/floor.h
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< -lpthread
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $(filter %.c,$^) -luring -lpthread
 
 # The open-loop load generator (docs/loadgen.md).
 LOADGEN_SRC := bench/c/loadgen.c bench/c/loadgen_results.c
@@ -129,7 +129,7 @@ PROFILE_RATE ?= 5000
 PROFILE_SECS ?= 5
 PROFILE_REPS ?= 1
 PROFILE_ARGS ?=
-profile: all $(BENCH_LOADGEN)
+profile: all $(BENCH_LOADGEN) $(BENCH_FLOOR)
 	BUILD=$(BUILD) $(BENCH_PY) bench/profile.py --conns $(PROFILE_CONNS) \
 	  --rate $(PROFILE_RATE) --secs $(PROFILE_SECS) --reps $(PROFILE_REPS) $(PROFILE_ARGS) \
 	  $(or $(MODELS),$(MODEL))

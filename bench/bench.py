@@ -393,7 +393,8 @@ class Bench:
 
     def run_profile(self):
         """Where the CPU goes: make profile's buckets (bench/profile.py, perf cpu-clock on the
-        server's CPU) for bin/epoll, bin/uring and the floor at one open-loop rate, about 25 s,
+        server's CPU) for bin/epoll, bin/uring, the floor and the floor's io_uring loop
+        (floor --uring) at one open-loop rate, about 30 s,
         in the run's profile/. Alone on the machine, as every measured window is; full runs
         only (BENCH_PROFILE=0: none); it needs root and perf."""
         cfg = self.cfg
@@ -404,6 +405,8 @@ class Bench:
             self.notes.append("no CPU profile (bench/profile.py): it needs root and perf")
             return
         names.append(efficiency.FLOOR)
+        if "uring" in names:  # the least io_uring can do, beside the least epoll can do
+            names.append(efficiency.FLOOR + "+uring")
         print(f"bench: where the CPU goes: {' '.join(names)} at {PROFILE_RATE:,} req/s over "
               f"{PROFILE_CONNS} connections (bench/profile.py)", flush=True)
         cmd = [sys.executable, os.path.join(REPO, "bench", "profile.py"),

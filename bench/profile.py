@@ -255,20 +255,19 @@ class ProfileError(Exception):
 
 def make_target(name, root, run_dir, log_dir):
     """A server the bench can start: a peer (procs.PEERS), bin/NAME, bin/NAME with an
-    option of its own (NAME+OPTION, c10kutil.option_variant), or build/bench/NAME."""
+    option of its own (NAME+OPTION, c10kutil.option_variant), or build/bench/NAME (with an
+    option too: floor+uring, the null server's io_uring loop)."""
     if name in procs.PEERS:
         cls, binary = procs.PEERS[name]
         return cls(binary, root, SERVER_CORES, run_dir)
     model, _ = option_variant(name)
-    path = os.path.join(REPO, "bin", model)
-    if model != name and os.access(path, os.X_OK):
-        # Checking the name only (no log_dir yet): nothing is written.
-        binary = option_variant_binary(name, path, log_dir) if log_dir else path
-        return procs.Server(binary, root, SERVER_CORES, log_dir)
     for d in (os.path.join(REPO, "bin"), os.path.join(BUILD_DIR, "bench")):
-        path = os.path.join(d, name)
-        if os.access(path, os.X_OK):
-            return procs.Server(path, root, SERVER_CORES, log_dir)
+        path = os.path.join(d, model)
+        if not os.access(path, os.X_OK):
+            continue
+        if model != name and log_dir:  # checking the name only (no log_dir): nothing written
+            path = option_variant_binary(name, path, log_dir)
+        return procs.Server(path, root, SERVER_CORES, log_dir)
     raise ProfileError(f"no server named {name}: not a peer ({', '.join(procs.PEERS)}), "
                        f"not in bin/ nor in {os.path.relpath(BUILD_DIR, REPO)}/bench/ "
                        "(run make)")

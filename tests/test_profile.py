@@ -249,3 +249,17 @@ def test_note_names_client_bound():
 def test_unknown_server():
     with pytest.raises(prof.ProfileError, match="no server named"):
         prof.make_target("no-such-server", "/tmp", "/tmp", "/tmp")
+
+
+def test_bench_binary_with_an_option(tmp_path):
+    """floor+uring: a build/bench/ binary run with one of its own options, as epoll+busy-poll
+    is a bin/ one; the wrapper it gets execs the binary with the option first."""
+    floor = os.path.join(prof.BUILD_DIR, "bench", "floor")
+    if not os.access(floor, os.X_OK):
+        pytest.skip(f"no {floor} (make bench-floor)")
+    target = prof.make_target("floor+uring", "/tmp", "/tmp", str(tmp_path))
+    with open(target.binary) as f:
+        wrapper = f.read()
+    assert floor in wrapper and "--uring" in wrapper, wrapper
+    with pytest.raises(prof.ProfileError, match="no server named"):
+        prof.make_target("nosuch+uring", "/tmp", "/tmp", str(tmp_path))

@@ -1,7 +1,7 @@
 /* floor.c - the null server: the least an HTTP server can do on this kernel, so that every
  * other server's figures can be read against it (docs/bench.md, "The floor and the ceiling").
  *
- *   floor --addr 127.0.0.1 --port 0 --root DIR [--workers N] [--max-conns N]
+ *   floor --addr 127.0.0.1 --port 0 --root DIR [--workers N] [--uring] [--max-conns N]
  *         [--idle-timeout S] [--quiet]
  *
  * One thread, one epoll set, level-triggered. With --workers N (the bench gives it one per
@@ -20,10 +20,14 @@
  * TCP over loopback. Its CPU per request is the floor; the highest rate loadgen can offer
  * to it with its schedule kept is the client's ceiling.
  *
+ * --uring: the same answers through io_uring instead (floor_uring.c): the least a
+ * completion server can do, the floor bin/uring is read against (docs/profile.md).
+ * --max-conns sizes its table of direct descriptors; the epoll loop has no table.
+ *
  * Prints "listening on ADDR:PORT model=floor root=DIR" on stderr when ready (SPEC.md's
  * readiness line), and on SIGTERM/SIGINT "served N requests on M connections".
- * The options the harness passes to every server and that mean nothing here (--max-conns,
- * --idle-timeout, --quiet) are accepted and ignored.
+ * The options the harness passes to every server and that mean nothing here
+ * (--idle-timeout, --quiet) are accepted and ignored.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,6 +47,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "floor.h"
+
 #define MAX_EVENTS 256
 #define READ_BUF 4096
 #define ANSWER_BODY_MAX (1 << 20)
@@ -55,11 +61,6 @@ static void on_stop(int sig)
     (void)sig;
     stopping = 1;
 }
-
-struct answer {
-    char *bytes;
-    size_t len;
-};
 
 /* The whole answer, head and body, built once: nothing is read or formatted per request. */
 static int answer_build(struct answer *a, const char *root)
@@ -88,7 +89,8 @@ static int answer_build(struct answer *a, const char *root)
     return 0;
 }
 
-/* reuseport: several workers' listeners on one port, the kernel spreading connections. */
+/* reuseport: several workers' listeners on one port, the kernel spreading connections.
+ * Accepted sockets inherit TCP_NODELAY from the listener. */
 static int listen_on(const char *addr, int port, int reuseport, int *bound_port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -102,6 +104,7 @@ static int listen_on(const char *addr, int port, int reuseport, int *bound_port)
         return -1;
     socklen_t len = sizeof sa;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
         (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
         bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, SOMAXCONN) < 0 ||
         getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
@@ -121,10 +124,8 @@ static void accept_all(int epfd, int lfd, unsigned long *conns)
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return; /* EAGAIN, or out of fds: the queue waits for the next round */
-        int one = 1;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
-        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
-            epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
             close(fd);
             continue;
         }
@@ -152,16 +153,6 @@ static void serve(int fd, const struct answer *a, char *buf, unsigned long *requ
     if (memmem(buf, (size_t)n, "Connection: close", 17))
         close(fd);
 }
-
-/* One worker: its listener, its epoll set, its counts. stop_fd is shared: an eventfd that
- * becomes readable when the process is told to stop, waking every worker. */
-struct worker {
-    pthread_t thread;
-    int lfd, epfd, stop_fd;
-    const struct answer *a;
-    unsigned long requests, conns;
-    int rc;
-};
 
 /* Serves until stop_fd is readable, or (the first worker, which gets the signals) until
  * *signalled. */
@@ -192,18 +183,27 @@ static int worker_loop(struct worker *w, volatile sig_atomic_t *signalled)
     return rc;
 }
 
+static int use_uring; /* --uring */
+
+static int worker_run(struct worker *w, volatile sig_atomic_t *signalled)
+{
+    return use_uring ? floor_uring_loop(w, signalled) : worker_loop(w, signalled);
+}
+
 static void *worker_thread(void *arg)
 {
     struct worker *w = arg;
-    w->rc = worker_loop(w, NULL);
+    w->rc = worker_run(w, NULL);
     return NULL;
 }
 
-/* The worker's listener on addr:*port (0: any; then *port is the one bound) and its epoll
- * set watching it and stop_fd. */
+/* The worker's listener on addr:*port (0: any; then *port is the one bound) and, for the
+ * epoll loop, its epoll set watching it and stop_fd. */
 static int worker_open(struct worker *w, const char *addr, int *port, int reuseport)
 {
     w->lfd = listen_on(addr, *port, reuseport, port);
+    if (use_uring)
+        return w->lfd < 0 ? -1 : 0;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event lev = {.events = EPOLLIN, .data.fd = w->lfd};
     struct epoll_event sev = {.events = EPOLLIN, .data.fd = w->stop_fd};
@@ -216,10 +216,14 @@ static int worker_open(struct worker *w, const char *addr, int *port, int reusep
 int main(int argc, char **argv)
 {
     const char *addr = "127.0.0.1", *root = NULL;
-    int port = 0, nworkers = 1;
+    int port = 0, nworkers = 1, max_conns = 16384;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quiet"))
             continue;
+        if (!strcmp(argv[i], "--uring")) {
+            use_uring = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "floor: %s needs a value\n", argv[i]);
             return 2;
@@ -232,15 +236,19 @@ int main(int argc, char **argv)
             root = argv[++i];
         else if (!strcmp(argv[i], "--workers"))
             nworkers = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--max-conns") || !strcmp(argv[i], "--idle-timeout"))
+        else if (!strcmp(argv[i], "--max-conns"))
+            max_conns = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--idle-timeout"))
             i++;
         else {
             fprintf(stderr, "floor: unknown option %s\n", argv[i]);
             return 2;
         }
     }
-    if (!root || nworkers < 1 || nworkers > WORKERS_MAX) {
-        fprintf(stderr, "usage: floor --addr A --port P --root DIR [--workers 1..%d]\n",
+    if (!root || nworkers < 1 || nworkers > WORKERS_MAX || max_conns < 1) {
+        fprintf(stderr,
+                "usage: floor --addr A --port P --root DIR [--workers 1..%d] [--uring] "
+                "[--max-conns N]\n",
                 WORKERS_MAX);
         return 2;
     }
@@ -275,6 +283,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < nworkers; i++) {
         ws[i].stop_fd = stop_fd;
+        ws[i].max_conns = max_conns;
         ws[i].a = &a;
         if (worker_open(&ws[i], addr, &port, nworkers > 1) < 0) {
             fprintf(stderr, "floor: cannot listen on %s:%d: %s\n", addr, port, strerror(errno));
@@ -292,9 +301,10 @@ int main(int argc, char **argv)
         }
     }
     if (pthread_sigmask(SIG_UNBLOCK, &stop_sigs, NULL) == 0 && started == nworkers) {
-        fprintf(stderr, "listening on %s:%d model=floor root=%s\n", addr, port, root);
+        fprintf(stderr, "listening on %s:%d model=%s root=%s\n", addr, port,
+                use_uring ? "floor-uring" : "floor", root);
         fflush(stderr);
-        ws[0].rc = worker_loop(&ws[0], &stopping);
+        ws[0].rc = worker_run(&ws[0], &stopping);
     }
     uint64_t one = 1;
     if (write(stop_fd, &one, sizeof one) != sizeof one)
