@@ -22,6 +22,10 @@
 #                        MODELS="epoll uring coro nginx" draws them side by side. As root.
 #                        PROFILE_CONNS, PROFILE_RATE, PROFILE_SECS, PROFILE_REPS, and
 #                        PROFILE_ARGS for more options (--count, --overhead: docs/profile.md)
+#   make sendpath        how a file body should leave an io_uring server (bench/sendpath.py,
+#                        docs/profile.md): splice, SEND, SEND_ZC and SEND_ZC from a registered
+#                        buffer, CPU per MiB at each body size; SENDPATH_SIZES, SENDPATH_REPS,
+#                        SENDPATH_MIB (~2 min)
 #   make demo-idle       for a class: poll against epoll with 0 and 5,000 idle connections,
 #                        printed and drawn into build/demo-idle/demo-idle.png
 #                        (bench/demo_idle.py: idlers + loadgen, no peers, no root, ~25 s)
@@ -38,6 +42,7 @@ BUILD ?= build
 BENCH_IDLERS := $(BUILD)/bench/idlers
 BENCH_LOADGEN := $(BUILD)/bench/loadgen
 BENCH_FLOOR := $(BUILD)/bench/floor
+BENCH_SENDPATH := $(BUILD)/bench/sendpath
 BENCH_TOOLS := $(BENCH_IDLERS) $(BENCH_LOADGEN) $(BENCH_FLOOR)
 BENCH_RPC_THREADS := $(BUILD)/bench/rpc_threads
 BENCH_PY ?= python3
@@ -56,6 +61,11 @@ $(BENCH_FLOOR): bench/c/floor.c bench/c/floor_uring.c bench/c/floor.h
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $(filter %.c,$^) -luring -lpthread
 
+# The send-path measurement (bench/sendpath.py drives it).
+$(BENCH_SENDPATH): bench/c/sendpath.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< -luring
+
 # The open-loop load generator (docs/loadgen.md).
 LOADGEN_SRC := bench/c/loadgen.c bench/c/loadgen_results.c
 $(BENCH_LOADGEN): $(LOADGEN_SRC) bench/c/loadgen_results.h
@@ -70,14 +80,14 @@ $(BENCH_LOADGEN_ASAN): $(LOADGEN_SRC) bench/c/loadgen_results.h
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -O1 $(SAN_FLAGS_asan) -o $@ $(LOADGEN_SRC) -lm
 endif
-test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN) $(BENCH_IDLERS) $(BENCH_RPC_THREADS) $(BENCH_FLOOR)
+test: $(BENCH_LOADGEN) $(BENCH_LOADGEN_ASAN) $(BENCH_IDLERS) $(BENCH_RPC_THREADS) $(BENCH_FLOOR) $(BENCH_SENDPATH)
 
 # The thread-per-call client of make demo-rpc: one blocking connection per thread.
 $(BENCH_RPC_THREADS): bench/c/rpc_threads.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
-.PHONY: profile bench bench-quick bench-check bench-ci bench-ci-det bench-ci-update bench-history bench-baseline bench-idlers bench-loadgen bench-floor bench-tools inject \
+.PHONY: profile sendpath bench bench-quick bench-check bench-ci bench-ci-det bench-ci-update bench-history bench-baseline bench-idlers bench-loadgen bench-floor bench-tools inject \
         demo-idle demo-rpc
 bench-idlers: $(BENCH_IDLERS)
 bench-floor: $(BENCH_FLOOR)
@@ -133,6 +143,13 @@ profile: all $(BENCH_LOADGEN) $(BENCH_FLOOR)
 	BUILD=$(BUILD) $(BENCH_PY) bench/profile.py --conns $(PROFILE_CONNS) \
 	  --rate $(PROFILE_RATE) --secs $(PROFILE_SECS) --reps $(PROFILE_REPS) $(PROFILE_ARGS) \
 	  $(or $(MODELS),$(MODEL))
+SENDPATH_SIZES ?= 4k,16k,64k,256k,1m,4m,16m
+SENDPATH_REPS ?= 5
+SENDPATH_MIB ?= 256
+sendpath: $(BENCH_SENDPATH)
+	BUILD=$(BUILD) $(BENCH_PY) bench/sendpath.py --sizes $(SENDPATH_SIZES) \
+	  --reps $(SENDPATH_REPS) --mib $(SENDPATH_MIB) \
+	  --out results/$$(date -u +%Y-%m-%dT%H%M)-sendpath
 # No deps here: it needs nothing beyond what make builds, and never root.
 demo-idle: $(BIN)/poll $(BIN)/epoll $(BENCH_TOOLS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/demo_idle.py

@@ -8,6 +8,11 @@ servers met, the ratio A/B paired by repetition (efficiency.paired(): both measu
 apart in each repetition), as median [interval] and n, with its verdict ("cheaper" or
 "dearer" only where the interval lies wholly below or above 1, from n >= 5). A claim such as
 "uring's CPU per request is at or below epoll's at every rate" is read from this table.
+
+RESULTS_DIR may also be a `make profile` run (profile.csv): there each round ran every
+server once at the one point, and the ratio is paired by round, as is each bucket's
+(--metric net_us, poller_us, ...). Its rounds are all used, client-bound or not, and the
+line says how many were client-bound.
 """
 
 import argparse
@@ -27,6 +32,9 @@ def main():
     ap.add_argument("b")
     ap.add_argument("--metric", default="cpu_us_per_req")
     args = ap.parse_args()
+    if os.path.exists(os.path.join(args.run_dir, "profile.csv")):
+        profile_pair(args)
+        return
     rows = [r for r in read_csv(os.path.join(args.run_dir, "openloop.csv")) if r.get("phase")]
     if not rows:
         sys.exit(f"bench-pair: no efficiency rows in {args.run_dir}/openloop.csv")
@@ -40,6 +48,25 @@ def main():
             print(f"  {rate:>9,.0f} req/s  " + (
                 f"{efficiency.fmt_interval(iv, 2)}  n={iv[4]}  {efficiency.verdict(iv)}"
                 if iv else "–  (no repetition where both were usable)"))
+
+
+def profile_pair(args):
+    """A `make profile` run: A over B by round, at its one point."""
+    rows = read_csv(os.path.join(args.run_dir, "profile.csv"))
+    by = {(r["server"], r["rep"]): r for r in rows if r.get(args.metric)}
+    pairs = [(r, by[(args.b, rep)]) for (s, rep), r in by.items()
+             if s == args.a and (args.b, rep) in by]
+    if not pairs:
+        sys.exit(f"bench-pair: no round with both {args.a} and {args.b} in {args.run_dir}")
+    ratios = [a[args.metric] / b[args.metric] for a, b in pairs]
+    bound = sum(1 for a, b in pairs if a.get("client_bound") or b.get("client_bound"))
+    iv = efficiency.interval(ratios) + (len(ratios),)
+    a0 = pairs[0][0]
+    print(f"{args.a} over {args.b}, {args.metric}, paired by round "
+          f"({os.path.basename(os.path.normpath(args.run_dir))}: {a0['conns']:.0f} connections, "
+          f"{a0['offered_rps']:,.0f} req/s)")
+    print(f"  {efficiency.fmt_interval(iv, 2)}  n={iv[4]}  {efficiency.verdict(iv)}"
+          + (f"  ({bound} of {len(pairs)} rounds client-bound)" if bound else ""))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ run "bench/loadgen (open-loop load generator)" pytest-3 tests/test_loadgen.py
 run "unit test_bench.py (the bench harness's rules)" pytest-3 tests/test_bench.py
 run "test_models.py (a new model: one row, one file)" pytest-3 tests/test_models.py
 run "unit test_profile.py (make profile's buckets)" pytest-3 tests/test_profile.py
+run "unit test_sendpath.py (the send-path and pairing tools)" pytest-3 tests/test_sendpath.py
 run "test_teaching.py (the lecture's tools run)" pytest-3 tests/test_teaching.py
 run "test_lab.py (make grade: reference passes, skeleton fails)" pytest-3 tests/test_lab.py
 run "test_netlab.py (the bench on a lab of network namespaces; root)" pytest-3 tests/test_netlab.py
