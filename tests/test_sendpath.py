@@ -107,3 +107,23 @@ def test_bench_pair_reads_a_profile_run():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__] + sys.argv[1:]))
+
+
+def test_send_zc_patch_applies():
+    """bench/experiments/send_zc/send-zc.patch applies to the commit ab.py builds it on."""
+    sys.path.insert(0, os.path.join(REPO, "bench", "experiments", "send_zc"))
+    import ab
+    with tempfile.TemporaryDirectory() as d:
+        tree = os.path.join(d, "tree")
+        add = subprocess.run(["git", "-C", REPO, "worktree", "add", "--detach", "-q", tree,
+                              ab.BASE], capture_output=True, text=True)
+        if add.returncode != 0:
+            pytest.skip(f"no commit {ab.BASE} here (a shallow clone?): {add.stderr.strip()}")
+        try:
+            check = subprocess.run(["git", "-C", tree, "apply", "--check",
+                                    os.path.join(REPO, "bench", "experiments", "send_zc",
+                                                 "send-zc.patch")],
+                                   capture_output=True, text=True)
+        finally:
+            subprocess.run(["git", "-C", REPO, "worktree", "remove", "--force", tree])
+    assert check.returncode == 0, check.stderr
