@@ -4,7 +4,7 @@ against each other inside the servers (README.md here says why this is not in th
 
     python3 bench/experiments/send_zc/ab.py [--conns 10] [--rate 400] [--secs 4]
                                             [--rounds 5] [--path /1m.bin] [--out DIR]
-                                            [--base COMMIT]
+                                            [--base COMMIT] [--user USER]
 
 Builds the servers with send-zc.patch applied (a git worktree of BASE, the commit it was
 made against, under DIR), then in
@@ -18,7 +18,8 @@ ratio to splice paired by round with interval and verdict, and what the server's
 (a refused SEND_ZC is warned). Writes DIR/ab.csv and DIR/ab.txt.
 
 Started as root, the servers serve as nobody, whose RLIMIT_MEMLOCK the pinned pages of a
-SEND_ZC count against: run it as root to see what the bench's servers would see.
+SEND_ZC count against: run it as root to see what the bench's servers would see. --user
+root keeps them root, whose pinned pages are not counted (CAP_IPC_LOCK).
 """
 
 import argparse
@@ -75,8 +76,8 @@ def one(binary, mode, args, log):
     """One run: (server µs per request, context switches per request, loadgen's JSON)."""
     env = dict(os.environ, C10K_FILE_SEND=mode)
     p = subprocess.Popen(["taskset", "-c", "0", binary, "--port", "0", "--root",
-                          os.path.join(REPO, "www")], stderr=subprocess.PIPE, text=True,
-                         env=env)
+                          os.path.join(REPO, "www")] + (["--user", args.user] if args.user else []),
+                         stderr=subprocess.PIPE, text=True, env=env)
     try:
         port = int(p.stderr.readline().split()[2].rsplit(":", 1)[1])
         lg = subprocess.Popen(["taskset", "-c", "1", os.path.join(REPO, "build", "bench",
@@ -106,6 +107,7 @@ def main():
     ap.add_argument("--path", default="/1m.bin")
     ap.add_argument("--out", default=None)
     ap.add_argument("--base", default=BASE)
+    ap.add_argument("--user", default=None, help="the servers' --user (default: theirs)")
     args = ap.parse_args()
     out = args.out or tempfile.mkdtemp(prefix="send-zc-")
     os.makedirs(out, exist_ok=True)
@@ -132,7 +134,8 @@ def main():
         w.writeheader()
         w.writerows(rows)
     lines = [f"{args.path} over {args.conns} connections at {args.rate}/s, {args.rounds} "
-             f"rounds, server CPU per request (µs, median), ratio to splice paired by round"]
+             f"rounds, server CPU per request (µs, median), ratio to splice paired by round"
+             + (f", servers as --user {args.user}" if args.user else "")]
     for server in SERVERS:
         by = {(r["mode"], r["round"]): r for r in rows if r["server"] == server}
         for mode in MODES:
