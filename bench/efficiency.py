@@ -27,7 +27,6 @@ than B" only where that interval lies wholly below 1 (dearer: above); otherwise 
 """
 
 import math
-import os
 import statistics
 import time
 
@@ -104,9 +103,21 @@ def paired(rows, a, b, conns, rate, metric="cpu_us_per_req"):
         if (row_workload(r) == w and r["offered_rps"] == rate and usable(r)
                 and r.get(metric) and r["server"] in (a, b)):
             by[(r["server"], r.get("rep"))] = r[metric]
-    ratios = [v / by[(b, rep)] for (s, rep), v in by.items() if s == a and (b, rep) in by]
+    return ratio_by_key({rep: v for (s, rep), v in by.items() if s == a},
+                        {rep: v for (s, rep), v in by.items() if s == b})
+
+
+def ratio_by_key(a, b):
+    """interval() of a[k] / b[k] over the keys (repetitions, rounds) both have, with their
+    number appended; None if they share none."""
+    ratios = [v / b[k] for k, v in a.items() if k in b and b[k]]
     iv = interval(ratios)
     return iv + (len(ratios),) if iv else None
+
+
+def fmt_ratio(iv):
+    """A paired ratio as the tools print it: 'median [low–high]  n=N  verdict'."""
+    return f"{fmt_interval(iv, 2)}  n={iv[4]}  {verdict(iv)}" if iv else "–"
 
 
 def verdict(iv):

@@ -72,7 +72,8 @@ def table(rows, methods):
         lines.append(f"\n{fmt_size(int(size))} bodies")
         lines.append(f"  {'method':<10}{'sender+sink':>24}{'sender':>10}{'sink':>10}"
                      f"{'GB/s':>8}   ratio to {base}")
-        by_round = {(r["method"], r["round"]): r["total_us_per_mib"] for r in at}
+        by_round = {m: {r["round"]: r["total_us_per_mib"] for r in at if r["method"] == m}
+                    for m in methods}
         for m in methods:
             mine = [r for r in at if r["method"] == m]
             if not mine:
@@ -83,13 +84,8 @@ def table(rows, methods):
             gbs = median([r["mib"] * (1 << 20) / r["wall_s"] / 1e9 for r in mine])
             ratio = ""
             if m != base:
-                rs = [v / by_round[(base, rnd)] for (mm, rnd), v in by_round.items()
-                      if mm == m and (base, rnd) in by_round]
-                iv = efficiency.interval(rs)
-                if iv:
-                    iv = iv + (len(rs),)
-                    ratio = (f"{efficiency.fmt_interval(iv, 2)}  n={iv[4]}  "
-                             f"{efficiency.verdict(iv)}")
+                ratio = efficiency.fmt_ratio(efficiency.ratio_by_key(by_round[m],
+                                                                     by_round[base]))
             lines.append(f"  {m:<10}{efficiency.fmt_interval(total, 0):>24}{sender:>10.0f}"
                          f"{sink:>10.0f}{gbs:>8.2f}   {ratio}")
     return "\n".join(lines) + "\n"

@@ -46,27 +46,25 @@ def main():
         for rate in rates:
             iv = efficiency.paired(rows, args.a, args.b, w, rate, args.metric)
             print(f"  {rate:>9,.0f} req/s  " + (
-                f"{efficiency.fmt_interval(iv, 2)}  n={iv[4]}  {efficiency.verdict(iv)}"
-                if iv else "–  (no repetition where both were usable)"))
+                efficiency.fmt_ratio(iv) if iv else "–  (no repetition where both were usable)"))
 
 
 def profile_pair(args):
     """A `make profile` run: A over B by round, at its one point."""
     rows = read_csv(os.path.join(args.run_dir, "profile.csv"))
-    by = {(r["server"], r["rep"]): r for r in rows if r.get(args.metric)}
-    pairs = [(r, by[(args.b, rep)]) for (s, rep), r in by.items()
-             if s == args.a and (args.b, rep) in by]
-    if not pairs:
+    a, b = ({r["rep"]: r for r in rows if r["server"] == name and r.get(args.metric)}
+            for name in (args.a, args.b))
+    iv = efficiency.ratio_by_key({k: r[args.metric] for k, r in a.items()},
+                                 {k: r[args.metric] for k, r in b.items()})
+    if not iv:
         sys.exit(f"bench-pair: no round with both {args.a} and {args.b} in {args.run_dir}")
-    ratios = [a[args.metric] / b[args.metric] for a, b in pairs]
-    bound = sum(1 for a, b in pairs if a.get("client_bound") or b.get("client_bound"))
-    iv = efficiency.interval(ratios) + (len(ratios),)
-    a0 = pairs[0][0]
+    bound = sum(1 for k in a if k in b and (a[k].get("client_bound") or b[k].get("client_bound")))
+    a0 = next(iter(a.values()))
     print(f"{args.a} over {args.b}, {args.metric}, paired by round "
           f"({os.path.basename(os.path.normpath(args.run_dir))}: {a0['conns']:.0f} connections, "
           f"{a0['offered_rps']:,.0f} req/s)")
-    print(f"  {efficiency.fmt_interval(iv, 2)}  n={iv[4]}  {efficiency.verdict(iv)}"
-          + (f"  ({bound} of {len(pairs)} rounds client-bound)" if bound else ""))
+    print(f"  {efficiency.fmt_ratio(iv)}"
+          + (f"  ({bound} of {iv[4]} rounds client-bound)" if bound else ""))
 
 
 if __name__ == "__main__":
