@@ -11,9 +11,9 @@ made against, under DIR), then in
 interleaved rounds runs each server three ways, chosen by C10K_FILE_SEND: splice (as the
 servers are), zc (the file mapped, SEND_ZC of at most 256 KiB per operation) and copy (the
 file mapped, a plain SEND). Each run: the server on CPU 0, build/bench/loadgen on CPU 1,
-open loop at --rate over --conns keep-alive connections for --path; the server's CPU (every
-thread's schedstat, io-wq workers included) and context switches over a window that starts
-0.5 s after the load does. Prints each way's server CPU per request (median of rounds), its
+open loop at --rate over --conns keep-alive connections for --path; the server's CPU and
+context switches (every thread, io-wq workers included, read as the bench reads them:
+measure.Snapshot) over a window that starts 0.5 s after the load does. Prints each way's server CPU per request (median of rounds), its
 ratio to splice paired by round with interval and verdict, and what the server's log said
 (a refused SEND_ZC is warned). Writes DIR/ab.csv and DIR/ab.txt.
 
@@ -35,7 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import efficiency  # noqa: E402
-from c10kutil import median  # noqa: E402
+from c10kutil import ctxsw_by_thread, median  # noqa: E402
+from measure import Snapshot  # noqa: E402
 
 MODES = ("splice", "zc", "copy")
 BASE = "e0525d2"  # the commit send-zc.patch was made against (--base HEAD: try the tree now)
@@ -50,26 +51,6 @@ def build(tree, base):
                    check=True)
     subprocess.run(["make", "-C", tree, "-j2", "bin/uring", "bin/corouring"], check=True,
                    stdout=subprocess.DEVNULL)
-
-
-def task_sum(pid, read):
-    total = 0
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:
-            total += read(f"/proc/{pid}/task/{t}")
-        except (OSError, ValueError):
-            pass  # a worker that exited between listdir and open
-    return total
-
-
-def cpu_ns(task):
-    with open(task + "/schedstat") as f:
-        return int(f.read().split()[0])
-
-
-def ctxsw(task):
-    with open(task + "/status") as f:
-        return sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
 
 
 def one(binary, mode, args, log):
@@ -87,15 +68,18 @@ def one(binary, mode, args, log):
                                str(args.secs + 1), "--warmup", "0", "--path", args.path],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         time.sleep(0.5)
-        c0, x0, t0 = task_sum(p.pid, cpu_ns), task_sum(p.pid, ctxsw), time.time()
+        x0, e0 = ctxsw_by_thread(p.pid), Snapshot(p.pid, tree=[p.pid])
         time.sleep(args.secs)
-        c1, x1, t1 = task_sum(p.pid, cpu_ns), task_sum(p.pid, ctxsw), time.time()
+        e1, x1 = Snapshot(p.pid, tree=[p.pid]), ctxsw_by_thread(p.pid)
         out = json.loads(lg.communicate()[0].strip().splitlines()[-1])
     finally:
         p.terminate()
         log.write(p.communicate(timeout=10)[1])
-    requests = args.rate * (t1 - t0)
-    return (c1 - c0) / 1e3 / requests, (x1 - x0) / requests, out
+    # Snapshot.cpu_s(): schedstat's nanoseconds, or clock ticks if an io-wq worker came or
+    # went between the edges; a thread born meanwhile starts its switches from zero.
+    requests = args.rate * (e1.t - e0.t)
+    switches = sum(v - x0.get(tid, 0) for tid, v in x1.items())
+    return e0.cpu_s(e1) * 1e6 / requests, switches / requests, out
 
 
 def main():
@@ -137,18 +121,16 @@ def main():
              f"rounds, server CPU per request (µs, median), ratio to splice paired by round"
              + (f", servers as --user {args.user}" if args.user else "")]
     for server in SERVERS:
-        by = {(r["mode"], r["round"]): r for r in rows if r["server"] == server}
+        cpu = {m: {r["round"]: r["us_per_req"] for r in rows
+                   if r["server"] == server and r["mode"] == m} for m in MODES}
         for mode in MODES:
             mine = [r for r in rows if r["server"] == server and r["mode"] == mode]
             line = (f"  {server:<10}{mode:<8}{median([r['us_per_req'] for r in mine]):>8.1f}"
                     f"{median([r['ctxsw_per_req'] for r in mine]):>7.2f} ctxsw"
                     f"  client-bound {sum(bool(r['client_bound']) for r in mine)}/{len(mine)}")
             if mode != "splice":
-                ratios = [r["us_per_req"] / by[("splice", r["round"])]["us_per_req"]
-                          for r in mine]
-                iv = efficiency.interval(ratios) + (len(ratios),)
-                line += (f"   {efficiency.fmt_interval(iv, 2)}  n={iv[4]}  "
-                         f"{efficiency.verdict(iv)}")
+                line += "   " + efficiency.fmt_ratio(efficiency.ratio_by_key(cpu[mode],
+                                                                            cpu["splice"]))
             lines.append(line)
     with open(os.path.join(out, "servers.log")) as f:
         refused = sum(1 for line in f if "SEND_ZC refused" in line)
