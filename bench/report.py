@@ -155,7 +155,7 @@ def headline_section(cfg, open_rows, targets, cap_desc):
     quota = max(quotas) if quotas else None
     if quota and not cap_desc:  # a replot: the CSV says what the cap was
         cap_desc = f"{quota:.0%} of a core (a cgroup CPU quota)"
-    lines = [f"## Capacity at SLO and CPU per request, open loop", "",
+    lines = ["## Capacity at SLO and CPU per request, open loop", "",
              f"bench/loadgen offers a fixed rate over N established keep-alive connections "
              f"(opened before the window; each sends at rate ÷ N), {cfg.open_secs:g} s measured "
              f"after {cfg.open_warm:g} s of warm-up; latency from each request's scheduled time. "
@@ -218,7 +218,7 @@ def idle_lesson(fig, many, cfg):
     for s in ("poll", "busypoll", "select"):
         if s not in fig:
             continue
-        (c_few, t_few), (c_many, t_many) = fig[s][("cap", few)], fig[s][("cap", many)]
+        (_, t_few), (c_many, t_many) = fig[s][("cap", few)], fig[s][("cap", many)]
         at_few = f" (at {few:,} connections: {t_few})"
         if c_many is not None:
             rel = f", {c_many / e_many:.2f}× epoll's {k(e_many)}" if e_many else ""

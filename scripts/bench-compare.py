@@ -164,7 +164,7 @@ def compare_closed(a_rows, b_rows, tolerance):
         return 0, 0
     changes = {"x nginx": [], "CPU/req": []}
     beyond = []
-    print(f"\nclosed loop (wrk): ratio to nginx and CPU µs per request")
+    print("\nclosed loop (wrk): ratio to nginx and CPU µs per request")
     print(f"{'file':<11} {'conns':>6} {'server':<9} {'x nginx: A':>10} {'B':>6} {'change':>7}"
           f"  {'CPU us/req: A':>13} {'B':>6} {'change':>7}")
     for p in points:
