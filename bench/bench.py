@@ -60,6 +60,16 @@ LOADGEN = os.environ.get("BENCH_LOADGEN", os.path.join(BUILD_DIR, "bench", "load
 FLOOR = os.path.join(BUILD_DIR, "bench", "floor")
 # The run's CPU profile (run_profile): which servers beside the floor, at what load.
 PROFILE_SERVERS = ("epoll", "uring")
+
+
+def profile_names(servers):
+    """What a full run profiles: bin/epoll and bin/uring where the run has them, then the
+    floor, and the floor's io_uring loop beside bin/uring (the least each engine can do).
+    None of the run's servers profiled: nothing."""
+    names = [n for n in PROFILE_SERVERS if n in servers]
+    if not names:
+        return []
+    return names + [efficiency.FLOOR] + ([efficiency.FLOOR + "+uring"] if "uring" in names else [])
 PROFILE_RATE, PROFILE_CONNS, PROFILE_SECS = 5000, 100, 5
 INJECT_DIR = os.path.join(BUILD_DIR, "inject")
 
@@ -398,15 +408,12 @@ class Bench:
         in the run's profile/. Alone on the machine, as every measured window is; full runs
         only (BENCH_PROFILE=0: none); it needs root and perf."""
         cfg = self.cfg
-        names = [n for n in PROFILE_SERVERS if n in cfg.servers]
+        names = profile_names(cfg.servers)
         if cfg.mode != "full" or not names or os.environ.get("BENCH_PROFILE", "1") == "0":
             return
         if os.geteuid() != 0 or self.syscalls != "perf":
             self.notes.append("no CPU profile (bench/profile.py): it needs root and perf")
             return
-        names.append(efficiency.FLOOR)
-        if "uring" in names:  # the least io_uring can do, beside the least epoll can do
-            names.append(efficiency.FLOOR + "+uring")
         print(f"bench: where the CPU goes: {' '.join(names)} at {PROFILE_RATE:,} req/s over "
               f"{PROFILE_CONNS} connections (bench/profile.py)", flush=True)
         cmd = [sys.executable, os.path.join(REPO, "bench", "profile.py"),

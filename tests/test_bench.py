@@ -739,6 +739,16 @@ def floor_answer(c, size):
     return got
 
 
+def test_profile_names():
+    """A full run profiles bin/epoll and bin/uring with the floor, and the floor's io_uring
+    loop only beside bin/uring; a run without either profiles nothing."""
+    import bench
+    assert bench.profile_names(["select", "epoll", "uring", "nginx"]) == [
+        "epoll", "uring", "floor", "floor+uring"]
+    assert bench.profile_names(["epoll"]) == ["epoll", "floor"]
+    assert bench.profile_names(["poll", "nginx"]) == []
+
+
 @pytest.mark.parametrize("loop", ["epoll", "uring"])
 def test_floor_workers(loop):
     """bench/floor --workers 2 (and --uring, its io_uring loop): two threads, two listeners on
