@@ -113,10 +113,13 @@ bench-quick: $(BENCH_TOOLS)
 	BUILD=$(BUILD) $(BENCH_PY) bench/bench.py quick
 # The wall-clock report runs even when the deterministic layer failed (it may say more),
 # and its verdict counts only with BENCH_STRICT=1.
+# The deterministic layer's failures are printed again at the end (DETGATE_SUMMARY).
 bench-ci: $(BENCH_IDLERS)
-	@det=0; $(BENCH_PY) bench/detgate.py check || det=$$?; \
+	@det=0; rm -f $(BUILD)/detgate-fails.txt; \
+	DETGATE_SUMMARY=$(BUILD)/detgate-fails.txt $(BENCH_PY) bench/detgate.py check || det=$$?; \
 	wall=0; BUILD=$(BUILD) $(BENCH_PY) bench/bench.py ci || wall=$$?; \
-	if [ $$det != 0 ]; then echo "bench-ci: FAIL (deterministic layer)"; exit 1; fi; \
+	if [ $$det != 0 ]; then cat $(BUILD)/detgate-fails.txt 2>/dev/null; \
+	  echo "bench-ci: FAIL (deterministic layer)"; exit 1; fi; \
 	if [ $$wall != 0 ] && [ "$$BENCH_STRICT" = 1 ]; then \
 	  echo "bench-ci: FAIL (wall clock, BENCH_STRICT=1)"; exit 1; fi; \
 	if [ $$wall != 0 ]; then echo "bench-ci: the wall-clock report did not finish (not judged)"; fi; \

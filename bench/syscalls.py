@@ -22,6 +22,7 @@ measurement to show on a busy machine. perf reads tracepoints as root (or with
 kernel.perf_event_paranoid at -1), as the gate does.
 """
 
+import errno
 import os
 import re
 import select
@@ -71,16 +72,21 @@ def syscall_names():
 
 # ---- a whole run, by name: perf record ----------------------------------------------------
 
-def record_argv(out_path, argv, under_shell=False):
+def record_argv(out_path, argv, under_shell=False, drop_eagain=False):
     """perf record of argv's run into out_path. Exits only: each names its call and its
     result, and half the events keep bin/busypoll's spinning within what perf can write.
     No build-ids and no BPF events: perf would spend a second on them at each start or
     exit. under_shell: perf record ends at the first SIGCHLD it gets, a child's stop
     included; a command that will be stopped (SIGSTOP) runs under a shell that waits for
-    it (its stops do not wake the shell), whose own calls read_record() leaves out."""
+    it (its stops do not wake the shell), whose own calls read_record() leaves out.
+    drop_eagain: the kernel leaves out every call that failed with EAGAIN (a tracepoint
+    filter), for a server that spins on them: bin/busypoll's batch workload made 2,750
+    such reads per request, over a million events a run, and perf lost some on a loaded
+    machine."""
     under = [SHELL, "-c", '"$@"; exit $?', SHELL] if under_shell else []
+    only = ["--filter", f"ret != -{errno.EAGAIN}"] if drop_eagain else []
     return ["perf", "record", "-q", "-B", "-N", "--no-bpf-event", "-m", "1024",
-            "-e", EVENT, "-e", URING_EVENT, "-o", out_path, "--"] + under + list(argv)
+            "-e", EVENT] + only + ["-e", URING_EVENT, "-o", out_path, "--"] + under + list(argv)
 
 
 def read_record(path):

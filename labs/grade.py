@@ -56,9 +56,9 @@ def counts(binary):
     # nobody: the directory is writable by all, sticky as /tmp is (as bench/detgate.py's).
     os.chmod(tmp, 0o1777)
     try:
-        calls = {w: detgate.per_request(binary, root, w, "perf", tmp)
+        calls = {w: detgate.per_request(binary, root, w, "perf", tmp)[0]
                  for w in ("keep-alive", "idle")}
-        insns = {w: detgate.per_request(binary, root, w, "valgrind", tmp)["instructions"]
+        insns = {w: detgate.per_request(binary, root, w, "valgrind", tmp)[0]["instructions"]
                  for w in ("keep-alive", "idle")}
         return calls, insns
     finally:

@@ -132,6 +132,27 @@ def test_judged_by_trait():
         f"fewer thread starts fail epoll, not aio (locks trait: threads on demand): {fails}")
 
 
+def test_once_a_second_work():
+    """No server needed: close +0.03 per request in idle (the file cache's revalidation in a
+    run slowed to 10 s, one process: 11 calls in 400 requests, 0.0275 allowed) passes with
+    that run's measured allowance and fails with a one-second run's (0.005, beside the
+    exact tolerance of 0.02)."""
+    import detgate as gate
+    close = {"close": {"per_request": 1.0, "tolerance": 0.02}}
+    prof = {"syscalls": {"busypoll": {w: close for w in WORKLOADS}}, "memory": {},
+            "instructions": {}}
+    now = {"errors": {}, "memory": {}, "instructions": {},
+           "syscalls": {"busypoll": {w: {"close": 1.03 if w == "idle" else 1.0}
+                                     for w in WORKLOADS}},
+           "ticks": {"busypoll": {w: (1 + 1) / 400 for w in WORKLOADS}}}
+    fails, _ = gate.judge(prof, now, ["busypoll"])
+    assert len(fails) == 1 and fails[0].startswith("busypoll, idle: close +0.03"), (
+        f"a one-second run allows 0.005: +0.03 fails ({fails})")
+    now["ticks"]["busypoll"]["idle"] = (10 + 1) / 400
+    fails, _ = gate.judge(prof, now, ["busypoll"])
+    assert not fails, f"a ten-second run allows 0.0275: +0.03 passes ({fails})"
+
+
 def test_unchanged_passes(built):
     status, out = detgate("syscalls,instructions,memory")
     assert status == 0 and "detgate: PASS" in out, f"unchanged bin/{SERVER} passes" + tail(out)
@@ -210,6 +231,36 @@ def test_conn_leak(built):
     assert status == 1 and delta is not None and 3 <= delta <= 5, (
         f"4 KiB kept per connection fails, naming the memory (Pss +{delta} KiB/connection)"
         + tail(out))
+
+
+SPIN = """import os
+r, w = os.pipe()
+os.set_blocking(r, False)
+for _ in range(50):
+    try:
+        os.read(r, 1)
+    except BlockingIOError:
+        pass
+os.write(w, b"x")
+os.read(r, 1)
+"""
+
+
+def test_spinning_failures_not_recorded(tmp_path):
+    """What the gate records of a server with the spins trait (bin/busypoll): a process that
+    reads an empty nonblocking pipe 50 times records 50 EAGAIN reads without the filter,
+    none with it, and its read that succeeded either way."""
+    import syscalls
+    counts = {}
+    for drop in (False, True):
+        out = str(tmp_path / f"drop{drop}.data")
+        argv = syscalls.record_argv(out, [sys.executable, "-c", SPIN], drop_eagain=drop)
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, timeout=60)
+        counts[drop] = syscalls.read_record(out)
+    assert counts[False].get("read:failed", 0) >= 50 and "read:failed" not in counts[True], (
+        f"EAGAIN reads: {counts[False].get('read:failed')} recorded without the filter, "
+        f"{counts[True].get('read:failed')} with it (want >= 50, then none)")
+    assert counts[True].get("read", 0) >= 1, "the read that succeeded is still recorded"
 
 
 if __name__ == "__main__":
