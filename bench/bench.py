@@ -60,6 +60,14 @@ LOADGEN = os.environ.get("BENCH_LOADGEN", os.path.join(BUILD_DIR, "bench", "load
 FLOOR = os.path.join(BUILD_DIR, "bench", "floor")
 # The run's CPU profile (run_profile): which servers beside the floor, at what load.
 PROFILE_SERVERS = ("epoll", "uring")
+PROFILE_RATE, PROFILE_CONNS, PROFILE_SECS = 5000, 100, 5
+INJECT_DIR = os.path.join(BUILD_DIR, "inject")
+
+# A model with the fdset trait (servers/models.tsv: bin/select) cannot hold an fd >=
+# FD_SETSIZE (1024): its idle sweep stops below that, with room for wrk's 100 connections
+# and the server's own fds.
+SELECT_IDLE_MAX = 900
+SELECT_IDLE_STEPS = (500, 900)
 
 
 def profile_names(servers):
@@ -70,14 +78,7 @@ def profile_names(servers):
     if not names:
         return []
     return names + [efficiency.FLOOR] + ([efficiency.FLOOR + "+uring"] if "uring" in names else [])
-PROFILE_RATE, PROFILE_CONNS, PROFILE_SECS = 5000, 100, 5
-INJECT_DIR = os.path.join(BUILD_DIR, "inject")
 
-# A model with the fdset trait (servers/models.tsv: bin/select) cannot hold an fd >=
-# FD_SETSIZE (1024): its idle sweep stops below that, with room for wrk's 100 connections
-# and the server's own fds.
-SELECT_IDLE_MAX = 900
-SELECT_IDLE_STEPS = (500, 900)
 
 # Per mode: the matrix and timing unless the environment says otherwise. open_conns empty:
 # no open-loop sweep (bench-ci and bench-baseline keep their plain-nginx protocol).
